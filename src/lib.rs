@@ -1,0 +1,46 @@
+//! tollgate: a streaming edge auth proxy for HLS origins.
+//!
+//! # Layout: the data path of one viewer request, in order
+//!
+//! 1. **accept**: [`server`] owns the listeners (plain HTTP/1.1 + h2c, HTTPS via
+//!    [`tls`]), the connection cap, header limits and graceful drain.
+//! 2. **route**: [`path`] normalizes the request path (percent-decoding, merged
+//!    slashes, dot-segments) and refuses tricks; [`router`] picks the route by
+//!    longest prefix and names the channel.
+//! 3. **authenticate**: [`auth`] runs the route's methods in order ([`ipnet_set`]
+//!    backs the `ip` method).
+//! 4. **fetch**: [`origin`] holds one pooled client per origin with connect,
+//!    first-byte and idle-body timeouts; [`headers`] strips hop-by-hop headers
+//!    and adds `X-Forwarded-For`; [`credentials`] strips the proxy's own query
+//!    parameters.
+//! 5. **respond**: [`body`] streams the origin body through, aborting on
+//!    origin failure; [`error`] is the one place that maps failures to status,
+//!    code and blame.
+//! 6. **log**: [`access_log`] writes one JSON line; [`metrics`] names and counts.
+//!
+//! [`proxy`] is the one module that knows the order of these phases.
+//! [`config`] parses and validates the TOML file; [`runtime`] holds the
+//! swappable live state and handles SIGHUP/SIGTERM/SIGINT; [`admin`] serves
+//! `/metrics`, `/livez`, `/readyz`, `/healthz`. [`simorigin`] is the simulated
+//! live origin used by `tollgate demo` and the load harness.
+
+pub mod access_log;
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod error;
+pub mod headers;
+pub mod ipnet_set;
+pub mod metrics;
+pub mod origin;
+pub mod path;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod simorigin;
+pub mod tls;
+pub mod units;
