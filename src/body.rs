@@ -1,1 +1,235 @@
-//! placeholder
+//! Response body adapters (the linkerd `BodyWithEosFn` pattern).
+//!
+//! - [`IdleTimeout`] fails the body when the origin sends nothing for too long,
+//!   so a stalled origin aborts the viewer's response instead of hanging it.
+//! - [`Tracked`] counts bytes and calls its completion function exactly once:
+//!   at the end of the stream, on an error, or when the viewer goes away and
+//!   the body is dropped. Access logging and metrics hang off that call.
+//!
+//! Neither adapter buffers: each frame is passed on as it arrives. An error
+//! from the inner body is passed on as an error, which makes hyper abort the
+//! response (h1: connection closed before the declared length or the final
+//! chunk; h2: RST_STREAM), so a truncated body never looks complete.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every viewer response.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The origin sent no body bytes within the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("origin body idle for longer than {0:?}")]
+pub struct IdleTimeoutError(pub Duration);
+
+pin_project! {
+    /// Fails with [`IdleTimeoutError`] when no frame arrives within `timeout`.
+    pub struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    /// Wrap `inner`; the timer starts now and restarts on every frame.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep(timeout),
+            timeout,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                ready!(this.sleep.poll(cx));
+                Poll::Ready(Some(Err(IdleTimeoutError(*this.timeout).into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a tracked body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Every byte was sent.
+    Complete,
+    /// The inner body failed (origin reset, idle timeout); the response was aborted.
+    Failed,
+    /// The viewer went away before the end.
+    Cancelled,
+}
+
+pin_project! {
+    /// Counts data bytes and calls `done(bytes, end)` once when the body ends
+    /// or is dropped.
+    pub struct Tracked<B: Body, F: FnOnce(u64, BodyEnd)> {
+        #[pin]
+        inner: B,
+        bytes: u64,
+        done: Option<F>,
+    }
+
+    impl<B: Body, F: FnOnce(u64, BodyEnd)> PinnedDrop for Tracked<B, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(done) = this.done.take() {
+                // A body hyper never polled because it was empty (HEAD, 304,
+                // zero-length) still completed.
+                let end = if this.inner.is_end_stream() { BodyEnd::Complete } else { BodyEnd::Cancelled };
+                done(*this.bytes, end);
+            }
+        }
+    }
+}
+
+impl<B: Body, F: FnOnce(u64, BodyEnd)> Tracked<B, F> {
+    /// Wrap `inner`; `done` is called exactly once.
+    pub fn new(inner: B, done: F) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            done: Some(done),
+        }
+    }
+}
+
+impl<B, F> Body for Tracked<B, F>
+where
+    B: Body<Data = Bytes>,
+    F: FnOnce(u64, BodyEnd),
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = ready!(this.inner.poll_frame(cx));
+        let end = match &polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes += data.len() as u64;
+                }
+                None
+            }
+            Some(Err(_)) => Some(BodyEnd::Failed),
+            None => Some(BodyEnd::Complete),
+        };
+        if let Some(end) = end {
+            if let Some(done) = this.done.take() {
+                done(*this.bytes, end);
+            }
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use std::sync::{Arc, Mutex};
+
+    fn recorder() -> (Arc<Mutex<Vec<(u64, BodyEnd)>>>, impl FnOnce(u64, BodyEnd)) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        (log, move |b, e| l2.lock().unwrap().push((b, e)))
+    }
+
+    #[tokio::test]
+    async fn tracked_counts_and_completes_once() {
+        let (log, done) = recorder();
+        let body = Tracked::new(Full::new(Bytes::from_static(b"hello")), done);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert_eq!(*log.lock().unwrap(), vec![(5, BodyEnd::Complete)]);
+    }
+
+    #[tokio::test]
+    async fn tracked_reports_failure_and_cancel() {
+        let (log, done) = recorder();
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"abc"))), Err("reset".into())];
+        let body = Tracked::new(StreamBody::new(futures_util::stream::iter(frames)), done);
+        assert!(body.collect().await.is_err());
+        assert_eq!(*log.lock().unwrap(), vec![(3, BodyEnd::Failed)]);
+
+        let (log, done) = recorder();
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let body = Tracked::new(StreamBody::new(tokio_stream_from(rx)), done);
+        drop(body);
+        assert_eq!(*log.lock().unwrap(), vec![(0, BodyEnd::Cancelled)]);
+    }
+
+    fn tokio_stream_from<T>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_fails_a_stalled_body() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await.unwrap();
+        let mut body = Box::pin(IdleTimeout::new(
+            StreamBody::new(tokio_stream_from(rx)),
+            Duration::from_secs(5),
+        ));
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
+        // Nothing more arrives: with the clock paused, tokio advances to the deadline.
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<IdleTimeoutError>(), "{err}");
+        drop(tx);
+    }
+}

@@ -1,1 +1,201 @@
-//! placeholder
+//! Configuration: parse the TOML file, resolve secrets, validate, and report
+//! every problem at once with its key path (like `nginx -t`).
+//!
+//! [`raw`] mirrors the file (unknown keys are errors); [`Config`] is the
+//! validated, typed result the rest of the proxy uses. Loading is pure apart
+//! from reading the file, `env:`/`file:` secrets and TLS key files' existence;
+//! certificates themselves are parsed by [`crate::tls`] when the runtime is built.
+
+pub mod raw;
+pub mod secret;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+
+use ipnet::IpNet;
+
+use crate::auth::AuthMethod;
+pub use secret::Secret;
+
+/// One problem found in a config file, with the dotted key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path such as `route[1].origin` or `server.listen[0]`.
+    pub path: String,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was loaded from (for reloads and relative paths); `None` for inline configs.
+    pub source: Option<PathBuf>,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[ip]`.
+    pub ip: IpConfig,
+    /// `[[origin]]`, in file order.
+    pub origins: Vec<OriginConfig>,
+    /// `[[route]]`, in file order; a route's index is its id in the route table.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Plain HTTP listeners (HTTP/1.1 and h2c on each).
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners.
+    pub tls: Vec<TlsListenerConfig>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Longest request target (path + query) accepted; longer gets 414.
+    pub max_uri_bytes: usize,
+    /// Most viewer connections open at once across all listeners.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for in-flight responses before exiting.
+    pub shutdown_grace: Duration,
+}
+
+/// `[[server.tls]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListenerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Admin listener (`/metrics`, health, `/api/v1/*`); `None` disables it.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for `/api/v1/*`; without one the API answers 401 to everyone.
+    pub token: Option<Secret>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Write one JSON access-log line per request.
+    pub access: bool,
+}
+
+/// `[ip]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpConfig {
+    /// Networks that pass the `ip` method without credentials.
+    pub allow: Vec<IpNet>,
+    /// Networks refused on every route whatever they carry.
+    pub deny: Vec<IpNet>,
+}
+
+/// `[[origin]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// Name routes refer to.
+    pub name: String,
+    /// Base URL, `http://host:port[/base/path]`.
+    pub url: http::Uri,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time from sending the request to receiving the response head.
+    pub first_byte_timeout: Duration,
+    /// Longest pause between two body chunks before the response is aborted.
+    pub idle_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Most idle keep-alive connections kept to this origin.
+    pub pool_max_idle: usize,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Path prefix matched against the normalized request path.
+    pub prefix: String,
+    /// Index into [`Config::origins`].
+    pub origin: usize,
+    /// Which path segment after the prefix names the channel (1 = first).
+    pub channel: usize,
+    /// Authentication methods tried in order.
+    pub auth: Vec<AuthMethod>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: path.display().to_string(),
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Self::parse(&text, base)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Parse and validate config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigErrors> {
+        let de = toml::Deserializer::new(text);
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let mut path = e.path().to_string();
+            let message = e.into_inner().message().trim().to_owned();
+            // An unknown key at the top level has path "."; name the key itself.
+            if path == "." {
+                path = unknown_field(&message).unwrap_or("(top level)").to_owned();
+            }
+            ConfigErrors(vec![ConfigError { path, message }])
+        })?;
+        validate::validate(raw, base_dir)
+    }
+}
+
+mod validate;
+
+/// The key named in serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+}

@@ -1,1 +1,90 @@
-//! placeholder
+//! `tollgate demo`: the zero-setup main job. Starts the simulated live origin
+//! ([`crate::simorigin`]) on a free loopback port, the proxy in front of it
+//! with a built-in config, and prints URLs that ffplay and VLC can open.
+//!
+//! Everything listens on 127.0.0.1 only. The demo config opens the route to
+//! loopback viewers through the `ip` method.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::server::{self, Control, Listeners};
+use crate::simorigin::{SimOrigin, SimOriginOptions};
+
+/// The demo proxy's config for an origin at `origin`.
+pub fn demo_config(listen: SocketAddr, admin: SocketAddr, origin: SocketAddr) -> String {
+    format!(
+        r#"# tollgate demo configuration (generated)
+[server]
+listen = ["{listen}"]
+shutdown_grace = "5s"
+
+[admin]
+listen = "{admin}"
+
+[ip]
+allow = ["127.0.0.0/8", "::1/128"]
+
+[[origin]]
+name = "sim"
+url = "http://{origin}"
+
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "sim"
+channel = 1
+auth = ["ip"]
+"#
+    )
+}
+
+/// Run the demo until `control` says stop or drain.
+pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> anyhow::Result<()> {
+    let options = SimOriginOptions::default();
+    let channels = options.channels.clone();
+    let origin = SimOrigin::new(options);
+    let origin_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the simulated origin")?;
+    let origin_addr = origin_listener.local_addr()?;
+    let origin_stop = CancellationToken::new();
+    let origin_task = tokio::spawn(origin.serve(origin_listener, origin_stop.clone()));
+
+    let config = Config::parse(&demo_config(listen, admin, origin_addr), std::path::Path::new("."))
+        .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let listeners = Listeners::bind(&config).await.context(
+        "the demo needs its ports free; pass --listen 127.0.0.1:PORT / --admin 127.0.0.1:PORT",
+    )?;
+    let proxy_addr = listeners.http.first().map(TcpListener::local_addr).transpose()?;
+    let admin_addr = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    if let (Some(proxy), Some(admin)) = (proxy_addr, admin_addr) {
+        print_banner(proxy, admin, origin_addr, &channels);
+    }
+    let result = server::run(config, listeners, control).await;
+    origin_stop.cancel();
+    let _ = origin_task.await;
+    result
+}
+
+fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channels: &[String]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "tollgate demo");
+    let _ = writeln!(out, "  simulated live origin : http://{origin}/live/<channel>/index.m3u8");
+    let _ = writeln!(out, "  proxy                 : http://{proxy}");
+    let _ = writeln!(out, "  metrics               : http://{admin}/metrics");
+    let _ = writeln!(out, "Play (any of):");
+    for ch in channels {
+        let _ = writeln!(out, "  ffplay http://{proxy}/live/{ch}/index.m3u8");
+    }
+    if let Some(ch) = channels.first() {
+        let _ = writeln!(out, "  vlc http://{proxy}/live/{ch}/index.m3u8");
+    }
+    let _ = writeln!(out, "Ctrl-C stops; SIGTERM drains.");
+    let _ = out.flush();
+}

@@ -1,1 +1,197 @@
-//! placeholder
+//! The one place that decides what a failed request looks like: its HTTP
+//! status, the stable machine-readable code in the `{"error":"<code>"}` body,
+//! and who is to blame (for metrics and alerting).
+//!
+//! The enum is closed on purpose: adding a failure means choosing its status,
+//! code and blame here, once. Bodies never carry detail that helps an attacker.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+
+/// Who caused a failure: the viewer, the origin, or tollgate itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blame {
+    /// Bad request, bad credentials, no route: nothing an operator must fix.
+    Client,
+    /// The origin was unreachable, slow or broke the response.
+    Origin,
+    /// A bug or resource exhaustion inside tollgate.
+    Internal,
+}
+
+impl Blame {
+    /// Label value used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Client => "client",
+            Blame::Origin => "origin",
+            Blame::Internal => "internal",
+        }
+    }
+}
+
+/// Every way tollgate itself answers a viewer request with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ProxyError {
+    /// The path is malformed, escapes the root or carries tricks (400).
+    #[error("bad path")]
+    BadPath,
+    /// The request target exceeds `server.max_uri_bytes` (414).
+    #[error("uri too long")]
+    UriTooLong,
+    /// Only GET, HEAD and OPTIONS reach an HLS origin (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No route matches the path (404).
+    #[error("no route")]
+    NoRoute,
+    /// Bad, missing or tampered credentials, or no method allowed the request (403).
+    #[error("forbidden")]
+    Forbidden,
+    /// Valid signature whose validity window is over (410).
+    #[error("expired")]
+    Expired,
+    /// Client IP is on a deny list (403).
+    #[error("ip denied")]
+    IpDenied,
+    /// User blocked by the control plane (403).
+    #[error("blocked")]
+    Blocked,
+    /// User not entitled to this channel (403).
+    #[error("not entitled")]
+    NotEntitled,
+    /// User over `max_sessions` with policy `reject` (403).
+    #[error("session limit")]
+    SessionLimit,
+    /// Session ended by a newer one under `evict_oldest` (403).
+    #[error("session evicted")]
+    SessionEvicted,
+    /// The origin refused the connection or failed before answering (502).
+    #[error("origin unavailable")]
+    OriginUnavailable,
+    /// The origin did not answer within its timeout (504).
+    #[error("origin timeout")]
+    OriginTimeout,
+    /// The proxy is shutting down and takes no new work (503).
+    #[error("shutting down")]
+    ShuttingDown,
+    /// A bug: something that should not happen did (500).
+    #[error("internal error")]
+    Internal,
+}
+
+impl ProxyError {
+    /// HTTP status sent to the viewer.
+    pub fn status(self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            BadPath => StatusCode::BAD_REQUEST,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NoRoute => StatusCode::NOT_FOUND,
+            Forbidden | IpDenied | Blocked | NotEntitled | SessionLimit | SessionEvicted => {
+                StatusCode::FORBIDDEN
+            }
+            Expired => StatusCode::GONE,
+            OriginUnavailable => StatusCode::BAD_GATEWAY,
+            OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable code in the JSON body, logs and metrics (SPEC §3.1).
+    pub fn code(self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            BadPath => "bad_path",
+            UriTooLong => "uri_too_long",
+            MethodNotAllowed => "method_not_allowed",
+            NoRoute => "no_route",
+            Forbidden => "forbidden",
+            Expired => "expired",
+            IpDenied => "ip_denied",
+            Blocked => "blocked",
+            NotEntitled => "not_entitled",
+            SessionLimit => "session_limit",
+            SessionEvicted => "session_evicted",
+            OriginUnavailable => "origin_unavailable",
+            OriginTimeout => "origin_timeout",
+            ShuttingDown => "shutting_down",
+            Internal => "internal",
+        }
+    }
+
+    /// Who is to blame.
+    pub fn blame(self) -> Blame {
+        use ProxyError::*;
+        match self {
+            OriginUnavailable | OriginTimeout => Blame::Origin,
+            Internal | ShuttingDown => Blame::Internal,
+            _ => Blame::Client,
+        }
+    }
+
+    /// The JSON body `{"error":"<code>"}`.
+    pub fn body(self) -> Bytes {
+        Bytes::from(format!("{{\"error\":\"{}\"}}\n", self.code()))
+    }
+
+    /// Headers every error response carries.
+    pub fn headers(self) -> [(header::HeaderName, HeaderValue); 2] {
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ProxyError; 15] = {
+        use ProxyError::*;
+        [
+            BadPath, UriTooLong, MethodNotAllowed, NoRoute, Forbidden, Expired, IpDenied,
+            Blocked, NotEntitled, SessionLimit, SessionEvicted, OriginUnavailable,
+            OriginTimeout, ShuttingDown, Internal,
+        ]
+    };
+
+    #[test]
+    fn spec_table() {
+        // SPEC §3.1 outcome table, row by row.
+        let spec = [
+            (ProxyError::Forbidden, 403, "forbidden"),
+            (ProxyError::Expired, 410, "expired"),
+            (ProxyError::IpDenied, 403, "ip_denied"),
+            (ProxyError::Blocked, 403, "blocked"),
+            (ProxyError::NotEntitled, 403, "not_entitled"),
+            (ProxyError::SessionLimit, 403, "session_limit"),
+            (ProxyError::SessionEvicted, 403, "session_evicted"),
+            (ProxyError::OriginUnavailable, 502, "origin_unavailable"),
+            (ProxyError::OriginTimeout, 504, "origin_timeout"),
+        ];
+        for (e, status, code) in spec {
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
+    fn codes_unique_and_bodies_are_json() {
+        let mut seen = std::collections::HashSet::new();
+        for e in ALL {
+            assert!(seen.insert(e.code()), "duplicate code {}", e.code());
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            assert_eq!(v["error"], e.code());
+            assert!(e.status().is_client_error() || e.status().is_server_error());
+            // Origin faults are 5xx, client faults 4xx.
+            match e.blame() {
+                Blame::Client => assert!(e.status().is_client_error(), "{e:?}"),
+                Blame::Origin | Blame::Internal => assert!(e.status().is_server_error(), "{e:?}"),
+            }
+        }
+    }
+}

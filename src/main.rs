@@ -1,1 +1,198 @@
-fn main() {}
+//! The `tollgate` command line: parse flags, load config, bind, call the
+//! library. Exit codes: 0 clean, 1 configuration error, 2 runtime failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tollgate::config::Config;
+use tollgate::server::{self, Control, Listeners};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Streaming edge auth proxy for HLS origins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with the given config (SIGHUP reloads, SIGTERM drains, SIGINT stops).
+    Run {
+        /// Config file.
+        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Parse and validate a config like `nginx -t`: print `configuration OK` or every error.
+    Check {
+        /// Config file.
+        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Exit 0 when the admin `/readyz` answers 200 (for container HEALTHCHECK).
+    Healthcheck {
+        /// URL to probe; default: `/readyz` on the config's `admin.listen`.
+        #[arg(long)]
+        url: Option<String>,
+        /// Config file to read `admin.listen` from when `--url` is not given.
+        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Start a simulated live origin and the proxy in front of it; print playable URLs.
+    Demo {
+        /// Viewer listener of the demo proxy.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin listener of the demo proxy.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            init_logging();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime_main(async move {
+                let listeners = Listeners::bind(&config).await?;
+                let control = signal_control()?;
+                server::run(config, listeners, control).await
+            })
+        }
+        Command::Healthcheck { url, config } => healthcheck(url, &config),
+        Command::Demo { listen, admin } => {
+            init_logging();
+            runtime_main(async move {
+                let control = signal_control()?;
+                tollgate::demo::run(listen, admin, control).await
+            })
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let result = Config::load(path).and_then(|c| tollgate::runtime::Live::build(c, None));
+    match result {
+        Ok(_) => {
+            println!("configuration OK: {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("configuration test failed: {}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => {
+            // Do not wait for connections a forced stop left behind.
+            rt.shutdown_timeout(Duration::from_millis(100));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("tollgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// JSON lines on stderr; level from `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// SIGHUP → reload, SIGTERM → drain, SIGINT → stop.
+fn signal_control() -> anyhow::Result<Control> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let control = Control::default();
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let c = control.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    c.reload.notify_one();
+                }
+                Some(()) = term.recv() => {
+                    tracing::info!("SIGTERM: draining");
+                    c.drain.cancel();
+                }
+                Some(()) = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    c.stop.cancel();
+                }
+            }
+        }
+    });
+    Ok(control)
+}
+
+fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
+    let url = match url {
+        Some(u) => u,
+        None => match Config::load(config) {
+            Ok(c) => match c.admin.listen {
+                Some(addr) => format!("http://{addr}/readyz"),
+                None => {
+                    eprintln!("admin.listen is not set in {}; pass --url", config.display());
+                    return ExitCode::from(1);
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(tollgate::admin::probe(&url, Duration::from_secs(3))) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{url}: status {status}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

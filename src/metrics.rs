@@ -1,1 +1,221 @@
-//! placeholder
+//! Every metric tollgate exports, named in one place (like sozu's `names.rs`).
+//!
+//! Metrics live in an explicit [`Metrics`] value (no global registry) so tests
+//! can build their own. Label sets are small typed structs; route and origin
+//! labels come from the operator's config, never from request data, so a
+//! viewer cannot blow up cardinality. Secrets never become label values.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Metric names (without the `tollgate_` prefix and the `_total` suffix that
+/// counters get on export).
+pub mod names {
+    /// Viewer requests by route, status class and code.
+    pub const REQUESTS: &str = "requests";
+    /// Viewer request duration, accept of the head to the last body byte.
+    pub const REQUEST_DURATION: &str = "request_duration_seconds";
+    /// Origin latency: request sent to response head received.
+    pub const ORIGIN_DURATION: &str = "origin_duration_seconds";
+    /// Response body bytes sent to viewers.
+    pub const BYTES_SENT: &str = "bytes_sent";
+    /// Viewer connections open now.
+    pub const OPEN_CONNECTIONS: &str = "open_connections";
+    /// Connections closed at once because `server.max_connections` was reached.
+    pub const CONNECTIONS_REJECTED: &str = "connections_rejected";
+    /// Config reloads by result (`success` / `failure`).
+    pub const CONFIG_RELOADS: &str = "config_reloads";
+    /// Authentication decisions by method and outcome.
+    pub const AUTH_DECISIONS: &str = "auth_decisions";
+}
+
+/// Labels of [`names::REQUESTS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route name, or `none` when no route matched.
+    pub route: String,
+    /// `2xx` … `5xx`.
+    pub status_class: &'static str,
+    /// Error code, or `proxied` when the origin's response was passed on.
+    pub code: &'static str,
+}
+
+/// A single `route` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route name, or `none`.
+    pub route: String,
+}
+
+/// A single `origin` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabel {
+    /// Origin name from the config.
+    pub origin: String,
+}
+
+/// A single `listener` label (`http`, `https`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// Listener kind.
+    pub listener: &'static str,
+}
+
+/// A single `result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Labels of [`names::AUTH_DECISIONS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Method that decided, `deny_list` or `none` (every method passed).
+    pub method: &'static str,
+    /// `allow` or the error code.
+    pub outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~52 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+/// All metrics and the registry that exports them.
+pub struct Metrics {
+    registry: Registry,
+    /// See [`names::REQUESTS`].
+    pub requests: Family<RequestLabels, Counter>,
+    /// See [`names::REQUEST_DURATION`].
+    pub request_duration: HistogramFamily<RouteLabel>,
+    /// See [`names::ORIGIN_DURATION`].
+    pub origin_duration: HistogramFamily<OriginLabel>,
+    /// See [`names::BYTES_SENT`].
+    pub bytes_sent: Family<RouteLabel, Counter>,
+    /// See [`names::OPEN_CONNECTIONS`].
+    pub open_connections: Family<ListenerLabel, Gauge>,
+    /// See [`names::CONNECTIONS_REJECTED`].
+    pub connections_rejected: Counter,
+    /// See [`names::CONFIG_RELOADS`].
+    pub config_reloads: Family<ResultLabel, Counter>,
+    /// See [`names::AUTH_DECISIONS`].
+    pub auth_decisions: Family<AuthLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollgate");
+        let m = Self {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            origin_duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            bytes_sent: Family::default(),
+            open_connections: Family::default(),
+            connections_rejected: Counter::default(),
+            config_reloads: Family::default(),
+            auth_decisions: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(names::REQUESTS, "Viewer requests", m.requests.clone());
+        registry.register(
+            names::REQUEST_DURATION,
+            "Viewer request duration to the last body byte",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            names::ORIGIN_DURATION,
+            "Origin time to response head",
+            m.origin_duration.clone(),
+        );
+        registry.register(names::BYTES_SENT, "Body bytes sent to viewers", m.bytes_sent.clone());
+        registry.register(
+            names::OPEN_CONNECTIONS,
+            "Viewer connections open now",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            names::CONNECTIONS_REJECTED,
+            "Connections closed because max_connections was reached",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            names::CONFIG_RELOADS,
+            "Config reloads by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            names::AUTH_DECISIONS,
+            "Authentication decisions by method and outcome",
+            m.auth_decisions.clone(),
+        );
+        // Export both series from the start so dashboards and alerts see a 0.
+        for result in ["success", "failure"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `2xx`-style class of a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_text() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "live".into(),
+                status_class: "2xx",
+                code: "proxied",
+            })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"tollgate_config_reloads_total{result="failure"} 0"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

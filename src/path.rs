@@ -1,1 +1,399 @@
-//! placeholder
+//! Request path normalization: turns the raw path of a request URI into the
+//! one canonical, decoded form that routing, authorization and the origin
+//! request all see, and turns it back into a wire path for the origin.
+//!
+//! It owns percent-decoding (exactly once), merging repeated slashes,
+//! resolving dot-segments, and refusing paths that try to smuggle structure
+//! past the router: encoded separators, backslashes, control bytes, invalid
+//! UTF-8 and `..` above the root. It works like nginx's `$uri`, but stricter.
+//!
+//! Pure core: no I/O, no clock, no logging, no panics reachable from input.
+//! Failures are a [`PathError`]; the error module picks the status code.
+//!
+//! # Invariants of a path returned by [`normalize`]
+//!
+//! - it starts with `/` and never contains `//`;
+//! - it has no `.` or `..` segment, decoded ones included;
+//! - it contains no byte below 0x20, no 0x7f and no `\`;
+//! - it is valid UTF-8 and no longer than the raw input;
+//! - a trailing `/` in the input (or left by a final dot-segment) is kept;
+//! - `normalize(&encode_for_origin(p), n) == Ok(p)`: the origin is sent
+//!   exactly the path that was routed and authorized, never a re-decoded one.
+
+use std::borrow::Cow;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Why a request path was refused. Every variant maps to HTTP 400 except
+/// [`PathError::TooLong`] (414).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path does not start with `/` (`*`, an absolute URI, empty).
+    #[error("request path is not absolute")]
+    NotAbsolute,
+    /// A `%` is not followed by two hex digits.
+    #[error("malformed percent-encoding in request path")]
+    BadEncoding,
+    /// An encoded `/` or `\` (`%2F`, `%5C`), or a literal `\`.
+    #[error("encoded or backslash path separator in request path")]
+    EncodedSeparator,
+    /// A byte below 0x20 or 0x7f, literal or decoded (`%00`, CR, LF, TAB).
+    #[error("control character in request path")]
+    ControlChar,
+    /// The decoded bytes are not valid UTF-8 (including overlong forms).
+    #[error("request path is not valid UTF-8 after decoding")]
+    NotUtf8,
+    /// A `..` segment would climb above the root.
+    #[error("request path escapes the root")]
+    EscapesRoot,
+    /// The raw path is longer than the configured limit.
+    #[error("request path too long")]
+    TooLong,
+}
+
+/// The bytes besides ASCII letters and digits that a path may carry
+/// unescaped: RFC 3986 unreserved, sub-delims, `:`, `@` (together `pchar`)
+/// and `/`. `%` is not among them: a normalized path holds decoded bytes.
+const PATH_SAFE: &[u8] = b"-._~!$&'()*+,;=:@/";
+
+/// Bytes [`encode_for_origin`] escapes: everything not in [`PATH_SAFE`].
+const ORIGIN_ESCAPE: &AsciiSet = &escape_set(PATH_SAFE);
+
+const fn escape_set(safe: &[u8]) -> AsciiSet {
+    // `AsciiSet` is not `Copy`; a union with the empty set is an owned copy.
+    let mut set = NON_ALPHANUMERIC.union(AsciiSet::EMPTY);
+    let mut i = 0;
+    while i < safe.len() {
+        set = set.remove(safe[i]);
+        i += 1;
+    }
+    set
+}
+
+/// Normalize the raw path of a request URI (no query) into its canonical,
+/// decoded form.
+///
+/// `raw.len() > max_len` fails with [`PathError::TooLong`] before any other
+/// work. The result satisfies every invariant in the module docs; the first
+/// rule broken, scanning left to right, names the error.
+pub fn normalize(raw: &str, max_len: usize) -> Result<String, PathError> {
+    if raw.len() > max_len {
+        return Err(PathError::TooLong);
+    }
+    let bytes = raw.as_bytes();
+    let Some((b'/', rest)) = bytes.split_first() else {
+        return Err(PathError::NotAbsolute);
+    };
+    if is_already_canonical(bytes)? {
+        return Ok(raw.to_owned());
+    }
+    normalize_segments(rest, bytes.len())
+}
+
+/// Re-encode a normalized path for sending to an origin: percent-encode
+/// (upper-case hex) every byte that is not an RFC 3986 `pchar` or `/`, so
+/// `%`, `?`, `#`, space and non-ASCII bytes are all escaped.
+pub fn encode_for_origin(normalized: &str) -> String {
+    Cow::from(utf8_percent_encode(normalized, ORIGIN_ESCAPE)).into_owned()
+}
+
+/// The fast path: `Ok(true)` when the path has no `%`, no `//` and no `/.`,
+/// so (once its bytes are checked) it is already canonical. `Ok(false)`
+/// hands it to the full pass, which re-checks every byte.
+fn is_already_canonical(bytes: &[u8]) -> Result<bool, PathError> {
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'%' || (prev == b'/' && (b == b'/' || b == b'.')) {
+            return Ok(false);
+        }
+        check_literal(b)?;
+        prev = b;
+    }
+    Ok(true)
+}
+
+/// The full pass over the segments after the leading `/`. `out` always
+/// ends with `/` between segments; a decoded segment is appended in place
+/// and then kept, dropped (`.`) or dropped with its parent (`..`).
+fn normalize_segments(rest: &[u8], capacity: usize) -> Result<String, PathError> {
+    let mut out = Vec::with_capacity(capacity);
+    out.push(b'/');
+    let mut ends_in_dir = true;
+    for raw_segment in rest.split(|&b| b == b'/') {
+        let start = out.len();
+        let had_escape = decode_segment(raw_segment, &mut out)?;
+        let name = out.get(start..).unwrap_or_default();
+        // Checked per segment so that a bad segment is refused even when a
+        // later `..` would have removed it.
+        if had_escape && std::str::from_utf8(name).is_err() {
+            return Err(PathError::NotUtf8);
+        }
+        ends_in_dir = match name {
+            b"" => true,
+            b"." => {
+                out.truncate(start);
+                true
+            }
+            b".." => {
+                out.truncate(start);
+                pop_segment(&mut out)?;
+                true
+            }
+            _ => {
+                out.push(b'/');
+                false
+            }
+        };
+    }
+    if !ends_in_dir {
+        out.pop();
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+/// Removes the last kept segment of `out` (which ends with `/`), or fails
+/// when only the root is left.
+fn pop_segment(out: &mut Vec<u8>) -> Result<(), PathError> {
+    let parent_end = out.len().saturating_sub(1);
+    let parent = out.get(..parent_end).unwrap_or_default();
+    match parent.iter().rposition(|&b| b == b'/') {
+        Some(slash) => {
+            out.truncate(slash + 1);
+            Ok(())
+        }
+        None => Err(PathError::EscapesRoot),
+    }
+}
+
+/// Percent-decodes one segment onto `out`, refusing separators and control
+/// bytes in either form. Returns whether the segment held any escape (only
+/// then can the appended bytes be invalid UTF-8).
+fn decode_segment(segment: &[u8], out: &mut Vec<u8>) -> Result<bool, PathError> {
+    let mut had_escape = false;
+    let mut bytes = segment.iter();
+    while let Some(&b) = bytes.next() {
+        if b != b'%' {
+            check_literal(b)?;
+            out.push(b);
+            continue;
+        }
+        let hi = bytes.next().and_then(|&h| hex_value(h));
+        let lo = bytes.next().and_then(|&l| hex_value(l));
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err(PathError::BadEncoding);
+        };
+        let decoded = (hi << 4) | lo;
+        if decoded == b'/' || decoded == b'\\' {
+            return Err(PathError::EncodedSeparator);
+        }
+        if is_control(decoded) {
+            return Err(PathError::ControlChar);
+        }
+        out.push(decoded);
+        had_escape = true;
+    }
+    Ok(had_escape)
+}
+
+/// Refuses a literal (not percent-encoded) byte that may not appear.
+fn check_literal(b: u8) -> Result<(), PathError> {
+    if b == b'\\' {
+        Err(PathError::EncodedSeparator)
+    } else if is_control(b) {
+        Err(PathError::ControlChar)
+    } else {
+        Ok(())
+    }
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PathError::*;
+    use proptest::prelude::*;
+
+    const MAX: usize = 1024;
+
+    #[test]
+    fn normalize_table() {
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            // Already canonical (fast path).
+            ("/", Ok("/")),
+            ("/live/ch1/index.m3u8", Ok("/live/ch1/index.m3u8")),
+            ("/live/", Ok("/live/")),
+            ("/live/a.b/c..d/...", Ok("/live/a.b/c..d/...")),
+            ("/.well-known/x", Ok("/.well-known/x")),
+            ("/live/caf\u{e9}", Ok("/live/caf\u{e9}")),
+            // Not absolute.
+            ("", Err(NotAbsolute)),
+            ("*", Err(NotAbsolute)),
+            ("http://x/live", Err(NotAbsolute)),
+            ("live/ch1", Err(NotAbsolute)),
+            // Repeated slashes.
+            ("/live//ch1", Ok("/live/ch1")),
+            ("//live///ch1//", Ok("/live/ch1/")),
+            ("//", Ok("/")),
+            // Dot-segments, literal and encoded; trailing slash kept.
+            ("/a/./b/../c", Ok("/a/c")),
+            ("/live/ch1/..", Ok("/live/")),
+            ("/live/ch1/.", Ok("/live/ch1/")),
+            ("/live/%2e%2e/x", Ok("/x")),
+            ("/live/%2E/x", Ok("/live/x")),
+            ("/live/.%2e/x", Ok("/x")),
+            ("/.", Ok("/")),
+            ("/a/..", Ok("/")),
+            ("/live/../../etc/passwd", Err(EscapesRoot)),
+            ("/live/%2E%2E/%2E%2E/etc", Err(EscapesRoot)),
+            ("/..", Err(EscapesRoot)),
+            ("/a/../..", Err(EscapesRoot)),
+            // Decoding happens once: %252e is the literal name "%2e".
+            ("/live/%252e%252e/x", Ok("/live/%2e%2e/x")),
+            ("/live/%41%62c", Ok("/live/Abc")),
+            ("/live/a%20b", Ok("/live/a b")),
+            ("/live/%3f%23", Ok("/live/?#")),
+            ("/live/caf%C3%A9", Ok("/live/caf\u{e9}")),
+            // Malformed escapes.
+            ("/live/%", Err(BadEncoding)),
+            ("/live/%2", Err(BadEncoding)),
+            ("/live/%zz", Err(BadEncoding)),
+            ("/live/%g0/x", Err(BadEncoding)),
+            // Separators.
+            ("/live/%2fetc", Err(EncodedSeparator)),
+            ("/live/%2Fetc", Err(EncodedSeparator)),
+            ("/live/%5cetc", Err(EncodedSeparator)),
+            ("/live/%5C..%5Cetc", Err(EncodedSeparator)),
+            ("/live/..%2f..%2fetc", Err(EncodedSeparator)),
+            ("/live\\..\\etc", Err(EncodedSeparator)),
+            ("/live//..\\etc", Err(EncodedSeparator)),
+            // Control characters.
+            ("/live/a%00b", Err(ControlChar)),
+            ("/live/a%0d%0aSet-Cookie", Err(ControlChar)),
+            ("/live/a%09b", Err(ControlChar)),
+            ("/live/a%7fb", Err(ControlChar)),
+            ("/live/a\tb", Err(ControlChar)),
+            ("/live//a\nb", Err(ControlChar)),
+            // Invalid UTF-8, including overlong dots, even if later popped.
+            ("/live/%c0%ae%c0%ae/", Err(NotUtf8)),
+            ("/live/%ff/../x", Err(NotUtf8)),
+            ("/live/%c3", Err(NotUtf8)),
+        ];
+        assert!(!cases.is_empty());
+        for (raw, want) in cases {
+            let got = normalize(raw, MAX);
+            assert_eq!(got.as_deref(), want.as_deref(), "normalize({raw:?})");
+        }
+    }
+
+    #[test]
+    fn length_is_checked_first() {
+        let long = format!("/{}", "a".repeat(MAX));
+        assert_eq!(normalize(&long, MAX), Err(TooLong));
+        assert_eq!(normalize("no-slash-but-long", 4), Err(TooLong));
+        assert_eq!(normalize("/abcd", 5).as_deref(), Ok("/abcd"));
+        assert_eq!(normalize("/abcde", 5), Err(TooLong));
+    }
+
+    #[test]
+    fn encode_for_origin_table() {
+        let cases = [
+            ("/", "/"),
+            ("/live/ch1/seg-1.ts", "/live/ch1/seg-1.ts"),
+            ("/live/%2e%2e", "/live/%252e%252e"),
+            ("/a b?c#d", "/a%20b%3Fc%23d"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+            ("/k=v;x,y:z@w!$&'()*+~_", "/k=v;x,y:z@w!$&'()*+~_"),
+            ("/[x]\"<>^`{|}", "/%5Bx%5D%22%3C%3E%5E%60%7B%7C%7D"),
+        ];
+        for (normalized, want) in cases {
+            assert_eq!(encode_for_origin(normalized), want, "{normalized:?}");
+        }
+    }
+
+    /// Raw paths built by joining pieces that matter to the rules above.
+    fn path_of(pieces: &[&'static str]) -> impl Strategy<Value = String> + use<> {
+        let piece = prop::sample::select(pieces.to_vec());
+        prop::collection::vec(piece, 0..24).prop_map(|parts| format!("/{}", parts.concat()))
+    }
+
+    /// Pieces that can trip every rule.
+    const HOSTILE: &[&str] = &[
+        "/", "/", ".", "..", "%2e", "%2E", "%2f", "%5C", "\\", "%", "%2", "%zz", "%00", "%0a",
+        "\t", "%25", "%c0%ae", "%C3%A9", "\u{e9}", "%ff", "a", "ch1", "%20", " ", "?", "#", "%3F",
+        "~",
+    ];
+
+    /// Pieces whose only possible refusal is climbing above the root, so the
+    /// output properties run on many `Ok` values, not just on refusals.
+    const BENIGN: &[&str] = &[
+        "/", "/", "/", ".", "..", "%2e", "%2E", "%25", "%252e", "%C3%A9", "\u{e9}", "a", "ch1",
+        "seg.ts", "%20", "?", "#", "%3F", "~", ";", "%41",
+    ];
+
+    fn check_invariants(raw: &str, out: &str) {
+        let shape = out.starts_with('/') && !out.contains("//") && out.len() <= raw.len();
+        let bytes = !out.bytes().any(|b| is_control(b) || b == b'\\');
+        let no_dots = out.split('/').all(|s| s != "." && s != "..");
+        assert!(shape && bytes && no_dots, "{raw:?} -> {out:?}");
+        let encoded = encode_for_origin(out);
+        assert_eq!(
+            normalize(&encoded, usize::MAX).as_deref(),
+            Ok(out),
+            "{raw:?}"
+        );
+        check_encoded(&encoded);
+    }
+
+    fn check_encoded(encoded: &str) {
+        let bytes = encoded.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let hex = &bytes[i + 1..i + 3];
+                assert!(
+                    hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'A'..=b'F')),
+                    "{encoded:?}"
+                );
+                i += 3;
+            } else {
+                let pchar = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+                assert!(pchar, "{encoded:?}");
+                i += 1;
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn benign_paths_normalize_or_escape(raw in path_of(BENIGN)) {
+            match normalize(&raw, MAX) {
+                Ok(out) => check_invariants(&raw, &out),
+                Err(e) => prop_assert_eq!(e, EscapesRoot, "{:?}", raw),
+            }
+        }
+
+        #[test]
+        fn any_output_holds_invariants(
+            raw in prop_oneof![path_of(HOSTILE), "/?\\PC{0,64}"]
+        ) {
+            if let Ok(out) = normalize(&raw, MAX) {
+                check_invariants(&raw, &out);
+            }
+        }
+
+        #[test]
+        fn encode_output_is_pchar_only(s in "\\PC{0,64}") {
+            check_encoded(&encode_for_origin(&s));
+        }
+    }
+}

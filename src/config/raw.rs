@@ -1,0 +1,100 @@
+//! The config file exactly as written: serde structs with `deny_unknown_fields`.
+//!
+//! Values that need checking (addresses, durations, sizes, CIDRs, secrets) stay
+//! strings here so that [`super::validate`] can report every bad value at once,
+//! each with its key path, instead of stopping at the first.
+
+use serde::Deserialize;
+
+/// Top level of `tollgate.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub ip: RawIp,
+    #[serde(default)]
+    pub origin: Vec<RawOrigin>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// `[server]`: viewer-facing listeners and their limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<String>>,
+    #[serde(default)]
+    pub tls: Vec<RawTls>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub header_read_timeout: Option<String>,
+    pub max_header_bytes: Option<String>,
+    pub max_headers: Option<usize>,
+    pub max_uri_bytes: Option<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// `[[server.tls]]`: one HTTPS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// `[admin]`: the operator's listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<bool>,
+}
+
+/// `[ip]`: networks allowed without credentials / refused whatever they carry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIp {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// `[[origin]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub name: String,
+    pub url: String,
+    pub connect_timeout: Option<String>,
+    pub first_byte_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle: Option<usize>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub prefix: String,
+    pub origin: String,
+    pub channel: Option<usize>,
+    pub auth: Vec<String>,
+}

@@ -1,0 +1,276 @@
+//! Turn a [`RawConfig`] into a [`Config`], collecting every error with its key
+//! path instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
+use super::{
+    AdminConfig, Config, ConfigError, ConfigErrors, IpConfig, LogConfig, OriginConfig,
+    RouteConfig, Secret, ServerConfig, TlsListenerConfig,
+};
+use crate::auth::AuthMethod;
+use crate::units::{parse_duration, parse_size};
+
+/// hyper refuses a read buffer under 8 KiB (it asserts), so a smaller header
+/// limit must be a config error, never a panic at startup.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+
+/// Collects errors while values are converted.
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Convert `value` with `f`, recording a failure under `path`.
+    fn check<T, E: ToString>(&mut self, path: &str, r: Result<T, E>) -> Option<T> {
+        r.map_err(|e| self.push(path, e.to_string())).ok()
+    }
+
+    fn duration(&mut self, path: &str, v: Option<&str>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(text) => self.check(path, parse_duration(text)).unwrap_or(default),
+        }
+    }
+
+    fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        self.check(
+            path,
+            text.parse::<SocketAddr>()
+                .map_err(|_| format!("invalid address {text:?}, expected IP:PORT")),
+        )
+    }
+
+    fn nets(&mut self, path: &str, list: &[String]) -> Vec<IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                self.check(&format!("{path}[{i}]"), parse_net(s))
+            })
+            .collect()
+    }
+}
+
+/// A CIDR, or a bare address meaning a single host.
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("invalid network {text:?}, expected CIDR like 10.0.0.0/8 or an address"))
+}
+
+pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors(Vec::new());
+    let server = server(&mut errs, &raw.server, base);
+    let admin = AdminConfig {
+        listen: raw
+            .admin
+            .listen
+            .as_deref()
+            .and_then(|a| errs.addr("admin.listen", a)),
+        token: raw
+            .admin
+            .token
+            .as_deref()
+            .and_then(|t| errs.check("admin.token", Secret::resolve(t, base))),
+    };
+    let ip = IpConfig {
+        allow: errs.nets("ip.allow", &raw.ip.allow),
+        deny: errs.nets("ip.deny", &raw.ip.deny),
+    };
+    let origins: Vec<OriginConfig> = raw
+        .origin
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| origin(&mut errs, i, o))
+        .collect();
+    let mut names = HashSet::new();
+    for (i, o) in raw.origin.iter().enumerate() {
+        if !names.insert(o.name.as_str()) {
+            errs.push(format!("origin[{i}].name"), format!("duplicate origin name {:?}", o.name));
+        }
+    }
+    let routes = routes(&mut errs, &raw.route, &raw.origin);
+    if raw.route.is_empty() {
+        errs.push("route", "no [[route]] defined: the proxy would answer 404 to everything");
+    }
+    if server.listen.is_empty() && server.tls.is_empty() {
+        errs.push("server.listen", "no listener: give server.listen or a [[server.tls]]");
+    }
+    if errs.0.is_empty() {
+        Ok(Config {
+            source: None,
+            server,
+            admin,
+            log: LogConfig {
+                access: raw.log.access.unwrap_or(true),
+            },
+            ip,
+            origins,
+            routes,
+        })
+    } else {
+        Err(ConfigErrors(errs.0))
+    }
+}
+
+fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
+    let default_listen = vec!["127.0.0.1:8080".to_owned()];
+    let listen = raw
+        .listen
+        .as_ref()
+        .unwrap_or(&default_listen)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| errs.addr(&format!("server.listen[{i}]"), a))
+        .collect();
+    let tls = raw
+        .tls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let listen = errs.addr(&format!("server.tls[{i}].listen"), &t.listen);
+            let cert = base.join(&t.cert);
+            let key = base.join(&t.key);
+            for (field, p) in [("cert", &cert), ("key", &key)] {
+                if !p.is_file() {
+                    errs.push(
+                        format!("server.tls[{i}].{field}"),
+                        format!("file {} does not exist", p.display()),
+                    );
+                }
+            }
+            Some(TlsListenerConfig { listen: listen?, cert, key })
+        })
+        .collect();
+    let size = |errs: &mut Errors, path: &str, v: &Option<String>, default: u64| -> usize {
+        let n = match v {
+            None => default,
+            Some(t) => errs.check(path, parse_size(t)).unwrap_or(default),
+        };
+        usize::try_from(n).unwrap_or(usize::MAX)
+    };
+    let max_header_bytes = size(errs, "server.max_header_bytes", &raw.max_header_bytes, 16 << 10);
+    if (max_header_bytes as u64) < MIN_HEADER_BYTES {
+        errs.push("server.max_header_bytes", "must be at least 8KiB");
+    }
+    let max_connections = raw.max_connections.unwrap_or(10_000);
+    if max_connections == 0 {
+        errs.push("server.max_connections", "must be at least 1");
+    }
+    let max_headers = raw.max_headers.unwrap_or(100);
+    if max_headers == 0 {
+        errs.push("server.max_headers", "must be at least 1");
+    }
+    ServerConfig {
+        listen,
+        tls,
+        trusted_proxies: errs.nets("server.trusted_proxies", &raw.trusted_proxies),
+        header_read_timeout: errs.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes: size(errs, "server.max_uri_bytes", &raw.max_uri_bytes, 4 << 10),
+        max_connections,
+        shutdown_grace: errs.duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        ),
+    }
+}
+
+fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> {
+    let p = |field: &str| format!("origin[{i}].{field}");
+    let url = errs.check(&p("url"), parse_origin_url(&raw.url));
+    if raw.name.is_empty() {
+        errs.push(p("name"), "must not be empty");
+    }
+    Some(OriginConfig {
+        name: raw.name.clone(),
+        connect_timeout: errs.duration(&p("connect_timeout"), raw.connect_timeout.as_deref(), Duration::from_secs(2)),
+        first_byte_timeout: errs.duration(&p("first_byte_timeout"), raw.first_byte_timeout.as_deref(), Duration::from_secs(10)),
+        idle_timeout: errs.duration(&p("idle_timeout"), raw.idle_timeout.as_deref(), Duration::from_secs(10)),
+        pool_idle_timeout: errs.duration(&p("pool_idle_timeout"), raw.pool_idle_timeout.as_deref(), Duration::from_secs(90)),
+        pool_max_idle: raw.pool_max_idle.unwrap_or(256),
+        url: url?,
+    })
+}
+
+fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https origins are not supported yet; use http://".into()),
+        _ => return Err(format!("invalid URL {text:?}: expected http://host:port")),
+    }
+    if uri.authority().is_none() {
+        return Err(format!("invalid URL {text:?}: no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("invalid URL {text:?}: an origin URL cannot carry a query"));
+    }
+    Ok(uri)
+}
+
+fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<RouteConfig> {
+    let mut prefixes = HashSet::new();
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let p = |field: &str| format!("route[{i}].{field}");
+        if !names.insert(r.name.as_str()) {
+            errs.push(p("name"), format!("duplicate route name {:?}", r.name));
+        }
+        if !r.prefix.starts_with('/') {
+            errs.push(p("prefix"), format!("prefix {:?} must start with '/'", r.prefix));
+        } else if crate::path::normalize(&r.prefix, usize::MAX).as_deref() != Ok(r.prefix.as_str()) {
+            errs.push(p("prefix"), format!("prefix {:?} is not a normalized path (no //, ., .., %)", r.prefix));
+        } else if !prefixes.insert(r.prefix.as_str()) {
+            errs.push(p("prefix"), format!("duplicate prefix {:?}", r.prefix));
+        }
+        let origin = origins.iter().position(|o| o.name == r.origin);
+        if origin.is_none() {
+            errs.push(p("origin"), format!("no [[origin]] named {:?}", r.origin));
+        }
+        let channel = r.channel.unwrap_or(1);
+        if channel == 0 {
+            errs.push(p("channel"), "must be 1 or more (1 = first path segment after the prefix)");
+        }
+        if r.auth.is_empty() {
+            errs.push(p("auth"), "must list at least one method, e.g. [\"ip\"]");
+        }
+        let auth: Vec<AuthMethod> = r
+            .auth
+            .iter()
+            .enumerate()
+            .filter_map(|(j, name)| errs.check(&format!("route[{i}].auth[{j}]"), name.parse()))
+            .collect();
+        if let Some(origin) = origin {
+            out.push(RouteConfig {
+                name: r.name.clone(),
+                prefix: r.prefix.clone(),
+                origin,
+                channel,
+                auth,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! Test harness: a real hyper origin and the real proxy, both on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tollgate::config::Config;
+use tollgate::server::{self, Control, Listeners};
+
+pub type OriginBody = BoxBody<Bytes, std::io::Error>;
+
+/// A request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+}
+
+/// A real hyper origin on 127.0.0.1:0.
+pub struct TestOrigin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: CancellationToken,
+}
+
+impl Drop for TestOrigin {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestOrigin {
+    pub fn seen_paths(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|s| s.path_and_query.clone()).collect()
+    }
+}
+
+pub fn full(data: impl Into<Bytes>) -> OriginBody {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Start an origin answering every request with `handler`.
+pub async fn start_origin<F, Fut>(handler: F) -> TestOrigin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<OriginBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let (seen2, stop2) = (seen.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                () = stop2.cancelled() => return,
+                r = listener.accept() => r.unwrap(),
+            };
+            let (handler, seen) = (handler.clone(), seen2.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    seen.lock().unwrap().push(Seen {
+                        path_and_query: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                        headers: req.headers().clone(),
+                    });
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    TestOrigin { addr, seen, stop }
+}
+
+/// A running in-process proxy.
+pub struct TestProxy {
+    pub http: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub control: Control,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.control.stop.cancel();
+    }
+}
+
+/// A config with one origin and one `/live/` route open to loopback, plus `extra` TOML.
+pub fn config_for(origin: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+max_uri_bytes = "2KiB"
+shutdown_grace = "5s"
+{extra}
+
+[admin]
+listen = "127.0.0.1:0"
+token = "test-admin-token"
+
+[ip]
+allow = ["127.0.0.0/8"]
+
+[[origin]]
+name = "o"
+url = "http://{origin}"
+first_byte_timeout = "1s"
+idle_timeout = "1s"
+connect_timeout = "1s"
+
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+channel = 1
+auth = ["ip"]
+"#
+    )
+}
+
+/// Start the proxy with config text (relative paths resolve against `base`).
+pub async fn start_proxy_in(toml: &str, base: &std::path::Path) -> TestProxy {
+    let config = Config::parse(toml, base).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let http = listeners.http[0].local_addr().unwrap();
+    let tls = listeners.tls.first().map(|l| l.local_addr().unwrap());
+    let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
+    let control = Control::default();
+    let task = tokio::spawn(server::run(config, listeners, control.clone()));
+    TestProxy { http, tls, admin, control, task }
+}
+
+pub async fn start_proxy(toml: &str) -> TestProxy {
+    start_proxy_in(toml, std::path::Path::new(".")).await
+}
+
+/// A plain HTTP/1.1 client.
+pub fn h1_client() -> reqwest::Client {
+    reqwest::Client::builder().http1_only().no_proxy().build().unwrap()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().unwrap()
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+}
+
+/// Metric value of the first line starting with `prefix` in `/metrics` text.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
