@@ -157,10 +157,8 @@ where
             Some(Err(_)) => Some(BodyEnd::Failed),
             None => Some(BodyEnd::Complete),
         };
-        if let Some(end) = end {
-            if let Some(done) = this.done.take() {
-                done(*this.bytes, end);
-            }
+        if let (Some(end), Some(done)) = (end, this.done.take_if(|_| end.is_some())) {
+            done(*this.bytes, end);
         }
         Poll::Ready(polled)
     }
@@ -180,7 +178,9 @@ mod tests {
     use http_body_util::{BodyExt, Full, StreamBody};
     use std::sync::{Arc, Mutex};
 
-    fn recorder() -> (Arc<Mutex<Vec<(u64, BodyEnd)>>>, impl FnOnce(u64, BodyEnd)) {
+    type Log = Arc<Mutex<Vec<(u64, BodyEnd)>>>;
+
+    fn recorder() -> (Log, impl FnOnce(u64, BodyEnd)) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();
         (log, move |b, e| l2.lock().unwrap().push((b, e)))

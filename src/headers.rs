@@ -81,16 +81,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpNetSet) -> IpAdd
             Err(_) => return current,
         }
     }
-    if xff.is_empty() {
-        if let Some(ip) = headers
+    let real_ip = || {
+        headers
             .get("x-real-ip")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
+    };
+    match real_ip() {
+        Some(ip) if xff.is_empty() => ip,
+        _ => current,
     }
-    current
 }
 
 #[cfg(test)]

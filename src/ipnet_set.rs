@@ -78,7 +78,7 @@ fn insert<K: std::hash::Hash + Eq>(levels: &mut Vec<(u8, HashSet<K>)>, len: u8, 
         None => {
             levels.push((len, HashSet::from([key])));
             // Longest first, so the first hit is the most specific.
-            levels.sort_by(|a, b| b.0.cmp(&a.0));
+            levels.sort_by_key(|level| std::cmp::Reverse(level.0));
         }
     }
 }

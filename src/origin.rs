@@ -95,10 +95,10 @@ impl Origin {
 fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
     let mut source = e.source();
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return ProxyError::OriginTimeout;
-            }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return ProxyError::OriginTimeout;
         }
         source = s.source();
     }

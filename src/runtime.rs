@@ -143,7 +143,32 @@ impl Shared {
     fn reload_from(&self, path: &Path, current: &Live) -> Result<(), ConfigErrors> {
         let config = Config::load(path)?;
         let live = Live::build(config, Some(current))?;
+        let ignored = restart_only_changes(&current.config, &live.config);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                keys = ignored.join(", "),
+                "these settings changed but only take effect after a restart"
+            );
+        }
         self.live.store(Arc::new(live));
         Ok(())
     }
+}
+
+/// Keys whose sockets or sizes are fixed when the server starts: a reload
+/// applies everything else and names these so the operator is not surprised.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let tls_addrs = |c: &Config| c.server.tls.iter().map(|t| t.listen).collect::<Vec<_>>();
+    [
+        ("server.listen", old.server.listen != new.server.listen),
+        ("server.tls[].listen", tls_addrs(old) != tls_addrs(new)),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        (
+            "server.max_connections",
+            old.server.max_connections != new.server.max_connections,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }

@@ -76,7 +76,6 @@ pub struct Control {
 /// responses finished or the grace period ran out.
 pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyhow::Result<()> {
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let grace = live.config.server.shutdown_grace;
     let max_conns = live.config.server.max_connections;
     let shared = Arc::new(Shared::new(live, crate::metrics::Metrics::new()));
     // Accept loops share the graceful handle and hand a watcher to each
@@ -105,10 +104,15 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
 
     loop {
         tokio::select! {
-            () = control.reload.notified() => match shared.reload() {
-                Ok(()) => tracing::info!("configuration reloaded"),
-                Err(e) => tracing::error!(errors = %e, "reload failed; the previous configuration keeps serving"),
-            },
+            () = control.reload.notified() => {
+                // File reads and certificate parsing block: keep them off the workers.
+                let s = shared.clone();
+                match tokio::task::spawn_blocking(move || s.reload()).await {
+                    Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                    Ok(Err(e)) => tracing::error!(errors = %e, "reload failed; the previous configuration keeps serving"),
+                    Err(e) => tracing::error!(error = %e, "reload task failed; the previous configuration keeps serving"),
+                }
+            }
             () = control.drain.cancelled() => break,
             () = control.stop.cancelled() => {
                 tracing::info!("stopping now");
@@ -117,6 +121,8 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         }
     }
 
+    // The grace period of the newest config applies (it may have been reloaded).
+    let grace = shared.live().config.server.shutdown_grace;
     tracing::info!(grace_secs = grace.as_secs_f64(), "draining");
     shared.start_draining();
     accepting.cancel();

@@ -2,6 +2,8 @@
 //! invalid fixture fails and names the key path its `# expect:` lines give,
 //! both through the library and through `tollgate check`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,8 +3,7 @@
 //! ffmpeg decodes the live stream through the proxy.
 //!
 //! ffmpeg is required: without it the test fails and says how to install it.
-
-mod common;
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on setup errors
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -126,31 +125,57 @@ impl Demo {
                         return v;
                     }
                 }
-                Ok(None) => panic!("demo output ended before {what}:\n{}", output.lock().unwrap()),
-                Err(_) => panic!("no {what} within {PATIENCE:?}; demo wrote:\n{}", output.lock().unwrap()),
+                Ok(None) => panic!(
+                    "demo output ended before {what}:\n{}",
+                    output.lock().unwrap()
+                ),
+                Err(_) => panic!(
+                    "no {what} within {PATIENCE:?}; demo wrote:\n{}",
+                    output.lock().unwrap()
+                ),
             }
         }
     }
 
     /// The playable proxy URL from the banner (`  ffplay http://…/index.m3u8`).
     async fn play_url(&mut self) -> String {
-        Self::find_line(&mut self.stdout, &self.output, "ffplay URL in the banner", |line| {
-            let url = line.trim().strip_prefix("ffplay ")?;
-            (url.starts_with("http://") && url.ends_with("/index.m3u8")).then(|| url.to_owned())
-        })
+        Self::find_line(
+            &mut self.stdout,
+            &self.output,
+            "ffplay URL in the banner",
+            |line| {
+                let url = line.trim().strip_prefix("ffplay ")?;
+                (url.starts_with("http://") && url.ends_with("/index.m3u8")).then(|| url.to_owned())
+            },
+        )
         .await
     }
 
     /// The address of listener `kind` from its `listening` log line.
     async fn listener(&mut self, kind: &str) -> SocketAddr {
-        Self::find_line(&mut self.stderr, &self.output, &format!("{kind} listening line"), |line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            (v["message"] == "listening" && v["listener"] == kind)
-                .then(|| v["addr"].as_str()?.parse().ok())
-                .flatten()
-        })
+        Self::find_line(
+            &mut self.stderr,
+            &self.output,
+            &format!("{kind} listening line"),
+            |line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                (v["message"] == "listening" && v["listener"] == kind)
+                    .then(|| v["addr"].as_str()?.parse().ok())
+                    .flatten()
+            },
+        )
         .await
     }
+}
+
+/// An HTTP/1.1 client whose every request, body included, is bounded.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
 }
 
 /// Proxied requests on the `live` route, summed over status classes.
@@ -169,41 +194,73 @@ async fn demo_plays_in_ffmpeg() {
     let url = demo.play_url().await;
     let http = demo.listener("http").await;
     let admin = demo.listener("admin").await;
-    assert!(url.starts_with(&format!("http://{http}/live/")), "banner URL {url} is not the proxy at {http}");
+    assert!(
+        url.starts_with(&format!("http://{http}/live/")),
+        "banner URL {url} is not the proxy at {http}"
+    );
 
     // Decode video frames through the proxy; `-progress` reports `frame=N`.
     let ffmpeg = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-progress", "pipe:1", "-i", &url])
-        .args(["-map", "0:v:0", "-frames:v", &FRAMES.to_string(), "-f", "null", "-"])
+        .args([
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            &FRAMES.to_string(),
+            "-f",
+            "null",
+            "-",
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
     let out = match timeout(FFMPEG_PATIENCE, ffmpeg).await {
         Ok(out) => out.expect(FFMPEG_MISSING),
-        Err(_) => panic!("ffmpeg did not finish within {FFMPEG_PATIENCE:?} (killed); demo wrote:\n{}", demo.output()),
+        Err(_) => panic!(
+            "ffmpeg did not finish within {FFMPEG_PATIENCE:?} (killed); demo wrote:\n{}",
+            demo.output()
+        ),
     };
     let progress = String::from_utf8_lossy(&out.stdout);
     let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg failed ({:?}):\n{errors}\ndemo wrote:\n{}", out.status, demo.output());
+    assert!(
+        out.status.success(),
+        "ffmpeg failed ({:?}):\n{errors}\ndemo wrote:\n{}",
+        out.status,
+        demo.output()
+    );
     let frames: u64 = progress
         .lines()
         .filter_map(|l| l.strip_prefix("frame=")?.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no frame= in ffmpeg's progress:\n{progress}\n{errors}"));
-    assert!(frames >= FRAMES, "ffmpeg decoded {frames} frames, wanted {FRAMES}:\n{errors}");
+    assert!(
+        frames >= FRAMES,
+        "ffmpeg decoded {frames} frames, wanted {FRAMES}:\n{errors}"
+    );
 
     // The stream went through the proxy: master playlist, media playlist and
     // at least one segment, each counted when its body ended.
-    let client = common::h1_client();
+    let client = client();
     let metrics_url = format!("http://{admin}/metrics");
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let metrics = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        let metrics = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let proxied = live_proxied(&metrics);
         if proxied >= 3.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{proxied} proxied live requests counted:\n{metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "{proxied} proxied live requests counted:\n{metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -211,7 +268,10 @@ async fn demo_plays_in_ffmpeg() {
     kill(pid, Signal::SIGTERM).unwrap();
     let status = match timeout(PATIENCE, demo.child.wait()).await {
         Ok(status) => status.unwrap(),
-        Err(_) => panic!("demo still running {PATIENCE:?} after SIGTERM:\n{}", demo.output()),
+        Err(_) => panic!(
+            "demo still running {PATIENCE:?} after SIGTERM:\n{}",
+            demo.output()
+        ),
     };
     assert_eq!(status.code(), Some(0), "demo wrote:\n{}", demo.output());
 }

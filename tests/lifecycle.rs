@@ -6,6 +6,7 @@
 //! its `listening` log lines. The origin is a real hyper server in the test.
 //! Every wait is bounded (a deadline that fails the test), and no sleep stands
 //! in for synchronisation: sleeps only space out the attempts of a poll.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on setup errors
 
 mod common;
 
@@ -49,8 +50,10 @@ const PATIENT_ORIGIN: (&str, &str) = ("idle_timeout = \"1s\"", "idle_timeout = \
 /// The grace period the drain tests run with.
 const GRACE_10S: (&str, &str) = ("shutdown_grace = \"5s\"", "shutdown_grace = \"10s\"");
 
-const LIVE_2XX_PROXIED: &str = r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"}"#;
-const LIVE_4XX_IP_DENIED: &str = r#"tollgate_requests_total{route="live",status_class="4xx",code="ip_denied"}"#;
+const LIVE_2XX_PROXIED: &str =
+    r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"}"#;
+const LIVE_4XX_IP_DENIED: &str =
+    r#"tollgate_requests_total{route="live",status_class="4xx",code="ip_denied"}"#;
 const RELOAD_FAILURES: &str = r#"tollgate_config_reloads_total{result="failure"}"#;
 const RELOAD_SUCCESSES: &str = r#"tollgate_config_reloads_total{result="success"}"#;
 
@@ -107,7 +110,11 @@ impl Drop for Tollgate {
 }
 
 /// Forward stderr lines into `tx` and append them to `all`, until EOF.
-async fn forward_lines(stderr: ChildStderr, tx: mpsc::UnboundedSender<String>, all: Arc<Mutex<String>>) {
+async fn forward_lines(
+    stderr: ChildStderr,
+    tx: mpsc::UnboundedSender<String>,
+    all: Arc<Mutex<String>>,
+) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         {
@@ -132,10 +139,10 @@ async fn next_log_line(
     loop {
         match timeout_at(deadline, lines.recv()).await {
             Ok(Some(line)) => {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if pred(&v) {
-                        return v;
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && pred(&v)
+                {
+                    return v;
                 }
             }
             Ok(None) => panic!(
@@ -152,7 +159,9 @@ async fn next_log_line(
 
 /// Every stderr line that is JSON.
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn is_message(v: &Value, message: &str) -> bool {
@@ -181,10 +190,15 @@ impl Tollgate {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn tollgate");
-        let pid = Pid::from_raw(i32::try_from(child.id().expect("pid of a running child")).unwrap());
+        let pid =
+            Pid::from_raw(i32::try_from(child.id().expect("pid of a running child")).unwrap());
         let (tx, mut lines) = mpsc::unbounded_channel();
         let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = tokio::spawn(forward_lines(child.stderr.take().unwrap(), tx, stderr.clone()));
+        let reader = tokio::spawn(forward_lines(
+            child.stderr.take().unwrap(),
+            tx,
+            stderr.clone(),
+        ));
         let (mut http, mut admin) = (None, None);
         while http.is_none() || admin.is_none() {
             let v = next_log_line(&mut lines, &stderr, "\"listening\" (http and admin)", |v| {
@@ -287,7 +301,11 @@ fn config(origin: SocketAddr, edits: &[(&str, &str)]) -> String {
 /// An origin answering every request with 200 `origin saw <path?query>`.
 async fn echo_origin() -> TestOrigin {
     common::start_origin(|req: Request<Incoming>| async move {
-        let target = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         Response::new(full(format!("origin saw {target}")))
     })
     .await
@@ -307,14 +325,19 @@ fn stalled_response(payload: Bytes, release: Arc<Notify>) -> Response<OriginBody
     let len = payload.len();
     let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
     tokio::spawn(async move {
-        if tx.send(Ok(Frame::data(payload.slice(..HALF)))).await.is_ok() {
+        if tx
+            .send(Ok(Frame::data(payload.slice(..HALF))))
+            .await
+            .is_ok()
+        {
             release.notified().await;
             let _ = tx.send(Ok(Frame::data(payload.slice(HALF..)))).await;
         }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut resp = Response::new(body.boxed());
-    resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, len.into());
     resp
 }
 
@@ -342,14 +365,18 @@ async fn read_rest(resp: &mut reqwest::Response) -> Result<Vec<u8>, reqwest::Err
         }
         Ok(())
     };
-    timeout(PATIENCE, read).await.expect("body neither ended nor failed")?;
+    timeout(PATIENCE, read)
+        .await
+        .expect("body neither ended nor failed")?;
     Ok(got)
 }
 
 /// One HTTP/1.1 connection to `addr`, kept open across requests.
 async fn h1_connection(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -357,7 +384,9 @@ async fn h1_connection(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
 /// GET `path` on `conn`; status and body.
 async fn get_on(conn: &mut SendRequest<Empty<Bytes>>, path: &str) -> (StatusCode, Bytes) {
     let exchange = async {
-        conn.ready().await.expect("the kept-alive connection was closed");
+        conn.ready()
+            .await
+            .expect("the kept-alive connection was closed");
         let req = Request::get(path)
             .header(header::HOST, "tollgate.test")
             .body(Empty::new())
@@ -366,12 +395,24 @@ async fn get_on(conn: &mut SendRequest<Empty<Bytes>>, path: &str) -> (StatusCode
         let status = resp.status();
         (status, resp.into_body().collect().await.unwrap().to_bytes())
     };
-    timeout(PATIENCE, exchange).await.expect("no answer on the kept-alive connection")
+    timeout(PATIENCE, exchange)
+        .await
+        .expect("no answer on the kept-alive connection")
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Bytes) {
     let resp = client.get(url).send().await.unwrap();
     (resp.status(), resp.bytes().await.unwrap())
+}
+
+/// An HTTP/1.1 client whose every request, body included, is bounded.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
 }
 
 /// Run `tollgate <args>` to completion (bounded) and return its output.
@@ -403,22 +444,34 @@ async fn sigterm_drains_in_flight_then_refuses_new_connections_and_exits_0() {
     let release = Arc::new(Notify::new());
     let origin = stalling_origin(payload.clone(), release.clone()).await;
     let mut tg = Tollgate::start(&config(origin.addr, &[PATIENT_ORIGIN, GRACE_10S])).await;
-    let client = common::h1_client();
+    let client = client();
 
-    let mut resp = client.get(tg.url("/live/ch1/slow.ts")).send().await.unwrap();
+    let mut resp = client
+        .get(tg.url("/live/ch1/slow.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut received = read_at_least(&mut resp, HALF).await;
     assert!(received == payload[..HALF], "first half: wrong bytes");
 
     tg.signal(Signal::SIGTERM);
-    tg.log_line("\"draining\"", |v| is_message(v, "draining")).await;
+    tg.log_line("\"draining\"", |v| is_message(v, "draining"))
+        .await;
 
     // Orchestrators see the drain: the admin listener keeps answering, 503.
     let d = Deadline::new(PATIENCE, "/readyz to answer 503 while draining");
     loop {
         match client.get(tg.admin_url("/readyz")).send().await {
             Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => break,
-            other => d.tick(other.map(|r| r.status())).await,
+            other => {
+                assert!(
+                    tg.is_running(),
+                    "exited with a response in flight:\n{}",
+                    tg.stderr_so_far()
+                );
+                d.tick(other.map(|r| r.status())).await;
+            }
         }
     }
     // New viewers are turned away at the TCP level.
@@ -430,10 +483,16 @@ async fn sigterm_drains_in_flight_then_refuses_new_connections_and_exits_0() {
         }
     }
     // The in-flight response holds the process up: it is not done yet.
-    assert!(tg.is_running(), "exited with a response in flight:\n{}", tg.stderr_so_far());
+    assert!(
+        tg.is_running(),
+        "exited with a response in flight:\n{}",
+        tg.stderr_so_far()
+    );
 
     release.notify_one();
-    let rest = read_rest(&mut resp).await.expect("the in-flight response was cut");
+    let rest = read_rest(&mut resp)
+        .await
+        .expect("the in-flight response was cut");
     received.extend_from_slice(&rest);
     assert_eq!(received.len(), payload.len());
     assert!(received == payload[..], "drained response: wrong bytes");
@@ -443,8 +502,18 @@ async fn sigterm_drains_in_flight_then_refuses_new_connections_and_exits_0() {
     assert_eq!(status.code(), Some(0), "{log}");
     let lines = json_lines(&log);
     // It exited because the last response finished, not because grace ran out.
-    assert!(lines.iter().any(|v| is_message(v, "all connections finished")), "{log}");
-    assert!(!lines.iter().any(|v| is_message(v, "grace period over; closing remaining connections")), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| is_message(v, "all connections finished")),
+        "{log}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|v| is_message(v, "grace period over; closing remaining connections")),
+        "{log}"
+    );
     let access = lines
         .iter()
         .find(|v| is_access_line(v, "/live/ch1/slow.ts"))
@@ -460,9 +529,13 @@ async fn sigint_stops_at_once() {
     let release = Arc::new(Notify::new());
     let origin = stalling_origin(payload.clone(), release.clone()).await;
     let mut tg = Tollgate::start(&config(origin.addr, &[PATIENT_ORIGIN, GRACE_10S])).await;
-    let client = common::h1_client();
+    let client = client();
 
-    let mut resp = client.get(tg.url("/live/ch1/slow.ts")).send().await.unwrap();
+    let mut resp = client
+        .get(tg.url("/live/ch1/slow.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let received = read_at_least(&mut resp, HALF).await;
     assert!(received == payload[..HALF], "first half: wrong bytes");
@@ -473,11 +546,20 @@ async fn sigint_stops_at_once() {
     let status = tg.exit_within(Duration::from_secs(5)).await;
     let log = tg.stderr_after_exit().await;
     assert!(status.success(), "{status:?}\n{log}");
-    assert!(json_lines(&log).iter().any(|v| is_message(v, "stopping now")), "{log}");
+    assert!(
+        json_lines(&log)
+            .iter()
+            .any(|v| is_message(v, "stopping now")),
+        "{log}"
+    );
 
     // The viewer sees a cut response, never a complete-looking one.
     let rest = read_rest(&mut resp).await;
-    assert!(rest.is_err(), "stalled response ended cleanly after SIGINT: {:?} more bytes", rest.map(|r| r.len()));
+    assert!(
+        rest.is_err(),
+        "stalled response ended cleanly after SIGINT: {:?} more bytes",
+        rest.map(|r| r.len())
+    );
     release.notify_one();
 }
 
@@ -486,11 +568,14 @@ async fn sighup_adds_a_route_without_restart() {
     let origin = echo_origin().await;
     let toml = config(origin.addr, &[]);
     let mut tg = Tollgate::start(&toml).await;
-    let client = common::h1_client();
+    let client = client();
     let mut conn = h1_connection(tg.http).await;
 
     let (status, body) = get_on(&mut conn, "/live/ch1/x").await;
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"origin saw /live/ch1/x"[..]));
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"origin saw /live/ch1/x"[..])
+    );
     let (status, body) = get_on(&mut conn, "/vod/x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let error: Value = serde_json::from_slice(&body).unwrap();
@@ -511,8 +596,10 @@ async fn sighup_adds_a_route_without_restart() {
         }
         d.tick((status, body)).await;
     }
-    tg.log_line("\"configuration reloaded\"", |v| is_message(v, "configuration reloaded"))
-        .await;
+    tg.log_line("\"configuration reloaded\"", |v| {
+        is_message(v, "configuration reloaded")
+    })
+    .await;
     // Same process, same sockets: nothing restarted or re-bound.
     assert!(tg.is_running());
     let (status, _) = get(&client, &tg.url("/vod/y")).await;
@@ -523,7 +610,12 @@ async fn sighup_adds_a_route_without_restart() {
         .iter()
         .filter(|v| is_message(v, "listening"))
         .count();
-    assert_eq!(listening, 2, "listeners were bound again:\n{}", tg.stderr_so_far());
+    assert_eq!(
+        listening,
+        2,
+        "listeners were bound again:\n{}",
+        tg.stderr_so_far()
+    );
     let metrics = tg.metrics(&client).await;
     assert_eq!(common::metric(&metrics, RELOAD_SUCCESSES), 1.0, "{metrics}");
     assert_eq!(common::metric(&metrics, RELOAD_FAILURES), 0.0, "{metrics}");
@@ -533,7 +625,7 @@ async fn sighup_adds_a_route_without_restart() {
 async fn sighup_with_broken_config_keeps_serving_and_counts_failure() {
     let origin = echo_origin().await;
     let mut tg = Tollgate::start(&config(origin.addr, &[])).await;
-    let client = common::h1_client();
+    let client = client();
     assert_eq!(get(&client, &tg.url("/live/ch1/x")).await.0, StatusCode::OK);
 
     tg.rewrite_config("[[route]]\nname = 1\n");
@@ -546,20 +638,35 @@ async fn sighup_with_broken_config_keeps_serving_and_counts_failure() {
         if metrics.lines().any(|l| l == failed) {
             break metrics;
         }
-        d.tick(metrics.lines().find(|l| l.starts_with(RELOAD_FAILURES)).map(str::to_owned))
-            .await;
+        d.tick(
+            metrics
+                .lines()
+                .find(|l| l.starts_with(RELOAD_FAILURES))
+                .map(str::to_owned),
+        )
+        .await;
     };
     assert_eq!(common::metric(&metrics, RELOAD_SUCCESSES), 0.0, "{metrics}");
     let err = tg
-        .log_line("\"reload failed\"", |v| v["message"].as_str().is_some_and(|m| m.starts_with("reload failed")))
+        .log_line("\"reload failed\"", |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reload failed"))
+        })
         .await;
     assert_eq!(err["level"], "ERROR", "{err}");
-    assert!(err["errors"].as_str().is_some_and(|e| e.contains("route")), "error does not say where: {err}");
+    assert!(
+        err["errors"].as_str().is_some_and(|e| e.contains("route")),
+        "error does not say where: {err}"
+    );
 
     // The previous generation keeps serving.
     assert!(tg.is_running());
     let (status, body) = get(&client, &tg.url("/live/ch1/x")).await;
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"origin saw /live/ch1/x"[..]));
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"origin saw /live/ch1/x"[..])
+    );
     let (status, body) = get(&client, &tg.admin_url("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     let health: Value = serde_json::from_slice(&body).unwrap();
@@ -570,14 +677,17 @@ async fn sighup_with_broken_config_keeps_serving_and_counts_failure() {
 // Access log and metrics.
 // ---------------------------------------------------------------------------
 
-const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nmedia.m3u8\n";
+const PLAYLIST: &str =
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nmedia.m3u8\n";
 const SECRETS: [&str; 3] = ["SECRET123", "CAP456", "XYZ"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_has_no_credentials_and_metrics_move() {
-    let origin = common::start_origin(|_req: Request<Incoming>| async { Response::new(full(PLAYLIST)) }).await;
+    let origin =
+        common::start_origin(|_req: Request<Incoming>| async { Response::new(full(PLAYLIST)) })
+            .await;
     let mut tg = Tollgate::start(&config(origin.addr, &[])).await;
-    let client = common::h1_client();
+    let client = client();
 
     let url = tg.url("/live/ch1/index.m3u8?token=SECRET123&tg=CAP456&lang=en&wmsAuthSign=XYZ");
     let (status, body) = get(&client, &url).await;
@@ -589,13 +699,18 @@ async fn access_log_has_no_credentials_and_metrics_move() {
     assert_eq!(seen[0].path_and_query, "/live/ch1/index.m3u8?lang=en");
     for (name, value) in &seen[0].headers {
         let value = String::from_utf8_lossy(value.as_bytes());
-        assert!(!SECRETS.iter().any(|s| value.contains(s)), "origin got {name}: {value}");
+        assert!(
+            !SECRETS.iter().any(|s| value.contains(s)),
+            "origin got {name}: {value}"
+        );
     }
 
     let line = tg
         .log_line("access line for index.m3u8", |v| {
             v["target"] == "tollgate::access"
-                && v["path"].as_str().is_some_and(|p| p.starts_with("/live/ch1/index.m3u8"))
+                && v["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/live/ch1/index.m3u8"))
         })
         .await;
     assert_eq!(line["path"], "/live/ch1/index.m3u8?lang=en", "{line}");
@@ -608,16 +723,26 @@ async fn access_log_has_no_credentials_and_metrics_move() {
     assert_eq!(line["channel"], "ch1", "{line}");
     assert_eq!(line["bytes"], PLAYLIST.len(), "{line}");
     assert_eq!(line["end"], "complete", "{line}");
-    assert!(line["duration_ms"].is_number() && line["origin_ms"].is_number(), "{line}");
+    assert!(
+        line["duration_ms"].is_number() && line["origin_ms"].is_number(),
+        "{line}"
+    );
 
     // The access line is written after the request's counters move, so once
     // it is seen the metrics are final: no polling needed.
     let before = common::metric(&tg.metrics(&client).await, LIVE_2XX_PROXIED);
     assert!(before >= 1.0, "the first request was not counted");
-    let paths = ["/live/ch1/a.ts", "/live/ch2/b.ts", "/live/ch1/index.m3u8?lang=de"];
+    let paths = [
+        "/live/ch1/a.ts",
+        "/live/ch2/b.ts",
+        "/live/ch1/index.m3u8?lang=de",
+    ];
     for path in paths {
         assert_eq!(get(&client, &tg.url(path)).await.0, StatusCode::OK);
-        tg.log_line(&format!("access line for {path}"), |v| is_access_line(v, path)).await;
+        tg.log_line(&format!("access line for {path}"), |v| {
+            is_access_line(v, path)
+        })
+        .await;
     }
     let after = common::metric(&tg.metrics(&client).await, LIVE_2XX_PROXIED);
     assert_eq!(after - before, paths.len() as f64);
@@ -625,7 +750,12 @@ async fn access_log_has_no_credentials_and_metrics_move() {
     tg.signal(Signal::SIGTERM);
     assert_eq!(tg.exit_within(PATIENCE).await.code(), Some(0));
     let log = tg.stderr_after_exit().await;
-    assert!(json_lines(&log).iter().any(|v| v["target"] == "tollgate::access"), "no access lines:\n{log}");
+    assert!(
+        json_lines(&log)
+            .iter()
+            .any(|v| v["target"] == "tollgate::access"),
+        "no access lines:\n{log}"
+    );
     for secret in SECRETS {
         assert!(!log.contains(secret), "stderr holds {secret}:\n{log}");
     }
@@ -634,20 +764,40 @@ async fn access_log_has_no_credentials_and_metrics_move() {
     // reaches the origin.
     let denied = config(
         origin.addr,
-        &[("allow = [\"127.0.0.0/8\"]", "allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.0/8\"]")],
+        &[(
+            "allow = [\"127.0.0.0/8\"]",
+            "allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.0/8\"]",
+        )],
     );
     let mut tg = Tollgate::start(&denied).await;
     let (status, body) = get(&client, &tg.url("/live/ch1/index.m3u8")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), serde_json::json!({"error": "ip_denied"}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        serde_json::json!({"error": "ip_denied"})
+    );
     let line = tg
-        .log_line("access line for the denied request", |v| is_access_line(v, "/live/ch1/index.m3u8"))
+        .log_line("access line for the denied request", |v| {
+            is_access_line(v, "/live/ch1/index.m3u8")
+        })
         .await;
-    assert_eq!((&line["status"], &line["code"]), (&Value::from(403), &Value::from("ip_denied")), "{line}");
+    assert_eq!(
+        (&line["status"], &line["code"]),
+        (&Value::from(403), &Value::from("ip_denied")),
+        "{line}"
+    );
     let metrics = tg.metrics(&client).await;
-    assert_eq!(common::metric(&metrics, LIVE_4XX_IP_DENIED), 1.0, "{metrics}");
+    assert_eq!(
+        common::metric(&metrics, LIVE_4XX_IP_DENIED),
+        1.0,
+        "{metrics}"
+    );
     assert_eq!(common::metric(&metrics, LIVE_2XX_PROXIED), 0.0, "{metrics}");
-    assert_eq!(origin.seen.lock().unwrap().len(), 1 + paths.len(), "a denied request reached the origin");
+    assert_eq!(
+        origin.seen.lock().unwrap().len(),
+        1 + paths.len(),
+        "a denied request reached the origin"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -675,11 +825,18 @@ async fn healthcheck_command() {
     let closed_url = format!("http://{closed}/readyz");
     let out = tollgate_cmd(&["healthcheck", "--url", &closed_url]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&closed_url), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&closed_url),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Without --url, the probe goes to the config's admin.listen.
     let admin = format!("[admin]\nlisten = \"{}\"", tg.admin);
-    let with_admin = config(origin.addr, &[("[admin]\nlisten = \"127.0.0.1:0\"", &admin)]);
+    let with_admin = config(
+        origin.addr,
+        &[("[admin]\nlisten = \"127.0.0.1:0\"", &admin)],
+    );
     let path = tg.dir.path().join("healthcheck.toml");
     std::fs::write(&path, with_admin).unwrap();
     let out = tollgate_cmd(&["healthcheck", "-c", path.to_str().unwrap()]).await;
@@ -692,24 +849,37 @@ async fn run_with_bad_config_exits_1() {
     let missing = dir.path().join("missing.toml");
     let out = tollgate_cmd(&["run", "-c", missing.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("cannot read config file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot read config file"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A config that parses but does not validate: every error with its key path.
     let bad = dir.path().join("bad.toml");
-    let toml = config("127.0.0.1:9".parse().unwrap(), &[("origin = \"o\"", "origin = \"nope\"")]);
+    let toml = config(
+        "127.0.0.1:9".parse().unwrap(),
+        &[("origin = \"o\"", "origin = \"nope\"")],
+    );
     std::fs::write(&bad, toml).unwrap();
     let out = tollgate_cmd(&["run", "-c", bad.to_str().unwrap()]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("route[0].origin"), "{stderr}");
-    assert!(!stderr.contains("\"listening\""), "started serving a bad config:\n{stderr}");
+    assert!(
+        !stderr.contains("\"listening\""),
+        "started serving a bad config:\n{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_and_help() {
     let out = tollgate_cmd(&["--version"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), format!("tollgate {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("tollgate {}", env!("CARGO_PKG_VERSION"))
+    );
 
     let out = tollgate_cmd(&["--help"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -720,6 +890,9 @@ async fn version_and_help() {
         .filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next())
         .collect();
     for command in ["run", "check", "healthcheck", "demo"] {
-        assert!(commands.contains(&command), "--help does not list {command}:\n{help}");
+        assert!(
+            commands.contains(&command),
+            "--help does not list {command}:\n{help}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The proxy core through real sockets: a real hyper origin and the real
 //! proxy on 127.0.0.1:0, real HTTP/1.1, h2c and HTTPS+h2 clients.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,6 @@
 //! Test harness: a real hyper origin and the real proxy, both on 127.0.0.1:0.
-#![allow(dead_code)]
+// Not every test file uses every helper; tests fail loudly by design.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,12 +45,19 @@ impl Drop for TestOrigin {
 
 impl TestOrigin {
     pub fn seen_paths(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|s| s.path_and_query.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path_and_query.clone())
+            .collect()
     }
 }
 
 pub fn full(data: impl Into<Bytes>) -> OriginBody {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Start an origin answering every request with `handler`.
@@ -73,7 +81,11 @@ where
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     seen.lock().unwrap().push(Seen {
-                        path_and_query: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                        path_and_query: req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
                         headers: req.headers().clone(),
                     });
                     let fut = handler(req);
@@ -155,7 +167,13 @@ pub async fn start_proxy_in(toml: &str, base: &std::path::Path) -> TestProxy {
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
     let control = Control::default();
     let task = tokio::spawn(server::run(config, listeners, control.clone()));
-    TestProxy { http, tls, admin, control, task }
+    TestProxy {
+        http,
+        tls,
+        admin,
+        control,
+        task,
+    }
 }
 
 pub async fn start_proxy(toml: &str) -> TestProxy {
@@ -164,17 +182,27 @@ pub async fn start_proxy(toml: &str) -> TestProxy {
 
 /// A plain HTTP/1.1 client.
 pub fn h1_client() -> reqwest::Client {
-    reqwest::Client::builder().http1_only().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 /// An h2c (prior knowledge) client.
 pub fn h2c_client() -> reqwest::Client {
-    reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 /// Deterministic test bytes.
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+        .collect()
 }
 
 /// Metric value of the first line starting with `prefix` in `/metrics` text.
