@@ -2,6 +2,8 @@
 // Not every test file uses every helper; tests fail loudly by design.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
