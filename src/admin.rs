@@ -52,14 +52,19 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return api(shared, req);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method_not_allowed"}"#.into());
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method_not_allowed"}"#.into(),
+        );
     }
     match path {
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
@@ -68,14 +73,22 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/readyz" => text(StatusCode::OK, "ready\n"),
         "/healthz" => {
             let live = shared.live();
-            let status = if shared.is_draining() { "draining" } else { "ok" };
+            let status = if shared.is_draining() {
+                "draining"
+            } else {
+                "ok"
+            };
             let body = serde_json::json!({
                 "status": status,
                 "version": env!("CARGO_PKG_VERSION"),
                 "routes": live.config.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
                 "origins": live.config.origins.iter().map(|o| &o.name).collect::<Vec<_>>(),
             });
-            let code = if shared.is_draining() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            let code = if shared.is_draining() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
             json(code, body.to_string())
         }
         _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
@@ -97,7 +110,10 @@ fn api(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         _ => false,
     };
     if !authorized {
-        let mut r = json(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#.into());
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unauthorized"}"#.into(),
+        );
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
@@ -116,8 +132,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

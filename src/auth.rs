@@ -166,7 +166,10 @@ mod tests {
 
     #[test]
     fn ip_method_table() {
-        let a = auth(&["10.0.0.0/8", "::1/128"], &["10.9.0.0/16", "203.0.113.0/24"]);
+        let a = auth(
+            &["10.0.0.0/8", "::1/128"],
+            &["10.9.0.0/16", "203.0.113.0/24"],
+        );
         let ip = [AuthMethod::Ip];
         let cases = [
             ("10.1.2.3", Ok(())),
@@ -186,8 +189,14 @@ mod tests {
     #[test]
     fn deny_list_applies_with_no_methods_and_empty_list_denies() {
         let a = auth(&[], &["203.0.113.0/24"]);
-        assert_eq!(a.decide(&[], &req("203.0.113.9")).result, Err(ProxyError::IpDenied));
-        assert_eq!(a.decide(&[], &req("192.0.2.1")).result, Err(ProxyError::Forbidden));
+        assert_eq!(
+            a.decide(&[], &req("203.0.113.9")).result,
+            Err(ProxyError::IpDenied)
+        );
+        assert_eq!(
+            a.decide(&[], &req("192.0.2.1")).result,
+            Err(ProxyError::Forbidden)
+        );
     }
 
     #[test]

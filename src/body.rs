@@ -198,8 +198,10 @@ mod tests {
     #[tokio::test]
     async fn tracked_reports_failure_and_cancel() {
         let (log, done) = recorder();
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"abc"))), Err("reset".into())];
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"abc"))),
+            Err("reset".into()),
+        ];
         let body = Tracked::new(StreamBody::new(futures_util::stream::iter(frames)), done);
         assert!(body.collect().await.is_err());
         assert_eq!(*log.lock().unwrap(), vec![(3, BodyEnd::Failed)]);
@@ -220,7 +222,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_fails_a_stalled_body() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
-        tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first"))))
+            .await
+            .unwrap();
         let mut body = Box::pin(IdleTimeout::new(
             StreamBody::new(tokio_stream_from(rx)),
             Duration::from_secs(5),

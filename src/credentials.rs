@@ -8,9 +8,9 @@
 
 /// Parameter names every supported scheme uses to carry credentials.
 const NAMES: [&str; 14] = [
-    "tg",          // tollgate session capability
-    "token",       // ?token=T, Cesbo securetoken, Flussonic token
-    "auth",        // ?auth=user:password
+    "tg",    // tollgate session capability
+    "token", // ?token=T, Cesbo securetoken, Flussonic token
+    "auth",  // ?auth=user:password
     "password",
     "md5",         // nginx secure_link documented form
     "secure",      // nginx secure_link common form
@@ -31,8 +31,7 @@ const PREFIXES: [&str; 1] = ["wowzatoken"];
 pub fn is_credential(name: &str) -> bool {
     NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
         || PREFIXES.iter().any(|p| {
-            name.len() >= p.len()
-                && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+            name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
         })
 }
 
@@ -65,7 +64,10 @@ mod tests {
         let cases = [
             ("token=abc", None),
             ("a=1&token=abc&b=2", Some("a=1&b=2")),
-            ("TOKEN=x&Tg=y&_HLS_msn=5&_HLS_part=1", Some("_HLS_msn=5&_HLS_part=1")),
+            (
+                "TOKEN=x&Tg=y&_HLS_msn=5&_HLS_part=1",
+                Some("_HLS_msn=5&_HLS_part=1"),
+            ),
             ("secure=h&expires=1&x=%20y", Some("x=%20y")),
             ("wowzatokenhash=h&wowzatokenendtime=9&v=1", Some("v=1")),
             ("wmsAuthSign=zzz", None),

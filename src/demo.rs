@@ -56,13 +56,24 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
     let origin_stop = CancellationToken::new();
     let origin_task = tokio::spawn(origin.serve(origin_listener, origin_stop.clone()));
 
-    let config = Config::parse(&demo_config(listen, admin, origin_addr), std::path::Path::new("."))
-        .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let config = Config::parse(
+        &demo_config(listen, admin, origin_addr),
+        std::path::Path::new("."),
+    )
+    .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let listeners = Listeners::bind(&config).await.context(
         "the demo needs its ports free; pass --listen 127.0.0.1:PORT / --admin 127.0.0.1:PORT",
     )?;
-    let proxy_addr = listeners.http.first().map(TcpListener::local_addr).transpose()?;
-    let admin_addr = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    let proxy_addr = listeners
+        .http
+        .first()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let admin_addr = listeners
+        .admin
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     if let (Some(proxy), Some(admin)) = (proxy_addr, admin_addr) {
         print_banner(proxy, admin, origin_addr, &channels);
     }
@@ -75,7 +86,10 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
 fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channels: &[String]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "tollgate demo");
-    let _ = writeln!(out, "  simulated live origin : http://{origin}/live/<channel>/index.m3u8");
+    let _ = writeln!(
+        out,
+        "  simulated live origin : http://{origin}/live/<channel>/index.m3u8"
+    );
     let _ = writeln!(out, "  proxy                 : http://{proxy}");
     let _ = writeln!(out, "  metrics               : http://{admin}/metrics");
     let _ = writeln!(out, "Play (any of):");

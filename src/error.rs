@@ -140,7 +140,10 @@ impl ProxyError {
     /// Headers every error response carries.
     pub fn headers(self) -> [(header::HeaderName, HeaderValue); 2] {
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ]
     }
@@ -153,9 +156,21 @@ mod tests {
     const ALL: [ProxyError; 15] = {
         use ProxyError::*;
         [
-            BadPath, UriTooLong, MethodNotAllowed, NoRoute, Forbidden, Expired, IpDenied,
-            Blocked, NotEntitled, SessionLimit, SessionEvicted, OriginUnavailable,
-            OriginTimeout, ShuttingDown, Internal,
+            BadPath,
+            UriTooLong,
+            MethodNotAllowed,
+            NoRoute,
+            Forbidden,
+            Expired,
+            IpDenied,
+            Blocked,
+            NotEntitled,
+            SessionLimit,
+            SessionEvicted,
+            OriginUnavailable,
+            OriginTimeout,
+            ShuttingDown,
+            Internal,
         ]
     };
 

@@ -100,7 +100,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -140,11 +143,20 @@ mod tests {
         assert_eq!(client_ip(untrusted_peer, &h, &trusted), untrusted_peer);
         let lb: IpAddr = "10.0.0.1".parse().unwrap();
         // Right-most non-trusted entry, not the spoofable left-most.
-        assert_eq!(client_ip(lb, &h, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(lb, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         let h = map(&[("x-real-ip", "198.51.100.8")]);
-        assert_eq!(client_ip(lb, &h, &trusted), "198.51.100.8".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(lb, &h, &trusted),
+            "198.51.100.8".parse::<IpAddr>().unwrap()
+        );
         let h = map(&[("x-forwarded-for", "garbage, 10.0.0.3")]);
-        assert_eq!(client_ip(lb, &h, &trusted), "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(lb, &h, &trusted),
+            "10.0.0.3".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(lb, &HeaderMap::new(), &IpNetSet::default()), lb);
     }
 }

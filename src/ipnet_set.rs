@@ -19,11 +19,19 @@ pub struct IpNetSet {
 }
 
 fn mask32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 impl IpNetSet {
@@ -105,7 +113,13 @@ mod tests {
 
     #[test]
     fn v4_and_v6_longest_match() {
-        let s = set(&["10.0.0.0/8", "10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32", "0.0.0.0/0"]);
+        let s = set(&[
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "192.0.2.7/32",
+            "2001:db8::/32",
+            "0.0.0.0/0",
+        ]);
         let cases: [(&str, Option<u8>); 7] = [
             ("10.2.3.4", Some(8)),
             ("10.1.9.9", Some(16)),

@@ -11,7 +11,11 @@ use tollgate::config::Config;
 use tollgate::server::{self, Control, Listeners};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "Streaming edge auth proxy for HLS origins")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Streaming edge auth proxy for HLS origins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,13 +26,23 @@ enum Command {
     /// Serve with the given config (SIGHUP reloads, SIGTERM drains, SIGINT stops).
     Run {
         /// Config file.
-        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        #[arg(
+            short,
+            long,
+            env = "TOLLGATE_CONFIG",
+            default_value = "config/tollgate.toml"
+        )]
         config: PathBuf,
     },
     /// Parse and validate a config like `nginx -t`: print `configuration OK` or every error.
     Check {
         /// Config file.
-        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        #[arg(
+            short,
+            long,
+            env = "TOLLGATE_CONFIG",
+            default_value = "config/tollgate.toml"
+        )]
         config: PathBuf,
     },
     /// Exit 0 when the admin `/readyz` answers 200 (for container HEALTHCHECK).
@@ -37,7 +51,12 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
         /// Config file to read `admin.listen` from when `--url` is not given.
-        #[arg(short, long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        #[arg(
+            short,
+            long,
+            env = "TOLLGATE_CONFIG",
+            default_value = "config/tollgate.toml"
+        )]
         config: PathBuf,
     },
     /// Start a simulated live origin and the proxy in front of it; print playable URLs.
@@ -97,7 +116,10 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start runtime: {e}");
@@ -167,7 +189,10 @@ fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
             Ok(c) => match c.admin.listen {
                 Some(addr) => format!("http://{addr}/readyz"),
                 None => {
-                    eprintln!("admin.listen is not set in {}; pass --url", config.display());
+                    eprintln!(
+                        "admin.listen is not set in {}; pass --url",
+                        config.display()
+                    );
                     return ExitCode::from(1);
                 }
             },
@@ -177,7 +202,10 @@ fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
             }
         },
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start runtime: {e}");

@@ -148,7 +148,11 @@ impl Metrics {
             "Origin time to response head",
             m.origin_duration.clone(),
         );
-        registry.register(names::BYTES_SENT, "Body bytes sent to viewers", m.bytes_sent.clone());
+        registry.register(
+            names::BYTES_SENT,
+            "Body bytes sent to viewers",
+            m.bytes_sent.clone(),
+        );
         registry.register(
             names::OPEN_CONNECTIONS,
             "Viewer connections open now",
@@ -212,10 +216,15 @@ mod tests {
             .inc();
         let text = m.encode();
         assert!(
-            text.contains(r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"} 1"#),
+            text.contains(
+                r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"} 1"#
+            ),
             "{text}"
         );
-        assert!(text.contains(r#"tollgate_config_reloads_total{result="failure"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"tollgate_config_reloads_total{result="failure"} 0"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -125,7 +125,9 @@ mod tests {
     async fn uri_joins_base_path() {
         let o = origin("http://127.0.0.1:8081/base/");
         assert_eq!(
-            o.uri_for("/live/ch1/index.m3u8", Some("a=1")).unwrap().to_string(),
+            o.uri_for("/live/ch1/index.m3u8", Some("a=1"))
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:8081/base/live/ch1/index.m3u8?a=1"
         );
         let o = origin("http://127.0.0.1:8081");
@@ -143,7 +145,12 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let o = origin(&format!("http://127.0.0.1:{port}"));
-        let req = Request::get(o.uri_for("/", None).unwrap()).body(Empty::new()).unwrap();
-        assert_eq!(o.send(req).await.unwrap_err(), ProxyError::OriginUnavailable);
+        let req = Request::get(o.uri_for("/", None).unwrap())
+            .body(Empty::new())
+            .unwrap();
+        assert_eq!(
+            o.send(req).await.unwrap_err(),
+            ProxyError::OriginUnavailable
+        );
     }
 }

@@ -34,7 +34,11 @@ pub struct ConnInfo {
 }
 
 /// Serve one viewer request. Never fails: every failure becomes a response.
-pub async fn handle(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let live = shared.live();
     let client_ip = headers::client_ip(conn.peer.ip(), req.headers(), &live.trusted_proxies);
     let mut record = RequestRecord {
@@ -67,7 +71,11 @@ pub async fn handle(shared: Arc<Shared>, conn: ConnInfo, req: Request<Incoming>)
 
 /// The `{"error":"<code>"}` response for `e`.
 pub fn error_response(e: ProxyError) -> Response<ProxyBody> {
-    let mut resp = Response::new(Full::new(e.body()).map_err(|never| match never {}).boxed_unsync());
+    let mut resp = Response::new(
+        Full::new(e.body())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *resp.status_mut() = e.status();
     for (name, value) in e.headers() {
         resp.headers_mut().insert(name, value);
@@ -96,20 +104,30 @@ async fn forward(
     }
 
     // 2. Normalize: everything after this sees only the canonical path.
-    let path = crate::path::normalize(req.uri().path(), live.config.server.max_uri_bytes)
-        .map_err(|e| match e {
+    let path = crate::path::normalize(req.uri().path(), live.config.server.max_uri_bytes).map_err(
+        |e| match e {
             crate::path::PathError::TooLong => ProxyError::UriTooLong,
             _ => ProxyError::BadPath,
-        })?;
+        },
+    )?;
 
     // 3. Route and channel.
     let route_id = live.routes.lookup(&path).ok_or(ProxyError::NoRoute)?;
-    let route = live.config.routes.get(route_id).ok_or(ProxyError::Internal)?;
+    let route = live
+        .config
+        .routes
+        .get(route_id)
+        .ok_or(ProxyError::Internal)?;
     record.route = Some(route.name.clone());
     record.channel = live.routes.channel(route_id, &path).map(str::to_owned);
 
     // 4. Authenticate.
-    let decision = live.auth.decide(&route.auth, &AuthRequest { client_ip: record.client_ip });
+    let decision = live.auth.decide(
+        &route.auth,
+        &AuthRequest {
+            client_ip: record.client_ip,
+        },
+    );
     shared
         .metrics
         .auth_decisions

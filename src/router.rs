@@ -25,9 +25,10 @@
 //! `l` the candidate is exactly `path[..l]`. So the table keeps the distinct
 //! prefix lengths, longest first, and for each one that falls on a segment
 //! boundary of the path it makes a single hash probe. The work is bounded
-//! by the number of distinct lengths, not routes: `benches/routing.rs`
-//! measured this against a longest-first linear scan, which is a few ns
-//! faster at 3 routes and several times slower at 100.
+//! by the number of distinct lengths, not of routes. On the `route_lookup`
+//! tables of `benches/routing.rs`, a longest-first linear scan (measured
+//! while choosing; not kept) was a few ns faster at 3 routes and 5-10x
+//! slower at 100.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -13,10 +13,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::task::JoinSet;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig};
@@ -88,18 +88,32 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
 
     for listener in listeners.http {
         log_listening("http", &listener);
-        let acceptor = Acceptor { shared: shared.clone(), graceful: graceful.clone(), conns: conns.clone(), tls: None };
+        let acceptor = Acceptor {
+            shared: shared.clone(),
+            graceful: graceful.clone(),
+            conns: conns.clone(),
+            tls: None,
+        };
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     for (index, listener) in listeners.tls.into_iter().enumerate() {
         log_listening("https", &listener);
-        let acceptor = Acceptor { shared: shared.clone(), graceful: graceful.clone(), conns: conns.clone(), tls: Some(index) };
+        let acceptor = Acceptor {
+            shared: shared.clone(),
+            graceful: graceful.clone(),
+            conns: conns.clone(),
+            tls: Some(index),
+        };
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
         log_listening("admin", &listener);
-        tasks.spawn(crate::admin::serve(listener, shared.clone(), admin_stop.clone()));
+        tasks.spawn(crate::admin::serve(
+            listener,
+            shared.clone(),
+            admin_stop.clone(),
+        ));
     }
 
     loop {
@@ -182,7 +196,11 @@ impl Acceptor {
             let tls = self.tls;
             tokio::spawn(async move {
                 let kind = if tls.is_some() { "https" } else { "http" };
-                let gauge = shared.metrics.open_connections.get_or_create(&ListenerLabel { listener: kind }).clone();
+                let gauge = shared
+                    .metrics
+                    .open_connections
+                    .get_or_create(&ListenerLabel { listener: kind })
+                    .clone();
                 gauge.inc();
                 match tls {
                     Some(index) => serve_tls(stream, peer, index, shared, watcher).await,
@@ -195,7 +213,13 @@ impl Acceptor {
     }
 }
 
-async fn serve_tls(stream: TcpStream, peer: SocketAddr, index: usize, shared: Arc<Shared>, watcher: Watcher) {
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    index: usize,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+) {
     let live = shared.live();
     let Some(config) = live.tls_for(index) else {
         // A reload removed this [[server.tls]] entry; the socket stays bound
@@ -228,8 +252,13 @@ fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_io<I>(io: TokioIo<I>, peer: SocketAddr, scheme: &'static str, shared: Arc<Shared>, watcher: Watcher)
-where
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    scheme: &'static str,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let builder = builder(&shared.live().config.server);

@@ -30,7 +30,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
     if digits.is_empty() {
-        return Err(format!("invalid size {text:?}: expected a number, e.g. \"512MiB\""));
+        return Err(format!(
+            "invalid size {text:?}: expected a number, e.g. \"512MiB\""
+        ));
     }
     let n: u64 = digits
         .parse()
@@ -86,7 +88,13 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_size(text), Ok(want), "{text}");
         }
-        for bad in ["", "MiB", "12 parsecs", "99999999999999999999", "18446744073709551615GiB"] {
+        for bad in [
+            "",
+            "MiB",
+            "12 parsecs",
+            "99999999999999999999",
+            "18446744073709551615GiB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad} should fail");
         }
     }

@@ -10,7 +10,9 @@ use std::process::Command;
 use tollgate::config::Config;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -51,7 +53,10 @@ fn example_config_parses() {
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.origins.len(), 1);
     assert!(c.admin.token.is_some());
-    assert!(!format!("{c:?}").contains("example-token"), "secret leaked into Debug");
+    assert!(
+        !format!("{c:?}").contains("example-token"),
+        "secret leaked into Debug"
+    );
     tollgate::runtime::Live::build(c, None).unwrap();
 }
 
@@ -80,11 +85,19 @@ fn invalid_fixtures_fail_with_their_key_paths() {
         };
         let got: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
         for p in &paths {
-            assert!(got.contains(&p.as_str()), "{}: expected an error at {p}, got {err}", f.display());
+            assert!(
+                got.contains(&p.as_str()),
+                "{}: expected an error at {p}, got {err}",
+                f.display()
+            );
         }
         let shown = err.to_string();
         for m in &msgs {
-            assert!(shown.contains(m.as_str()), "{}: expected {m:?} in {shown}", f.display());
+            assert!(
+                shown.contains(m.as_str()),
+                "{}: expected {m:?} in {shown}",
+                f.display()
+            );
         }
     }
 }
@@ -98,18 +111,31 @@ fn check_command_exit_codes() {
         .env("TOLLGATE_ADMIN_TOKEN", "t")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 
     let files = fixtures("invalid");
     assert!(!files.is_empty());
     for f in files {
         let (paths, _) = expectations(&std::fs::read_to_string(&f).unwrap());
-        let out = Command::new(bin).args(["check", "-c"]).arg(&f).output().unwrap();
+        let out = Command::new(bin)
+            .args(["check", "-c"])
+            .arg(&f)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", f.display());
         let stderr = String::from_utf8_lossy(&out.stderr);
         for p in paths {
-            assert!(stderr.contains(&format!("{p}: ")), "{}: {p} not named in:\n{stderr}", f.display());
+            assert!(
+                stderr.contains(&format!("{p}: ")),
+                "{}: {p} not named in:\n{stderr}",
+                f.display()
+            );
         }
     }
 }
@@ -127,7 +153,11 @@ fn check_reports_unreadable_tls_material() {
          [[route]]\nname = \"r\"\nprefix = \"/\"\norigin = \"o\"\nauth = [\"ip\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.tls[0]"));
 }

@@ -39,18 +39,39 @@ async fn connections_over_the_cap_are_closed_and_counted() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(proxy.http).await.unwrap();
-        s.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 1024];
         let n = s.read(&mut buf).await.unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         held.push(s);
     }
     let mut third = TcpStream::connect(proxy.http).await.unwrap();
-    let _ = third.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\n\r\n").await;
-    assert!(closed_within(&mut third, Duration::from_secs(10)).await, "third connection was served");
-    let m = h1_client().get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metric(&m, "tollgate_connections_rejected_total") >= 1.0, "{m}");
-    assert_eq!(metric(&m, "tollgate_open_connections{listener=\"http\"}"), 2.0, "{m}");
+    let _ = third
+        .write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+        .await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(10)).await,
+        "third connection was served"
+    );
+    let m = h1_client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&m, "tollgate_connections_rejected_total") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "tollgate_open_connections{listener=\"http\"}"),
+        2.0,
+        "{m}"
+    );
     // Closing one frees a slot.
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -69,10 +90,19 @@ async fn slow_request_head_is_cut_off() {
     let origin = ok_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "header_read_timeout = \"1s\"")).await;
     let mut s = TcpStream::connect(proxy.http).await.unwrap();
-    s.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\nX-Slow: ").await.unwrap();
+    s.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\nX-Slow: ")
+        .await
+        .unwrap();
     let t = Instant::now();
-    assert!(closed_within(&mut s, Duration::from_secs(20)).await, "slowloris connection kept open");
-    assert!(t.elapsed() >= Duration::from_millis(900), "closed before the timeout: {:?}", t.elapsed());
+    assert!(
+        closed_within(&mut s, Duration::from_secs(20)).await,
+        "slowloris connection kept open"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout: {:?}",
+        t.elapsed()
+    );
     assert!(origin.seen_paths().is_empty());
 }
 
@@ -100,7 +130,8 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     let origin = ok_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let old_pem = write_cert(dir.path());
-    let tls = "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let tls =
+        "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
     let text = config_for(origin.addr, tls);
     let cfg = dir.path().join("tollgate.toml");
     std::fs::write(&cfg, &text).unwrap();
@@ -111,7 +142,15 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     let control = tollgate::server::Control::default();
     let _task = tokio::spawn(tollgate::server::run(config, listeners, control.clone()));
     let url = format!("https://localhost:{}/live/ch1/a.ts", addr.port());
-    assert_eq!(https_client(&old_pem, addr).get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        https_client(&old_pem, addr)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let new_pem = write_cert(dir.path());
     control.reload.notify_one();
@@ -126,21 +165,47 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     }
     // The old certificate is gone for new connections.
     assert!(https_client(&old_pem, addr).get(&url).send().await.is_err());
-    let m = h1_client().get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(metric(&m, "tollgate_config_reloads_total{result=\"success\"}"), 1.0, "{m}");
+    let m = h1_client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&m, "tollgate_config_reloads_total{result=\"success\"}"),
+        1.0,
+        "{m}"
+    );
 
     // A broken key on reload: counted, and the current certificate keeps serving.
     std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
     control.reload.notify_one();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = h1_client().get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = h1_client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if metric(&m, "tollgate_config_reloads_total{result=\"failure\"}") == 1.0 {
             break;
         }
         assert!(Instant::now() < deadline, "failed reload not counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(https_client(&new_pem, addr).get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        https_client(&new_pem, addr)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     control.stop.cancel();
 }

@@ -37,7 +37,8 @@ async fn content_origin() -> TestOrigin {
             }
             _ => Response::new(full("ok")),
         };
-        resp.headers_mut().insert("x-origin", "yes".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-origin", "yes".parse().unwrap());
         resp
     })
     .await
@@ -55,7 +56,8 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let tls = "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let tls =
+        "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
     let proxy = start_proxy_in(&config_for(origin.addr, tls), dir.path()).await;
     let tls_addr = proxy.tls.unwrap();
     let https = reqwest::Client::builder()
@@ -66,17 +68,44 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
         .unwrap();
     let big = pattern(1 << 20);
     let cases = [
-        ("h1", h1_client(), format!("http://{}", proxy.http), http::Version::HTTP_11),
-        ("h2c", h2c_client(), format!("http://{}", proxy.http), http::Version::HTTP_2),
-        ("https-h2", https, format!("https://localhost:{}", tls_addr.port()), http::Version::HTTP_2),
+        (
+            "h1",
+            h1_client(),
+            format!("http://{}", proxy.http),
+            http::Version::HTTP_11,
+        ),
+        (
+            "h2c",
+            h2c_client(),
+            format!("http://{}", proxy.http),
+            http::Version::HTTP_2,
+        ),
+        (
+            "https-h2",
+            https,
+            format!("https://localhost:{}", tls_addr.port()),
+            http::Version::HTTP_2,
+        ),
     ];
     for (name, client, base, version) in cases {
-        let r = client.get(format!("{base}/live/ch1/index.m3u8")).send().await.unwrap();
+        let r = client
+            .get(format!("{base}/live/ch1/index.m3u8"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.version(), version, "{name}");
         assert_eq!(r.headers()["x-origin"], "yes", "{name}");
-        assert_eq!(r.bytes().await.unwrap(), PLAYLIST.as_bytes(), "{name} playlist");
-        let r = client.get(format!("{base}/live/ch1/big.ts")).send().await.unwrap();
+        assert_eq!(
+            r.bytes().await.unwrap(),
+            PLAYLIST.as_bytes(),
+            "{name} playlist"
+        );
+        let r = client
+            .get(format!("{base}/live/ch1/big.ts"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.content_length(), Some(1 << 20), "{name}");
         let body = r.bytes().await.unwrap();
@@ -87,13 +116,18 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
 /// An origin whose `/live/ch1/seg.ts` body is fed by the test through a channel.
 async fn fed_origin(
     content_length: Option<usize>,
-) -> (TestOrigin, mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>) {
+) -> (
+    TestOrigin,
+    mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+) {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     let rx = Arc::new(Mutex::new(Some(rx)));
     let origin = start_origin(move |_req| {
         let rx = rx.lock().unwrap().take();
         async move {
-            let Some(mut rx) = rx else { return Response::new(full("second request")) };
+            let Some(mut rx) = rx else {
+                return Response::new(full("second request"));
+            };
             let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
             let mut resp = Response::new(StreamBody::new(stream).boxed());
             if let Some(n) = content_length {
@@ -112,8 +146,14 @@ async fn first_half_reaches_viewer_before_origin_sends_the_rest() {
     let (origin, tx) = fed_origin(Some(2 * half)).await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
     let data = pattern(2 * half);
-    tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[..half])))).await.unwrap();
-    let mut resp = h1_client().get(proxy.url("/live/ch1/seg.ts")).send().await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[..half]))))
+        .await
+        .unwrap();
+    let mut resp = h1_client()
+        .get(proxy.url("/live/ch1/seg.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let mut got = Vec::new();
     // The origin has sent only the first half and is paused: all of it must arrive.
@@ -126,7 +166,9 @@ async fn first_half_reaches_viewer_before_origin_sends_the_rest() {
     .await
     .expect("first half did not reach the viewer while the origin was paused");
     assert_eq!(got.len(), half, "more bytes than the origin sent");
-    tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[half..])))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[half..]))))
+        .await
+        .unwrap();
     drop(tx);
     while let Some(chunk) = resp.chunk().await.unwrap() {
         got.extend_from_slice(&chunk);
@@ -140,13 +182,21 @@ async fn origin_reset_mid_body_aborts_the_viewer_response() {
         for declared in [Some(1 << 20), None] {
             let (origin, tx) = fed_origin(declared).await;
             let proxy = start_proxy(&config_for(origin.addr, "")).await;
-            tx.send(Ok(Frame::data(Bytes::from(vec![7u8; 100 * 1024])))).await.unwrap();
-            let mut resp = client.get(proxy.url("/live/ch1/seg.ts")).send().await.unwrap();
+            tx.send(Ok(Frame::data(Bytes::from(vec![7u8; 100 * 1024]))))
+                .await
+                .unwrap();
+            let mut resp = client
+                .get(proxy.url("/live/ch1/seg.ts"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200, "{name}");
             let first = resp.chunk().await.unwrap().expect("first bytes");
             assert!(!first.is_empty());
             // Only now does the origin die, mid-body.
-            tx.send(Err(std::io::Error::other("origin crashed"))).await.unwrap();
+            tx.send(Err(std::io::Error::other("origin crashed")))
+                .await
+                .unwrap();
             let mut result = Ok(());
             let mut total = first.len();
             loop {
@@ -159,7 +209,10 @@ async fn origin_reset_mid_body_aborts_the_viewer_response() {
                     }
                 }
             }
-            assert!(result.is_err(), "{name} {declared:?}: truncated body ended cleanly after {total} bytes");
+            assert!(
+                result.is_err(),
+                "{name} {declared:?}: truncated body ended cleanly after {total} bytes"
+            );
             assert!(total <= 100 * 1024);
         }
     }
@@ -169,21 +222,39 @@ async fn origin_reset_mid_body_aborts_the_viewer_response() {
 async fn origin_stalling_mid_body_aborts_after_idle_timeout() {
     let (origin, tx) = fed_origin(Some(1 << 20)).await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
-    tx.send(Ok(Frame::data(Bytes::from(vec![1u8; 1000])))).await.unwrap();
-    let resp = h1_client().get(proxy.url("/live/ch1/seg.ts")).send().await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(vec![1u8; 1000]))))
+        .await
+        .unwrap();
+    let resp = h1_client()
+        .get(proxy.url("/live/ch1/seg.ts"))
+        .send()
+        .await
+        .unwrap();
     // idle_timeout = 1s in config_for; the sender stays alive, so the origin stalls.
-    let result = tokio::time::timeout(Duration::from_secs(30), resp.bytes()).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), resp.bytes())
+        .await
+        .unwrap();
     assert!(result.is_err(), "stalled body must abort, not end cleanly");
     drop(tx);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_down_is_502_and_stalled_origin_is_504() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = start_proxy(&config_for(closed_port, "")).await;
-    let r = h1_client().get(proxy.url("/live/ch1/index.m3u8")).send().await.unwrap();
+    let r = h1_client()
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
-    assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"origin_unavailable"}"#);
+    assert_eq!(
+        r.text().await.unwrap().trim(),
+        r#"{"error":"origin_unavailable"}"#
+    );
 
     let stalled = start_origin(|_req| async {
         std::future::pending::<()>().await;
@@ -192,13 +263,26 @@ async fn origin_down_is_502_and_stalled_origin_is_504() {
     .await;
     let proxy = start_proxy(&config_for(stalled.addr, "")).await;
     let t = Instant::now();
-    let r = h1_client().get(proxy.url("/live/ch1/index.m3u8")).send().await.unwrap();
+    let r = h1_client()
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     let waited = t.elapsed();
     assert_eq!(r.status(), 504);
-    assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"origin_timeout"}"#);
+    assert_eq!(
+        r.text().await.unwrap().trim(),
+        r#"{"error":"origin_timeout"}"#
+    );
     // first_byte_timeout = 1s: not before it, and not unboundedly after.
-    assert!(waited >= Duration::from_millis(950), "gave up early: {waited:?}");
-    assert!(waited < Duration::from_secs(20), "timeout not enforced: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(20),
+        "timeout not enforced: {waited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,16 +290,29 @@ async fn origin_statuses_pass_through_and_errors_are_json() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
     let c = h1_client();
-    let r = c.get(proxy.url("/live/ch1/missing.ts")).send().await.unwrap();
+    let r = c
+        .get(proxy.url("/live/ch1/missing.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "nope");
-    let r = c.get(proxy.url("/live/ch1/broken.ts")).send().await.unwrap();
+    let r = c
+        .get(proxy.url("/live/ch1/broken.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 500);
     let r = c.get(proxy.url("/elsewhere/x")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"no_route"}"#);
-    let r = c.post(proxy.url("/live/ch1/index.m3u8")).body("x").send().await.unwrap();
+    let r = c
+        .post(proxy.url("/live/ch1/index.m3u8"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
     let r = c.head(proxy.url("/live/ch1/big.ts")).send().await.unwrap();
@@ -233,18 +330,44 @@ async fn ip_method_allow_deny_and_all_pass() {
         "[ip]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]",
     );
     let proxy = start_proxy(&denied).await;
-    let r = h1_client().get(proxy.url("/live/ch1/index.m3u8")).send().await.unwrap();
+    let r = h1_client()
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"ip_denied"}"#);
     // Not allowed and not denied: every method passed → forbidden.
-    let not_allowed = config_for(origin.addr, "").replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.0.0.0/8\"]");
+    let not_allowed = config_for(origin.addr, "")
+        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.0.0.0/8\"]");
     let proxy2 = start_proxy(&not_allowed).await;
-    let r = h1_client().get(proxy2.url("/live/ch1/index.m3u8")).send().await.unwrap();
+    let r = h1_client()
+        .get(proxy2.url("/live/ch1/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"forbidden"}"#);
-    assert!(origin.seen_paths().is_empty(), "a denied request reached the origin");
-    let m = h1_client().get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(metric(&m, r#"tollgate_auth_decisions_total{method="deny_list",outcome="ip_denied"}"#), 1.0, "{m}");
+    assert!(
+        origin.seen_paths().is_empty(),
+        "a denied request reached the origin"
+    );
+    let m = h1_client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &m,
+            r#"tollgate_auth_decisions_total{method="deny_list",outcome="ip_denied"}"#
+        ),
+        1.0,
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,8 +385,14 @@ async fn headers_and_query_sent_to_origin() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let seen = origin.seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.path_and_query, "/live/ch1/index.m3u8?lang=en&_HLS_msn=3");
-    assert!(seen.headers.get("x-private-hop").is_none(), "hop-by-hop header forwarded");
+    assert_eq!(
+        seen.path_and_query,
+        "/live/ch1/index.m3u8?lang=en&_HLS_msn=3"
+    );
+    assert!(
+        seen.headers.get("x-private-hop").is_none(),
+        "hop-by-hop header forwarded"
+    );
     assert_eq!(seen.headers["x-end-to-end"], "kept");
     assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
@@ -273,12 +402,16 @@ async fn headers_and_query_sent_to_origin() {
 /// Send a raw request line (no client-side normalization) and read the status.
 async fn raw_status(addr: std::net::SocketAddr, target: &str, extra_headers: &str) -> u16 {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {target} HTTP/1.1\r\nHost: edge\r\n{extra_headers}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {target} HTTP/1.1\r\nHost: edge\r\n{extra_headers}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     let head = String::from_utf8_lossy(&buf);
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status for {target:?}: {head:?}"))
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status for {target:?}: {head:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +442,10 @@ async fn hostile_paths_never_reach_origin_except_normalized_in_route() {
     assert!(!cases.is_empty());
     for (target, headers, allowed) in &cases {
         let status = raw_status(proxy.http, target, headers).await;
-        assert!(allowed.contains(&status), "{target:.80}: got {status}, expected one of {allowed:?}");
+        assert!(
+            allowed.contains(&status),
+            "{target:.80}: got {status}, expected one of {allowed:?}"
+        );
     }
     let seen = origin.seen_paths();
     assert_eq!(
@@ -329,32 +465,81 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
     let c = h1_client();
-    let before = c.get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let before = c
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let key = r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"}"#;
     for _ in 0..3 {
-        let r = c.get(proxy.url("/live/ch1/index.m3u8")).send().await.unwrap();
+        let r = c
+            .get(proxy.url("/live/ch1/index.m3u8"))
+            .send()
+            .await
+            .unwrap();
         r.bytes().await.unwrap();
     }
     // The counter moves when the body completes; poll briefly for the last one.
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
-        let m = c.get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = c
+            .get(proxy.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if metric(&m, key) == metric(&before, key) + 3.0 || Instant::now() > deadline {
             break m;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(metric(&after, key), metric(&before, key) + 3.0, "{after}");
-    assert!(metric(&after, r#"tollgate_bytes_sent_total{route="live"}"#) >= 3.0 * PLAYLIST.len() as f64);
-    assert!(after.contains("tollgate_origin_duration_seconds_count{origin=\"o\"} 3"), "{after}");
-    for (path, status) in [("/livez", 200), ("/readyz", 200), ("/healthz", 200), ("/nope", 404)] {
-        assert_eq!(c.get(proxy.admin_url(path)).send().await.unwrap().status(), status, "{path}");
+    assert!(
+        metric(&after, r#"tollgate_bytes_sent_total{route="live"}"#) >= 3.0 * PLAYLIST.len() as f64
+    );
+    assert!(
+        after.contains("tollgate_origin_duration_seconds_count{origin=\"o\"} 3"),
+        "{after}"
+    );
+    for (path, status) in [
+        ("/livez", 200),
+        ("/readyz", 200),
+        ("/healthz", 200),
+        ("/nope", 404),
+    ] {
+        assert_eq!(
+            c.get(proxy.admin_url(path)).send().await.unwrap().status(),
+            status,
+            "{path}"
+        );
     }
     // The API needs the bearer token.
-    assert_eq!(c.get(proxy.admin_url("/api/v1/users/a")).send().await.unwrap().status(), 401);
-    let r = c.get(proxy.admin_url("/api/v1/users/a")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(
+        c.get(proxy.admin_url("/api/v1/users/a"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = c
+        .get(proxy.admin_url("/api/v1/users/a"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.get(proxy.admin_url("/api/v1/users/a")).bearer_auth("test-admin-token").send().await.unwrap();
+    let r = c
+        .get(proxy.admin_url("/api/v1/users/a"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.status(), 401);
 }
 
@@ -362,8 +547,14 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
 async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     let (origin, tx) = fed_origin(Some(2000)).await;
     let mut proxy = start_proxy(&config_for(origin.addr, "")).await;
-    tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000])))).await.unwrap();
-    let mut resp = h1_client().get(proxy.url("/live/ch1/seg.ts")).send().await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000]))))
+        .await
+        .unwrap();
+    let mut resp = h1_client()
+        .get(proxy.url("/live/ch1/seg.ts"))
+        .send()
+        .await
+        .unwrap();
     let first = resp.chunk().await.unwrap().unwrap();
     proxy.control.drain.cancel();
     let c = h1_client();
@@ -379,10 +570,15 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     // New connections are refused once the listener is closed.
     let deadline = Instant::now() + Duration::from_secs(5);
     while tokio::net::TcpStream::connect(proxy.http).await.is_ok() {
-        assert!(Instant::now() < deadline, "listener still accepting while draining");
+        assert!(
+            Instant::now() < deadline,
+            "listener still accepting while draining"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000])))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000]))))
+        .await
+        .unwrap();
     drop(tx);
     let mut total = first.len();
     while let Some(c) = resp.chunk().await.unwrap() {
@@ -390,5 +586,8 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     }
     assert_eq!(total, 2000);
     let result = tokio::time::timeout(Duration::from_secs(10), &mut proxy.task).await;
-    assert!(matches!(result, Ok(Ok(Ok(())))), "run did not return cleanly: {result:?}");
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "run did not return cleanly: {result:?}"
+    );
 }

@@ -24,7 +24,11 @@ use hyper_util::rt::TokioExecutor;
 use tollgate::simorigin::{SegmentSource, SimOrigin, SimOriginOptions};
 
 #[derive(Parser)]
-#[command(name = "tollgate-loadtest", version, about = "Bounded loopback load harness for tollgate")]
+#[command(
+    name = "tollgate-loadtest",
+    version,
+    about = "Bounded loopback load harness for tollgate"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,16 +68,26 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Origin { listen, segment_bytes, segment_duration } => {
+        Command::Origin {
+            listen,
+            segment_bytes,
+            segment_duration,
+        } => {
             if !listen.ip().is_loopback() {
                 bail!("the load harness only listens on loopback addresses");
             }
             let origin = SimOrigin::new(SimOriginOptions {
-                segment_source: SegmentSource::Synthetic { bytes: segment_bytes, duration: segment_duration },
+                segment_source: SegmentSource::Synthetic {
+                    bytes: segment_bytes,
+                    duration: segment_duration,
+                },
                 ..SimOriginOptions::default()
             });
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            println!("simulated origin on http://{}/live/ch1/index.m3u8", listener.local_addr()?);
+            println!(
+                "simulated origin on http://{}/live/ch1/index.m3u8",
+                listener.local_addr()?
+            );
             let stop = tokio_util::sync::CancellationToken::new();
             let s2 = stop.clone();
             tokio::spawn(async move {
@@ -83,14 +97,27 @@ async fn main() -> anyhow::Result<()> {
             origin.serve(listener, stop).await?;
             Ok(())
         }
-        Command::Burst { url, connections, requests, duration } => burst(&url, connections, requests, duration).await,
+        Command::Burst {
+            url,
+            connections,
+            requests,
+            duration,
+        } => burst(&url, connections, requests, duration).await,
     }
 }
 
-async fn burst(url: &str, connections: usize, requests: u64, duration: Duration) -> anyhow::Result<()> {
+async fn burst(
+    url: &str,
+    connections: usize,
+    requests: u64,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let uri: hyper::Uri = url.parse().context("invalid --url")?;
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         bail!("the load harness only targets loopback addresses, not {host}");
     }
@@ -111,15 +138,17 @@ async fn burst(url: &str, connections: usize, requests: u64, duration: Duration)
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < requests {
                 let t = Instant::now();
                 match client.get(uri.clone()).await {
-                    Ok(resp) if resp.status().is_success() => match resp.into_body().collect().await {
-                        Ok(b) => {
-                            bytes.fetch_add(b.to_bytes().len() as u64, Ordering::Relaxed);
-                            latencies.push(t.elapsed());
+                    Ok(resp) if resp.status().is_success() => {
+                        match resp.into_body().collect().await {
+                            Ok(b) => {
+                                bytes.fetch_add(b.to_bytes().len() as u64, Ordering::Relaxed);
+                                latencies.push(t.elapsed());
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
+                    }
                     _ => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -141,7 +170,10 @@ async fn burst(url: &str, connections: usize, requests: u64, duration: Duration)
     println!("requests ok   {}", all.len());
     println!("errors        {}", errors.load(Ordering::Relaxed));
     println!("requests/s    {:.0}", all.len() as f64 / elapsed);
-    println!("MB/s          {:.1}", bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6);
+    println!(
+        "MB/s          {:.1}",
+        bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6
+    );
     println!("p50 ms        {:.3}", pct(0.50));
     println!("p99 ms        {:.3}", pct(0.99));
     Ok(())

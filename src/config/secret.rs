@@ -21,8 +21,7 @@ impl Secret {
     /// an empty secret would silently accept anything signed with "".
     pub fn resolve(raw: &str, base_dir: &Path) -> Result<Self, String> {
         let value = if let Some(name) = raw.strip_prefix("env:") {
-            std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
         } else if let Some(path) = raw.strip_prefix("file:") {
             let full = base_dir.join(path);
             let text = std::fs::read_to_string(&full)
@@ -63,14 +62,20 @@ mod tests {
     fn inline_env_and_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok"), "from-file\n").unwrap();
-        assert_eq!(Secret::resolve("inline", dir.path()).unwrap().expose(), "inline");
+        assert_eq!(
+            Secret::resolve("inline", dir.path()).unwrap().expose(),
+            "inline"
+        );
         assert_eq!(
             Secret::resolve("file:tok", dir.path()).unwrap().expose(),
             "from-file"
         );
         // PATH is always set in a test process.
         let path = std::env::var("PATH").unwrap();
-        assert_eq!(Secret::resolve("env:PATH", dir.path()).unwrap().expose(), path);
+        assert_eq!(
+            Secret::resolve("env:PATH", dir.path()).unwrap().expose(),
+            path
+        );
         assert!(Secret::resolve("env:TOLLGATE_SURELY_UNSET_VAR", dir.path()).is_err());
         assert!(Secret::resolve("file:missing", dir.path()).is_err());
         assert!(Secret::resolve("", dir.path()).is_err());

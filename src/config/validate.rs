@@ -10,8 +10,8 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, Config, ConfigError, ConfigErrors, IpConfig, LogConfig, OriginConfig,
-    RouteConfig, Secret, ServerConfig, TlsListenerConfig,
+    AdminConfig, Config, ConfigError, ConfigErrors, IpConfig, LogConfig, OriginConfig, RouteConfig,
+    Secret, ServerConfig, TlsListenerConfig,
 };
 use crate::auth::AuthMethod;
 use crate::units::{parse_duration, parse_size};
@@ -54,9 +54,7 @@ impl Errors {
     fn nets(&mut self, path: &str, list: &[String]) -> Vec<IpNet> {
         list.iter()
             .enumerate()
-            .filter_map(|(i, s)| {
-                self.check(&format!("{path}[{i}]"), parse_net(s))
-            })
+            .filter_map(|(i, s)| self.check(&format!("{path}[{i}]"), parse_net(s)))
             .collect()
     }
 }
@@ -67,7 +65,9 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
     t.parse::<IpNet>()
         .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| format!("invalid network {text:?}, expected CIDR like 10.0.0.0/8 or an address"))
+        .map_err(|_| {
+            format!("invalid network {text:?}, expected CIDR like 10.0.0.0/8 or an address")
+        })
 }
 
 pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
@@ -98,15 +98,24 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let mut names = HashSet::new();
     for (i, o) in raw.origin.iter().enumerate() {
         if !names.insert(o.name.as_str()) {
-            errs.push(format!("origin[{i}].name"), format!("duplicate origin name {:?}", o.name));
+            errs.push(
+                format!("origin[{i}].name"),
+                format!("duplicate origin name {:?}", o.name),
+            );
         }
     }
     let routes = routes(&mut errs, &raw.route, &raw.origin);
     if raw.route.is_empty() {
-        errs.push("route", "no [[route]] defined: the proxy would answer 404 to everything");
+        errs.push(
+            "route",
+            "no [[route]] defined: the proxy would answer 404 to everything",
+        );
     }
     if server.listen.is_empty() && server.tls.is_empty() {
-        errs.push("server.listen", "no listener: give server.listen or a [[server.tls]]");
+        errs.push(
+            "server.listen",
+            "no listener: give server.listen or a [[server.tls]]",
+        );
     }
     if errs.0.is_empty() {
         Ok(Config {
@@ -151,7 +160,11 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
                     );
                 }
             }
-            Some(TlsListenerConfig { listen: listen?, cert, key })
+            Some(TlsListenerConfig {
+                listen: listen?,
+                cert,
+                key,
+            })
         })
         .collect();
     let size = |errs: &mut Errors, path: &str, v: &Option<String>, default: u64| -> usize {
@@ -161,7 +174,12 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
         };
         usize::try_from(n).unwrap_or(usize::MAX)
     };
-    let max_header_bytes = size(errs, "server.max_header_bytes", &raw.max_header_bytes, 16 << 10);
+    let max_header_bytes = size(
+        errs,
+        "server.max_header_bytes",
+        &raw.max_header_bytes,
+        16 << 10,
+    );
     if (max_header_bytes as u64) < MIN_HEADER_BYTES {
         errs.push("server.max_header_bytes", "must be at least 8KiB");
     }
@@ -202,10 +220,26 @@ fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> 
     }
     Some(OriginConfig {
         name: raw.name.clone(),
-        connect_timeout: errs.duration(&p("connect_timeout"), raw.connect_timeout.as_deref(), Duration::from_secs(2)),
-        first_byte_timeout: errs.duration(&p("first_byte_timeout"), raw.first_byte_timeout.as_deref(), Duration::from_secs(10)),
-        idle_timeout: errs.duration(&p("idle_timeout"), raw.idle_timeout.as_deref(), Duration::from_secs(10)),
-        pool_idle_timeout: errs.duration(&p("pool_idle_timeout"), raw.pool_idle_timeout.as_deref(), Duration::from_secs(90)),
+        connect_timeout: errs.duration(
+            &p("connect_timeout"),
+            raw.connect_timeout.as_deref(),
+            Duration::from_secs(2),
+        ),
+        first_byte_timeout: errs.duration(
+            &p("first_byte_timeout"),
+            raw.first_byte_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: errs.duration(
+            &p("idle_timeout"),
+            raw.idle_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        pool_idle_timeout: errs.duration(
+            &p("pool_idle_timeout"),
+            raw.pool_idle_timeout.as_deref(),
+            Duration::from_secs(90),
+        ),
         pool_max_idle: raw.pool_max_idle.unwrap_or(256),
         url: url?,
     })
@@ -224,7 +258,9 @@ fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
         return Err(format!("invalid URL {text:?}: no host"));
     }
     if uri.query().is_some() {
-        return Err(format!("invalid URL {text:?}: an origin URL cannot carry a query"));
+        return Err(format!(
+            "invalid URL {text:?}: an origin URL cannot carry a query"
+        ));
     }
     Ok(uri)
 }
@@ -239,9 +275,19 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
             errs.push(p("name"), format!("duplicate route name {:?}", r.name));
         }
         if !r.prefix.starts_with('/') {
-            errs.push(p("prefix"), format!("prefix {:?} must start with '/'", r.prefix));
-        } else if crate::path::normalize(&r.prefix, usize::MAX).as_deref() != Ok(r.prefix.as_str()) {
-            errs.push(p("prefix"), format!("prefix {:?} is not a normalized path (no //, ., .., %)", r.prefix));
+            errs.push(
+                p("prefix"),
+                format!("prefix {:?} must start with '/'", r.prefix),
+            );
+        } else if crate::path::normalize(&r.prefix, usize::MAX).as_deref() != Ok(r.prefix.as_str())
+        {
+            errs.push(
+                p("prefix"),
+                format!(
+                    "prefix {:?} is not a normalized path (no //, ., .., %)",
+                    r.prefix
+                ),
+            );
         } else if !prefixes.insert(r.prefix.as_str()) {
             errs.push(p("prefix"), format!("duplicate prefix {:?}", r.prefix));
         }
@@ -251,7 +297,10 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
         }
         let channel = r.channel.unwrap_or(1);
         if channel == 0 {
-            errs.push(p("channel"), "must be 1 or more (1 = first path segment after the prefix)");
+            errs.push(
+                p("channel"),
+                "must be 1 or more (1 = first path segment after the prefix)",
+            );
         }
         if r.auth.is_empty() {
             errs.push(p("auth"), "must list at least one method, e.g. [\"ip\"]");
