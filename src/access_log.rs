@@ -12,6 +12,7 @@ use http::{Method, Version};
 use tokio::time::Instant;
 
 use crate::body::BodyEnd;
+use crate::error::Blame;
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, status_class};
 
 /// Everything known about a request by the time its response head is sent.
@@ -35,6 +36,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// Error code, or `proxied` when the origin's answer went through.
     pub code: &'static str,
+    /// Who caused the error, when tollgate answered with one.
+    pub blame: Option<Blame>,
     /// Status the origin answered with.
     pub origin_status: Option<u16>,
     /// Origin time to response head.
@@ -85,6 +88,7 @@ impl RequestRecord {
             path = %self.path,
             status = self.status,
             code = self.code,
+            blame = self.blame.map(Blame::as_str),
             bytes,
             duration_ms = duration.as_secs_f64() * 1000.0,
             origin_status = self.origin_status,

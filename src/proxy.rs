@@ -51,12 +51,14 @@ pub async fn handle(
         channel: None,
         status: 0,
         code: "proxied",
+        blame: None,
         origin_status: None,
         origin_latency: None,
     };
     let result = forward(&live, &shared, conn, req, &mut record).await;
     let response = result.unwrap_or_else(|e| {
         record.code = e.code();
+        record.blame = Some(e.blame());
         error_response(e)
     });
     record.status = response.status().as_u16();

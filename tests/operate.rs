@@ -96,6 +96,10 @@ async fn access_log_has_no_credentials_and_metrics_move() {
     assert_eq!(line["bytes"], PLAYLIST.len(), "{line}");
     assert_eq!(line["end"], "complete", "{line}");
     assert!(
+        line.get("blame").is_none(),
+        "a proxied response blames no one: {line}"
+    );
+    assert!(
         line["duration_ms"].is_number() && line["origin_ms"].is_number(),
         "{line}"
     );
@@ -158,6 +162,7 @@ async fn access_log_has_no_credentials_and_metrics_move() {
         (&Value::from(403), &Value::from("ip_denied")),
         "{line}"
     );
+    assert_eq!(line["blame"], "client", "{line}");
     let metrics = tg.metrics(&client).await;
     assert_eq!(
         common::metric(&metrics, LIVE_4XX_IP_DENIED),
