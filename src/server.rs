@@ -84,39 +84,33 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     let accepting = CancellationToken::new();
     let conns = Arc::new(Semaphore::new(max_conns));
     let mut acceptors = JoinSet::new();
-    let mut tasks = JoinSet::new();
-
-    for listener in listeners.http {
-        log_listening("http", &listener);
+    let http = listeners.http.into_iter().map(|l| (l, None));
+    let https = listeners
+        .tls
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (l, Some(i)));
+    for (listener, tls) in http.chain(https) {
+        log_listening(if tls.is_some() { "https" } else { "http" }, &listener);
         let acceptor = Acceptor {
             shared: shared.clone(),
             graceful: graceful.clone(),
             conns: conns.clone(),
-            tls: None,
-        };
-        acceptors.spawn(acceptor.run(listener, accepting.clone()));
-    }
-    for (index, listener) in listeners.tls.into_iter().enumerate() {
-        log_listening("https", &listener);
-        let acceptor = Acceptor {
-            shared: shared.clone(),
-            graceful: graceful.clone(),
-            conns: conns.clone(),
-            tls: Some(index),
+            tls,
         };
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
         log_listening("admin", &listener);
-        tasks.spawn(crate::admin::serve(
+        tokio::spawn(crate::admin::serve(
             listener,
             shared.clone(),
             admin_stop.clone(),
         ));
     }
 
-    loop {
+    let drain = loop {
         tokio::select! {
             () = control.reload.notified() => {
                 // File reads and certificate parsing block: keep them off the workers.
@@ -127,31 +121,33 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
                     Err(e) => tracing::error!(error = %e, "reload task failed; the previous configuration keeps serving"),
                 }
             }
-            () = control.drain.cancelled() => break,
-            () = control.stop.cancelled() => {
-                tracing::info!("stopping now");
-                return Ok(());
-            }
+            () = control.drain.cancelled() => break true,
+            () = control.stop.cancelled() => break false,
         }
-    }
-
-    // The grace period of the newest config applies (it may have been reloaded).
-    let grace = shared.live().config.server.shutdown_grace;
-    tracing::info!(grace_secs = grace.as_secs_f64(), "draining");
-    shared.start_draining();
-    accepting.cancel();
-    // Accept loops drop their listeners on return: new connections are refused.
-    while acceptors.join_next().await.is_some() {}
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        anyhow::bail!("internal: graceful-shutdown handle still shared after accept loops ended");
     };
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
-        () = control.stop.cancelled() => tracing::info!("stopping now"),
+
+    shared.start_draining();
+    // Accept loops drop their listeners on return: new connections are refused.
+    accepting.cancel();
+    if drain {
+        // The grace period of the newest config applies (it may have been reloaded).
+        let grace = shared.live().config.server.shutdown_grace;
+        tracing::info!(grace_secs = grace.as_secs_f64(), "draining");
+        while acceptors.join_next().await.is_some() {}
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            anyhow::bail!(
+                "internal: graceful-shutdown handle still shared after accept loops ended"
+            );
+        };
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+            () = control.stop.cancelled() => tracing::info!("stopping now"),
+        }
+    } else {
+        tracing::info!("stopping now");
     }
     admin_stop.cancel();
-    tasks.abort_all();
     Ok(())
 }
 

@@ -209,3 +209,31 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     );
     control.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_returns_at_once_and_closes_listeners() {
+    let origin = ok_origin().await;
+    let mut proxy = start_proxy(&config_for(origin.addr, "")).await;
+    assert_eq!(
+        h1_client()
+            .get(proxy.url("/live/ch1/a.ts"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    proxy.control.stop.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut proxy.task).await;
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "run did not return: {result:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(proxy.http).await.is_ok()
+        || TcpStream::connect(proxy.admin).await.is_ok()
+    {
+        assert!(Instant::now() < deadline, "listeners still open after stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
