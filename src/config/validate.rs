@@ -20,6 +20,13 @@ use crate::units::{parse_duration, parse_size};
 /// limit must be a config error, never a panic at startup.
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
 
+/// Upper bounds that keep a typo from becoming a startup panic (tokio's
+/// semaphore caps permits) or a per-request allocation of that many header
+/// slots (hyper sizes its header buffer from `max_headers`).
+const MAX_CONNECTIONS: usize = 10_000_000;
+const MAX_HEADERS: usize = 10_000;
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
 /// Collects errors while values are converted.
 struct Errors(Vec<ConfigError>);
 
@@ -36,11 +43,21 @@ impl Errors {
         r.map_err(|e| self.push(path, e.to_string())).ok()
     }
 
+    /// A duration that may be zero (`shutdown_grace = "0s"`: exit at once).
     fn duration(&mut self, path: &str, v: Option<&str>, default: Duration) -> Duration {
         match v {
             None => default,
             Some(text) => self.check(path, parse_duration(text)).unwrap_or(default),
         }
+    }
+
+    /// A timeout: zero would fail every request, so it is refused.
+    fn timeout(&mut self, path: &str, v: Option<&str>, default: Duration) -> Duration {
+        let d = self.duration(path, v, default);
+        if d.is_zero() {
+            self.push(path, "must be longer than 0s");
+        }
+        d
     }
 
     fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
@@ -180,22 +197,28 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
         &raw.max_header_bytes,
         16 << 10,
     );
-    if (max_header_bytes as u64) < MIN_HEADER_BYTES {
-        errs.push("server.max_header_bytes", "must be at least 8KiB");
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&(max_header_bytes as u64)) {
+        errs.push("server.max_header_bytes", "must be between 8KiB and 1MiB");
     }
     let max_connections = raw.max_connections.unwrap_or(10_000);
-    if max_connections == 0 {
-        errs.push("server.max_connections", "must be at least 1");
+    if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
+        errs.push(
+            "server.max_connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        );
     }
     let max_headers = raw.max_headers.unwrap_or(100);
-    if max_headers == 0 {
-        errs.push("server.max_headers", "must be at least 1");
+    if !(1..=MAX_HEADERS).contains(&max_headers) {
+        errs.push(
+            "server.max_headers",
+            format!("must be between 1 and {MAX_HEADERS}"),
+        );
     }
     ServerConfig {
         listen,
         tls,
         trusted_proxies: errs.nets("server.trusted_proxies", &raw.trusted_proxies),
-        header_read_timeout: errs.duration(
+        header_read_timeout: errs.timeout(
             "server.header_read_timeout",
             raw.header_read_timeout.as_deref(),
             Duration::from_secs(10),
@@ -220,22 +243,22 @@ fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> 
     }
     Some(OriginConfig {
         name: raw.name.clone(),
-        connect_timeout: errs.duration(
+        connect_timeout: errs.timeout(
             &p("connect_timeout"),
             raw.connect_timeout.as_deref(),
             Duration::from_secs(2),
         ),
-        first_byte_timeout: errs.duration(
+        first_byte_timeout: errs.timeout(
             &p("first_byte_timeout"),
             raw.first_byte_timeout.as_deref(),
             Duration::from_secs(10),
         ),
-        idle_timeout: errs.duration(
+        idle_timeout: errs.timeout(
             &p("idle_timeout"),
             raw.idle_timeout.as_deref(),
             Duration::from_secs(10),
         ),
-        pool_idle_timeout: errs.duration(
+        pool_idle_timeout: errs.timeout(
             &p("pool_idle_timeout"),
             raw.pool_idle_timeout.as_deref(),
             Duration::from_secs(90),
