@@ -11,6 +11,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/tollgate --create-home tollgate
 COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
+# The example config listens on loopback and reads TOLLGATE_ADMIN_TOKEN: mount
+# your own at /etc/tollgate/tollgate.toml (listen = ["0.0.0.0:8080"], ...).
 COPY config/tollgate.example.toml /etc/tollgate/tollgate.toml
 USER tollgate
 WORKDIR /var/lib/tollgate
