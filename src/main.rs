@@ -21,43 +21,40 @@ struct Cli {
     command: Command,
 }
 
+/// `-c FILE` / `--config FILE`, shared by the commands that read a config.
+#[derive(clap::Args)]
+struct ConfigPath {
+    /// Config file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        env = "TOLLGATE_CONFIG",
+        default_value = "config/tollgate.toml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve with the given config (SIGHUP reloads, SIGTERM drains, SIGINT stops).
     Run {
-        /// Config file.
-        #[arg(
-            short,
-            long,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
     },
     /// Parse and validate a config like `nginx -t`: print `configuration OK` or every error.
     Check {
-        /// Config file.
-        #[arg(
-            short,
-            long,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
     },
     /// Exit 0 when the admin `/readyz` answers 200 (for container HEALTHCHECK).
     Healthcheck {
         /// URL to probe; default: `/readyz` on the config's `admin.listen`.
         #[arg(long)]
         url: Option<String>,
-        /// Config file to read `admin.listen` from when `--url` is not given.
-        #[arg(
-            short,
-            long,
-            env = "TOLLGATE_CONFIG",
-            default_value = "config/tollgate.toml"
-        )]
-        config: PathBuf,
+        /// (`admin.listen` is read from the config when `--url` is not given.)
+        #[command(flatten)]
+        config: ConfigPath,
     },
     /// Start a simulated live origin and the proxy in front of it; print playable URLs.
     Demo {
@@ -73,10 +70,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => check(&config.path),
         Command::Run { config } => {
             init_logging();
-            let config = match Config::load(&config) {
+            let config = match Config::load(&config.path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -89,7 +86,7 @@ fn main() -> ExitCode {
                 server::run(config, listeners, control).await
             })
         }
-        Command::Healthcheck { url, config } => healthcheck(url, &config),
+        Command::Healthcheck { url, config } => healthcheck(url, &config.path),
         Command::Demo { listen, admin } => {
             init_logging();
             runtime_main(async move {

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{Deadline, PATIENCE, Process, client, tollgate_command};
+use common::Deadline;
+use common::process::{PATIENCE, Process, client, tollgate_command};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::process::Command;

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::Deadline;
 use common::process::{
-    Deadline, PATIENCE, Tollgate, client, config, echo_origin, get, is_access_line, is_message,
-    json_lines,
+    PATIENCE, Tollgate, client, config, echo_origin, get, is_access_line, is_message, json_lines,
 };
 use common::{OriginBody, TestOrigin};
 use http::{Request, Response, StatusCode, header};

@@ -55,14 +55,7 @@ async fn connections_over_the_cap_are_closed_and_counted() {
         closed_within(&mut third, Duration::from_secs(10)).await,
         "third connection was served"
     );
-    let m = h1_client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&proxy.admin_url("/metrics")).await;
     assert!(
         metric(&m, "tollgate_connections_rejected_total") >= 1.0,
         "{m}"
@@ -74,15 +67,13 @@ async fn connections_over_the_cap_are_closed_and_counted() {
     );
     // Closing one frees a slot.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = h1_client().get(proxy.url("/live/ch1/a.ts")).send().await;
-        if matches!(&r, Ok(r) if r.status() == 200) {
-            break;
+    eventually("a freed connection slot", async || {
+        match h1_client().get(proxy.url("/live/ch1/a.ts")).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -154,25 +145,18 @@ async fn reload_swaps_the_certificate_for_new_connections() {
 
     let new_pem = write_cert(dir.path());
     control.reload.notify_one();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = https_client(&new_pem, addr).get(&url).send().await {
-            assert_eq!(r.status(), 200);
-            break;
-        }
-        assert!(Instant::now() < deadline, "new certificate never served");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let r = eventually("the new certificate to be served", async || {
+        https_client(&new_pem, addr)
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(r.status(), 200);
     // The old certificate is gone for new connections.
     assert!(https_client(&old_pem, addr).get(&url).send().await.is_err());
-    let m = h1_client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&format!("http://{admin}/metrics")).await;
     assert_eq!(
         metric(&m, "tollgate_config_reloads_total{result=\"success\"}"),
         1.0,
@@ -182,22 +166,12 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     // A broken key on reload: counted, and the current certificate keeps serving.
     std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
     control.reload.notify_one();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = h1_client()
-            .get(format!("http://{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metric(&m, "tollgate_config_reloads_total{result=\"failure\"}") == 1.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "failed reload not counted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the failed reload to be counted", async || {
+        let m = get_text(&format!("http://{admin}/metrics")).await;
+        let failed = metric(&m, "tollgate_config_reloads_total{result=\"failure\"}");
+        if failed == 1.0 { Ok(()) } else { Err(m) }
+    })
+    .await;
     assert_eq!(
         https_client(&new_pem, addr)
             .get(&url)
@@ -229,11 +203,14 @@ async fn stop_returns_at_once_and_closes_listeners() {
         matches!(result, Ok(Ok(Ok(())))),
         "run did not return: {result:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(proxy.http).await.is_ok()
-        || TcpStream::connect(proxy.admin).await.is_ok()
-    {
-        assert!(Instant::now() < deadline, "listeners still open after stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("both listeners to close after stop", async || {
+        let http_open = TcpStream::connect(proxy.http).await.is_ok();
+        let admin_open = TcpStream::connect(proxy.admin).await.is_ok();
+        if http_open || admin_open {
+            Err(format!("http open {http_open}, admin open {admin_open}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
 }

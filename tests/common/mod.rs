@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -214,4 +214,83 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A deadline for a poll: [`Deadline::tick`] spaces out attempts and fails
+/// the test, with the last thing seen, once the deadline has passed.
+pub struct Deadline {
+    end: tokio::time::Instant,
+    what: String,
+}
+
+impl Deadline {
+    pub fn new(within: std::time::Duration, what: impl Into<String>) -> Self {
+        Self {
+            end: tokio::time::Instant::now() + within,
+            what: what.into(),
+        }
+    }
+
+    /// Fail if the deadline has passed, else wait a little before the next attempt.
+    pub async fn tick(&self, last_seen: impl std::fmt::Debug) {
+        assert!(
+            tokio::time::Instant::now() < self.end,
+            "timed out waiting for {}; last seen: {last_seen:?}",
+            self.what
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Retry `attempt` until it returns `Ok`, failing after 10 s with `what` and
+/// the last `Err` it gave.
+pub async fn eventually<T>(what: &str, mut attempt: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Deadline::new(std::time::Duration::from_secs(10), what);
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(last) => deadline.tick(last).await,
+        }
+    }
+}
+
+/// GET `url` over HTTP/1.1 and return the body as text.
+pub async fn get_text(url: &str) -> String {
+    h1_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The playlist [`content_origin`] serves for every `.m3u8`.
+pub const PLAYLIST: &str = "#EXTM3U\r\n#EXT-X-VERSION:3\r\n#EXT-X-TARGETDURATION:2\r\n#EXT-X-MEDIA-SEQUENCE:7\r\n#EXTINF:2.000,\r\nseg-7.ts\r\n";
+
+/// An origin serving a playlist, a 1 MiB segment, and statuses on demand.
+pub async fn content_origin() -> TestOrigin {
+    start_origin(|req: Request<Incoming>| async move {
+        let path = req.uri().path().to_owned();
+        let mut resp = match path.as_str() {
+            p if p.ends_with(".m3u8") => Response::new(full(PLAYLIST)),
+            p if p.ends_with("big.ts") => Response::new(full(pattern(1 << 20))),
+            "/live/ch1/missing.ts" => {
+                let mut r = Response::new(full("nope"));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                r
+            }
+            "/live/ch1/broken.ts" => {
+                let mut r = Response::new(full("boom"));
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            }
+            _ => Response::new(full("ok")),
+        };
+        resp.headers_mut()
+            .insert("x-origin", "yes".parse().unwrap());
+        resp
+    })
+    .await
 }

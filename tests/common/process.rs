@@ -9,7 +9,6 @@
 //! Invariant: every wait is bounded, and a failed wait panics with everything
 //! the process wrote so far, so a failure says what the process was doing.
 
-use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -36,32 +35,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 /// Upper bound for anything a test waits for. Generous: test files run their
 /// tests in parallel, each with its own process, on small machines.
 pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A deadline for a poll: [`Deadline::tick`] spaces out attempts and fails
-/// the test, with the last thing seen, once the deadline has passed.
-pub struct Deadline {
-    end: Instant,
-    what: String,
-}
-
-impl Deadline {
-    pub fn new(within: Duration, what: impl Into<String>) -> Self {
-        Self {
-            end: Instant::now() + within,
-            what: what.into(),
-        }
-    }
-
-    /// Fail if the deadline has passed, else wait a little before the next attempt.
-    pub async fn tick(&self, last_seen: impl Debug) {
-        assert!(
-            Instant::now() < self.end,
-            "timed out waiting for {}; last seen: {last_seen:?}",
-            self.what
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The lines of one output stream not consumed yet, in order, plus the text
 /// of everything the process wrote (all its streams) for failure messages.
