@@ -12,6 +12,7 @@ use http::{Method, Version};
 use tokio::time::Instant;
 
 use crate::body::BodyEnd;
+use crate::credentials::CredentialParams;
 use crate::error::Blame;
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, status_class};
 
@@ -38,6 +39,8 @@ pub struct RequestRecord {
     pub code: &'static str,
     /// Who caused the error, when tollgate answered with one.
     pub blame: Option<Blame>,
+    /// The user the credentials named, if any.
+    pub user: Option<String>,
     /// Status the origin answered with.
     pub origin_status: Option<u16>,
     /// Origin time to response head.
@@ -46,8 +49,8 @@ pub struct RequestRecord {
 
 /// The logged form of a request target: the raw path plus the query without
 /// credential parameters.
-pub fn loggable_target(path: &str, query: Option<&str>) -> String {
-    match query.and_then(crate::credentials::strip) {
+pub fn loggable_target(path: &str, query: Option<&str>, credentials: &CredentialParams) -> String {
+    match query.and_then(|q| credentials.strip(q)) {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
     }
@@ -94,6 +97,7 @@ impl RequestRecord {
             origin_status = self.origin_status,
             origin_ms = self.origin_latency.map(|d| d.as_secs_f64() * 1000.0),
             route = self.route.as_deref(),
+            user = self.user.as_deref(),
             channel = self.channel.as_deref(),
             end,
         );
@@ -106,11 +110,16 @@ mod tests {
 
     #[test]
     fn logged_target_has_no_credentials() {
+        let c = CredentialParams::default();
         assert_eq!(
-            loggable_target("/live/ch1/index.m3u8", Some("token=s3cr3t&lang=en&tg=cap")),
+            loggable_target(
+                "/live/ch1/index.m3u8",
+                Some("token=s3cr3t&lang=en&tg=cap"),
+                &c
+            ),
             "/live/ch1/index.m3u8?lang=en"
         );
-        assert_eq!(loggable_target("/a", Some("auth=u:p")), "/a");
-        assert_eq!(loggable_target("/a", None), "/a");
+        assert_eq!(loggable_target("/a", Some("auth=u:p"), &c), "/a");
+        assert_eq!(loggable_target("/a", None, &c), "/a");
     }
 }

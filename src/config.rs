@@ -63,6 +63,8 @@ pub struct Config {
     pub origins: Vec<OriginConfig>,
     /// `[[route]]`, in file order; a route's index is its id in the route table.
     pub routes: Vec<RouteConfig>,
+    /// `[auth.*]` sections and `[[user]]`, compiled.
+    pub auth: crate::auth::Schemes,
 }
 
 /// `[server]`.

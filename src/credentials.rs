@@ -27,17 +27,49 @@ const NAMES: [&str; 14] = [
 /// Name prefixes of credential parameters (Wowza SecureToken's default prefix).
 const PREFIXES: [&str; 1] = ["wowzatoken"];
 
-/// True when the raw parameter name is one of the proxy's own.
-pub fn is_credential(name: &str) -> bool {
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-        || PREFIXES.iter().any(|p| {
-            name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
-        })
+/// The credential parameter names of one config generation: the built-in
+/// list plus the names the configured schemes read (nginx `secure_link`'s
+/// `hash_arg`, Wowza's prefix, Akamai's token name, …).
+#[derive(Debug, Clone, Default)]
+pub struct CredentialParams {
+    /// Extra names, compared ASCII-case-insensitively.
+    names: Vec<String>,
+    /// Extra name prefixes.
+    prefixes: Vec<String>,
 }
 
-/// The query with every credential parameter removed, other pairs kept byte
-/// for byte and in order; `None` when nothing is left.
-pub fn strip(query: &str) -> Option<String> {
+impl CredentialParams {
+    /// The built-in list plus `names`; a name ending in `*` is a prefix.
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        let mut out = Self::default();
+        for n in names {
+            match n.strip_suffix('*') {
+                Some(prefix) => out.prefixes.push(prefix.to_owned()),
+                None => out.names.push(n),
+            }
+        }
+        out
+    }
+
+    /// True when the raw parameter name is one of the proxy's own.
+    pub fn is_credential(&self, name: &str) -> bool {
+        let has_prefix = |p: &str| {
+            name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+        };
+        NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || PREFIXES.iter().any(|p| has_prefix(p))
+            || self.prefixes.iter().any(|p| has_prefix(p))
+    }
+
+    /// The query with every credential parameter removed, other pairs kept
+    /// byte for byte and in order; `None` when nothing is left.
+    pub fn strip(&self, query: &str) -> Option<String> {
+        strip_with(query, |name| self.is_credential(name))
+    }
+}
+
+fn strip_with(query: &str, is_credential: impl Fn(&str) -> bool) -> Option<String> {
     let mut out = String::with_capacity(query.len());
     for pair in query.split('&') {
         if pair.is_empty() {
@@ -58,6 +90,20 @@ pub fn strip(query: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strip(q: &str) -> Option<String> {
+        CredentialParams::default().strip(q)
+    }
+
+    #[test]
+    fn configured_names_and_prefixes() {
+        let c = CredentialParams::new(["HashArg".to_owned(), "mytok*".to_owned()]);
+        assert_eq!(
+            c.strip("hasharg=1&mytoken=2&mytok=3&keep=4").as_deref(),
+            Some("keep=4")
+        );
+        assert_eq!(strip("hasharg=1").as_deref(), Some("hasharg=1"));
+    }
 
     #[test]
     fn strips_credentials_keeps_rest() {

@@ -4,7 +4,7 @@
 //!
 //! It owns percent-decoding (exactly once), merging repeated slashes,
 //! resolving dot-segments, and refusing paths that try to smuggle structure
-//! past the router: encoded separators, backslashes, control bytes, invalid
+//! past the router: encoded backslashes, backslashes, control bytes, invalid
 //! UTF-8 and `..` above the root. It works like nginx's `$uri`, but stricter.
 //!
 //! Pure core: no I/O, no clock, no logging, no panics reachable from input.
@@ -34,7 +34,8 @@ pub enum PathError {
     /// A `%` is not followed by two hex digits.
     #[error("malformed percent-encoding in request path")]
     BadEncoding,
-    /// An encoded `/` or `\` (`%2F`, `%5C`), or a literal `\`.
+    /// An encoded `\` (`%5C`) or a literal `\` (Windows-style traversal).
+    /// (`%2F` is decoded to a real `/`, as nginx does.)
     #[error("encoded or backslash path separator in request path")]
     EncodedSeparator,
     /// A byte below 0x20 or 0x7f, literal or decoded (`%00`, CR, LF, TAB).
@@ -88,7 +89,53 @@ pub fn normalize(raw: &str, max_len: usize) -> Result<String, PathError> {
     if is_already_canonical(bytes) {
         return Ok(raw.to_owned());
     }
-    normalize_segments(rest, bytes.len())
+    full_pass(raw, rest)
+}
+
+/// Everything but the fast path: `%2F` becomes a separator, then segments
+/// are decoded and dot-segments resolved. `rest` is `raw` after its `/`.
+fn full_pass(raw: &str, rest: &[u8]) -> Result<String, PathError> {
+    match decode_slashes(raw) {
+        Cow::Borrowed(_) => normalize_segments(rest, raw.len()),
+        Cow::Owned(decoded) => {
+            normalize_segments(decoded.as_bytes().get(1..).unwrap_or_default(), raw.len())
+        }
+    }
+}
+
+/// nginx decodes `%2F` to `/` before it merges slashes and resolves dot
+/// segments, so a link signed for `/s/a/link` is valid as `/s/a%2F%2Flink`
+/// and `/a%2F..%2Fb` is `/b`. Decoding them first, as real separators, keeps
+/// the router, the signature schemes and the origin on one path. Escapes are
+/// read as triplets, so `%252F` stays the literal `%2F` it encodes.
+fn decode_slashes(raw: &str) -> Cow<'_, str> {
+    let is_slash = |t: &str| t.eq_ignore_ascii_case("%2f");
+    let bytes = raw.as_bytes();
+    let has_any = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && raw.get(i..i + 3).is_some_and(is_slash));
+    if !has_any {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(rel) = raw.get(i..).and_then(|r| r.find('%')) {
+        let at = i + rel;
+        out.push_str(raw.get(i..at).unwrap_or_default());
+        match raw.get(at..at + 3) {
+            Some(t) if is_slash(t) => out.push('/'),
+            Some(t) => out.push_str(t),
+            // A short or split escape: keep it; the full pass refuses it.
+            None => {
+                out.push_str(raw.get(at..).unwrap_or_default());
+                return Cow::Owned(out);
+            }
+        }
+        i = at + 3;
+    }
+    out.push_str(raw.get(i..).unwrap_or_default());
+    Cow::Owned(out)
 }
 
 /// Re-encode a normalized path for sending to an origin: percent-encode
@@ -269,11 +316,17 @@ mod tests {
             ("/live/%zz", Err(BadEncoding)),
             ("/live/%g0/x", Err(BadEncoding)),
             // Separators.
-            ("/live/%2fetc", Err(EncodedSeparator)),
-            ("/live/%2Fetc", Err(EncodedSeparator)),
+            // %2F is a separator, as in nginx's $uri.
+            ("/live/%2fetc", Ok("/live/etc")),
+            ("/live/%2Fetc", Ok("/live/etc")),
+            ("/s/a%2F%2Flink", Ok("/s/a/link")),
+            ("/live/%252Fx", Ok("/live/%2Fx")),
+            ("/live/a%2F..%2F..%2F..%2Fetc", Err(EscapesRoot)),
             ("/live/%5cetc", Err(EncodedSeparator)),
             ("/live/%5C..%5Cetc", Err(EncodedSeparator)),
-            ("/live/..%2f..%2fetc", Err(EncodedSeparator)),
+            ("/live/..%2f..%2fetc", Err(EscapesRoot)),
+            ("/live/x%2f..%2fy", Ok("/live/y")),
+            ("/live/%2", Err(BadEncoding)),
             ("/live\\..\\etc", Err(EncodedSeparator)),
             ("/live//..\\etc", Err(EncodedSeparator)),
             // Control characters.
@@ -383,7 +436,7 @@ mod tests {
             let result = normalize(&raw, MAX);
             if let Some(rest) = raw.strip_prefix('/') {
                 // The fast path must agree with the full pass.
-                prop_assert_eq!(&result, &normalize_segments(rest.as_bytes(), raw.len()));
+                prop_assert_eq!(&result, &full_pass(&raw, rest.as_bytes()));
             }
             if let Ok(out) = result {
                 check_invariants(&raw, &out);

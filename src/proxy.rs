@@ -46,12 +46,13 @@ pub async fn handle(
         client_ip,
         method: req.method().clone(),
         version: req.version(),
-        path: loggable_target(req.uri().path(), req.uri().query()),
+        path: loggable_target(req.uri().path(), req.uri().query(), &live.credentials),
         route: None,
         channel: None,
         status: 0,
         code: "proxied",
         blame: None,
+        user: None,
         origin_status: None,
         origin_latency: None,
     };
@@ -124,30 +125,36 @@ async fn forward(
     record.channel = live.routes.channel(route_id, &path).map(str::to_owned);
 
     // 4. Authenticate.
-    let decision = live.auth.decide(
-        &route.auth,
-        &AuthRequest {
-            client_ip: record.client_ip,
-        },
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let auth_request = AuthRequest {
+        client_ip: record.client_ip,
+        path: &path,
+        query: req.uri().query(),
+        headers: req.headers(),
+        channel: record.channel.as_deref(),
+        now,
+    };
+    let decision = live.auth.decide(&route.auth, &auth_request);
     shared
         .metrics
         .auth_decisions
         .get_or_create(&AuthLabels {
-            method: match (decision.method, decision.result) {
+            method: match (decision.method, &decision.result) {
                 (Some(m), _) => m.as_str(),
                 (None, Err(ProxyError::IpDenied)) => "deny_list",
                 (None, _) => "none",
             },
-            outcome: decision.result.err().map_or("allow", ProxyError::code),
+            outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    decision.result?;
+    record.user = decision.result?.user;
 
     // 5. Build the origin request: normalized path, query without our own
     //    parameters, end-to-end headers only.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
-    let query = req.uri().query().and_then(crate::credentials::strip);
+    let query = req.uri().query().and_then(|q| live.credentials.strip(q));
     let uri = origin.uri_for(&crate::path::encode_for_origin(&path), query.as_deref())?;
     let (parts, _body) = req.into_parts();
     let mut out = Request::new(Empty::<Bytes>::new());

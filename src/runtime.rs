@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::credentials::CredentialParams;
 use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
@@ -33,6 +34,8 @@ pub struct Live {
     pub auth: Authenticator,
     /// `server.trusted_proxies`, compiled.
     pub trusted_proxies: IpNetSet,
+    /// Query parameters stripped before forwarding and logging.
+    pub credentials: CredentialParams,
     /// TLS config per `[[server.tls]]` entry, same order as the listeners.
     pub tls: Vec<Arc<rustls::ServerConfig>>,
 }
@@ -70,10 +73,17 @@ impl Live {
                 channel: r.channel,
             })
             .collect();
+        let credentials = CredentialParams::new(
+            crate::auth::ALL_METHODS
+                .iter()
+                .filter_map(|m| config.auth.get(*m))
+                .flat_map(|s| s.params()),
+        );
         Ok(Self {
+            credentials,
             routes: RouteTable::new(&specs),
             origins,
-            auth: Authenticator::new(&config.ip),
+            auth: Authenticator::new(&config.ip, config.auth.clone()),
             trusted_proxies: IpNetSet::new(&config.server.trusted_proxies),
             tls,
             config,

@@ -22,6 +22,21 @@ pub struct RawConfig {
     pub origin: Vec<RawOrigin>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub user: Vec<crate::auth::token::RawUser>,
+}
+
+/// `[auth.*]`: one optional section per signature scheme.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub secure_link: Option<crate::auth::secure_link::RawConfig>,
+    pub wmsauth: Option<crate::auth::wmsauth::RawConfig>,
+    pub wowza: Option<crate::auth::wowza::RawConfig>,
+    pub akamai: Option<crate::auth::akamai::RawConfig>,
+    pub cesbo: Option<crate::auth::cesbo::RawConfig>,
 }
 
 /// `[server]`: viewer-facing listeners and their limits.

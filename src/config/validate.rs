@@ -13,7 +13,9 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigErrors, IpConfig, LogConfig, OriginConfig, RouteConfig,
     Secret, ServerConfig, TlsListenerConfig,
 };
-use crate::auth::AuthMethod;
+use std::sync::Arc;
+
+use crate::auth::{AuthMethod, Schemes};
 use crate::units::{parse_duration, parse_size};
 
 /// hyper refuses a read buffer under 8 KiB (it asserts), so a smaller header
@@ -122,6 +124,21 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         }
     }
     let routes = routes(&mut errs, &raw.route, &raw.origin);
+    let auth = schemes(&mut errs, &raw, base);
+    for (i, route) in routes.iter().enumerate() {
+        for (j, method) in route.auth.iter().enumerate() {
+            if *method != AuthMethod::Ip && auth.get(*method).is_none() {
+                let needs = match method {
+                    AuthMethod::Token => "at least one [[user]]".to_owned(),
+                    m => format!("an [auth.{}] section", m.as_str()),
+                };
+                errs.push(
+                    format!("route[{i}].auth[{j}]"),
+                    format!("method {:?} needs {needs}", method.as_str()),
+                );
+            }
+        }
+    }
     if raw.route.is_empty() {
         errs.push(
             "route",
@@ -145,6 +162,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             ip,
             origins,
             routes,
+            auth,
         })
     } else {
         Err(ConfigErrors(errs.0))
@@ -345,4 +363,51 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
         }
     }
     out
+}
+
+/// Compile every `[auth.*]` section present and the `[[user]]` list.
+fn schemes(errs: &mut Errors, raw: &RawConfig, base: &Path) -> Schemes {
+    use crate::auth::{akamai, cesbo, secure_link, token, wmsauth, wowza};
+    /// Build one scheme, prefixing its errors with `section`.
+    fn build<R, S>(
+        errs: &mut Errors,
+        section: &str,
+        raw: Option<&R>,
+        new: impl FnOnce(&R) -> Result<S, Vec<(String, String)>>,
+    ) -> Option<Arc<S>> {
+        match new(raw?) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(list) => {
+                for (key, message) in list {
+                    let sep = if key.starts_with('[') || key.is_empty() {
+                        ""
+                    } else {
+                        "."
+                    };
+                    errs.push(format!("{section}{sep}{key}"), message);
+                }
+                None
+            }
+        }
+    }
+    let a = &raw.auth;
+    let users = (!raw.user.is_empty()).then_some(&raw.user);
+    Schemes {
+        secure_link: build(errs, "auth.secure_link", a.secure_link.as_ref(), |r| {
+            secure_link::SecureLink::new(r, base)
+        }),
+        wmsauth: build(errs, "auth.wmsauth", a.wmsauth.as_ref(), |r| {
+            wmsauth::WmsAuth::new(r, base)
+        }),
+        wowza: build(errs, "auth.wowza", a.wowza.as_ref(), |r| {
+            wowza::Wowza::new(r, base)
+        }),
+        akamai: build(errs, "auth.akamai", a.akamai.as_ref(), |r| {
+            akamai::Akamai::new(r, base)
+        }),
+        cesbo: build(errs, "auth.cesbo", a.cesbo.as_ref(), |r| {
+            cesbo::Cesbo::new(r, base)
+        }),
+        token: build(errs, "user", users, |r| token::Tokens::new(r, base)),
+    }
 }

@@ -1,0 +1,2 @@
+//! Placeholder: filled in by the scheme work.
+fn main() {}
