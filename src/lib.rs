@@ -22,7 +22,8 @@
 //! [`config`] parses and validates the TOML file; [`runtime`] holds the
 //! swappable live state and handles SIGHUP/SIGTERM/SIGINT; [`admin`] serves
 //! `/metrics`, `/livez`, `/readyz`, `/healthz`. [`simorigin`] is the simulated
-//! live origin used by `tollgate demo` and the load harness.
+//! live origin used by `tollgate demo` and the load harness. [`sign`] makes
+//! the links `tollgate sign` prints.
 
 pub mod access_log;
 pub mod admin;
@@ -41,6 +42,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sign;
 pub mod simorigin;
 pub mod tls;
 pub mod units;

@@ -47,6 +47,29 @@ enum Command {
         #[command(flatten)]
         config: ConfigPath,
     },
+    /// Print a signed path+query that the running proxy accepts (debug 403s, load tests).
+    Sign {
+        #[command(flatten)]
+        config: ConfigPath,
+        /// Route name.
+        #[arg(long)]
+        route: String,
+        /// Path to sign, e.g. /live/ch1/index.m3u8.
+        #[arg(long)]
+        path: String,
+        /// Bind the link to this client IP (schemes that support it).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Validity from now.
+        #[arg(long, default_value = "1h", value_parser = tollgate::units::parse_duration)]
+        ttl: Duration,
+        /// User id to embed (schemes that carry one; `token` signs with this user's token).
+        #[arg(long)]
+        user: Option<String>,
+        /// Scheme to sign with; default: the route's first signing method.
+        #[arg(long)]
+        scheme: Option<String>,
+    },
     /// Exit 0 when the admin `/readyz` answers 200 (for container HEALTHCHECK).
     Healthcheck {
         /// URL to probe; default: `/readyz` on the config's `admin.listen`.
@@ -87,6 +110,44 @@ fn main() -> ExitCode {
             })
         }
         Command::Healthcheck { url, config } => healthcheck(url, &config.path),
+        Command::Sign {
+            config,
+            route,
+            path,
+            ip,
+            ttl,
+            user,
+            scheme,
+        } => {
+            let config = match Config::load(&config.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let opts = tollgate::sign::SignOptions {
+                route: &route,
+                path: &path,
+                ip,
+                ttl,
+                user: user.as_deref(),
+                scheme: scheme.as_deref(),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match tollgate::sign::sign(&config, &opts, now) {
+                Ok(url) => {
+                    println!("{url}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tollgate sign: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Demo { listen, admin } => {
             init_logging();
             runtime_main(async move {

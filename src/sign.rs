@@ -1,0 +1,133 @@
+//! `tollgate sign`: a signed path+query for a route, from the same config the
+//! proxy runs with, so an operator debugging a 403 (or a load test) gets a
+//! link the running proxy accepts.
+//!
+//! Pure: `now` is an argument; the config is already loaded.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::auth::{AuthMethod, SignRequest};
+use crate::config::Config;
+use crate::router::{RouteSpec, RouteTable};
+
+/// What to sign.
+#[derive(Debug, Clone)]
+pub struct SignOptions<'a> {
+    /// Route name.
+    pub route: &'a str,
+    /// Request path (`/live/ch1/index.m3u8`); normalized before signing.
+    pub path: &'a str,
+    /// Client IP to bind the link to.
+    pub ip: Option<IpAddr>,
+    /// Validity from `now`.
+    pub ttl: Duration,
+    /// User id, for schemes that carry one.
+    pub user: Option<&'a str>,
+    /// Scheme to use; default the route's first signing method.
+    pub scheme: Option<&'a str>,
+}
+
+/// A path+query that the proxy running `config` accepts at `now` (unix secs).
+pub fn sign(config: &Config, opts: &SignOptions<'_>, now: u64) -> Result<String, String> {
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == opts.route)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+            format!(
+                "no route named {:?} (routes: {})",
+                opts.route,
+                names.join(", ")
+            )
+        })?;
+    let path = crate::path::normalize(opts.path, usize::MAX)
+        .map_err(|e| format!("path {:?}: {e}", opts.path))?;
+    let table = RouteTable::new(&[RouteSpec {
+        prefix: route.prefix.clone(),
+        channel: route.channel,
+    }]);
+    if table.lookup(&path).is_none() {
+        return Err(format!(
+            "path {path:?} is not under route {:?}'s prefix {:?}",
+            route.name, route.prefix
+        ));
+    }
+    let method = match opts.scheme {
+        Some(name) => {
+            let m: AuthMethod = name.parse()?;
+            if !route.auth.contains(&m) {
+                return Err(format!("route {:?} does not use {name:?}", route.name));
+            }
+            m
+        }
+        None => *route
+            .auth
+            .iter()
+            .find(|m| **m != AuthMethod::Ip)
+            .ok_or_else(|| format!("route {:?} uses only \"ip\": nothing to sign", route.name))?,
+    };
+    let scheme = config
+        .auth
+        .get(method)
+        .ok_or_else(|| format!("{:?} cannot sign links", method.as_str()))?;
+    scheme.sign(&SignRequest {
+        path: &path,
+        client_ip: opts.ip,
+        channel: table.channel(0, &path),
+        start: now,
+        expires: now.saturating_add(opts.ttl.as_secs()),
+        user: opts.user,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let text = r#"
+[[origin]]
+name = "o"
+url = "http://127.0.0.1:1"
+[[route]]
+name = "open"
+prefix = "/open/"
+origin = "o"
+auth = ["ip"]
+"#;
+        Config::parse(text, std::path::Path::new(".")).unwrap()
+    }
+
+    fn opts<'a>(route: &'a str, path: &'a str) -> SignOptions<'a> {
+        SignOptions {
+            route,
+            path,
+            ip: None,
+            ttl: Duration::from_secs(3600),
+            user: None,
+            scheme: None,
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let c = config();
+        let e = sign(&c, &opts("nope", "/open/x"), 0).unwrap_err();
+        assert!(
+            e.contains("no route named \"nope\"") && e.contains("open"),
+            "{e}"
+        );
+        let e = sign(&c, &opts("open", "/elsewhere/x"), 0).unwrap_err();
+        assert!(e.contains("not under route"), "{e}");
+        let e = sign(&c, &opts("open", "/open/../../x"), 0).unwrap_err();
+        assert!(e.contains("escapes the root"), "{e}");
+        let e = sign(&c, &opts("open", "/open/x"), 0).unwrap_err();
+        assert!(e.contains("nothing to sign"), "{e}");
+        let mut o = opts("open", "/open/x");
+        o.scheme = Some("wowza");
+        let e = sign(&c, &o, 0).unwrap_err();
+        assert!(e.contains("does not use"), "{e}");
+    }
+}
