@@ -1,0 +1,135 @@
+//! Every signature method through the running proxy: a link from
+//! `tollgate::sign` (what `tollgate sign` prints) gets the origin's bytes;
+//! tampered → 403; expired → 410 (secure_link) or 403; signed for another IP
+//! → 403 (IP-bound schemes); client on `[ip] deny` → 403 even with a valid
+//! link. A real hyper origin and the real proxy on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use tollgate::config::Config;
+use tollgate::sign::{SignOptions, sign};
+
+/// One method under test.
+struct Method {
+    name: &'static str,
+    /// Its config section(s).
+    section: &'static str,
+    /// Status for a correctly signed but expired link.
+    expired: u16,
+    /// Whether links are bound to the client IP.
+    ip_bound: bool,
+    /// The user the link names, for schemes that carry one.
+    user: Option<&'static str>,
+}
+
+const PATH: &str = "/live/ch1/index.m3u8";
+
+fn config_text(origin: std::net::SocketAddr, m: &Method, deny_loopback: bool) -> String {
+    let deny = if deny_loopback { "deny = [\"127.0.0.1/32\"]" } else { "" };
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+[ip]
+{deny}
+[[origin]]
+name = "o"
+url = "http://{origin}"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+auth = ["{name}"]
+{section}
+"#,
+        name = m.name,
+        section = m.section
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn signed(text: &str, m: &Method, ip: Option<&str>, at: u64, ttl: u64) -> String {
+    let config = Config::parse(text, std::path::Path::new(".")).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    let opts = SignOptions {
+        route: "live",
+        path: PATH,
+        ip: ip.map(|s| s.parse().unwrap()),
+        ttl: Duration::from_secs(ttl),
+        user: m.user,
+        scheme: None,
+    };
+    sign(&config, &opts, at).unwrap_or_else(|e| panic!("{}: sign: {e}", m.name))
+}
+
+/// Flip one character of the longest query value (the signature, in every scheme).
+fn tamper(url: &str) -> String {
+    let (path, query) = url.split_once('?').expect("signed URL has a query");
+    let pairs: Vec<&str> = query.split('&').collect();
+    let longest = pairs.iter().enumerate().max_by_key(|(_, p)| p.len()).map(|(i, _)| i).unwrap();
+    let mut out = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        if i == longest {
+            let (k, v) = p.split_once('=').unwrap();
+            let mut chars: Vec<char> = v.chars().collect();
+            let mid = chars.len() / 2;
+            chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+            out.push(format!("{k}={}", chars.into_iter().collect::<String>()));
+        } else {
+            out.push((*p).to_owned());
+        }
+    }
+    format!("{path}?{}", out.join("&"))
+}
+
+async fn status_and_body(proxy: &TestProxy, target: &str) -> (u16, String) {
+    let r = h1_client().get(proxy.url(target)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn exercise(m: Method) {
+    let origin = content_origin().await;
+    let text = config_text(origin.addr, &m, false);
+    let proxy = start_proxy(&text).await;
+    let t = now();
+    let ip = m.ip_bound.then_some("127.0.0.1");
+
+    let good = signed(&text, &m, ip, t, 3600);
+    let (status, body) = status_and_body(&proxy, &good).await;
+    assert_eq!((status, body.as_str()), (200, PLAYLIST), "{}: valid link {good}", m.name);
+
+    let (status, body) = status_and_body(&proxy, &tamper(&good)).await;
+    assert_eq!(status, 403, "{}: tampered {}", m.name, tamper(&good));
+    assert_eq!(body.trim(), r#"{"error":"forbidden"}"#);
+
+    let old = signed(&text, &m, ip, t - 7200, 3600);
+    let (status, _) = status_and_body(&proxy, &old).await;
+    assert_eq!(status, m.expired, "{}: expired link {old}", m.name);
+
+    if m.ip_bound {
+        let other = signed(&text, &m, Some("198.51.100.7"), t, 3600);
+        let (status, _) = status_and_body(&proxy, &other).await;
+        assert_eq!(status, 403, "{}: link for another IP {other}", m.name);
+    }
+
+    let (status, body) = status_and_body(&proxy, PATH).await;
+    assert_eq!((status, body.trim()), (403, r#"{"error":"forbidden"}"#), "{}: no credentials", m.name);
+
+    let denied_text = config_text(origin.addr, &m, true);
+    let denied = start_proxy(&denied_text).await;
+    let (status, body) = status_and_body(&denied, &good).await;
+    assert_eq!((status, body.trim()), (403, r#"{"error":"ip_denied"}"#), "{}: deny list", m.name);
+
+    // Only the valid link reached the origin, without its credentials.
+    let seen = origin.seen_paths();
+    assert_eq!(seen, [PATH], "{}: origin saw {seen:?}", m.name);
+}
