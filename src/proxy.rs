@@ -184,6 +184,9 @@ async fn forward(
     // 7. Pass it on, streaming; an origin failure mid-body aborts the response.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    // The viewer's connection has its own version; an HTTP/1.0 origin must
+    // not turn the viewer's response into HTTP/1.0.
+    parts.version = http::Version::HTTP_11;
     let body = IdleTimeout::new(body, origin.config().idle_timeout);
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }

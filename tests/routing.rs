@@ -252,3 +252,34 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
         .unwrap();
     assert_ne!(r.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http10_origin_does_not_downgrade_the_viewer() {
+    // A bare HTTP/1.0 origin, as some packagers and old CDNs still are.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let proxy = start_proxy(&config_for(addr, "")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"GET /live/ch1/a.ts HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
+}

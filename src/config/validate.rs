@@ -127,7 +127,17 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let auth = schemes(&mut errs, &raw, base);
     for (i, route) in routes.iter().enumerate() {
         for (j, method) in route.auth.iter().enumerate() {
-            if *method != AuthMethod::Ip && auth.get(*method).is_none() {
+            // A section that is present but invalid already has its errors.
+            let present = match method {
+                AuthMethod::Ip => true,
+                AuthMethod::SecureLink => raw.auth.secure_link.is_some(),
+                AuthMethod::WmsAuth => raw.auth.wmsauth.is_some(),
+                AuthMethod::Wowza => raw.auth.wowza.is_some(),
+                AuthMethod::Akamai => raw.auth.akamai.is_some(),
+                AuthMethod::Cesbo => raw.auth.cesbo.is_some(),
+                AuthMethod::Token => !raw.user.is_empty(),
+            };
+            if !present && auth.get(*method).is_none() {
                 let needs = match method {
                     AuthMethod::Token => "at least one [[user]]".to_owned(),
                     m => format!("an [auth.{}] section", m.as_str()),
