@@ -27,6 +27,8 @@
 
 mod config;
 mod nginx;
+#[cfg(test)]
+mod props;
 pub mod template;
 #[cfg(test)]
 mod tests;
@@ -237,12 +239,12 @@ impl SecureLink {
             None => String::new(),
         };
         for part in m.template.parts() {
-            if let template::Part::Var(Var::Arg(name)) = part {
-                if m.expires_arg.as_deref() != Some(&**name) {
-                    return Err(format!(
-                        "the template uses $arg_{name}, which a signed link cannot supply"
-                    ));
-                }
+            if let template::Part::Var(Var::Arg(name)) = part
+                && m.expires_arg.as_deref() != Some(&**name)
+            {
+                return Err(format!(
+                    "the template uses $arg_{name}, which a signed link cannot supply"
+                ));
             }
         }
         let ip = match (req.client_ip, m.template.uses(&Var::RemoteAddr)) {

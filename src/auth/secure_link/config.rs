@@ -241,3 +241,131 @@ fn secret_form(raw: &RawConfig, has_secret: bool, errs: &mut Errors) -> Option<F
     }
     Some(Form::Secret { prefix })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::auth::secure_link::tests::{build, raw_md5};
+
+    #[test]
+    fn config_errors_name_their_keys() {
+        let errs = |raw: &RawConfig| -> Vec<String> {
+            let e = SecureLink::new(raw, Path::new(".")).unwrap_err();
+            e.into_iter().map(|(k, m)| format!("{k}: {m}")).collect()
+        };
+        let has = |list: &[String], want: &str| {
+            assert!(
+                list.iter().any(|e| e.starts_with(want)),
+                "{want} not in {list:?}"
+            );
+        };
+        // Everything at once.
+        let mut vars = BTreeMap::new();
+        vars.insert("uri".to_owned(), "x".to_owned());
+        vars.insert("bad-name".to_owned(), "x".to_owned());
+        let all = errs(&RawConfig {
+            hash_arg: Some("md-5".into()),
+            expires_arg: Some("MD-5".into()),
+            template: Some("$uri$nope".into()),
+            tolerance: Some("30".into()),
+            path_prefix: Some("/p/".into()),
+            variables: Some(vars),
+            ..RawConfig::default()
+        });
+        for key in [
+            "hash_arg:",
+            "expires_arg:",
+            "template: unknown variable \"$nope\"",
+            "tolerance:",
+            "path_prefix:",
+            "variables.uri:",
+            "variables.bad-name:",
+        ] {
+            has(&all, key);
+        }
+        has(
+            &errs(&RawConfig::default()),
+            "secret: required: the template uses $secret",
+        );
+        has(
+            &errs(&raw_md5("$uri$remote_addr", "md5", "e")),
+            "template: hashes only",
+        );
+        has(
+            &errs(&raw_md5("$args$secret", "md5", "e").with_secret("k")),
+            "template: $args",
+        );
+        has(
+            &errs(&raw_md5("$arg_MD5 k", "md5", "e")),
+            "template: $arg_md5",
+        );
+        has(
+            &errs(&raw_md5("$uri k", "md5", "md5")),
+            "expires_arg: must differ",
+        );
+        has(
+            &errs(&raw_md5("${uri", "md5", "e")),
+            "template: the closing bracket",
+        );
+        has(
+            &errs(&RawConfig {
+                mode: Some("sha1".into()),
+                ..RawConfig::default()
+            }),
+            "mode:",
+        );
+        has(
+            &errs(&RawConfig {
+                secret: Some("env:TOLLGATE_UNSET_VAR_X".into()),
+                ..RawConfig::default()
+            }),
+            "secret: environment",
+        );
+        let secret_mode = errs(&RawConfig {
+            mode: Some("secret".into()),
+            template: Some("$uri".into()),
+            tolerance: Some("1s".into()),
+            path_prefix: Some("/p".into()),
+            ..RawConfig::default()
+        });
+        for key in [
+            "template: only applies",
+            "tolerance: only applies",
+            "secret: required",
+            "path_prefix:",
+        ] {
+            has(&secret_mode, key);
+        }
+    }
+
+    #[test]
+    fn secrets_never_in_debug() {
+        let mut vars = BTreeMap::new();
+        vars.insert("salt".to_owned(), "pepper-value-42".to_owned());
+        let raw = RawConfig {
+            secret: Some("hunter2-secret".into()),
+            template: Some("$uri inline-key-99 $salt $secret".into()),
+            variables: Some(vars),
+            ..RawConfig::default()
+        };
+        let s = build(&raw);
+        let secret_mode = build(&RawConfig {
+            mode: Some("secret".into()),
+            secret: Some("hunter2-secret".into()),
+            ..RawConfig::default()
+        });
+        for shown in [
+            format!("{s:?}"),
+            format!("{raw:?}"),
+            format!("{secret_mode:?}"),
+        ] {
+            for needle in ["hunter2", "inline-key-99", "pepper-value-42"] {
+                assert!(!shown.contains(needle), "{needle} in {shown}");
+            }
+            assert!(shown.contains("MASKED"), "{shown}");
+        }
+    }
+}
