@@ -32,7 +32,7 @@ struct ConfigPath {
         env = "TOLLGATE_CONFIG",
         default_value = "config/tollgate.toml"
     )]
-    path: PathBuf,
+    file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -93,10 +93,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config.path),
+        Command::Check { config } => check(&config.file),
         Command::Run { config } => {
             init_logging();
-            let config = match Config::load(&config.path) {
+            let config = match Config::load(&config.file) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
                 server::run(config, listeners, control).await
             })
         }
-        Command::Healthcheck { url, config } => healthcheck(url, &config.path),
+        Command::Healthcheck { url, config } => healthcheck(url, &config.file),
         Command::Sign {
             config,
             route,
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
             user,
             scheme,
         } => {
-            let config = match Config::load(&config.path) {
+            let config = match Config::load(&config.file) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -280,5 +280,17 @@ fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
             eprintln!("{url}: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique names, valid defaults) for every
+    /// subcommand; they would otherwise fire only when that subcommand runs.
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -27,6 +27,56 @@ struct Method {
     user: Option<&'static str>,
 }
 
+/// Every signing method, configured the way an operator would.
+const METHODS: [Method; 6] = [
+    Method {
+        name: "token",
+        section: "[[user]]\nid = \"alice\"\ntokens = [\"alice-token-1\"]\npassword = \"a-long-random-password\"\n",
+        expired: None,
+        ip_bound: false,
+        user: Some("alice"),
+    },
+    Method {
+        name: "secure_link",
+        section: "[auth.secure_link]\nsecret = \"s3cret-link-key\"\nhash_arg = \"md5\"\nexpires_arg = \"expires\"\ntemplate = \"$secure_link_expires$uri$remote_addr $secret\"\n",
+        expired: Some(410),
+        ip_bound: true,
+        user: None,
+    },
+    Method {
+        name: "wmsauth",
+        section: "[auth.wmsauth]\nkey = \"nimble-key\"\ntolerance = \"0s\"\n",
+        expired: Some(403),
+        ip_bound: true,
+        user: Some("viewer-42"),
+    },
+    Method {
+        name: "wowza",
+        section: "[auth.wowza]\nsecret = \"wowza-shared-secret\"\nprefix = \"wowzatoken\"\nalgorithm = \"sha256\"\ninclude_client_ip = true\n",
+        expired: Some(403),
+        ip_bound: true,
+        user: None,
+    },
+    Method {
+        name: "akamai",
+        section: "[auth.akamai]\nkeys = [\"a7f3c9e1b2d4f6a8c0e2b4d6f8a0c2e4\"]\nalgorithm = \"sha256\"\ntoken_name = \"__token__\"\n",
+        expired: Some(403),
+        ip_bound: true,
+        user: None,
+    },
+    Method {
+        name: "cesbo",
+        section: "[auth.cesbo]\nsecret = \"astra-secret\"\nsubject = \"path\"\n",
+        expired: Some(403),
+        ip_bound: true,
+        user: None,
+    },
+];
+
+fn method(name: &str) -> &'static Method {
+    METHODS.iter().find(|m| m.name == name).unwrap()
+}
+
 const PATH: &str = "/live/ch1/index.m3u8";
 
 fn config_text(origin: std::net::SocketAddr, m: &Method, deny_loopback: bool) -> String {
@@ -109,14 +159,14 @@ async fn status_and_body(proxy: &TestProxy, target: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn exercise(m: Method) {
+async fn exercise(m: &Method) {
     let origin = content_origin().await;
-    let text = config_text(origin.addr, &m, false);
+    let text = config_text(origin.addr, m, false);
     let proxy = start_proxy(&text).await;
     let t = now();
     let ip = m.ip_bound.then_some("127.0.0.1");
 
-    let good = signed(&text, &m, ip, t, 3600);
+    let good = signed(&text, m, ip, t, 3600);
     let (status, body) = status_and_body(&proxy, &good).await;
     assert_eq!(
         (status, body.as_str()),
@@ -130,13 +180,13 @@ async fn exercise(m: Method) {
     assert_eq!(body.trim(), r#"{"error":"forbidden"}"#);
 
     if let Some(expired) = m.expired {
-        let old = signed(&text, &m, ip, t - 7200, 3600);
+        let old = signed(&text, m, ip, t - 7200, 3600);
         let (status, _) = status_and_body(&proxy, &old).await;
         assert_eq!(status, expired, "{}: expired link {old}", m.name);
     }
 
     if m.ip_bound {
-        let other = signed(&text, &m, Some("198.51.100.7"), t, 3600);
+        let other = signed(&text, m, Some("198.51.100.7"), t, 3600);
         let (status, _) = status_and_body(&proxy, &other).await;
         assert_eq!(status, 403, "{}: link for another IP {other}", m.name);
     }
@@ -149,7 +199,7 @@ async fn exercise(m: Method) {
         m.name
     );
 
-    let denied_text = config_text(origin.addr, &m, true);
+    let denied_text = config_text(origin.addr, m, true);
     let denied = start_proxy(&denied_text).await;
     let (status, body) = status_and_body(&denied, &good).await;
     assert_eq!(
@@ -166,12 +216,72 @@ async fn exercise(m: Method) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token() {
-    exercise(Method {
-        name: "token",
-        section: "[[user]]\nid = \"alice\"\ntokens = [\"alice-token-1\"]\npassword = \"a-long-random-password\"\n",
-        expired: None,
-        ip_bound: false,
-        user: Some("alice"),
-    })
-    .await;
+    exercise(method("token")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secure_link() {
+    exercise(method("secure_link")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wmsauth() {
+    exercise(method("wmsauth")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wowza() {
+    exercise(method("wowza")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn akamai() {
+    exercise(method("akamai")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cesbo() {
+    exercise(method("cesbo")).await;
+}
+
+/// What `tollgate sign` prints (the binary, from the same config file) is
+/// accepted by the proxy running that file, for every signing method.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_command_output_is_accepted_for_every_method() {
+    let origin = content_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(METHODS.len(), 6);
+    for m in &METHODS {
+        let text = config_text(origin.addr, m, false);
+        let file = dir.path().join(format!("{}.toml", m.name));
+        std::fs::write(&file, &text).unwrap();
+        let proxy = start_proxy(&text).await;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args([
+            "sign", "--route", "live", "--path", PATH, "--ttl", "10m", "-c",
+        ])
+        .arg(&file);
+        if m.ip_bound {
+            cmd.args(["--ip", "127.0.0.1"]);
+        }
+        if let Some(user) = m.user {
+            cmd.args(["--user", user]);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{}: tollgate sign failed: {stderr}",
+            m.name
+        );
+        let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(link.starts_with(PATH), "{}: {link}", m.name);
+        let (status, body) = status_and_body(&proxy, &link).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, PLAYLIST),
+            "{}: {link}",
+            m.name
+        );
+    }
 }
