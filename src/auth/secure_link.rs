@@ -29,7 +29,7 @@ mod config;
 mod nginx;
 #[cfg(test)]
 mod props;
-pub mod template;
+mod template;
 #[cfg(test)]
 mod tests;
 

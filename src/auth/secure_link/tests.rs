@@ -285,3 +285,48 @@ impl RawConfig {
         self
     }
 }
+
+/// The worked example of `docs/auth-secure_link.md`, both forms.
+#[test]
+fn docs_worked_example() {
+    let sign = |s: &SecureLink| {
+        s.sign(&SignRequest {
+            path: "/live/ch1/index.m3u8",
+            client_ip: Some("127.0.0.1".parse().unwrap()),
+            channel: Some("ch1"),
+            start: 1_700_000_000,
+            expires: 2_147_483_647,
+            user: None,
+        })
+        .unwrap()
+    };
+    let md5 = build(&RawConfig::default().with_secret("yourverysecretkey1"));
+    let link = sign(&md5);
+    assert_eq!(
+        link,
+        "/live/ch1/index.m3u8?md5=imfHGFfESKvrEgyfgfk8DA&expires=2147483647"
+    );
+    let ok = Check::Allow(Identity::default());
+    assert_eq!(check_target(&md5, &link, "127.0.0.1", 1_700_000_000), ok);
+    assert_eq!(
+        check_target(&md5, &link, "127.0.0.2", 1_700_000_000),
+        Check::Forbidden
+    );
+    assert_eq!(
+        check_target(&md5, &link, "127.0.0.1", 2_147_483_648),
+        Check::Expired
+    );
+    let secret = build(
+        &RawConfig {
+            mode: Some("secret".into()),
+            ..RawConfig::default()
+        }
+        .with_secret("yourverysecretkey1"),
+    );
+    let link = sign(&secret);
+    assert_eq!(
+        link,
+        "/live/0ac6f7499399482b5f0f38179314346b/ch1/index.m3u8"
+    );
+    assert_eq!(check_target(&secret, &link, "192.0.2.1", 0), ok);
+}
