@@ -256,3 +256,35 @@ proptest! {
         let _ = a.check(&req(&p, Some(&tq), &h, "::1", now));
     }
 }
+
+/// The worked example of docs/auth-akamai.md (also reproduced by authref.py).
+#[test]
+fn docs_example() {
+    let a = scheme(&raw(&[KEY]));
+    let s = SignRequest {
+        path: "/live/ch1/index.m3u8",
+        client_ip: None,
+        channel: Some("ch1"),
+        start: 1_700_000_000,
+        expires: 1_700_003_600,
+        user: None,
+    };
+    let tok = "st=1700000000~exp=1700003600~acl=/live/ch1/*~hmac=1bbc1059f0a3422def1238e18351f9677a44d5f11852061edf07c642575e86d3";
+    assert_eq!(
+        a.sign(&s).unwrap(),
+        format!("/live/ch1/index.m3u8?__token__={tok}")
+    );
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::COOKIE,
+        format!("__token__={tok}").parse().unwrap(),
+    );
+    let got = a.check(&req(
+        "/live/ch1/index.m3u8",
+        None,
+        &h,
+        "127.0.0.1",
+        1_700_000_100,
+    ));
+    assert_eq!(got, Check::Allow(Identity::default()));
+}

@@ -245,3 +245,42 @@ proptest! {
         let _ = user_auth(&[], &q, "::1".parse().unwrap(), now, |_| 0);
     }
 }
+
+/// The worked example of docs/auth-cesbo.md (also reproduced by authref.py).
+#[test]
+fn docs_example() {
+    let tok = "f91ae264a89b644bc2cc55560603af621862ac3b-a5cd6c00-1700003600-1700000000";
+    let want = digest(
+        "/live/ch1/index.m3u8",
+        "127.0.0.1",
+        1_700_000_000,
+        1_700_003_600,
+        "secret",
+        "a5cd6c00",
+    );
+    assert_eq!(hex::encode(want), &tok[..40]);
+    let h = http::HeaderMap::new();
+    let q = format!("token={tok}");
+    let req = AuthRequest {
+        client_ip: "127.0.0.1".parse().unwrap(),
+        path: "/live/ch1/index.m3u8",
+        query: Some(&q),
+        headers: &h,
+        channel: Some("ch1"),
+        now: 1_700_000_100,
+    };
+    assert!(matches!(
+        cesbo("secret", "path").check(&req),
+        Check::Allow(_)
+    ));
+    let by_channel = "9758199f372e476c0eaa7cdda1177acdd0a49778-a5cd6c00-1700003600-1700000000";
+    let q = format!("token={by_channel}");
+    let req = AuthRequest {
+        query: Some(&q),
+        ..req
+    };
+    assert!(matches!(
+        cesbo("secret", "channel").check(&req),
+        Check::Allow(_)
+    ));
+}
