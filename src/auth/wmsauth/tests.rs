@@ -226,3 +226,40 @@ proptest! {
         });
     }
 }
+
+/// The worked example of `docs/auth-wmsauth.md` (also checked with authref.py).
+#[test]
+fn docs_worked_example() {
+    let s = scheme("wms-example-key", 90);
+    let t = 1_704_445_387;
+    let link = s
+        .sign(&SignRequest {
+            path: "/live/ch1/index.m3u8",
+            client_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            channel: Some("ch1"),
+            start: t,
+            expires: t + 20 * 60,
+            user: None,
+        })
+        .unwrap();
+    let token = "c2VydmVyX3RpbWU9MS81LzIwMjQgOTowMzowNyBBTSZoYXNoX3ZhbHVlPTNILytxQ0VZeXQ4Z1hWUzI0UXpSaVE9PSZ2YWxpZG1pbnV0ZXM9MjA=";
+    assert_eq!(link, format!("/live/ch1/index.m3u8?wmsAuthSign={token}"));
+    let query = format!("wmsAuthSign={token}");
+    let path = "/live/ch1/index.m3u8";
+    assert!(matches!(
+        check(&s, &query, path, "127.0.0.1", t + 60),
+        Check::Allow(_)
+    ));
+    assert!(matches!(
+        check(&s, &query, path, "127.0.0.1", t + 1290),
+        Check::Allow(_)
+    ));
+    assert_eq!(
+        check(&s, &query, path, "127.0.0.1", t + 1291),
+        Check::Expired
+    );
+    assert_eq!(
+        check(&s, &query, path, "10.0.0.1", t + 60),
+        Check::Forbidden
+    );
+}
