@@ -263,3 +263,36 @@ fn docs_worked_example() {
         Check::Forbidden
     );
 }
+
+/// The docs' TOML loads through the real config parser, and a bad key is
+/// reported with its full path.
+#[test]
+fn docs_config_loads() {
+    let text = r#"
+        [auth.wmsauth]
+        key = "wms-example-key"
+        tolerance = "90s"
+        param = "wmsAuthSign"
+        require_ip = false
+
+        [[origin]]
+        name = "live"
+        url = "http://127.0.0.1:8081"
+
+        [[route]]
+        name = "live"
+        prefix = "/live/"
+        origin = "live"
+        channel = 1
+        auth = ["wmsauth"]
+    "#;
+    let config = crate::config::Config::parse(text, Path::new(".")).unwrap();
+    let s = config.auth.wmsauth.as_ref().unwrap();
+    assert_eq!(s.params(), vec!["wmsAuthSign".to_owned()]);
+    let bad = text.replace("\"90s\"", "\"90\"");
+    let errs = crate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    assert!(
+        errs.0.iter().any(|e| e.path == "auth.wmsauth.tolerance"),
+        "{errs:?}"
+    );
+}

@@ -276,3 +276,38 @@ fn docs_worked_example() {
         Check::Forbidden
     );
 }
+
+/// The docs' TOML loads through the real config parser, and a bad key is
+/// reported with its full path.
+#[test]
+fn docs_config_loads() {
+    let text = r#"
+        [auth.wowza]
+        secret = "wowza-example-secret"
+        prefix = "wowzatoken"
+        algorithm = "sha256"
+        include_client_ip = true
+        tolerance = "0s"
+        content_path = "parent"
+
+        [[origin]]
+        name = "live"
+        url = "http://127.0.0.1:8081"
+
+        [[route]]
+        name = "live"
+        prefix = "/live/"
+        origin = "live"
+        channel = 1
+        auth = ["wowza"]
+    "#;
+    let config = crate::config::Config::parse(text, Path::new(".")).unwrap();
+    let s = config.auth.wowza.as_ref().unwrap();
+    assert_eq!(s.params(), vec!["wowzatoken*".to_owned()]);
+    let bad = text.replace("\"sha256\"", "\"md5\"");
+    let errs = crate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    assert!(
+        errs.0.iter().any(|e| e.path == "auth.wowza.algorithm"),
+        "{errs:?}"
+    );
+}
