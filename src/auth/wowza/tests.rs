@@ -238,3 +238,76 @@ proptest! {
         });
     }
 }
+
+/// The worked example of `docs/auth-wowza.md` (also checked with authref.py).
+#[test]
+fn docs_worked_example() {
+    let cfg = RawConfig {
+        include_client_ip: Some(true),
+        ..raw("wowza-example-secret")
+    };
+    let s = Wowza::new(&cfg, Path::new(".")).unwrap();
+    let t = 1_704_445_387;
+    let link = s
+        .sign(&SignRequest {
+            path: "/live/ch1/index.m3u8",
+            client_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            channel: Some("ch1"),
+            start: t,
+            expires: t + 3600,
+            user: None,
+        })
+        .unwrap();
+    let query = "wowzatokenstarttime=1704445387&wowzatokenendtime=1704448987\
+                 &wowzatokenhash=97D0KEimU3Rb6FqV1Mnrew4kaVduEV23V59BLSD9634=";
+    assert_eq!(link, format!("/live/ch1/index.m3u8?{query}"));
+    let path = "/live/ch1/index.m3u8";
+    assert_eq!(check(&s, path, query, "127.0.0.1", t + 60), want("allow"));
+    assert_eq!(
+        check(&s, path, query, "127.0.0.1", t + 3601),
+        Check::Expired
+    );
+    assert_eq!(
+        check(&s, path, query, "127.0.0.1", t - 1),
+        Check::NotYetValid
+    );
+    assert_eq!(
+        check(&s, path, query, "192.0.2.1", t + 60),
+        Check::Forbidden
+    );
+}
+
+/// The docs' TOML loads through the real config parser, and a bad key is
+/// reported with its full path.
+#[test]
+fn docs_config_loads() {
+    let text = r#"
+        [auth.wowza]
+        secret = "wowza-example-secret"
+        prefix = "wowzatoken"
+        algorithm = "sha256"
+        include_client_ip = true
+        tolerance = "0s"
+        content_path = "parent"
+
+        [[origin]]
+        name = "live"
+        url = "http://127.0.0.1:8081"
+
+        [[route]]
+        name = "live"
+        prefix = "/live/"
+        origin = "live"
+        channel = 1
+        auth = ["wowza"]
+    "#;
+    let config = crate::config::Config::parse(text, Path::new(".")).unwrap();
+    let s = config.auth.wowza.as_ref().unwrap();
+    assert_eq!(s.params(), vec!["wowzatoken*".to_owned()]);
+    let bad = text.replace("\"sha256\"", "\"md5\"");
+    let errs = crate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    assert!(
+        errs.0.iter().any(|e| e.path == "auth.wowza.algorithm"),
+        "{errs:?}"
+    );
+}
