@@ -53,6 +53,9 @@ fn example_config_parses() {
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.origins.len(), 1);
     assert!(c.admin.token.is_some());
+    let a = &c.auth;
+    assert!(a.secure_link.is_some() && a.wmsauth.is_some() && a.wowza.is_some());
+    assert!(a.akamai.is_some() && a.cesbo.is_some() && a.token.is_some());
     assert!(
         !format!("{c:?}").contains("example-token"),
         "secret leaked into Debug"

@@ -19,7 +19,7 @@
 //! microsecond. Passwords share that design (and the `sha256:<hex>` form an
 //! operator can compute with `sha256sum`), which is only sound for long random
 //! passwords: a short human password whose digest leaks from the config file
-//! is brute-forced quickly. `docs/auth-token.md` tells operators so.
+//! is brute-forced quickly. `docs/auth.md` tells operators so.
 
 mod load;
 mod query;

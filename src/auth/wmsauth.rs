@@ -1,5 +1,5 @@
 //! Nimble Streamer / WMSPanel "WMSAuth" hotlink protection: the `wmsAuthSign`
-//! query parameter (see `docs/auth-wmsauth.md`).
+//! query parameter (see `docs/auth.md`).
 //!
 //! `wmsAuthSign` is standard base64 of
 //! `server_time=<T>&hash_value=<H>&validminutes=<N>[&strm_len=<L>][&id=<ID>[&checkip=true]]`

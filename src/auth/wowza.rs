@@ -1,4 +1,4 @@
-//! Wowza Streaming Engine SecureToken v2, hash mode (see `docs/auth-wowza.md`).
+//! Wowza Streaming Engine SecureToken v2, hash mode (see `docs/auth.md`).
 //!
 //! The viewer's query carries `<prefix>hash` plus any `<prefix>*` parameters
 //! (`starttime`, `endtime`, custom ones). The hash is

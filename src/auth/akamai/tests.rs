@@ -257,7 +257,7 @@ proptest! {
     }
 }
 
-/// The worked example of docs/auth-akamai.md (also reproduced by authref.py).
+/// The worked example of docs/auth.md (also reproduced by authref.py).
 #[test]
 fn docs_example() {
     let a = scheme(&raw(&[KEY]));

@@ -246,7 +246,7 @@ proptest! {
     }
 }
 
-/// The worked example of docs/auth-cesbo.md (also reproduced by authref.py).
+/// The worked example of docs/auth.md (also reproduced by authref.py).
 #[test]
 fn docs_example() {
     let tok = "f91ae264a89b644bc2cc55560603af621862ac3b-a5cd6c00-1700003600-1700000000";

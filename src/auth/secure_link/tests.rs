@@ -286,7 +286,7 @@ impl RawConfig {
     }
 }
 
-/// The worked example of `docs/auth-secure_link.md`, both forms.
+/// The worked example of `docs/auth.md`, both forms.
 #[test]
 fn docs_worked_example() {
     let sign = |s: &SecureLink| {

@@ -227,7 +227,7 @@ proptest! {
     }
 }
 
-/// The worked example of `docs/auth-wmsauth.md` (also checked with authref.py).
+/// The worked example of `docs/auth.md` (also checked with authref.py).
 #[test]
 fn docs_worked_example() {
     let s = scheme("wms-example-key", 90);

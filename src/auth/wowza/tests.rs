@@ -239,7 +239,7 @@ proptest! {
     }
 }
 
-/// The worked example of `docs/auth-wowza.md` (also checked with authref.py).
+/// The worked example of `docs/auth.md` (also checked with authref.py).
 #[test]
 fn docs_worked_example() {
     let cfg = RawConfig {
