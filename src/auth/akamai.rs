@@ -17,10 +17,9 @@ pub mod token;
 use std::net::IpAddr;
 use std::path::Path;
 
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::secret::Secret;
 use crate::units::parse_duration;
 use token::{Algorithm, KeyedMac};
@@ -185,9 +184,12 @@ impl Akamai {
     }
 
     /// The token as presented, from the first configured location that has one.
+    /// A query token is the first parameter named exactly `token_name`, raw:
+    /// Akamai libraries put tokens into URLs verbatim, and escaped fields
+    /// carry `%xx` that is part of the signed text.
     fn find_token<'r>(&self, req: &AuthRequest<'r>) -> Option<&'r str> {
         self.locations.iter().find_map(|loc| match loc {
-            Location::Query => query_param(req.query?, &self.token_name),
+            Location::Query => query::param_exact(req.query?, &self.token_name),
             Location::Cookie => req
                 .headers
                 .get_all(http::header::COOKIE)
@@ -237,7 +239,7 @@ impl Akamai {
         };
         let ip_ok = f.ip.is_none_or(|ip| {
             let parsed = if self.escape_early {
-                decode(ip).parse::<IpAddr>()
+                unquote_plus(ip).parse::<IpAddr>()
             } else {
                 ip.parse::<IpAddr>()
             };
@@ -254,7 +256,7 @@ impl Akamai {
         }
         let user = f.id.map(|id| {
             if self.escape_early {
-                decode(id)
+                unquote_plus(id)
             } else {
                 id.to_owned()
             }
@@ -332,20 +334,11 @@ pub fn url_safe(field: &str) -> bool {
         .all(|b| b.is_ascii_graphic() && !b"~&#\"<>\\^`{|}".contains(&b))
 }
 
-/// Undo escape-early (`unquote_plus`, lossy) for `ip`/`id` values.
-fn decode(s: &str) -> String {
+/// Undo escape-early (Python's `unquote_plus`, lossy) for `ip`/`id` values:
+/// unlike every other query value here, a `+` is a space.
+fn unquote_plus(s: &str) -> String {
     let plus = s.replace('+', " ");
-    percent_decode_str(&plus).decode_utf8_lossy().into_owned()
-}
-
-/// The raw value of the first `name=` query parameter (not percent-decoded:
-/// Akamai libraries put tokens into URLs verbatim, and escaped fields carry
-/// `%xx` that is part of the signed text).
-pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
-    })
+    String::from_utf8_lossy(&query::percent_decode(&plus)).into_owned()
 }
 
 /// The value of cookie `name` in one `Cookie` header value, quotes removed.

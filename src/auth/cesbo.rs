@@ -16,15 +16,13 @@
 pub mod rules;
 pub mod users;
 
-use std::borrow::Cow;
 use std::path::Path;
 
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::secret::Secret;
 use crate::units::parse_duration;
 
@@ -207,17 +205,11 @@ impl Cesbo {
 
 impl Scheme for Cesbo {
     fn check(&self, req: &AuthRequest<'_>) -> Check {
-        let raw = req.query.and_then(|q| {
-            q.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k == self.param).then_some(v)
-            })
-        });
-        let Some(raw) = raw else {
+        let Some(raw) = req.query.and_then(|q| query::param_exact(q, &self.param)) else {
             return Check::Pass;
         };
-        let text: Cow<'_, str> = percent_decode_str(raw).decode_utf8_lossy();
-        self.verify(&text, req)
+        let decoded = query::percent_decode(raw);
+        self.verify(&String::from_utf8_lossy(&decoded), req)
     }
 
     /// The salt is derived from the inputs (8 hex digits) because signing is

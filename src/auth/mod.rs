@@ -14,6 +14,7 @@
 
 pub mod akamai;
 pub mod cesbo;
+pub mod query;
 pub mod secure_link;
 pub mod token;
 pub mod wmsauth;

@@ -40,7 +40,7 @@ use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use self::template::{Template, Values, Var};
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::Secret;
 use crate::path::encode_for_origin;
 
@@ -161,8 +161,8 @@ impl SecureLink {
     /// `secure_link` + `secure_link_md5`, as nginx evaluates them.
     fn check_md5(&self, m: &Md5Form, req: &AuthRequest<'_>) -> Check {
         let query = req.query.unwrap_or_default();
-        let hash = nginx::arg(query, &m.hash_arg);
-        let expires = m.expires_arg.as_deref().map(|name| nginx::arg(query, name));
+        let hash = query::arg(query, &m.hash_arg);
+        let expires = m.expires_arg.as_deref().map(|name| query::arg(query, name));
         if hash.is_none() && expires.flatten().is_none() {
             return Check::Pass;
         }

@@ -22,7 +22,6 @@
 //! is brute-forced quickly. `docs/auth.md` tells operators so.
 
 mod load;
-mod query;
 
 #[cfg(test)]
 mod proptests;
@@ -35,7 +34,7 @@ use std::fmt;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::Secret;
 
 pub use load::RawUser;
@@ -132,10 +131,12 @@ impl Scheme for Tokens {
         let Some(q) = req.query else {
             return Check::Pass;
         };
-        match query::first_of(q, ["token", "auth"]) {
-            [Some(token), _] => self.check_token(&query::decode(token)),
-            [None, Some(auth)] => self.check_password(&query::decode(auth)),
-            [None, None] => Check::Pass,
+        if let Some(token) = query::param(q, "token") {
+            self.check_token(&query::percent_decode(token))
+        } else if let Some(auth) = query::param(q, "auth") {
+            self.check_password(&query::percent_decode(auth))
+        } else {
+            Check::Pass
         }
     }
 
@@ -155,7 +156,7 @@ impl Scheme for Tokens {
         Ok(format!(
             "{}?token={}",
             crate::path::encode_for_origin(req.path),
-            query::encode(token.expose())
+            query::percent_encode(token.expose())
         ))
     }
 

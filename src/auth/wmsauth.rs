@@ -23,7 +23,6 @@ mod server_time;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
@@ -34,7 +33,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::secret::Secret;
 use crate::units::parse_duration;
 
@@ -113,7 +112,7 @@ impl WmsAuth {
             .map_err(|e| errs.push(("tolerance".to_owned(), e)))
             .ok();
         let param = raw.param.as_deref().unwrap_or(DEFAULT_PARAM);
-        if !is_param_name(param) {
+        if !query::is_param_name(param) {
             errs.push((
                 "param".to_owned(),
                 format!("{param:?} is not a query parameter name (letters, digits, '_', '-', '.')"),
@@ -130,19 +129,10 @@ impl WmsAuth {
         }
     }
 
-    /// The raw value of the first parameter named `self.param` (ASCII
-    /// case-insensitive, like nginx `$arg_`), `""` when it has no `=`.
-    fn find<'q>(&self, query: &'q str) -> Option<&'q str> {
-        query.split('&').find_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            name.eq_ignore_ascii_case(&self.param).then_some(value)
-        })
-    }
-
     /// Verify one `wmsAuthSign` value (raw, as in the query).
     fn verify(&self, value: &str, req: &AuthRequest<'_>) -> Check {
         // Borrowed unless the value really holds escapes (`%3D`).
-        let decoded: Cow<'_, [u8]> = percent_encoding::percent_decode_str(value).into();
+        let decoded = query::percent_decode(value);
         let Ok(outer) = OUTER.decode(decoded.trim_ascii()) else {
             return Check::Forbidden;
         };
@@ -207,7 +197,8 @@ impl WmsAuth {
 
 impl Scheme for WmsAuth {
     fn check(&self, req: &AuthRequest<'_>) -> Check {
-        match req.query.and_then(|q| self.find(q)) {
+        // First `param` (ASCII case-insensitive), `""` when it has no `=`.
+        match req.query.and_then(|q| query::param(q, &self.param)) {
             None => Check::Pass,
             Some(value) => self.verify(value, req),
         }
@@ -369,12 +360,4 @@ impl fmt::Write for IpText {
         self.len = end;
         Ok(())
     }
-}
-
-/// A plain query parameter name: nothing that needs escaping.
-fn is_param_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }

@@ -28,12 +28,11 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 
-use super::{AuthRequest, Check, Identity, Scheme, SignRequest};
+use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::secret::Secret;
 use crate::units::parse_duration;
 
@@ -116,7 +115,7 @@ impl Wowza {
             Some(text) => Secret::resolve(text, base_dir),
         };
         let prefix = raw.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
-        let prefix_check = if is_param_name(prefix) {
+        let prefix_check = if query::is_param_name(prefix) {
             Ok(())
         } else {
             Err(format!(
@@ -223,17 +222,16 @@ fn encode(digest: &[u8], out: &mut [u8; MAX_HASH_TEXT]) -> usize {
 
 impl Scheme for Wowza {
     fn check(&self, req: &AuthRequest<'_>) -> Check {
-        let Some(query) = req.query else {
+        let Some(q) = req.query else {
             return Check::Pass;
         };
         let (mut hash, mut start, mut end) = (None, None, None);
         let mut items = Vec::new();
-        for pair in query.split('&') {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        for (name, value) in query::pairs(q) {
             if !name.starts_with(&self.prefix) {
                 continue;
             }
-            let value: Cow<'_, [u8]> = percent_decode_str(value).into();
+            let value = query::percent_decode(value);
             if name == self.hash_param {
                 hash.get_or_insert(value);
                 continue;
@@ -323,12 +321,4 @@ fn bound(value: Option<&[u8]>) -> Option<Option<u64>> {
         )),
         Some(_) => None,
     }
-}
-
-/// A plain query parameter name: nothing that needs escaping.
-fn is_param_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }

@@ -8,9 +8,7 @@
 
 use std::net::IpAddr;
 
-use percent_encoding::percent_decode_str;
-
-use crate::auth::{Check, Identity};
+use crate::auth::{Check, Identity, query};
 use crate::config::secret::Secret;
 
 /// One Astra user (Settings → Users).
@@ -30,15 +28,12 @@ pub struct User {
     pub limit: Option<u32>,
 }
 
-/// Last value of `name` in `query`, percent-decoded (`+` stays a `+`).
-fn param(query: &str, name: &str) -> Option<String> {
-    query
-        .rsplit('&')
-        .find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
-        .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+/// Last value of `name` (matched exactly) in `q`, percent-decoded (`+`
+/// stays a `+`): Astra reads the query into a table, so a later duplicate
+/// wins, unlike every other lookup in [`query`].
+fn param(q: &str, name: &str) -> Option<String> {
+    let (_, raw) = query::pairs(q).rev().find(|&(k, _)| k == name)?;
+    Some(String::from_utf8_lossy(&query::percent_decode(raw)).into_owned())
 }
 
 /// Authorize `query` against `users`. `active(login)` is how many sessions

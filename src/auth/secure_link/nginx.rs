@@ -1,20 +1,11 @@
 //! Byte-exact ports of the nginx primitives `secure_link` relies on:
-//! `ngx_http_arg` (`$arg_NAME`), `ngx_atotm` (the expiry),
-//! `ngx_decode_base64url` (the hash) and the `secure_link_secret` URL split.
+//! `ngx_atotm` (the expiry), `ngx_decode_base64url` (the hash) and the
+//! `secure_link_secret` URL split. `ngx_http_arg` (`$arg_NAME`) is
+//! [`crate::auth::query::arg`], shared with the other schemes.
 //!
 //! Each one reproduces nginx's acceptance rules, including the lenient ones
 //! (ignored padding, unchecked low bits), because a stricter proxy would
 //! refuse links a real nginx accepts. Pure functions: no I/O, no allocation.
-
-/// `$arg_NAME`: the raw (not percent-decoded) value of the first argument
-/// whose name equals `name` ASCII case-insensitively. An argument without
-/// `=` does not count, as in `ngx_http_arg`.
-pub fn arg<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        k.eq_ignore_ascii_case(name).then_some(v)
-    })
-}
 
 /// `ngx_atotm`: ASCII digits only (no sign, no space), not empty, no larger
 /// than the largest `time_t`. `None` is nginx's `NGX_ERROR`.
@@ -122,19 +113,6 @@ pub fn hex_matches(hex: &str, digest: &[u8; 16]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arg_table() {
-        let q = "foo=bar&MD5=abc&md5=def&flag&e=&x=1=2";
-        assert_eq!(arg(q, "md5"), Some("abc"));
-        assert_eq!(arg(q, "foo"), Some("bar"));
-        assert_eq!(arg(q, "flag"), None);
-        assert_eq!(arg(q, "e"), Some(""));
-        assert_eq!(arg(q, "x"), Some("1=2"));
-        assert_eq!(arg(q, "fo"), None);
-        assert_eq!(arg("", "md5"), None);
-        assert_eq!(arg("a=%5F", "a"), Some("%5F"));
-    }
 
     #[test]
     fn atotm_table() {

@@ -166,7 +166,7 @@ impl Template {
                 Part::Var(Var::SecureLinkExpires) => sink(v.expires.as_bytes()),
                 Part::Var(Var::Secret) => sink(v.secret),
                 Part::Var(Var::Arg(name)) => sink(
-                    super::nginx::arg(v.query, name)
+                    crate::auth::query::arg(v.query, name)
                         .unwrap_or_default()
                         .as_bytes(),
                 ),

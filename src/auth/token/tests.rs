@@ -228,7 +228,7 @@ password = "file:bob.pw"
     let t = load(text, dir.path()).unwrap();
     // PATH is always set in a test process; it has `/` and `:` to encode.
     let path = std::env::var("PATH").unwrap();
-    let from_env = format!("token={}", query::encode(&path));
+    let from_env = format!("token={}", query::percent_encode(&path));
     for q in ["token=from-file-token", from_env.as_str()] {
         assert_eq!(check(&t, Some(q)), allow("carol"), "{q}");
     }
