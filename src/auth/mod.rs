@@ -13,6 +13,7 @@
 //! nginx; every other scheme answers 403, like the software it mirrors).
 
 pub mod akamai;
+pub mod backend;
 pub mod cesbo;
 pub mod query;
 pub mod secure_link;
