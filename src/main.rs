@@ -96,12 +96,9 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config.file),
         Command::Run { config } => {
             init_logging();
-            let config = match Config::load(&config.file) {
+            let config = match load(&config.file) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             runtime_main(async move {
                 let listeners = Listeners::bind(&config).await?;
@@ -119,12 +116,9 @@ fn main() -> ExitCode {
             user,
             scheme,
         } => {
-            let config = match Config::load(&config.file) {
+            let config = match load(&config.file) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             let opts = tollgate::sign::SignOptions {
                 route: &route,
@@ -173,16 +167,26 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Load a config, or print every error and give exit code 1.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(1)
+    })
+}
+
+/// Build a tokio runtime, or report why not with exit code 2.
+fn runtime(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start runtime: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(fut) {
         Ok(()) => {
@@ -243,32 +247,21 @@ fn signal_control() -> anyhow::Result<Control> {
 fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
     let url = match url {
         Some(u) => u,
-        None => match Config::load(config) {
-            Ok(c) => match c.admin.listen {
-                Some(addr) => format!("http://{addr}/readyz"),
-                None => {
-                    eprintln!(
-                        "admin.listen is not set in {}; pass --url",
-                        config.display()
-                    );
-                    return ExitCode::from(1);
-                }
-            },
-            Err(e) => {
-                eprintln!("{e}");
+        None => match load(config).map(|c| c.admin.listen) {
+            Ok(Some(addr)) => format!("http://{addr}/readyz"),
+            Ok(None) => {
+                eprintln!(
+                    "admin.listen is not set in {}; pass --url",
+                    config.display()
+                );
                 return ExitCode::from(1);
             }
+            Err(code) => return code,
         },
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(tollgate::admin::probe(&url, Duration::from_secs(3))) {
         Ok(200) => ExitCode::SUCCESS,
