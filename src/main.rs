@@ -184,7 +184,7 @@ fn runtime(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runt
 }
 
 fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match runtime(tokio::runtime::Builder::new_multi_thread()) {
+    let rt = match runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -259,7 +259,7 @@ fn healthcheck(url: Option<String>, config: &std::path::Path) -> ExitCode {
             Err(code) => return code,
         },
     };
-    let rt = match runtime(tokio::runtime::Builder::new_current_thread()) {
+    let rt = match runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
