@@ -57,9 +57,10 @@ pub const MAX_AUTH_DURATION: Duration = Duration::from_secs(3600);
 /// before the backends are tried again.
 pub const STALE_RETRY: Duration = Duration::from_secs(5);
 
-/// How long a session's last decision is remembered after its last use,
-/// for `update_session` numbering and for outages.
-const LAST_IDLE: Duration = Duration::from_secs(3600);
+/// How long a session's last decision is remembered after its last
+/// look-up, for `update_session` numbering and for outages. Longer than the
+/// longest grant, so a grant that runs out during an outage still finds it.
+const LAST_IDLE: Duration = Duration::from_secs(2 * 3600);
 
 /// Most sessions remembered (each cache).
 const MAX_SESSIONS: u64 = 200_000;
@@ -175,16 +176,16 @@ impl BackendClient {
             name,
             headers: req.headers,
         };
-        let grant = match self
+        match self
             .fresh
             .try_get_with_by_ref(&key, self.ask(&key, &lookup))
             .await
         {
-            Ok(g) => g,
-            // Not cached as fresh (backend down): still the answer for now.
-            Err(g) => Arc::new((*g).clone()),
-        };
-        verdict(&grant)
+            Ok(grant) => verdict(&grant),
+            // Not cached as fresh (backend down): still the answer for now,
+            // for this request and those that waited on the same look-up.
+            Err(grant) => verdict(&grant),
+        }
     }
 
     /// Ask every backend for `key` and remember the outcome. `Err` carries
