@@ -65,6 +65,28 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[auth.*]` sections and `[[user]]`, compiled.
     pub auth: crate::auth::Schemes,
+    /// `[[auth.backend]]` and `auth.backend_allow_default`.
+    pub backend: BackendConfig,
+}
+
+/// The `backend` auth method's settings (`[[auth.backend]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Backends asked in parallel, in file order; empty = method unusable.
+    pub backends: Vec<BackendEndpoint>,
+    /// `auth.backend_allow_default`: allow new viewers when every backend
+    /// is unreachable (Flussonic's `allow default`).
+    pub allow_default: bool,
+}
+
+/// `[[auth.backend]]`: one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendEndpoint {
+    /// `http://host:port/path[?query]`; the look-up query is appended.
+    pub url: http::Uri,
+    /// Whole-answer deadline (connect + response head + body); past it the
+    /// backend counts as unavailable.
+    pub timeout: Duration,
 }
 
 /// `[server]`.

@@ -8,7 +8,8 @@
 //!    slashes, dot-segments) and refuses tricks; [`router`] picks the route by
 //!    longest prefix and names the channel.
 //! 3. **authenticate**: [`auth`] runs the route's methods in order ([`ipnet_set`]
-//!    backs the `ip` method).
+//!    backs the `ip` method; [`auth_backend`] asks the HTTP backends of the
+//!    `backend` method and caches their answers).
 //! 4. **fetch**: [`origin`] holds one pooled client per origin with connect,
 //!    first-byte and idle-body timeouts; [`headers`] strips hop-by-hop headers
 //!    and adds `X-Forwarded-For`; [`credentials`] strips the proxy's own query
@@ -28,6 +29,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod auth_backend;
 pub mod body;
 pub mod config;
 pub mod credentials;

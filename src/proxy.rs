@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::access_log::{RequestRecord, loggable_target};
-use crate::auth::AuthRequest;
+use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
 use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
 use crate::error::ProxyError;
 use crate::headers;
@@ -70,6 +70,37 @@ pub async fn handle(
         record.finish(&shared2.metrics, log, bytes, end);
     });
     Response::from_parts(parts, tracked.boxed_unsync())
+}
+
+/// Phase 4: walk the route's methods; the synchronous ones in
+/// [`crate::auth`], and at a `backend` entry await the backends, going on
+/// with the next method when it passes.
+async fn authenticate(live: &Live, methods: &[AuthMethod], req: &AuthRequest<'_>) -> Decision {
+    let mut start = 0;
+    loop {
+        let at = match live.auth.decide_from(methods, start, req) {
+            Step::Done(decision) => return decision,
+            Step::Backend(at) => at,
+        };
+        // Validation guarantees a client when a route lists `backend`;
+        // without one, fail closed.
+        let verdict = match &live.backend {
+            Some(backend) => backend.check(req).await,
+            None => Verdict::Deny(ProxyError::Internal),
+        };
+        let result = match verdict {
+            Verdict::Allow(id) => Ok(id),
+            Verdict::Deny(e) => Err(e),
+            Verdict::Pass => {
+                start = at + 1;
+                continue;
+            }
+        };
+        return Decision {
+            result,
+            method: Some(AuthMethod::Backend),
+        };
+    }
 }
 
 /// The `{"error":"<code>"}` response for `e`.
@@ -136,7 +167,7 @@ async fn forward(
         channel: record.channel.as_deref(),
         now,
     };
-    let decision = live.auth.decide(&route.auth, &auth_request);
+    let decision = authenticate(live, &route.auth, &auth_request).await;
     shared
         .metrics
         .auth_decisions

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
+use crate::auth_backend::BackendClient;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
 use crate::ipnet_set::IpNetSet;
@@ -32,6 +33,9 @@ pub struct Live {
     pub origins: Vec<Arc<Origin>>,
     /// Authentication tables.
     pub auth: Authenticator,
+    /// The `backend` method's client and session caches (`None` without
+    /// `[[auth.backend]]`); kept across reloads when unchanged.
+    pub backend: Option<Arc<BackendClient>>,
     /// `server.trusted_proxies`, compiled.
     pub trusted_proxies: IpNetSet,
     /// Query parameters stripped before forwarding and logging.
@@ -79,7 +83,10 @@ impl Live {
                 .filter_map(|m| config.auth.get(*m))
                 .flat_map(|s| s.params()),
         );
+        let backend =
+            BackendClient::reuse_or_new(&config.backend, previous.and_then(|p| p.backend.as_ref()));
         Ok(Self {
+            backend,
             credentials,
             routes: RouteTable::new(&specs),
             origins,

@@ -11,6 +11,12 @@
 //! logging). Schemes report a [`Check`]; this module alone turns it into an
 //! HTTP outcome (only `secure_link` answers 410 for an expired link, like
 //! nginx; every other scheme answers 403, like the software it mirrors).
+//!
+//! The `backend` method asks an HTTP service, which is I/O: this module only
+//! says *when* to ask ([`Authenticator::decide_from`] stops at it with
+//! [`Step::Backend`]); the shell (`crate::auth_backend`) asks, and the proxy
+//! continues the walk after it on [`Verdict::Pass`]. [`backend`] is the pure
+//! core of that method.
 
 pub mod akamai;
 pub mod backend;
@@ -47,10 +53,12 @@ pub enum AuthMethod {
     Cesbo,
     /// `?token=T` and `?auth=user:password` against users.
     Token,
+    /// A Flussonic-compatible HTTP authorization backend (`[[auth.backend]]`).
+    Backend,
 }
 
 /// Every method, in config-name order.
-pub const ALL_METHODS: [AuthMethod; 7] = [
+pub const ALL_METHODS: [AuthMethod; 8] = [
     AuthMethod::Ip,
     AuthMethod::SecureLink,
     AuthMethod::WmsAuth,
@@ -58,11 +66,13 @@ pub const ALL_METHODS: [AuthMethod; 7] = [
     AuthMethod::Akamai,
     AuthMethod::Cesbo,
     AuthMethod::Token,
+    AuthMethod::Backend,
 ];
 
 /// Method names SPEC §3.1 defines that this build does not implement yet:
 /// named so the config error tells the operator exactly that, not "unknown".
-const PLANNED: [&str; 1] = ["backend"];
+/// Empty now; kept so the next planned method has its place.
+const PLANNED: [&str; 0] = [];
 
 impl AuthMethod {
     /// Name as written in the config and used as a metric label.
@@ -75,6 +85,7 @@ impl AuthMethod {
             AuthMethod::Akamai => "akamai",
             AuthMethod::Cesbo => "cesbo",
             AuthMethod::Token => "token",
+            AuthMethod::Backend => "backend",
         }
     }
 }
@@ -186,7 +197,7 @@ impl Schemes {
     /// The scheme behind `method` (`None` for `ip` or an unconfigured one).
     pub fn get(&self, method: AuthMethod) -> Option<&dyn Scheme> {
         match method {
-            AuthMethod::Ip => None,
+            AuthMethod::Ip | AuthMethod::Backend => None,
             AuthMethod::SecureLink => self.secure_link.as_deref().map(|s| s as &dyn Scheme),
             AuthMethod::WmsAuth => self.wmsauth.as_deref().map(|s| s as &dyn Scheme),
             AuthMethod::Wowza => self.wowza.as_deref().map(|s| s as &dyn Scheme),
@@ -235,6 +246,17 @@ pub struct Decision {
     pub method: Option<AuthMethod>,
 }
 
+/// How far [`Authenticator::decide_from`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The walk ended: a method (or the deny list, or the all-passed rule)
+    /// decided.
+    Done(Decision),
+    /// The method at this index of the list is `backend`: the caller asks
+    /// the backend, and on [`Verdict::Pass`] continues from the next index.
+    Backend(usize),
+}
+
 /// Compiled authentication tables for one config generation.
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
@@ -258,16 +280,32 @@ impl Authenticator {
         &self.schemes
     }
 
-    /// Run `methods` in order for `req`.
+    /// Run `methods` in order for `req`. A `backend` entry cannot be asked
+    /// synchronously: it denies (500, fail closed); callers that serve
+    /// `backend` routes use [`Authenticator::decide_from`].
     pub fn decide(&self, methods: &[AuthMethod], req: &AuthRequest<'_>) -> Decision {
+        match self.decide_from(methods, 0, req) {
+            Step::Done(d) => d,
+            Step::Backend(_) => Decision {
+                result: Err(ProxyError::Internal),
+                method: Some(AuthMethod::Backend),
+            },
+        }
+    }
+
+    /// Run `methods[start..]` in order for `req`, stopping at a `backend`
+    /// entry. The `[ip] deny` list is checked on every call, whatever
+    /// `start` is; a `start` past the end means every method passed.
+    pub fn decide_from(&self, methods: &[AuthMethod], start: usize, req: &AuthRequest<'_>) -> Step {
         if self.deny.contains(req.client_ip) {
-            return Decision {
+            return Step::Done(Decision {
                 result: Err(ProxyError::IpDenied),
                 method: None,
-            };
+            });
         }
-        for &method in methods {
+        for (i, &method) in methods.iter().enumerate().skip(start) {
             let verdict = match method {
+                AuthMethod::Backend => return Step::Backend(i),
                 AuthMethod::Ip if self.allow.contains(req.client_ip) => {
                     Verdict::Allow(Identity::default())
                 }
@@ -284,15 +322,15 @@ impl Authenticator {
                 Verdict::Deny(e) => Err(e),
                 Verdict::Pass => continue,
             };
-            return Decision {
+            return Step::Done(Decision {
                 result,
                 method: Some(method),
-            };
+            });
         }
-        Decision {
+        Step::Done(Decision {
             result: Err(ProxyError::Forbidden),
             method: None,
-        }
+        })
     }
 }
 
@@ -362,6 +400,53 @@ mod tests {
     }
 
     #[test]
+    fn decide_from_stops_at_backend_and_resumes_after_it() {
+        use AuthMethod::{Backend, Ip};
+        let a = auth(&["10.0.0.0/8"], &["203.0.113.0/24"]);
+        let headers = http::HeaderMap::new();
+        let req = |ip: &str| AuthRequest {
+            client_ip: ip.parse().unwrap(),
+            path: "/live/ch1/index.m3u8",
+            query: None,
+            headers: &headers,
+            channel: Some("ch1"),
+            now: 1_700_000_000,
+        };
+        let methods = [Backend, Ip, Backend];
+        // The backend comes first: ask it.
+        assert_eq!(
+            a.decide_from(&methods, 0, &req("10.1.1.1")),
+            Step::Backend(0)
+        );
+        // It passed: `ip` allows 10/8 without reaching the second backend.
+        let Step::Done(d) = a.decide_from(&methods, 1, &req("10.1.1.1")) else {
+            panic!("ip decides");
+        };
+        assert_eq!((d.result, d.method), (Ok(Identity::default()), Some(Ip)));
+        // Not on the allow list: on to the second backend, then all passed.
+        assert_eq!(
+            a.decide_from(&methods, 1, &req("192.0.2.1")),
+            Step::Backend(2)
+        );
+        let Step::Done(d) = a.decide_from(&methods, 3, &req("192.0.2.1")) else {
+            panic!("past the end");
+        };
+        assert_eq!(d.result, Err(ProxyError::Forbidden));
+        // The deny list wins at any start.
+        for start in 0..4 {
+            let Step::Done(d) = a.decide_from(&methods, start, &req("203.0.113.1")) else {
+                panic!("deny list decides");
+            };
+            assert_eq!(d.result, Err(ProxyError::IpDenied));
+        }
+        // Sync callers fail closed on a backend entry.
+        assert_eq!(
+            a.decide(&methods, &req("192.0.2.1")).result,
+            Err(ProxyError::Internal)
+        );
+    }
+
+    #[test]
     fn check_to_verdict() {
         use AuthMethod::*;
         assert_eq!(
@@ -386,8 +471,7 @@ mod tests {
         for m in ALL_METHODS {
             assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
         }
-        let planned = "backend".parse::<AuthMethod>().unwrap_err();
-        assert!(planned.contains("not supported"), "{planned}");
+        assert!(PLANNED.iter().all(|p| p.parse::<AuthMethod>().is_err()));
         let unknown = "magic".parse::<AuthMethod>().unwrap_err();
         assert!(unknown.contains("unknown auth method"), "{unknown}");
     }

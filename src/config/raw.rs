@@ -37,6 +37,20 @@ pub struct RawAuth {
     pub wowza: Option<crate::auth::wowza::RawConfig>,
     pub akamai: Option<crate::auth::akamai::RawConfig>,
     pub cesbo: Option<crate::auth::cesbo::RawConfig>,
+    /// `[[auth.backend]]`: Flussonic-compatible HTTP backends, asked in parallel.
+    #[serde(default)]
+    pub backend: Vec<RawBackend>,
+    /// Let new viewers in when every backend is unreachable (Flussonic's
+    /// `allow default`); default false.
+    pub backend_allow_default: Option<bool>,
+}
+
+/// `[[auth.backend]]`: one authorization backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub url: String,
+    pub timeout: Option<String>,
 }
 
 /// `[server]`: viewer-facing listeners and their limits.

@@ -10,8 +10,8 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, Config, ConfigError, ConfigErrors, IpConfig, LogConfig, OriginConfig, RouteConfig,
-    Secret, ServerConfig, TlsListenerConfig,
+    AdminConfig, BackendConfig, BackendEndpoint, Config, ConfigError, ConfigErrors, IpConfig,
+    LogConfig, OriginConfig, RouteConfig, Secret, ServerConfig, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -125,6 +125,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     }
     let routes = routes(&mut errs, &raw.route, &raw.origin);
     let auth = schemes(&mut errs, &raw, base);
+    let backend = backend(&mut errs, &raw.auth);
     for (i, route) in routes.iter().enumerate() {
         for (j, method) in route.auth.iter().enumerate() {
             // A section that is present but invalid already has its errors.
@@ -136,10 +137,12 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
                 AuthMethod::Akamai => raw.auth.akamai.is_some(),
                 AuthMethod::Cesbo => raw.auth.cesbo.is_some(),
                 AuthMethod::Token => !raw.user.is_empty(),
+                AuthMethod::Backend => !raw.auth.backend.is_empty(),
             };
             if !present && auth.get(*method).is_none() {
                 let needs = match method {
                     AuthMethod::Token => "at least one [[user]]".to_owned(),
+                    AuthMethod::Backend => "at least one [[auth.backend]]".to_owned(),
                     m => format!("an [auth.{}] section", m.as_str()),
                 };
                 errs.push(
@@ -173,6 +176,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             origins,
             routes,
             auth,
+            backend,
         })
     } else {
         Err(ConfigErrors(errs.0))
@@ -294,6 +298,52 @@ fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> 
         pool_max_idle: raw.pool_max_idle.unwrap_or(256),
         url: url?,
     })
+}
+
+/// `[[auth.backend]]` and `auth.backend_allow_default`.
+fn backend(errs: &mut Errors, raw: &super::raw::RawAuth) -> BackendConfig {
+    let backends = raw
+        .backend
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            let p = |field: &str| format!("auth.backend[{i}].{field}");
+            let url = errs.check(&p("url"), parse_backend_url(&b.url));
+            let timeout = errs.timeout(&p("timeout"), b.timeout.as_deref(), Duration::from_secs(2));
+            Some(BackendEndpoint { url: url?, timeout })
+        })
+        .collect();
+    if raw.backend.is_empty() && raw.backend_allow_default.is_some() {
+        errs.push(
+            "auth.backend_allow_default",
+            "set without any [[auth.backend]]",
+        );
+    }
+    BackendConfig {
+        backends,
+        allow_default: raw.backend_allow_default.unwrap_or(false),
+    }
+}
+
+/// A backend URL: `http://host:port/path`, optionally with a query of its
+/// own (the look-up parameters are appended after it).
+fn parse_backend_url(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https backends are not supported yet; use http://".into()),
+        _ => {
+            return Err(format!(
+                "invalid URL {text:?}: expected http://host:port/path"
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(format!("invalid URL {text:?}: no host"));
+    }
+    Ok(uri)
 }
 
 fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
