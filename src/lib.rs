@@ -24,7 +24,8 @@
 //! swappable live state and handles SIGHUP/SIGTERM/SIGINT; [`admin`] serves
 //! `/metrics`, `/livez`, `/readyz`, `/healthz`. [`simorigin`] is the simulated
 //! live origin used by `tollgate demo` and the load harness. [`sign`] makes
-//! the links `tollgate sign` prints.
+//! the links `tollgate sign` prints. [`ppv`] is the pure core of the Nimble PPV
+//! control-plane protocol used by the control-plane sync.
 
 pub mod access_log;
 pub mod admin;
@@ -40,6 +41,7 @@ pub mod ipnet_set;
 pub mod metrics;
 pub mod origin;
 pub mod path;
+pub mod ppv;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
