@@ -21,6 +21,7 @@
 pub mod akamai;
 pub mod backend;
 pub mod cesbo;
+pub mod cloudfront;
 pub mod query;
 pub mod secure_link;
 pub mod token;
