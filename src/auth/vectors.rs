@@ -36,6 +36,15 @@ impl Case {
     }
 }
 
+/// Any IPv4 or IPv6 address, for the schemes' property tests.
+pub fn any_ip() -> impl proptest::strategy::Strategy<Value = std::net::IpAddr> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+        any::<[u16; 8]>().prop_map(std::net::IpAddr::from),
+    ]
+}
+
 /// Every case of `scheme` (a key of `schemes` in the file), in file order.
 pub fn cases(scheme: &str) -> Vec<Case> {
     let text = include_str!("../../tests/fixtures/auth-vectors.json");

@@ -1,6 +1,7 @@
 //! Tests of the WMSAuth core: every `nimble_wmsauth` vector, sign → check
 //! round trips, never-panic properties and a masked `Debug`.
 
+use crate::auth::vectors::any_ip;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -156,18 +157,11 @@ fn sign_refuses_what_it_cannot_express() {
     assert!(s.sign(&req).is_err());
 }
 
-fn ip_strategy() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![
-        any::<[u8; 4]>().prop_map(IpAddr::from),
-        any::<[u16; 8]>().prop_map(IpAddr::from),
-    ]
-}
-
 proptest! {
     #[test]
     fn sign_then_check_round_trips(
-        ip in ip_strategy(),
-        other in ip_strategy(),
+        ip in any_ip(),
+        other in any_ip(),
         bind_ip in any::<bool>(),
         user in proptest::option::of("[A-Za-z0-9_.-]{1,12}"),
         start in 0u64..4_000_000_000,

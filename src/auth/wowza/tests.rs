@@ -2,6 +2,7 @@
 //! path modes), sign → check round trips, never-panic properties and a
 //! masked `Debug`.
 
+use crate::auth::vectors::any_ip;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -171,18 +172,11 @@ fn secrets_never_in_debug() {
     }
 }
 
-fn ip_strategy() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![
-        any::<[u8; 4]>().prop_map(IpAddr::from),
-        any::<[u16; 8]>().prop_map(IpAddr::from),
-    ]
-}
-
 proptest! {
     #[test]
     fn sign_then_check_round_trips(
-        ip in ip_strategy(),
-        other in ip_strategy(),
+        ip in any_ip(),
+        other in any_ip(),
         include_ip in any::<bool>(),
         alg in prop_oneof![Just("sha256"), Just("sha384"), Just("sha512")],
         prefix in "[a-z]{1,12}",
