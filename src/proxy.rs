@@ -195,7 +195,9 @@ async fn forward(
     let h = out.headers_mut();
     headers::strip_hop_by_hop(h);
     h.remove(header::HOST);
-    headers::append_forwarded_for(h, record.client_ip);
+    // Like nginx's $proxy_add_x_forwarded_for: the hop we saw is the TCP
+    // peer (a trusted load balancer has already listed the client).
+    headers::append_forwarded_for(h, conn.peer.ip());
     h.insert("x-forwarded-proto", HeaderValue::from_static(conn.scheme));
 
     // 6. Fetch the response head.

@@ -283,3 +283,36 @@ async fn http10_origin_does_not_downgrade_the_viewer() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("ok"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trusted_proxy_names_the_client_and_the_hop_is_appended() {
+    let origin = content_origin().await;
+    let text = config_for(origin.addr, "trusted_proxies = [\"127.0.0.1/32\"]")
+        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"198.51.100.0/24\"]");
+    let proxy = start_proxy(&text).await;
+    let c = h1_client();
+    let via_lb = c
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .header("x-forwarded-for", "198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_lb.status(), 200, "client named by a trusted proxy");
+    let seen = origin.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.9, 127.0.0.1");
+    // Without the header the peer itself is the client: not allowed.
+    let direct = c
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 403);
+    // A spoofed left-most entry does not help: the right-most untrusted one counts.
+    let spoofed = c
+        .get(proxy.url("/live/ch1/index.m3u8"))
+        .header("x-forwarded-for", "198.51.100.9, 192.0.2.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
+}
