@@ -32,6 +32,7 @@ pub mod admin;
 pub mod auth;
 pub mod auth_backend;
 pub mod body;
+pub mod cbc;
 pub mod config;
 pub mod credentials;
 pub mod demo;
