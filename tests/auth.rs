@@ -129,7 +129,7 @@ fn signed(text: &str, m: &Method, ip: Option<&str>, at: u64, ttl: u64) -> String
     sign(&config, &opts, at).unwrap_or_else(|e| panic!("{}: sign: {e}", m.name))
 }
 
-/// Flip one character of the longest query value (the signature, in every scheme).
+/// Change one character of the longest query value (the signature, in every scheme).
 fn tamper(url: &str) -> String {
     let (path, query) = url.split_once('?').expect("signed URL has a query");
     let pairs: Vec<&str> = query.split('&').collect();
@@ -145,7 +145,16 @@ fn tamper(url: &str) -> String {
             let (k, v) = p.split_once('=').unwrap();
             let mut chars: Vec<char> = v.chars().collect();
             let mid = chars.len() / 2;
-            chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+            // A different value, not just a different case: hex digests may
+            // be compared case-insensitively, where 'a' and 'A' are equal.
+            chars[mid] = match chars[mid] {
+                '0'..='8' => ((chars[mid] as u8) + 1) as char,
+                '9' => '0',
+                'a' => 'b',
+                'A' => 'B',
+                c if c.is_ascii_uppercase() => 'A',
+                _ => 'a',
+            };
             out.push(format!("{k}={}", chars.into_iter().collect::<String>()));
         } else {
             out.push((*p).to_owned());
