@@ -1,0 +1,1 @@
+//! HLS playlist rewriting (docs/hls.md §6). Placeholder; being written.
