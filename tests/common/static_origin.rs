@@ -99,6 +99,17 @@ impl StaticOrigin {
         self.origin.seen_paths()
     }
 
+    /// Every request's path and query with its headers, in arrival order.
+    pub fn requests_with_headers(&self) -> Vec<(String, http::HeaderMap)> {
+        self.origin
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| (s.path_and_query.clone(), s.headers.clone()))
+            .collect()
+    }
+
     /// The headers of every request for `path` (no query), in order.
     pub fn request_headers(&self, path: &str) -> Vec<http::HeaderMap> {
         self.origin
