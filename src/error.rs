@@ -72,6 +72,12 @@ pub enum ProxyError {
     /// The origin did not answer within its timeout (504).
     #[error("origin timeout")]
     OriginTimeout,
+    /// The origin's playlist is larger than `cache.max_playlist` (502).
+    #[error("playlist too large")]
+    PlaylistTooLarge,
+    /// The origin answered a playlist request with something else (502).
+    #[error("bad playlist")]
+    BadPlaylist,
     /// The proxy is shutting down and takes no new work (503).
     #[error("shutting down")]
     ShuttingDown,
@@ -93,7 +99,7 @@ impl ProxyError {
                 StatusCode::FORBIDDEN
             }
             Expired => StatusCode::GONE,
-            OriginUnavailable => StatusCode::BAD_GATEWAY,
+            OriginUnavailable | PlaylistTooLarge | BadPlaylist => StatusCode::BAD_GATEWAY,
             OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
             ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,6 +123,8 @@ impl ProxyError {
             SessionEvicted => "session_evicted",
             OriginUnavailable => "origin_unavailable",
             OriginTimeout => "origin_timeout",
+            PlaylistTooLarge => "playlist_too_large",
+            BadPlaylist => "bad_playlist",
             ShuttingDown => "shutting_down",
             Internal => "internal",
         }
@@ -126,7 +134,7 @@ impl ProxyError {
     pub fn blame(self) -> Blame {
         use ProxyError::*;
         match self {
-            OriginUnavailable | OriginTimeout => Blame::Origin,
+            OriginUnavailable | OriginTimeout | PlaylistTooLarge | BadPlaylist => Blame::Origin,
             Internal | ShuttingDown => Blame::Internal,
             _ => Blame::Client,
         }
@@ -153,7 +161,7 @@ impl ProxyError {
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 15] = {
+    const ALL: [ProxyError; 17] = {
         use ProxyError::*;
         [
             BadPath,
@@ -169,6 +177,8 @@ mod tests {
             SessionEvicted,
             OriginUnavailable,
             OriginTimeout,
+            PlaylistTooLarge,
+            BadPlaylist,
             ShuttingDown,
             Internal,
         ]
