@@ -112,10 +112,14 @@ fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
+/// Await `f`, failing after 10 s. Unlike `tokio::time::timeout`, the
+/// deadline is checked first, so a lost wake-up cannot pass as slow success.
 async fn within<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("test step hung")
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep(Duration::from_secs(10)) => panic!("test step hung (lost wake-up?)"),
+        v = f => v,
+    }
 }
 
 /// Everything a body yields: its data, its error if any, and frame sizes.
@@ -356,14 +360,24 @@ async fn broken_origin_bodies_fail_every_reader_and_are_not_cached() {
         let (first, seg1) = get_ok(&cache, &key, &c, fetch_ok(&calls, resp)).await;
         let (second, seg2) = get_ok(&cache, &key, &c, fetch_never(&calls)).await;
         assert_eq!((first, second), (Lookup::Miss, Lookup::Joined), "{case:?}");
+        let prefix = one_shot(&c, &pt);
         tx.send(data(&pt)).unwrap();
-        if let Broken::MidError = case {
-            tx.send(Err("connection reset".into())).unwrap();
+        // A reader already parked when the fill fails must hear of it.
+        let mut parked = Box::pin(seg1.body(None));
+        if !matches!(case, Broken::Long) {
+            let first = within(parked.frame()).await.unwrap().unwrap();
+            let first = first.into_data().unwrap();
+            assert!(first == prefix[..first.len()], "{case:?}");
         }
-        drop(tx);
+        let (ended, ()) = tokio::join!(within(parked.frame()), async move {
+            if let Broken::MidError = case {
+                tx.send(Err("connection reset".into())).unwrap();
+            }
+            drop(tx);
+        });
+        assert!(matches!(ended, Some(Err(_))), "{case:?}");
         // A body that ended short never gets its (well-formed) padding
         // block: readers see whole blocks of what arrived, then an error.
-        let prefix = one_shot(&c, &pt);
         let whole_blocks = sent / 16 * 16;
         for seg in [seg1, seg2] {
             let read = read_all(seg.body(None)).await;
@@ -411,7 +425,14 @@ async fn non_2xx_is_passed_through_to_joined_callers_and_not_cached() {
     assert_eq!((first, second), (Lookup::Miss, Lookup::Joined));
     tx.send(data(b"no such ")).unwrap();
     tx.send(data(b"segment")).unwrap();
-    drop(tx);
+    // One reader has everything and waits for the end, which comes later.
+    let mut early = Box::pin(seg1.body(None));
+    let frame = within(early.frame()).await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), &b"no such "[..]);
+    let frame = within(early.frame()).await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), &b"segment"[..]);
+    let (end, ()) = tokio::join!(within(early.frame()), async { drop(tx) });
+    assert!(end.is_none());
     for seg in [seg1, seg2] {
         let head = seg.head();
         assert_eq!(
@@ -721,4 +742,39 @@ async fn ranges_over_a_growing_fill() {
         got.extend_from_slice(&frame.unwrap().into_data().unwrap());
     }
     assert!(got == want[1000..=2999]);
+}
+
+/// Readers on other threads racing a stream of tiny pushes: a reader that
+/// looked, found nothing and parked after a push would hang here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lost_wake_ups_under_racing_pushes() {
+    let cache = SegmentCache::new(BIG, TTL, BIG);
+    let c = cipher(14);
+    let key = seg_key("http://origin/q.ts", &c);
+    let pt = Arc::new(plaintext(17 * 4000, 14));
+    let want = Arc::new(one_shot(&c, &pt));
+    let (tx, body) = channel_body();
+    let resp = response(200, Some(pt.len()), body);
+    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (seg, want) = (seg.clone(), Arc::clone(&want));
+            tokio::spawn(async move { read_all(seg.body(None)).await.data == *want })
+        })
+        .collect();
+    let feeder = tokio::spawn(async move {
+        for (i, chunk) in pt.chunks(17).enumerate() {
+            tx.send(data(chunk)).unwrap();
+            if i % 8 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    within(feeder).await.unwrap();
+    for reader in readers {
+        assert!(
+            within(reader).await.unwrap(),
+            "a reader got different bytes"
+        );
+    }
 }
