@@ -50,6 +50,9 @@ use crate::body::BoxError;
 use crate::capability::ByteRange;
 use crate::error::ProxyError;
 
+/// Longest entry lifetime (see [`SegmentCache::new`]).
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What identifies one ciphertext: the origin resource (URI with query, and
 /// the byte range fetched from it) and the key and IV it is encrypted with.
 ///
@@ -160,14 +163,16 @@ impl fmt::Debug for SegmentCache {
 
 impl SegmentCache {
     /// A cache holding at most `max_bytes` of ciphertext, each entry for at
-    /// most `ttl`; segments larger than `max_entry_bytes` are served but not
-    /// kept. Eviction is LRU: on a live stream the newest segments are the
-    /// ones about to be asked for, so frequency must not keep old ones.
+    /// most `ttl` (capped at a year); segments larger than `max_entry_bytes`
+    /// are served but not kept. Eviction is LRU: on a live stream the newest
+    /// segments are the ones about to be asked for, so frequency must not
+    /// keep old ones.
     pub fn new(max_bytes: u64, ttl: Duration, max_entry_bytes: u64) -> Self {
         let completed = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_: &SegKey, c: &Cached| c.weight)
-            .time_to_live(ttl)
+            // moka panics on a TTL over 1000 years; no segment needs one.
+            .time_to_live(ttl.min(MAX_TTL))
             .eviction_policy(EvictionPolicy::lru())
             .build();
         Self {

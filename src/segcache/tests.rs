@@ -778,3 +778,15 @@ async fn no_lost_wake_ups_under_racing_pushes() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_absurd_ttl_is_capped_not_a_panic() {
+    let cache = SegmentCache::new(BIG, Duration::MAX, BIG);
+    let c = cipher(15);
+    let key = seg_key("http://origin/r.ts", &c);
+    let resp = response(200, Some(3), body_of(vec![data(b"abc")]));
+    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    assert!(read_all(seg.body(None)).await.data == one_shot(&c, b"abc"));
+    let (lookup, _) = get_ok(&cache, &key, &c, fetch_never(&counter())).await;
+    assert_eq!(lookup, Lookup::Hit);
+}
