@@ -89,8 +89,8 @@ impl Drop for Cleanup<'_> {
 }
 
 /// Fetch and fill. Returns the ciphertext length when every byte of an
-/// encrypted segment is in the fill, which the caller then completes;
-/// anything else (the only results not worth caching) ends the fill here.
+/// encrypted segment is in the fill, which the caller then completes.
+/// Every other result is not worth caching and ends the fill here.
 async fn produce<F, Fut, B>(fill: &Fill, cipher: &Cipher, fetch: F) -> Option<u64>
 where
     F: FnOnce() -> Fut,
@@ -125,8 +125,8 @@ where
         }));
         match relay_prefix(fill, body).await {
             Ok(()) => fill.complete(),
-            Err(e) => return fail(fill, e),
-        };
+            Err(e) => fill.fail(e),
+        }
         return None;
     }
     let declared = content_length(&parts.headers).or_else(|| body.size_hint().exact());
@@ -139,18 +139,15 @@ where
     }));
     match encrypt(fill, cipher, declared, body).await {
         Ok(()) => Some(fill.len()),
-        Err(e) => fail(fill, e),
+        Err(e) => {
+            fill.fail(e);
+            None
+        }
     }
 }
 
-fn fail(fill: &Fill, e: SegmentError) -> Option<u64> {
-    fill.fail(e);
-    None
-}
-
-/// Stream `body` through the cipher into `fill`; checks the declared length.
-/// On success every byte but the final padded block has been pushed; this
-/// pushes that block too.
+/// Stream `body` through the cipher into `fill`, checking the declared
+/// length. The padding block is added only after that check passed.
 async fn encrypt<B>(
     fill: &Fill,
     cipher: &Cipher,
