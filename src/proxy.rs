@@ -484,7 +484,7 @@ async fn serve_encrypted(
         key,
         iv: crate::cbc::iv_for_msn(msn),
     };
-    let seg_key = crate::segcache::SegKey::new(uri.to_string(), range, key, msn);
+    let seg_key = crate::segcache::SegKey::new(uri.to_string(), range, &cipher);
     let fetch_origin = Arc::clone(origin);
     let fetch = move || async move {
         let mut req = Request::get(uri)
@@ -496,6 +496,11 @@ async fn serve_encrypted(
         }
         let idle = fetch_origin.config().idle_timeout;
         let resp = fetch_origin.send(req).await?;
+        if range.is_some() && resp.status() == http::StatusCode::OK {
+            // The origin ignored `Range:`: encrypting the whole file as the
+            // range would serve the wrong bytes to everyone.
+            return Err(ProxyError::BadOriginResponse);
+        }
         Ok(resp.map(|b| IdleTimeout::new(b, idle)))
     };
     let (lookup, segment) = ctx.shared.segments.get(seg_key, cipher, fetch).await?;
