@@ -94,18 +94,26 @@ async fn ip_method_allow_deny_and_all_pass() {
 async fn headers_and_query_sent_to_origin() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/seg-7.ts?token=SECRET&lang=en&_HLS_msn=3"))
-        .header("connection", "keep-alive, x-private-hop")
-        .header("x-private-hop", "1")
-        .header("x-end-to-end", "kept")
-        .header("x-forwarded-for", "198.51.100.1")
-        .send()
-        .await
-        .unwrap();
+    let r =
+        h1_client()
+            .get(proxy.url(
+                "/live/ch1/seg-7.ts?token=SECRET&lang=en&_HLS_msn=3&_HLS_part=1&_HLS_skip=YES",
+            ))
+            .header("connection", "keep-alive, x-private-hop")
+            .header("x-private-hop", "1")
+            .header("x-end-to-end", "kept")
+            .header("x-forwarded-for", "198.51.100.1")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     let seen = origin.seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.path_and_query, "/live/ch1/seg-7.ts?lang=en&_HLS_msn=3");
+    // LL-HLS delivery directives reach the origin unchanged, except
+    // `_HLS_skip`: delta updates are off (docs/hls.md §6).
+    assert_eq!(
+        seen.path_and_query,
+        "/live/ch1/seg-7.ts?lang=en&_HLS_msn=3&_HLS_part=1"
+    );
     assert!(
         seen.headers.get("x-private-hop").is_none(),
         "hop-by-hop header forwarded"

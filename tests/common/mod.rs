@@ -311,9 +311,7 @@ pub fn strip_capabilities(body: &str) -> String {
             rest = &rest[at + 2..];
             continue;
         }
-        let end = after
-            .find(['&', '"', '\r', '\n'])
-            .unwrap_or(after.len());
+        let end = after.find(['&', '"', '\r', '\n']).unwrap_or(after.len());
         let mut keep = before;
         let mut tail = &after[end..];
         if tail.starts_with('&') {
