@@ -45,6 +45,9 @@ pub struct RequestRecord {
     pub origin_status: Option<u16>,
     /// Origin time to response head.
     pub origin_latency: Option<Duration>,
+    /// The viewer session the request belongs to; its byte count grows by
+    /// the body sent.
+    pub session: Option<std::sync::Arc<crate::session::Session>>,
 }
 
 /// The logged form of a request target: the raw path plus the query without
@@ -60,6 +63,9 @@ impl RequestRecord {
     /// Record metrics and (when `log` is set) write the access-log line.
     pub fn finish(self, metrics: &Metrics, log: bool, bytes: u64, end: BodyEnd) {
         let duration = self.start.elapsed();
+        if let Some(session) = &self.session {
+            session.add_bytes(bytes);
+        }
         let route = self.route.clone().unwrap_or_else(|| "none".to_owned());
         metrics
             .requests

@@ -67,6 +67,66 @@ pub struct Config {
     pub auth: crate::auth::Schemes,
     /// `[[auth.backend]]` and `auth.backend_allow_default`.
     pub backend: BackendConfig,
+    /// `[keys]`.
+    pub keys: KeysConfig,
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// The master secret capabilities, session ids and content keys derive
+    /// from (docs/hls.md §3); `None` = a random one per process.
+    pub master: Option<Secret>,
+    /// Key period of the AES-128 content keys, aligned to media sequence numbers.
+    pub rotate_every: Duration,
+}
+
+/// What a user over `max_sessions` gets (`[sessions] on_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Refuse the newcomer (`session_limit`).
+    Reject,
+    /// End the oldest session (`session_evicted` on its next request).
+    EvictOldest,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsConfig {
+    /// A session with no request for this long has ended.
+    pub idle_timeout: Duration,
+    /// Lifetime of a minted capability.
+    pub capability_ttl: Duration,
+    /// Query parameter carrying the capability; the segment tag is this + `s`.
+    pub capability_param: String,
+    /// Bind capabilities to the client IP.
+    pub bind_ip: bool,
+    /// Policy for users over their session limit.
+    pub on_limit: OnLimit,
+}
+
+impl SessionsConfig {
+    /// Query parameter carrying segment tags (`tgs` by default).
+    pub fn tag_param(&self) -> String {
+        format!("{}s", self.capability_param)
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Bytes of encrypted segments kept.
+    pub segments: u64,
+    /// How long an encrypted segment stays cached.
+    pub segment_ttl: Duration,
+    /// How long an origin playlist is reused (coalesced micro-cache).
+    pub playlist_ttl: Duration,
+    /// Largest origin playlist accepted, after decoding.
+    pub max_playlist: usize,
 }
 
 /// The `backend` auth method's settings (`[[auth.backend]]`).
@@ -180,6 +240,8 @@ pub struct RouteConfig {
     pub channel: usize,
     /// Authentication methods tried in order.
     pub auth: Vec<AuthMethod>,
+    /// Inject `EXT-X-KEY` and encrypt segments (AES-128).
+    pub encrypt: bool,
 }
 
 impl Config {

@@ -3,7 +3,11 @@
 //! with a built-in config, and prints URLs that ffplay and VLC can open.
 //!
 //! Everything listens on 127.0.0.1 only. The demo config opens the route to
-//! loopback viewers through the `ip` method.
+//! loopback viewers through the `ip` method and encrypts the stream
+//! (AES-128, keys derived from a master secret made fresh for each run), so
+//! what a player gets is exactly what a production edge serves: rewritten
+//! playlists carrying a session capability, encrypted segments, and a key
+//! endpoint.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -17,7 +21,12 @@ use crate::server::{self, Control, Listeners};
 use crate::simorigin::{SimOrigin, SimOriginOptions};
 
 /// The demo proxy's config for an origin at `origin`.
-pub fn demo_config(listen: SocketAddr, admin: SocketAddr, origin: SocketAddr) -> String {
+pub fn demo_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    origin: SocketAddr,
+    master_hex: &str,
+) -> String {
     format!(
         r#"# tollgate demo configuration (generated)
 [server]
@@ -30,6 +39,10 @@ listen = "{admin}"
 [ip]
 allow = ["127.0.0.0/8", "::1/128"]
 
+[keys]
+master = "hex:{master_hex}"
+rotate_every = "1m"
+
 [[origin]]
 name = "sim"
 url = "http://{origin}"
@@ -40,6 +53,7 @@ prefix = "/live/"
 origin = "sim"
 channel = 1
 auth = ["ip"]
+encrypt = true
 "#
     )
 }
@@ -57,7 +71,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
     let origin_task = tokio::spawn(origin.serve(origin_listener, origin_stop.clone()));
 
     let config = Config::parse(
-        &demo_config(listen, admin, origin_addr),
+        &demo_config(listen, admin, origin_addr, &random_hex()?),
         std::path::Path::new("."),
     )
     .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -83,6 +97,16 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
     result
 }
 
+/// 32 random bytes as hex: the demo's master secret.
+fn random_hex() -> anyhow::Result<String> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no system randomness for the demo's master key"))?;
+    Ok(hex::encode(bytes))
+}
+
 fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channels: &[String]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "tollgate demo");
@@ -99,6 +123,10 @@ fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channe
     if let Some(ch) = channels.first() {
         let _ = writeln!(out, "  vlc http://{proxy}/live/{ch}/index.m3u8");
     }
+    let _ = writeln!(
+        out,
+        "Segments are AES-128 encrypted on the fly; keys come from http://{proxy}/.tollgate/key/..."
+    );
     let _ = writeln!(out, "Ctrl-C stops; SIGTERM drains.");
     let _ = out.flush();
 }

@@ -72,6 +72,16 @@ pub enum ProxyError {
     /// The origin did not answer within its timeout (504).
     #[error("origin timeout")]
     OriginTimeout,
+    /// The origin answered in a way that cannot be served safely: a
+    /// content-encoded segment, or a whole file where a range was asked (502).
+    #[error("bad origin response")]
+    BadOriginResponse,
+    /// The origin's playlist is larger than `cache.max_playlist` (502).
+    #[error("playlist too large")]
+    PlaylistTooLarge,
+    /// The origin answered a playlist request with something else (502).
+    #[error("bad playlist")]
+    BadPlaylist,
     /// The proxy is shutting down and takes no new work (503).
     #[error("shutting down")]
     ShuttingDown,
@@ -93,7 +103,9 @@ impl ProxyError {
                 StatusCode::FORBIDDEN
             }
             Expired => StatusCode::GONE,
-            OriginUnavailable => StatusCode::BAD_GATEWAY,
+            OriginUnavailable | BadOriginResponse | PlaylistTooLarge | BadPlaylist => {
+                StatusCode::BAD_GATEWAY
+            }
             OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
             ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,6 +129,9 @@ impl ProxyError {
             SessionEvicted => "session_evicted",
             OriginUnavailable => "origin_unavailable",
             OriginTimeout => "origin_timeout",
+            BadOriginResponse => "bad_origin_response",
+            PlaylistTooLarge => "playlist_too_large",
+            BadPlaylist => "bad_playlist",
             ShuttingDown => "shutting_down",
             Internal => "internal",
         }
@@ -126,7 +141,8 @@ impl ProxyError {
     pub fn blame(self) -> Blame {
         use ProxyError::*;
         match self {
-            OriginUnavailable | OriginTimeout => Blame::Origin,
+            OriginUnavailable | OriginTimeout | BadOriginResponse | PlaylistTooLarge
+            | BadPlaylist => Blame::Origin,
             Internal | ShuttingDown => Blame::Internal,
             _ => Blame::Client,
         }
@@ -153,7 +169,7 @@ impl ProxyError {
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 15] = {
+    const ALL: [ProxyError; 18] = {
         use ProxyError::*;
         [
             BadPath,
@@ -169,6 +185,9 @@ mod tests {
             SessionEvicted,
             OriginUnavailable,
             OriginTimeout,
+            BadOriginResponse,
+            PlaylistTooLarge,
+            BadPlaylist,
             ShuttingDown,
             Internal,
         ]

@@ -1,1 +1,126 @@
-//! HLS playlist rewriting (docs/hls.md §6). Placeholder; being written.
+//! HLS playlist rewriting (docs/hls.md §6): compiles one origin playlist
+//! version into a [`Template`] and renders it per session.
+//!
+//! A byte-preserving line rewriter, not a parse/serialize round trip: every
+//! byte of the origin playlist is copied except the URIs it extends with the
+//! proxy's parameters (`tg=<capability>`, and `tgs=<segment tag>` where the
+//! URI is served as media on an encrypting route), the `EXT-X-KEY` lines it
+//! injects, the delta-update attributes it removes from
+//! `EXT-X-SERVER-CONTROL` and, when it encrypts, the byte ranges it turns
+//! into resources of their own. See docs/hls.md §5–6 for the wire format
+//! and the rules, and /work/shared/research/hls-encryption.md §1 and §8 for
+//! why (MSN counting, KEY/MAP order, byte ranges, LL-HLS parts).
+//!
+//! Layout: [`lines`] splits and classifies lines, [`attrs`] scans attribute
+//! lists, [`uri`] resolves URIs to proxy paths, [`compile`](mod@compile)
+//! walks the playlist and places key lines, [`template`] holds the result.
+//!
+//! Pure core: no I/O, no clock, no logging; segment tags come from a
+//! [`TagSigner`] the caller supplies. Never panics, whatever the bytes: a
+//! body that is not a playlist or is too large is a [`RewriteError`];
+//! anything odd inside a playlist is copied as it is.
+//!
+//! Invariants of a compiled template: rendering it adds exactly one
+//! capability per own URI and per injected AES-128 key line, and loses or
+//! adds no URI; the segment tags and key lines are the same for every
+//! session; a foreign or unresolvable URI is never given a capability.
+
+mod attrs;
+mod compile;
+mod lines;
+mod scan;
+mod template;
+mod uri;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod testkit;
+
+pub use compile::compile;
+pub use template::{Kind, Template};
+
+use crate::capability::Serve;
+
+/// Computes segment tags (docs/hls.md §5). The real signer is an HMAC bound
+/// to the route and channel; tests use a deterministic fake.
+pub trait TagSigner {
+    /// The whole `tgs` value for the URI at the normalized proxy path
+    /// `path` (no query) served as `serve`. Must be URL-safe and contain no
+    /// `"` or `,` (it is written into quoted attributes as is).
+    fn tag(&self, path: &str, serve: &Serve) -> String;
+}
+
+/// The origin a route forwards to, to recognize absolute URIs that point
+/// back at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginBase<'a> {
+    /// `http` or `https` (compared case-insensitively).
+    pub scheme: &'a str,
+    /// `host[:port]` (compared case-insensitively; the scheme's default port
+    /// equals no port).
+    pub authority: &'a str,
+    /// The origin path the route's prefix maps to: "" (or "/") for none,
+    /// otherwise a normalized path such as `/base`. An absolute origin URI
+    /// is the proxy's own only below it, and it is stripped.
+    pub base_path: &'a str,
+}
+
+/// Encryption of one rendition on a route with `encrypt = true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encrypt<'a> {
+    /// Stream incarnation (docs/hls.md §6).
+    pub inc: u64,
+    /// `[keys] rotate_every` in seconds.
+    pub rotate_every_secs: u64,
+    /// Key URI up to the period, e.g. `/.tollgate/key/live/ch1/<inc>/`
+    /// (no query); the key URI of period `p` is this + `p.key?tg=<cap>`.
+    pub key_uri_prefix: &'a str,
+}
+
+/// Everything [`compile`] needs besides the body.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// Normalized proxy path of the playlist (see [`crate::path::normalize`]);
+    /// relative URIs resolve against it.
+    pub playlist_path: &'a str,
+    /// The route's origin.
+    pub origin: OriginBase<'a>,
+    /// Set on an encrypting route: segment tags and key lines.
+    pub encrypt: Option<Encrypt<'a>>,
+    /// Name of the capability parameter (`tg`); URL-safe.
+    pub cap_param: &'a str,
+    /// Name of the segment-tag parameter (`tgs`); URL-safe.
+    pub tag_param: &'a str,
+    /// Computes segment tags.
+    pub signer: &'a dyn TagSigner,
+    /// Larger bodies are refused with [`RewriteError::TooLarge`].
+    pub max_bytes: usize,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("playlist_path", &self.playlist_path)
+            .field("origin", &self.origin)
+            .field("encrypt", &self.encrypt)
+            .field("cap_param", &self.cap_param)
+            .field("tag_param", &self.tag_param)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a body could not be compiled (docs/hls.md §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// Larger than [`Context::max_bytes`] (`playlist_too_large`).
+    #[error("playlist larger than the limit")]
+    TooLarge,
+    /// Does not start with `#EXTM3U` after an optional UTF-8 BOM
+    /// (`bad_playlist`).
+    #[error("not an HLS playlist")]
+    NotPlaylist,
+}

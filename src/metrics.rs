@@ -32,6 +32,18 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "config_reloads";
     /// Authentication decisions by method and outcome.
     pub const AUTH_DECISIONS: &str = "auth_decisions";
+    /// Viewer sessions live now.
+    pub const SESSIONS: &str = "sessions";
+    /// Sessions created (entry requests and adopted capabilities).
+    pub const SESSIONS_CREATED: &str = "sessions_created";
+    /// Encrypted-segment cache look-ups by result (`hit`, `joined`, `miss`).
+    pub const SEGMENT_CACHE: &str = "segment_cache_lookups";
+    /// Bytes held by the encrypted-segment cache.
+    pub const SEGMENT_CACHE_BYTES: &str = "segment_cache_bytes";
+    /// Playlists rewritten for a session.
+    pub const PLAYLISTS_REWRITTEN: &str = "playlists_rewritten";
+    /// Content keys handed out.
+    pub const KEYS_SERVED: &str = "keys_served";
 }
 
 /// Labels of [`names::REQUESTS`].
@@ -108,6 +120,18 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     /// See [`names::AUTH_DECISIONS`].
     pub auth_decisions: Family<AuthLabels, Counter>,
+    /// See [`names::SESSIONS`].
+    pub sessions: Gauge,
+    /// See [`names::SESSIONS_CREATED`].
+    pub sessions_created: Counter,
+    /// See [`names::SEGMENT_CACHE`].
+    pub segment_cache: Family<ResultLabel, Counter>,
+    /// See [`names::SEGMENT_CACHE_BYTES`].
+    pub segment_cache_bytes: Gauge,
+    /// See [`names::PLAYLISTS_REWRITTEN`].
+    pub playlists_rewritten: Counter,
+    /// See [`names::KEYS_SERVED`].
+    pub keys_served: Counter,
 }
 
 impl Default for Metrics {
@@ -135,6 +159,12 @@ impl Metrics {
             connections_rejected: Counter::default(),
             config_reloads: Family::default(),
             auth_decisions: Family::default(),
+            sessions: Gauge::default(),
+            sessions_created: Counter::default(),
+            segment_cache: Family::default(),
+            segment_cache_bytes: Gauge::default(),
+            playlists_rewritten: Counter::default(),
+            keys_served: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(names::REQUESTS, "Viewer requests", m.requests.clone());
@@ -172,6 +202,36 @@ impl Metrics {
             names::AUTH_DECISIONS,
             "Authentication decisions by method and outcome",
             m.auth_decisions.clone(),
+        );
+        registry.register(
+            names::SESSIONS,
+            "Viewer sessions live now",
+            m.sessions.clone(),
+        );
+        registry.register(
+            names::SESSIONS_CREATED,
+            "Sessions created",
+            m.sessions_created.clone(),
+        );
+        registry.register(
+            names::SEGMENT_CACHE,
+            "Encrypted-segment cache look-ups by result",
+            m.segment_cache.clone(),
+        );
+        registry.register(
+            names::SEGMENT_CACHE_BYTES,
+            "Bytes held by the encrypted-segment cache",
+            m.segment_cache_bytes.clone(),
+        );
+        registry.register(
+            names::PLAYLISTS_REWRITTEN,
+            "Playlists rewritten for a session",
+            m.playlists_rewritten.clone(),
+        );
+        registry.register(
+            names::KEYS_SERVED,
+            "Content keys handed out",
+            m.keys_served.clone(),
         );
         // Export both series from the start so dashboards and alerts see a 0.
         for result in ["success", "failure"] {

@@ -60,6 +60,11 @@ impl Origin {
             .unwrap_or_else(|| Arc::new(Origin::new(config.clone())))
     }
 
+    /// The origin URL's base path without a trailing slash (`""` for the root).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
     /// The origin's settings.
     pub fn config(&self) -> &OriginConfig {
         &self.config

@@ -1,7 +1,9 @@
 //! The order of request phases, in one place (pingora's `proxy_trait.rs`
 //! idea, as plain functions): check method and size → normalize path →
-//! route → client address → authenticate → build the origin request →
-//! fetch → pass the response on, streaming → log when the body ends.
+//! key endpoint? → route → client address → authenticate (entry
+//! credentials, or the session capability) → admit the session → fetch
+//! (playlist micro-cache, encrypted-segment cache, or straight through) →
+//! rewrite or encrypt → respond, streaming → log when the body ends.
 //!
 //! Every early exit is a [`ProxyError`]; [`crate::error`] decides what it
 //! looks like. Nothing here blocks or holds a lock across an await.
@@ -19,10 +21,15 @@ use tokio::time::Instant;
 use crate::access_log::{RequestRecord, loggable_target};
 use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
 use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
+use crate::capability::{ByteRange, Claims, Scope, Serve};
+use crate::config::RouteConfig;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::metrics::AuthLabels;
+use crate::metrics::{AuthLabels, ResultLabel};
+use crate::origin::Origin;
+use crate::playlist::{Compile, Fetched};
 use crate::runtime::{Live, Shared};
+use crate::session::{Session, Touch};
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +47,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let live = shared.live();
+    let cors_origin = req.headers().get(header::ORIGIN).cloned();
     let client_ip = headers::client_ip(conn.peer.ip(), req.headers(), &live.trusted_proxies);
     let mut record = RequestRecord {
         start: Instant::now(),
@@ -55,13 +63,20 @@ pub async fn handle(
         user: None,
         origin_status: None,
         origin_latency: None,
+        session: None,
     };
-    let result = forward(&live, &shared, conn, req, &mut record).await;
-    let response = result.unwrap_or_else(|e| {
+    let result = if req.method() == Method::OPTIONS {
+        record.code = "preflight";
+        Ok(preflight(req.headers()))
+    } else {
+        forward(&live, &shared, conn, req, &mut record).await
+    };
+    let mut response = result.unwrap_or_else(|e| {
         record.code = e.code();
         record.blame = Some(e.blame());
         error_response(e)
     });
+    crate::cors::decorate(cors_origin.as_ref(), response.headers_mut());
     record.status = response.status().as_u16();
     let log = live.config.log.access;
     let (parts, body) = response.into_parts();
@@ -121,6 +136,48 @@ pub fn error_response(e: ProxyError) -> Response<ProxyBody> {
     resp
 }
 
+/// The answer to a CORS preflight.
+fn preflight(request: &http::HeaderMap) -> Response<ProxyBody> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = http::StatusCode::NO_CONTENT;
+    *resp.headers_mut() = crate::cors::preflight(request);
+    resp
+}
+
+fn empty() -> ProxyBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A request target ending in a playlist extension.
+fn is_playlist_path(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    ext.eq_ignore_ascii_case("m3u8") || ext.eq_ignore_ascii_case("m3u")
+}
+
+/// A `Content-Type` naming an HLS playlist.
+fn is_playlist_type(v: Option<&HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok()).is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t.contains("mpegurl")
+    })
+}
+
 async fn forward(
     live: &Live,
     shared: &Shared,
@@ -144,6 +201,12 @@ async fn forward(
             _ => ProxyError::BadPath,
         },
     )?;
+    let now = unix_now();
+
+    // 2b. The key endpoint lives under a reserved path, outside every route.
+    if path.starts_with(crate::keyserver::PREFIX) {
+        return serve_key(live, shared, &path, req.uri().query(), record, now);
+    }
 
     // 3. Route and channel.
     let route_id = live.routes.lookup(&path).ok_or(ProxyError::NoRoute)?;
@@ -154,14 +217,169 @@ async fn forward(
         .ok_or(ProxyError::Internal)?;
     record.route = Some(route.name.clone());
     record.channel = live.routes.channel(route_id, &path).map(str::to_owned);
+    let channel = record.channel.clone().unwrap_or_default();
 
-    // 4. Authenticate.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    // 4. Who is asking: the session capability, or entry credentials.
+    let query = req.uri().query();
+    let sessions = &live.config.sessions;
+    let scope = Scope {
+        route: &route.name,
+        channel: &channel,
+        client_ip: record.client_ip,
+    };
+    let claims = match query
+        .and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param))
+    {
+        Some(token) => live
+            .keys
+            .verify(token, &scope, now)
+            .map_err(|_| ProxyError::Forbidden)?,
+        None => {
+            let user = entry(live, shared, route, &path, &req, record, now).await?;
+            Claims {
+                sid: live
+                    .keys
+                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip),
+                expires: now.saturating_add(sessions.capability_ttl.as_secs()),
+                user,
+                bind_ip: sessions.bind_ip,
+            }
+        }
+    };
+    record.user = claims.user.clone();
+
+    // 5. Admit: create or refresh the session. (Entitlements, limits and
+    //    blocklists hook in here.)
+    let (session, how) = shared.sessions.touch(claims.sid, now, || {
+        Session::new(
+            claims.sid,
+            claims.user.as_deref(),
+            &route.name,
+            &channel,
+            record.client_ip,
+            now,
+        )
+    });
+    if how == Touch::Created {
+        shared.metrics.sessions_created.inc();
+        shared
+            .metrics
+            .sessions
+            .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
+    }
+    record.session = Some(session);
+
+    // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
+    let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
+    let origin_query = query.and_then(|q| live.credentials.strip(q));
+    let uri = origin.uri_for(
+        &crate::path::encode_for_origin(&path),
+        origin_query.as_deref(),
+    )?;
+    let is_head = req.method() == Method::HEAD;
+    let tag_param = sessions.tag_param();
+    let tag = query.and_then(|q| crate::auth::query::param_exact(q, &tag_param));
+    let ctx = Ctx {
+        tag_param: &tag_param,
+        live,
+        shared,
+        route,
+        channel: &channel,
+        path: &path,
+        claims: &claims,
+        scope: &scope,
+        now,
+        is_head,
+    };
+    if route.encrypt
+        && let Some(tag) = tag
+    {
+        let serve = live
+            .keys
+            .verify_tag(tag, &route.name, &channel, &path)
+            .map_err(|_| ProxyError::Forbidden)?;
+        return match serve {
+            Serve::Encrypt { .. } => {
+                serve_encrypted(&ctx, origin, uri, serve, req.headers(), record).await
+            }
+            Serve::Clear { range } => {
+                passthrough(&ctx, origin, uri, conn, req, Through::Tagged(range), record).await
+            }
+        };
+    }
+    if is_playlist_path(&path) {
+        return serve_playlist(&ctx, origin, uri, record).await;
+    }
+    passthrough(&ctx, origin, uri, conn, req, Through::Untagged, record).await
+}
+
+/// Why a request goes straight through.
+#[derive(Debug, Clone, Copy)]
+enum Through {
+    /// A segment tag said "serve clear", optionally one byte range.
+    Tagged(Option<ByteRange>),
+    /// No tag: fine on a route without encryption; on an encrypting route
+    /// only a playlist may be answered.
+    Untagged,
+}
+
+/// What every answer of one request needs to know.
+struct Ctx<'a> {
+    tag_param: &'a str,
+    live: &'a Live,
+    shared: &'a Shared,
+    route: &'a RouteConfig,
+    channel: &'a str,
+    path: &'a str,
+    claims: &'a Claims,
+    scope: &'a Scope<'a>,
+    now: u64,
+    is_head: bool,
+}
+
+impl Ctx<'_> {
+    /// A fresh capability for this session, for the URIs of a rewritten playlist.
+    fn mint(&self) -> String {
+        let claims = Claims {
+            expires: self
+                .now
+                .saturating_add(self.live.config.sessions.capability_ttl.as_secs()),
+            ..self.claims.clone()
+        };
+        self.live.keys.mint(&claims, self.scope)
+    }
+
+    fn compile<'s>(&'s self, origin: &'s Origin) -> Compile<'s> {
+        Compile {
+            route: &self.route.name,
+            channel: self.channel,
+            path: self.path,
+            origin,
+            encrypt: self.route.encrypt,
+            rotate_every_secs: self.live.config.keys.rotate_every.as_secs().max(1),
+            cap_param: &self.live.config.sessions.capability_param,
+            tag_param: self.tag_param,
+            keys: &self.live.keys,
+            incarnations: &self.shared.incarnations,
+            max_bytes: self.live.config.cache.max_playlist,
+            now: self.now,
+        }
+    }
+}
+
+/// Phase 4 for an entry request: run the route's methods, count the decision.
+async fn entry(
+    live: &Live,
+    shared: &Shared,
+    route: &RouteConfig,
+    path: &str,
+    req: &Request<Incoming>,
+    record: &RequestRecord,
+    now: u64,
+) -> Result<Option<String>, ProxyError> {
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
-        path: &path,
+        path,
         query: req.uri().query(),
         headers: req.headers(),
         channel: record.channel.as_deref(),
@@ -180,33 +398,248 @@ async fn forward(
             outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    record.user = decision.result?.user;
+    Ok(decision.result?.user)
+}
 
-    // 5. Build the origin request: normalized path, query without our own
-    //    parameters, end-to-end headers only.
-    let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
-    let query = req.uri().query().and_then(|q| live.credentials.strip(q));
-    let uri = origin.uri_for(&crate::path::encode_for_origin(&path), query.as_deref())?;
+/// A rewritten playlist for this session.
+async fn serve_playlist(
+    ctx: &Ctx<'_>,
+    origin: &Arc<Origin>,
+    uri: http::Uri,
+    record: &mut RequestRecord,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let compile = ctx.compile(origin);
+    let sent = Instant::now();
+    let fetched = ctx.live.playlists.get(origin, uri, &compile).await?;
+    record.origin_latency = Some(sent.elapsed());
+    render(ctx, &fetched, record)
+}
+
+/// Turn a fetched playlist into this session's response.
+fn render(
+    ctx: &Ctx<'_>,
+    fetched: &Fetched,
+    record: &mut RequestRecord,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (status, content_type, body) = match fetched {
+        Fetched::Playlist {
+            template,
+            content_type,
+        } => {
+            ctx.shared.metrics.playlists_rewritten.inc();
+            let ct = content_type
+                .clone()
+                .unwrap_or(HeaderValue::from_static("application/vnd.apple.mpegurl"));
+            (http::StatusCode::OK, Some(ct), template.render(&ctx.mint()))
+        }
+        Fetched::Other {
+            status,
+            content_type,
+            body,
+        } => (*status, content_type.clone(), body.clone()),
+    };
+    record.origin_status = Some(status.as_u16());
+    let mut resp = Response::new(if ctx.is_head {
+        empty()
+    } else {
+        full(body.clone())
+    });
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if let Some(ct) = content_type {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
+}
+
+/// An encrypted segment from the shared cache (one origin fetch and one
+/// encryption however many viewers ask at once).
+async fn serve_encrypted(
+    ctx: &Ctx<'_>,
+    origin: &Arc<Origin>,
+    uri: http::Uri,
+    serve: Serve,
+    viewer: &http::HeaderMap,
+    record: &mut RequestRecord,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Serve::Encrypt {
+        inc,
+        period,
+        msn,
+        range,
+    } = serve
+    else {
+        return Err(ProxyError::Internal);
+    };
+    let key = ctx
+        .live
+        .keys
+        .content_key(&ctx.route.name, ctx.channel, inc, period);
+    let cipher = crate::segcache::Cipher {
+        key,
+        iv: crate::cbc::iv_for_msn(msn),
+    };
+    let seg_key = crate::segcache::SegKey::new(uri.to_string(), range, &cipher);
+    let fetch_origin = Arc::clone(origin);
+    let fetch = move || async move {
+        let mut req = Request::get(uri)
+            .header(header::ACCEPT_ENCODING, "identity")
+            .body(Empty::<Bytes>::new())
+            .map_err(|_| ProxyError::Internal)?;
+        if let Some(r) = range_header(range) {
+            req.headers_mut().insert(header::RANGE, r);
+        }
+        let idle = fetch_origin.config().idle_timeout;
+        let resp = fetch_origin.send(req).await?;
+        if range.is_some() && resp.status() == http::StatusCode::OK {
+            // The origin ignored `Range:`: encrypting the whole file as the
+            // range would serve the wrong bytes to everyone.
+            return Err(ProxyError::BadOriginResponse);
+        }
+        Ok(resp.map(|b| IdleTimeout::new(b, idle)))
+    };
+    let (lookup, segment) = ctx.shared.segments.get(seg_key, cipher, fetch).await?;
+    let label = match lookup {
+        crate::segcache::Lookup::Hit => "hit",
+        crate::segcache::Lookup::Joined => "joined",
+        crate::segcache::Lookup::Miss => "miss",
+    };
+    ctx.shared
+        .metrics
+        .segment_cache
+        .get_or_create(&ResultLabel { result: label })
+        .inc();
+    ctx.shared
+        .metrics
+        .segment_cache_bytes
+        .set(i64::try_from(ctx.shared.segments.weighted_bytes()).unwrap_or(i64::MAX));
+    let head = segment.head();
+    record.origin_status = Some(head.status.as_u16());
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        head.content_type
+            .clone()
+            .unwrap_or(HeaderValue::from_static("video/mp2t")),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    if !head.status.is_success() {
+        // The origin's error passes through, in the clear (it is not media).
+        *resp.status_mut() = head.status;
+        if !ctx.is_head {
+            *resp.body_mut() = segment.body(None).boxed_unsync();
+        }
+        return Ok(resp);
+    }
+    let answer = viewer
+        .get(header::RANGE)
+        .map_or(crate::segcache::RangeAnswer::Full, |r| {
+            crate::segcache::parse_range(r, head.length)
+        });
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCEPT_RANGES,
+        HeaderValue::from_static(if head.length.is_some() {
+            "bytes"
+        } else {
+            "none"
+        }),
+    );
+    let range = match (answer, head.length) {
+        (crate::segcache::RangeAnswer::Partial(s, e), Some(total)) => {
+            *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{total}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            Some((s, e))
+        }
+        (crate::segcache::RangeAnswer::Unsatisfiable, Some(total)) => {
+            *resp.status_mut() = http::StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = resp.headers_mut();
+            h.remove(header::CONTENT_TYPE);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+        _ => {
+            if let Some(total) = head.length {
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+            }
+            None
+        }
+    };
+    if !ctx.is_head {
+        *resp.body_mut() = segment.body(range).boxed_unsync();
+    }
+    Ok(resp)
+}
+
+/// `Range:` for fetching one byte range of an origin resource.
+fn range_header(range: Option<ByteRange>) -> Option<HeaderValue> {
+    let r = range?;
+    let text = match r.length {
+        Some(0) => return None,
+        Some(len) => format!("bytes={}-{}", r.offset, r.offset.saturating_add(len - 1)),
+        None => format!("bytes={}-", r.offset),
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+/// Straight through to the origin, streaming: non-encrypted routes, clear
+/// resources of encrypted ones (fMP4 inits, origin keys), and anything the
+/// origin turns out to answer with a playlist.
+async fn passthrough(
+    ctx: &Ctx<'_>,
+    origin: &Arc<Origin>,
+    uri: http::Uri,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    through: Through,
+    record: &mut RequestRecord,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let range = match through {
+        Through::Tagged(range) => range,
+        Through::Untagged => None,
+    };
+    // Build the origin request: end-to-end headers only.
     let (parts, _body) = req.into_parts();
     let mut out = Request::new(Empty::<Bytes>::new());
     *out.method_mut() = parts.method;
-    *out.uri_mut() = uri;
+    *out.uri_mut() = uri.clone();
     *out.headers_mut() = parts.headers;
     let h = out.headers_mut();
     headers::strip_hop_by_hop(h);
     h.remove(header::HOST);
+    if range.is_some() {
+        // The tag names the range; the viewer sees it as a whole resource.
+        h.remove(header::RANGE);
+        h.remove(header::IF_RANGE);
+        if let Some(v) = range_header(range) {
+            h.insert(header::RANGE, v);
+        }
+    }
     // Like nginx's $proxy_add_x_forwarded_for: the hop we saw is the TCP
     // peer (a trusted load balancer has already listed the client).
     headers::append_forwarded_for(h, conn.peer.ip());
     h.insert("x-forwarded-proto", HeaderValue::from_static(conn.scheme));
 
-    // 6. Fetch the response head.
+    // Fetch the response head.
     let sent = Instant::now();
     let resp = origin.send(out).await?;
     let latency = sent.elapsed();
     record.origin_latency = Some(latency);
     record.origin_status = Some(resp.status().as_u16());
-    shared
+    ctx.shared
         .metrics
         .origin_duration
         .get_or_create(&crate::metrics::OriginLabel {
@@ -214,12 +647,94 @@ async fn forward(
         })
         .observe(latency.as_secs_f64());
 
-    // 7. Pass it on, streaming; an origin failure mid-body aborts the response.
     let (mut parts, body) = resp.into_parts();
+    // A playlist found by its type, not its name: rewrite it like any other.
+    if parts.status == http::StatusCode::OK
+        && is_playlist_type(parts.headers.get(header::CONTENT_TYPE))
+    {
+        let fetched = crate::playlist::from_response(parts, body, &ctx.compile(origin)).await?;
+        return render(ctx, &fetched, record);
+    }
+    if ctx.route.encrypt && matches!(through, Through::Untagged) && parts.status.is_success() {
+        // No tag: nothing on an encrypting route leaves in the clear.
+        return Err(ProxyError::Forbidden);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
+    if range.is_some() && parts.status == http::StatusCode::PARTIAL_CONTENT {
+        parts.status = http::StatusCode::OK;
+        parts.headers.remove(header::CONTENT_RANGE);
+    }
     // The viewer's connection has its own version; an HTTP/1.0 origin must
     // not turn the viewer's response into HTTP/1.0.
     parts.version = http::Version::HTTP_11;
     let body = IdleTimeout::new(body, origin.config().idle_timeout);
     Ok(Response::from_parts(parts, body.boxed_unsync()))
+}
+
+/// `GET /.tollgate/key/...`: the content key, to a live session only.
+fn serve_key(
+    live: &Live,
+    shared: &Shared,
+    path: &str,
+    query: Option<&str>,
+    record: &mut RequestRecord,
+    now: u64,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let kp = crate::keyserver::parse(path).ok_or_else(crate::keyserver::not_found)?;
+    let route = live
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == kp.route && r.encrypt)
+        .ok_or_else(crate::keyserver::not_found)?;
+    record.route = Some(route.name.clone());
+    record.channel = Some(kp.channel.to_owned());
+    let sessions = &live.config.sessions;
+    let token = query
+        .and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param))
+        .ok_or(ProxyError::Forbidden)?;
+    let scope = Scope {
+        route: &route.name,
+        channel: kp.channel,
+        client_ip: record.client_ip,
+    };
+    let claims = live
+        .keys
+        .verify(token, &scope, now)
+        .map_err(|_| ProxyError::Forbidden)?;
+    record.user = claims.user.clone();
+    // The session must be live: a capability still valid brings back one the
+    // table forgot (idle, restart, another edge). Kicked sessions, blocked
+    // users and entitlements are checked here by the entitlements layer.
+    let (session, how) = shared.sessions.touch(claims.sid, now, || {
+        Session::new(
+            claims.sid,
+            claims.user.as_deref(),
+            &route.name,
+            kp.channel,
+            record.client_ip,
+            now,
+        )
+    });
+    if how == Touch::Created {
+        shared.metrics.sessions_created.inc();
+    }
+    record.session = Some(session);
+    let key = live
+        .keys
+        .content_key(&route.name, kp.channel, kp.inc, kp.period);
+    shared.metrics.keys_served.inc();
+    record.code = "key";
+    let mut resp = Response::new(full(crate::keyserver::body(key)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(16));
+    Ok(resp)
 }

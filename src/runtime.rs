@@ -15,12 +15,17 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
 use crate::auth_backend::BackendClient;
+use crate::capability::MasterKeys;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
+use crate::incarnation::Incarnations;
 use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
+use crate::playlist::PlaylistCache;
 use crate::router::{RouteSpec, RouteTable};
+use crate::segcache::SegmentCache;
+use crate::session::Sessions;
 
 /// One generation of compiled configuration.
 #[derive(Debug)]
@@ -42,6 +47,14 @@ pub struct Live {
     pub credentials: CredentialParams,
     /// TLS config per `[[server.tls]]` entry, same order as the listeners.
     pub tls: Vec<Arc<rustls::ServerConfig>>,
+    /// Sub-keys derived from `[keys] master` (or the process's random one).
+    pub keys: MasterKeys,
+    /// The random master used when `[keys] master` is absent; kept across
+    /// reloads so capabilities stay valid.
+    fallback_master: Arc<[u8; 32]>,
+    /// Compiled origin playlists (micro-cache); rebuilt on reload because a
+    /// template depends on the route's settings.
+    pub playlists: PlaylistCache,
 }
 
 impl Live {
@@ -81,11 +94,37 @@ impl Live {
             crate::auth::ALL_METHODS
                 .iter()
                 .filter_map(|m| config.auth.get(*m))
-                .flat_map(|s| s.params()),
+                .flat_map(|s| s.params())
+                .chain([
+                    config.sessions.capability_param.clone(),
+                    config.sessions.tag_param(),
+                    // Delta updates are off (docs/hls.md §6): never ask the origin for one.
+                    "_HLS_skip".to_owned(),
+                ]),
         );
         let backend =
             BackendClient::reuse_or_new(&config.backend, previous.and_then(|p| p.backend.as_ref()));
+        let fallback_master = match previous {
+            Some(p) => p.fallback_master.clone(),
+            None => Arc::new(random_master()?),
+        };
+        let keys = match &config.keys.master {
+            Some(secret) => {
+                let bytes =
+                    crate::capability::parse_master(secret.expose()).map_err(|message| {
+                        ConfigErrors(vec![ConfigError {
+                            path: "keys.master".into(),
+                            message,
+                        }])
+                    })?;
+                MasterKeys::new(&bytes)
+            }
+            None => MasterKeys::new(&fallback_master[..]),
+        };
         Ok(Self {
+            keys,
+            fallback_master,
+            playlists: PlaylistCache::new(config.cache.playlist_ttl),
             backend,
             credentials,
             routes: RouteTable::new(&specs),
@@ -103,6 +142,22 @@ impl Live {
     }
 }
 
+/// 32 random bytes for a process-local master secret.
+fn random_master() -> Result<[u8; 32], ConfigErrors> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut out = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| {
+            ConfigErrors(vec![ConfigError {
+                path: "keys.master".into(),
+                message: "no system randomness for a process-local master; set [keys] master"
+                    .into(),
+            }])
+        })?;
+    Ok(out)
+}
+
 /// State shared by every connection and the admin listener.
 #[derive(Debug)]
 pub struct Shared {
@@ -110,15 +165,32 @@ pub struct Shared {
     /// All metrics.
     pub metrics: Metrics,
     draining: AtomicBool,
+    /// Live viewer sessions (kept across reloads).
+    pub sessions: Sessions,
+    /// Stream incarnations (kept across reloads).
+    pub incarnations: Incarnations,
+    /// Encrypted segments (sized at start; a reload keeps it).
+    pub segments: SegmentCache,
 }
 
 impl Shared {
     /// Start serving generation `live`.
     pub fn new(live: Live, metrics: Metrics) -> Self {
+        let c = &live.config.cache;
+        let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20));
+        if live.config.keys.master.is_none() {
+            tracing::warn!(
+                "no [keys] master: using a random one; capabilities this edge mints are \
+                 not accepted by other edges or after a restart"
+            );
+        }
         Self {
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
+            sessions: Sessions::new(),
+            incarnations: Incarnations::default(),
+            segments,
         }
     }
 
@@ -180,6 +252,11 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.listen", old.server.listen != new.server.listen),
         ("server.tls[].listen", tls_addrs(old) != tls_addrs(new)),
         ("admin.listen", old.admin.listen != new.admin.listen),
+        ("cache.segments", old.cache.segments != new.cache.segments),
+        (
+            "cache.segment_ttl",
+            old.cache.segment_ttl != new.cache.segment_ttl,
+        ),
         (
             "server.max_connections",
             old.server.max_connections != new.server.max_connections,

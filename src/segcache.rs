@@ -1,1 +1,305 @@
-//! Encrypted-segment cache with single-flight fills (docs/hls.md §7). Placeholder; being written.
+//! Encrypted-segment cache with single-flight fills (docs/hls.md §7).
+//!
+//! Owns the ciphertext of `e`-tagged segments: for each [`SegKey`] at most
+//! one origin fetch and one encryption run at a time, however many viewers
+//! ask. The first caller (a [`Lookup::Miss`]) spawns the fill task
+//! (`fill_task`); callers that arrive while it runs ([`Lookup::Joined`]) and
+//! after it completed ([`Lookup::Hit`]) all read the same append-only list of
+//! `Bytes` pieces, each receiving ciphertext as soon as it is encrypted.
+//!
+//! Invariants:
+//! - A key is in the in-flight map while its fill runs and enters the
+//!   completed cache (moka, weighted by ciphertext bytes, with a TTL) before
+//!   it leaves the map; a caller that finds neither starts a fill, checking
+//!   the cache again under the map's shard lock, so two fills for one key
+//!   never overlap.
+//! - Only complete encrypted segments of at most `max_entry_bytes` are
+//!   cached. Failed fills, non-2xx answers and errors before the head are
+//!   served to the callers that joined them and then forgotten, so the next
+//!   call fetches again.
+//! - A body whose origin length was declared ends with exactly
+//!   `encrypted_len(n)` bytes or with an error; never with a padding block
+//!   after a short or long body.
+//!
+//! Must not: hold a lock across an await, copy a segment per reader (readers
+//! share `Bytes`), stop a fill because a viewer went away, encrypt a
+//! content-encoded body, or show a content key in `Debug`.
+
+mod body;
+mod fill;
+mod fill_task;
+mod range;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use moka::policy::EvictionPolicy;
+
+pub use self::body::SegmentBody;
+use self::fill::Fill;
+pub use self::fill::{SegmentError, SegmentHead};
+pub use self::range::{RangeAnswer, parse_range};
+use crate::body::BoxError;
+use crate::capability::ByteRange;
+use crate::error::ProxyError;
+
+/// Longest entry lifetime (see [`SegmentCache::new`]).
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What identifies one ciphertext: the origin resource (URI with query, and
+/// the byte range fetched from it) and the key and IV it is encrypted with.
+///
+/// Cheap to clone (the URI is shared). `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SegKey {
+    uri: Arc<str>,
+    range: Option<ByteRange>,
+    key: [u8; 16],
+    iv: [u8; 16],
+}
+
+impl SegKey {
+    /// The key of `uri` (the full origin URI including its query), fetched
+    /// whole or as `range`, encrypted with `cipher`.
+    pub fn new(uri: impl Into<Arc<str>>, range: Option<ByteRange>, cipher: &Cipher) -> Self {
+        Self {
+            uri: uri.into(),
+            range,
+            key: cipher.key,
+            iv: cipher.iv,
+        }
+    }
+
+    /// Whether this key was built for `cipher`.
+    fn is_for(&self, cipher: &Cipher) -> bool {
+        self.key == cipher.key && self.iv == cipher.iv
+    }
+}
+
+impl fmt::Debug for SegKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegKey")
+            .field("uri", &self.uri)
+            .field("range", &self.range)
+            .field("key", &"MASKED")
+            .field("iv", &hex::encode(self.iv))
+            .finish()
+    }
+}
+
+/// The AES-128 key and IV of one segment (see `cbc::iv_for_msn`).
+/// `Debug` hides the key.
+#[derive(Clone)]
+pub struct Cipher {
+    /// Content key.
+    pub key: [u8; 16],
+    /// Initialisation vector.
+    pub iv: [u8; 16],
+}
+
+impl fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cipher")
+            .field("key", &"MASKED")
+            .field("iv", &hex::encode(self.iv))
+            .finish()
+    }
+}
+
+/// How a [`SegmentCache::get`] was served, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// From a completed, cached segment.
+    Hit,
+    /// From a fill another caller started and that is still running.
+    Joined,
+    /// This call started the fill.
+    Miss,
+}
+
+impl Lookup {
+    /// Label value for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Joined => "joined",
+            Lookup::Miss => "miss",
+        }
+    }
+}
+
+/// A completed fill in the cache, with its weight (ciphertext bytes).
+#[derive(Clone)]
+struct Cached {
+    fill: Arc<Fill>,
+    weight: u32,
+}
+
+/// The encrypted-segment cache. Cheap to clone: clones share everything.
+#[derive(Clone)]
+pub struct SegmentCache {
+    completed: moka::sync::Cache<SegKey, Cached>,
+    inflight: Arc<DashMap<SegKey, Arc<Fill>>>,
+    max_entry_bytes: u64,
+}
+
+impl fmt::Debug for SegmentCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentCache")
+            .field("entries", &self.entries())
+            .field("weighted_bytes", &self.weighted_bytes())
+            .field("inflight", &self.inflight.len())
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .finish()
+    }
+}
+
+impl SegmentCache {
+    /// A cache holding at most `max_bytes` of ciphertext, each entry for at
+    /// most `ttl` (capped at a year); segments larger than `max_entry_bytes`
+    /// are served but not kept. Eviction is LRU: on a live stream the newest
+    /// segments are the ones about to be asked for, so frequency must not
+    /// keep old ones.
+    pub fn new(max_bytes: u64, ttl: Duration, max_entry_bytes: u64) -> Self {
+        let completed = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &SegKey, c: &Cached| c.weight)
+            // moka panics on a TTL over 1000 years; no segment needs one.
+            .time_to_live(ttl.min(MAX_TTL))
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        Self {
+            completed,
+            inflight: Arc::new(DashMap::new()),
+            max_entry_bytes,
+        }
+    }
+
+    /// The segment for `key`, encrypted with `cipher` (which `key` must have
+    /// been built with; otherwise [`ProxyError::Internal`]).
+    ///
+    /// Returns once the response head is known, not when the body is: read
+    /// the body with [`Segment::body`]. `fetch` is called (in a spawned task)
+    /// only on a [`Lookup::Miss`]; it should request `Accept-Encoding:
+    /// identity`, wrap its body in an idle timeout (a fill waits for its
+    /// origin as long as the body does) and, for a ranged fetch, check that
+    /// the origin answered the range. An error from `fetch`, or an origin
+    /// answer with a `Content-Encoding`, is returned to every caller joined
+    /// to that fill, and the next call tries again.
+    pub async fn get<F, Fut, B>(
+        &self,
+        key: SegKey,
+        cipher: Cipher,
+        fetch: F,
+    ) -> Result<(Lookup, Segment), ProxyError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if !key.is_for(&cipher) {
+            return Err(ProxyError::Internal);
+        }
+        let (lookup, fill) = self.lookup(key, cipher, fetch);
+        let head = fill.head().await?;
+        Ok((lookup, Segment { fill, head }))
+    }
+
+    /// Ciphertext bytes held by completed entries (moka's count: it settles
+    /// after pending maintenance has run).
+    pub fn weighted_bytes(&self) -> u64 {
+        self.completed.weighted_size()
+    }
+
+    /// Number of completed entries (moka's count, as above).
+    pub fn entries(&self) -> u64 {
+        self.completed.entry_count()
+    }
+
+    /// Find the fill for `key`, or start one. Takes no lock across an await.
+    fn lookup<F, Fut, B>(&self, key: SegKey, cipher: Cipher, fetch: F) -> (Lookup, Arc<Fill>)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(fill) = self.cached(&key) {
+            return (Lookup::Hit, fill);
+        }
+        let fill = match self.inflight.entry(key) {
+            Entry::Occupied(running) if !running.get().is_failed() => {
+                return (Lookup::Joined, Arc::clone(running.get()));
+            }
+            entry => {
+                // A fill moves to the cache before it leaves this map; with
+                // the shard locked, a second look at the cache is conclusive.
+                if let Some(fill) = self.cached(entry.key()) {
+                    return (Lookup::Hit, fill);
+                }
+                let fill = Arc::new(Fill::default());
+                // Replaces a failed fill: its task removes only its own.
+                let slot = entry.insert(Arc::clone(&fill));
+                let job = fill_task::Job {
+                    key: slot.key().clone(),
+                    cipher,
+                    fill: Arc::clone(&fill),
+                    completed: self.completed.clone(),
+                    inflight: Arc::clone(&self.inflight),
+                    max_entry_bytes: self.max_entry_bytes,
+                };
+                drop(slot);
+                tokio::spawn(fill_task::run(job, fetch));
+                fill
+            }
+        };
+        (Lookup::Miss, fill)
+    }
+
+    /// The cached fill for `key`. A cached fill cannot have failed (it is
+    /// cached only once every byte is in); should one have, it is treated
+    /// as absent and the next fill replaces it.
+    fn cached(&self, key: &SegKey) -> Option<Arc<Fill>> {
+        self.completed
+            .get(key)
+            .map(|c| c.fill)
+            .filter(|fill| !fill.is_failed())
+    }
+}
+
+/// One caller's handle on a segment: its head, and bodies over it.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    fill: Arc<Fill>,
+    head: Arc<SegmentHead>,
+}
+
+impl Segment {
+    /// Status, content type, last modified and (when known) body length.
+    pub fn head(&self) -> &SegmentHead {
+        &self.head
+    }
+
+    /// The body, whole or the inclusive byte range `(start, end)` (of the
+    /// ciphertext for an encrypted segment, e.g. from [`parse_range`]).
+    ///
+    /// Streams as the fill grows. A range must lie within the body: if the
+    /// body ends before `end`, it fails with [`SegmentError::RangeBeyondEnd`];
+    /// `start > end` gives an empty body. The size hint is exact for a range
+    /// and for a whole body of known length.
+    pub fn body(&self, range: Option<(u64, u64)>) -> SegmentBody {
+        let fill = Arc::clone(&self.fill);
+        match range {
+            Some((start, end)) => SegmentBody::new(fill, start, Some(end.saturating_add(1))),
+            None => SegmentBody::new(fill, 0, self.head.length),
+        }
+    }
+}

@@ -100,6 +100,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         };
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
+    let sweeper = tokio::spawn(sweep_sessions(shared.clone()));
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
         log_listening("admin", &listener);
@@ -148,7 +149,28 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         tracing::info!("stopping now");
     }
     admin_stop.cancel();
+    sweeper.abort();
     Ok(())
+}
+
+/// Forget idle sessions, a few times per idle timeout.
+async fn sweep_sessions(shared: Arc<Shared>) {
+    loop {
+        let idle = shared.live().config.sessions.idle_timeout;
+        let every = (idle / 4).clamp(
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(5),
+        );
+        tokio::time::sleep(every).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        shared.sessions.sweep(now, idle.as_secs());
+        shared
+            .metrics
+            .sessions
+            .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
+    }
 }
 
 fn log_listening(kind: &'static str, listener: &TcpListener) {

@@ -26,6 +26,42 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub user: Vec<crate::auth::token::RawUser>,
+    #[serde(default)]
+    pub keys: RawKeys,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+/// `[keys]`: the master secret everything per-session and per-stream derives from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    pub master: Option<String>,
+    pub rotate_every: Option<String>,
+}
+
+/// `[sessions]`: viewer sessions and their capabilities.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub idle_timeout: Option<String>,
+    pub capability_ttl: Option<String>,
+    pub capability_param: Option<String>,
+    pub bind_ip: Option<bool>,
+    pub on_limit: Option<String>,
+    pub store: Option<String>,
+}
+
+/// `[cache]`: the encrypted-segment cache and the playlist micro-cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub segments: Option<String>,
+    pub segment_ttl: Option<String>,
+    pub playlist_ttl: Option<String>,
+    pub max_playlist: Option<String>,
 }
 
 /// `[auth.*]`: one optional section per signature scheme.
@@ -126,4 +162,5 @@ pub struct RawRoute {
     pub origin: String,
     pub channel: Option<usize>,
     pub auth: Vec<String>,
+    pub encrypt: Option<bool>,
 }

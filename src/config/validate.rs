@@ -10,8 +10,9 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, BackendConfig, BackendEndpoint, Config, ConfigError, ConfigErrors, IpConfig,
-    LogConfig, OriginConfig, RouteConfig, Secret, ServerConfig, TlsListenerConfig,
+    AdminConfig, BackendConfig, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
+    IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig, Secret, ServerConfig,
+    SessionsConfig, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -152,6 +153,19 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             }
         }
     }
+    let keys = keys(&mut errs, &raw.keys, base);
+    let sessions = sessions(&mut errs, &raw.sessions);
+    let cache = cache(&mut errs, &raw.cache);
+    if keys.master.is_none() {
+        for (i, route) in routes.iter().enumerate() {
+            if route.encrypt {
+                errs.push(
+                    format!("route[{i}].encrypt"),
+                    "encryption needs [keys] master, so every edge and restart derives the same keys",
+                );
+            }
+        }
+    }
     if raw.route.is_empty() {
         errs.push(
             "route",
@@ -177,6 +191,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             routes,
             auth,
             backend,
+            keys,
+            sessions,
+            cache,
         })
     } else {
         Err(ConfigErrors(errs.0))
@@ -412,6 +429,21 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
             .enumerate()
             .filter_map(|(j, name)| errs.check(&format!("route[{i}].auth[{j}]"), name.parse()))
             .collect();
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            // The name appears in key URIs and metric labels.
+            errs.push(
+                p("name"),
+                format!(
+                    "route name {:?} may only hold letters, digits, '.', '_' and '-'",
+                    r.name
+                ),
+            );
+        }
         if let Some(origin) = origin {
             out.push(RouteConfig {
                 name: r.name.clone(),
@@ -419,6 +451,7 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
                 origin,
                 channel,
                 auth,
+                encrypt: r.encrypt.unwrap_or(false),
             });
         }
     }
@@ -469,5 +502,116 @@ fn schemes(errs: &mut Errors, raw: &RawConfig, base: &Path) -> Schemes {
             cesbo::Cesbo::new(r, base)
         }),
         token: build(errs, "user", users, |r| token::Tokens::new(r, base)),
+    }
+}
+
+/// Longest capability lifetime: the wire format holds expiry as u32 seconds.
+const MAX_CAPABILITY_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig {
+    let master = raw.master.as_deref().and_then(|m| {
+        let secret = errs.check("keys.master", Secret::resolve(m, base))?;
+        // Checked here so `tollgate check` names a short or malformed key.
+        errs.check(
+            "keys.master",
+            crate::capability::parse_master(secret.expose()).map(|_| ()),
+        )?;
+        Some(secret)
+    });
+    let rotate_every = errs.timeout(
+        "keys.rotate_every",
+        raw.rotate_every.as_deref(),
+        Duration::from_secs(600),
+    );
+    KeysConfig {
+        master,
+        rotate_every,
+    }
+}
+
+fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions) -> SessionsConfig {
+    let idle_timeout = errs.timeout(
+        "sessions.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        Duration::from_secs(30),
+    );
+    let capability_ttl = errs.timeout(
+        "sessions.capability_ttl",
+        raw.capability_ttl.as_deref(),
+        Duration::from_secs(12 * 3600),
+    );
+    if capability_ttl > MAX_CAPABILITY_TTL {
+        errs.push("sessions.capability_ttl", "must be at most 366 days");
+    }
+    let capability_param = raw.capability_param.clone().unwrap_or_else(|| "tg".into());
+    if !crate::auth::query::is_param_name(&capability_param)
+        || capability_param.starts_with("_HLS_")
+    {
+        errs.push(
+            "sessions.capability_param",
+            format!(
+                "{capability_param:?} is not a usable query parameter name \
+                 (letters, digits, '_', '-', '.'; not _HLS_*)"
+            ),
+        );
+    }
+    let on_limit = match raw.on_limit.as_deref() {
+        None | Some("reject") => OnLimit::Reject,
+        Some("evict_oldest") => OnLimit::EvictOldest,
+        Some(other) => {
+            errs.push(
+                "sessions.on_limit",
+                format!("unknown policy {other:?}, expected \"reject\" or \"evict_oldest\""),
+            );
+            OnLimit::Reject
+        }
+    };
+    match raw.store.as_deref() {
+        None | Some("local") => {}
+        Some(other) => errs.push(
+            "sessions.store",
+            format!(
+                "store {other:?} is not available in this build; use \"local\" \
+                 (the Redis fleet store is not built yet)"
+            ),
+        ),
+    }
+    SessionsConfig {
+        idle_timeout,
+        capability_ttl,
+        capability_param,
+        bind_ip: raw.bind_ip.unwrap_or(false),
+        on_limit,
+    }
+}
+
+fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
+    let size = |errs: &mut Errors, path: &str, v: Option<&str>, default: u64| match v {
+        None => default,
+        Some(text) => errs.check(path, parse_size(text)).unwrap_or(default),
+    };
+    let segments = size(errs, "cache.segments", raw.segments.as_deref(), 256 << 20);
+    let max_playlist = size(
+        errs,
+        "cache.max_playlist",
+        raw.max_playlist.as_deref(),
+        4 << 20,
+    );
+    if !(1024..=(256 << 20)).contains(&max_playlist) {
+        errs.push("cache.max_playlist", "must be between 1KiB and 256MiB");
+    }
+    CacheConfig {
+        segments,
+        segment_ttl: errs.timeout(
+            "cache.segment_ttl",
+            raw.segment_ttl.as_deref(),
+            Duration::from_secs(120),
+        ),
+        playlist_ttl: errs.duration(
+            "cache.playlist_ttl",
+            raw.playlist_ttl.as_deref(),
+            Duration::from_millis(500),
+        ),
+        max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
     }
 }

@@ -296,3 +296,36 @@ pub async fn content_origin() -> TestOrigin {
     })
     .await
 }
+
+/// A rewritten playlist with the proxy's own `tg=`/`tgs=` parameters taken
+/// out again, to compare it with what the origin served.
+pub fn strip_capabilities(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find("tg") {
+        let before = &rest[..at];
+        let sep = before.chars().last();
+        let after = &rest[at..];
+        let is_param = matches!(sep, Some('?') | Some('&'))
+            && (after.starts_with("tg=") || after.starts_with("tgs="));
+        if !is_param {
+            out.push_str(&rest[..at + 2]);
+            rest = &rest[at + 2..];
+            continue;
+        }
+        let end = after.find(['&', '"', '\r', '\n']).unwrap_or(after.len());
+        let mut keep = before;
+        let mut tail = &after[end..];
+        if tail.starts_with('&') {
+            // "?tg=X&more" -> "?more"; "&tg=X&more" -> "&more"
+            tail = &tail[1..];
+        } else {
+            // "?tg=X" or "&tg=X" at the end of the URI: drop the separator too.
+            keep = &before[..before.len() - 1];
+        }
+        out.push_str(keep);
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,218 @@
+//! The capability (`tg`, docs/hls.md §4): who may watch which channel of
+//! which route until when.
+//!
+//! ```text
+//! tg  = base64url_nopad( 0x01 ‖ flags ‖ be64(sid) ‖ be32(expires) ‖ u8(len) ‖ user ‖ mac[0..16] )
+//! mac = HMAC-SHA256(K_cap, <the 15 + len bytes before mac> ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])
+//! ```
+//!
+//! `flags` bit 0: a user is present (`len = 0` with bit 0 set is the empty
+//! user `""`); bit 1: bound to the client IP, whose `ip_enc` (see
+//! [`MasterKeys::session_id`]) is then part of the MAC. Other bits are
+//! refused.
+//!
+//! Verification allocates nothing but the returned user `String`: the token
+//! is decoded into a stack buffer and the MAC is computed from a cloned,
+//! pre-keyed HMAC state.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::CapError;
+use super::keys::{MasterKeys, finish, update_ip};
+
+/// Longest user id a capability carries as is; longer ids are replaced (see
+/// [`wire_user`]).
+pub const MAX_USER_LEN: usize = 255;
+
+const VERSION: u8 = 1;
+const FLAG_USER: u8 = 0b01;
+const FLAG_BIND_IP: u8 = 0b10;
+/// ver ‖ flags ‖ sid ‖ expires ‖ len.
+const HEADER_LEN: usize = 1 + 1 + 8 + 4 + 1;
+const MAC_LEN: usize = 16;
+const MIN_RAW: usize = HEADER_LEN + MAC_LEN;
+const MAX_RAW: usize = HEADER_LEN + MAX_USER_LEN + MAC_LEN;
+/// Unpadded base64 length of `n` bytes.
+const fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+const MIN_TEXT: usize = b64_len(MIN_RAW);
+const MAX_TEXT: usize = b64_len(MAX_RAW);
+
+/// What a capability asserts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Claims {
+    /// The session id ([`MasterKeys::session_id`]).
+    pub sid: u64,
+    /// Unix seconds after which the capability is refused. The wire holds
+    /// 32 bits: [`MasterKeys::mint`] clamps larger values down to
+    /// `u32::MAX` (2106-02-07), so a capability never lives longer than
+    /// asked.
+    pub expires: u64,
+    /// The viewer's user id, `None` for anonymous. `Some("")` is a distinct,
+    /// empty user id. Ids longer than [`MAX_USER_LEN`] bytes travel as
+    /// [`wire_user`] of them, and come back from
+    /// [`MasterKeys::verify`] in that form.
+    pub user: Option<String>,
+    /// Whether the capability is only valid from the client IP it was minted
+    /// for (`[sessions] bind_ip`).
+    pub bind_ip: bool,
+}
+
+/// What a capability is checked against: taken from the request, never from
+/// the token, so a capability for one channel does not open another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scope<'a> {
+    /// The route's name.
+    pub route: &'a str,
+    /// The channel, as the router names it.
+    pub channel: &'a str,
+    /// The viewer's address; part of the MAC only for a bound capability.
+    pub client_ip: IpAddr,
+}
+
+/// The user id as a capability carries it: `user` itself when it is at most
+/// [`MAX_USER_LEN`] bytes, otherwise `sha256:` followed by the 32 lower-case
+/// hex digits of the first 16 bytes of SHA-256(`user`).
+///
+/// Never a truncation: two long ids that share a 255-byte prefix stay
+/// distinct, and the replacement cannot be mistaken for a prefix of the id.
+pub fn wire_user(user: &str) -> Cow<'_, str> {
+    if user.len() <= MAX_USER_LEN {
+        return Cow::Borrowed(user);
+    }
+    let digest = Sha256::digest(user.as_bytes());
+    let head = digest.get(..16).unwrap_or_default();
+    Cow::Owned(format!("sha256:{}", hex::encode(head)))
+}
+
+impl MasterKeys {
+    /// Mint the capability text (unpadded base64url, 42–382 characters) for
+    /// `claims` in `scope`. `scope.client_ip` is used only when
+    /// `claims.bind_ip`. See [`Claims`] for how `expires` and long user ids
+    /// are brought onto the wire.
+    pub fn mint(&self, claims: &Claims, scope: &Scope<'_>) -> String {
+        let user = claims.user.as_deref().map(wire_user);
+        let user_bytes = user.as_deref().map(str::as_bytes).unwrap_or_default();
+        // wire_user keeps it within MAX_USER_LEN; the bound keeps that local.
+        let user_bytes = user_bytes.get(..MAX_USER_LEN).unwrap_or(user_bytes);
+        let len = u8::try_from(user_bytes.len()).unwrap_or(u8::MAX);
+        let mut flags = 0;
+        if user.is_some() {
+            flags |= FLAG_USER;
+        }
+        if claims.bind_ip {
+            flags |= FLAG_BIND_IP;
+        }
+        let expires = u32::try_from(claims.expires).unwrap_or(u32::MAX);
+
+        let mut raw = Vec::with_capacity(HEADER_LEN + user_bytes.len() + MAC_LEN);
+        raw.extend_from_slice(&[VERSION, flags]);
+        raw.extend_from_slice(&claims.sid.to_be_bytes());
+        raw.extend_from_slice(&expires.to_be_bytes());
+        raw.push(len);
+        raw.extend_from_slice(user_bytes);
+        let mac = self.cap_mac(&raw, scope, claims.bind_ip);
+        raw.extend_from_slice(mac.get(..MAC_LEN).unwrap_or_default());
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Check a capability for `scope` at unix time `now` and return its
+    /// claims.
+    ///
+    /// [`CapError::Malformed`] for anything [`MasterKeys::mint`] cannot have
+    /// produced (checked first, it is public information);
+    /// [`CapError::BadSignature`] when the MAC (compared in constant time)
+    /// does not match this master, route, channel and, for a bound
+    /// capability, client IP; [`CapError::Expired`] when authentic but
+    /// `now > expires`.
+    pub fn verify(&self, token: &str, scope: &Scope<'_>, now: u64) -> Result<Claims, CapError> {
+        if !(MIN_TEXT..=MAX_TEXT).contains(&token.len()) {
+            return Err(CapError::Malformed);
+        }
+        // Slack over MAX_RAW: the decoder wants room for its own estimate.
+        let mut buf = [0u8; MAX_RAW + 3];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(token, &mut buf)
+            .map_err(|_| CapError::Malformed)?;
+        let raw = buf.get(..n).ok_or(CapError::Malformed)?;
+        let (header, rest) = raw
+            .split_first_chunk::<HEADER_LEN>()
+            .ok_or(CapError::Malformed)?;
+        let [
+            ver,
+            flags,
+            s0,
+            s1,
+            s2,
+            s3,
+            s4,
+            s5,
+            s6,
+            s7,
+            e0,
+            e1,
+            e2,
+            e3,
+            len,
+        ] = *header;
+        let len = usize::from(len);
+        if ver != VERSION
+            || flags & !(FLAG_USER | FLAG_BIND_IP) != 0
+            || (flags & FLAG_USER == 0 && len != 0)
+        {
+            return Err(CapError::Malformed);
+        }
+        let (user, mac) = rest.split_at_checked(len).ok_or(CapError::Malformed)?;
+        if mac.len() != MAC_LEN {
+            return Err(CapError::Malformed);
+        }
+        let signed = raw.get(..HEADER_LEN + len).ok_or(CapError::Malformed)?;
+        let bind_ip = flags & FLAG_BIND_IP != 0;
+        let want = self.cap_mac(signed, scope, bind_ip);
+        let want = want.get(..MAC_LEN).unwrap_or_default();
+        if !bool::from(want.ct_eq(mac)) {
+            return Err(CapError::BadSignature);
+        }
+        let expires = u64::from(u32::from_be_bytes([e0, e1, e2, e3]));
+        if now > expires {
+            return Err(CapError::Expired);
+        }
+        let user = if flags & FLAG_USER != 0 {
+            // Authentic, so minted from a &str; a failure means a foreign
+            // minter with our key, refused all the same.
+            let text = std::str::from_utf8(user).map_err(|_| CapError::Malformed)?;
+            Some(text.to_owned())
+        } else {
+            None
+        };
+        Ok(Claims {
+            sid: u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
+            expires,
+            user,
+            bind_ip,
+        })
+    }
+
+    /// `HMAC(K_cap, signed ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])`.
+    fn cap_mac(&self, signed: &[u8], scope: &Scope<'_>, bind_ip: bool) -> [u8; 32] {
+        let mut m = self.cap.clone();
+        m.update(signed);
+        m.update(&[0]);
+        m.update(scope.route.as_bytes());
+        m.update(&[0]);
+        m.update(scope.channel.as_bytes());
+        if bind_ip {
+            m.update(&[0]);
+            update_ip(&mut m, scope.client_ip);
+        }
+        finish(m)
+    }
+}

@@ -1,0 +1,342 @@
+//! Origin playlists: fetched once per `cache.playlist_ttl` however many
+//! sessions ask (coalesced), decoded (gzip/deflate), bounded by
+//! `cache.max_playlist`, compiled into a [`crate::hls::Template`] and
+//! rendered per session with that session's capability (docs/hls.md §6).
+//!
+//! The micro-cache is keyed by the origin URI (path and forwarded query,
+//! so LL-HLS `_HLS_msn`/`_HLS_part` requests for the same part coalesce
+//! too). It holds compiled templates, never rendered playlists: a rendered
+//! playlist carries a session's capability and is sent `private, no-store`.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+
+use crate::body::IdleTimeout;
+use crate::capability::{MasterKeys, Serve};
+use crate::error::ProxyError;
+use crate::hls::{self, Template};
+use crate::incarnation::Incarnations;
+use crate::origin::Origin;
+
+/// What the origin answered for one playlist URI.
+#[derive(Debug)]
+pub enum Fetched {
+    /// A playlist, compiled.
+    Playlist {
+        /// The compiled rewrite.
+        template: Template,
+        /// The origin's `Content-Type`, if it sent one.
+        content_type: Option<HeaderValue>,
+    },
+    /// Any status but 200: passed through as is (decoded).
+    Other {
+        /// Origin status.
+        status: StatusCode,
+        /// Origin `Content-Type`.
+        content_type: Option<HeaderValue>,
+        /// Origin body (bounded by `max_playlist`).
+        body: Bytes,
+    },
+}
+
+/// Everything compiling one playlist needs besides its bytes.
+pub struct Compile<'a> {
+    /// Route name.
+    pub route: &'a str,
+    /// Channel name.
+    pub channel: &'a str,
+    /// Normalized proxy path of the playlist.
+    pub path: &'a str,
+    /// The route's origin.
+    pub origin: &'a Origin,
+    /// Whether the route encrypts.
+    pub encrypt: bool,
+    /// `keys.rotate_every` in seconds.
+    pub rotate_every_secs: u64,
+    /// Capability query parameter.
+    pub cap_param: &'a str,
+    /// Segment-tag query parameter.
+    pub tag_param: &'a str,
+    /// Key material.
+    pub keys: &'a MasterKeys,
+    /// Incarnation tracker.
+    pub incarnations: &'a Incarnations,
+    /// `cache.max_playlist`.
+    pub max_bytes: usize,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The coalescing micro-cache of compiled origin playlists.
+#[derive(Debug)]
+pub struct PlaylistCache {
+    cache: Option<moka::future::Cache<String, Arc<Fetched>>>,
+}
+
+impl PlaylistCache {
+    /// Keep each origin answer for `ttl` (zero: fetch every time).
+    pub fn new(ttl: Duration) -> Self {
+        let cache = (!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { cache }
+    }
+
+    /// The compiled answer for `uri`, fetching it at most once per TTL.
+    pub async fn get(
+        &self,
+        origin: &Arc<Origin>,
+        uri: Uri,
+        c: &Compile<'_>,
+    ) -> Result<Arc<Fetched>, ProxyError> {
+        let Some(cache) = &self.cache else {
+            return fetch(origin, uri, c).await.map(Arc::new);
+        };
+        let key = uri.to_string();
+        cache
+            .try_get_with(key, async { fetch(origin, uri, c).await.map(Arc::new) })
+            .await
+            .map_err(|e: Arc<ProxyError>| *e)
+    }
+}
+
+/// Fetch, decode and compile one origin playlist.
+pub async fn fetch(origin: &Origin, uri: Uri, c: &Compile<'_>) -> Result<Fetched, ProxyError> {
+    let req = Request::get(uri)
+        .header(header::ACCEPT_ENCODING, "gzip, deflate")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| ProxyError::Internal)?;
+    let resp = origin.send(req).await?;
+    let (parts, body) = resp.into_parts();
+    from_response(parts, body, c).await
+}
+
+/// Read, decode and compile an origin answer whose head is `parts`.
+pub async fn from_response<B>(
+    parts: http::response::Parts,
+    body: B,
+    c: &Compile<'_>,
+) -> Result<Fetched, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<crate::body::BoxError>,
+{
+    let body = IdleTimeout::new(body, c.origin.config().idle_timeout);
+    let raw = read_bounded(body, c.max_bytes).await?;
+    let encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let decoded = decode(encoding.as_deref(), raw, c.max_bytes)?;
+    let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+    if parts.status != StatusCode::OK {
+        return Ok(Fetched::Other {
+            status: parts.status,
+            content_type,
+            body: decoded,
+        });
+    }
+    let template = compile(&decoded, c)?;
+    Ok(Fetched::Playlist {
+        template,
+        content_type,
+    })
+}
+
+/// Compile `body` for the route and channel in `c`.
+pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
+    let key_prefix;
+    let encrypt = if c.encrypt {
+        let (first, last) = media_window(body);
+        let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
+        let inc = c.incarnations.observe(&rendition, first, last, c.now);
+        key_prefix = format!(
+            "{}{}/{}/{inc}/",
+            crate::keyserver::PREFIX,
+            c.route,
+            crate::path::encode_for_origin(c.channel)
+        );
+        Some(hls::Encrypt {
+            inc,
+            rotate_every_secs: c.rotate_every_secs,
+            key_uri_prefix: &key_prefix,
+        })
+    } else {
+        None
+    };
+    let signer = Signer {
+        keys: c.keys,
+        route: c.route,
+        channel: c.channel,
+    };
+    let authority = c.origin.config().url.authority().map_or("", |a| a.as_str());
+    let scheme = c.origin.config().url.scheme_str().unwrap_or("http");
+    let ctx = hls::Context {
+        playlist_path: c.path,
+        origin: hls::OriginBase {
+            scheme,
+            authority,
+            base_path: c.origin.base_path(),
+        },
+        encrypt,
+        cap_param: c.cap_param,
+        tag_param: c.tag_param,
+        signer: &signer,
+        max_bytes: c.max_bytes,
+    };
+    hls::compile(body, &ctx).map_err(|e| match e {
+        hls::RewriteError::TooLarge => ProxyError::PlaylistTooLarge,
+        _ => ProxyError::BadPlaylist,
+    })
+}
+
+/// Signs segment tags for one route and channel.
+struct Signer<'a> {
+    keys: &'a MasterKeys,
+    route: &'a str,
+    channel: &'a str,
+}
+
+impl hls::TagSigner for Signer<'_> {
+    fn tag(&self, path: &str, serve: &Serve) -> String {
+        self.keys.sign_tag(self.route, self.channel, path, serve)
+    }
+}
+
+/// First and last media sequence number a media playlist lists (`(0, 0)`
+/// for a master playlist or an empty one). A quick scan: the rewriter does
+/// the exact accounting; this only has to see a restart.
+pub fn media_window(body: &[u8]) -> (u64, u64) {
+    let mut first = 0u64;
+    let mut segments = 0u64;
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(v) = line.strip_prefix(b"#EXT-X-MEDIA-SEQUENCE:") {
+            first = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        } else if !line.is_empty()
+            && !line.starts_with(b"#")
+            && !line.iter().all(u8::is_ascii_whitespace)
+        {
+            segments += 1;
+        }
+    }
+    (first, first.saturating_add(segments.saturating_sub(1)))
+}
+
+/// Read a whole body, refusing more than `max` bytes.
+async fn read_bounded<B>(body: B, max: usize) -> Result<Bytes, ProxyError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ProxyError::OriginUnavailable)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(ProxyError::PlaylistTooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Undo `Content-Encoding`, refusing output larger than `max` (a zip bomb
+/// is a too-large playlist, not an out-of-memory).
+fn decode(encoding: Option<&str>, raw: Bytes, max: usize) -> Result<Bytes, ProxyError> {
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut out = Vec::new();
+    let read = match encoding {
+        None | Some("identity") | Some("") => return Ok(raw),
+        Some("gzip") | Some("x-gzip") => flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(limit)
+            .read_to_end(&mut out),
+        Some("deflate") => {
+            // HTTP "deflate" is zlib-wrapped; some servers send raw deflate.
+            let zlib = flate2::read::ZlibDecoder::new(&raw[..])
+                .take(limit)
+                .read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(&raw[..])
+                    .take(limit)
+                    .read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        Some(_) => return Err(ProxyError::BadPlaylist),
+    };
+    read.map_err(|_| ProxyError::BadPlaylist)?;
+    if out.len() > max {
+        return Err(ProxyError::PlaylistTooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn media_window_counts_uri_lines() {
+        let p = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2,\na.ts\n\n#EXTINF:2,\r\nb.ts\r\n";
+        assert_eq!(media_window(p), (7, 8));
+        assert_eq!(media_window(b"#EXTM3U\n"), (0, 0));
+    }
+
+    #[test]
+    fn decodes_gzip_and_deflate_within_the_limit() {
+        let text = b"#EXTM3U\n#EXTINF:2,\na.ts\n".repeat(10);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert_eq!(
+            decode(Some("gzip"), gz.clone(), 1 << 20).unwrap(),
+            &text[..]
+        );
+        assert_eq!(
+            decode(Some("gzip"), gz, text.len() - 1),
+            Err(ProxyError::PlaylistTooLarge)
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&text).unwrap();
+        let z = Bytes::from(z.finish().unwrap());
+        assert_eq!(decode(Some("deflate"), z, 1 << 20).unwrap(), &text[..]);
+        assert_eq!(
+            decode(Some("br"), Bytes::from_static(b"x"), 10),
+            Err(ProxyError::BadPlaylist)
+        );
+        assert_eq!(
+            decode(Some("gzip"), Bytes::from_static(b"not gzip"), 10),
+            Err(ProxyError::BadPlaylist)
+        );
+    }
+
+    #[test]
+    fn a_zip_bomb_is_too_large_not_out_of_memory() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b'#'; 50 << 20]).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert!(gz.len() < 1 << 20);
+        assert_eq!(
+            decode(Some("gzip"), gz, 4 << 20),
+            Err(ProxyError::PlaylistTooLarge)
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! [`SegmentBody`]: one reader of a fill, as an `http_body::Body`.
+//!
+//! A reader holds only its position and a handle on the fill; each frame is
+//! a `Bytes` slice of a stored piece (a reference count, never a copy), at
+//! most 64 KiB. While the fill grows the reader parks on the fill's `Notify`
+//! (created before it looks, so a push between look and park still wakes
+//! it). Dropping a reader affects nothing but itself: the fill goes on.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::futures::OwnedNotified;
+
+use super::fill::{Fill, MAX_PIECE, Read, SegmentError};
+use crate::body::BoxError;
+
+pin_project! {
+    /// The body of a [`Segment`](super::Segment): the whole fill or one
+    /// inclusive byte range of it, streamed as the fill grows.
+    ///
+    /// Ends with an error (never a short clean end) when the fill fails or
+    /// when the fill ends before the requested range does.
+    pub struct SegmentBody {
+        fill: Arc<Fill>,
+        // Next byte to send.
+        pos: u64,
+        // One past the last byte to send; `None` = to the end of the fill.
+        end: Option<u64>,
+        // Piece index of the previous read.
+        hint: usize,
+        // Whether the body has ended (cleanly or with an error).
+        done: bool,
+        #[pin]
+        notified: Option<OwnedNotified>,
+    }
+}
+
+impl std::fmt::Debug for SegmentBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentBody")
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentBody {
+    /// A reader of `fill` over `start..end` (`end` exclusive, `None` = to
+    /// the end of the fill).
+    pub(super) fn new(fill: Arc<Fill>, start: u64, end: Option<u64>) -> Self {
+        Self {
+            fill,
+            pos: start,
+            end,
+            hint: 0,
+            done: end.is_some_and(|end| start >= end),
+            notified: None,
+        }
+    }
+}
+
+impl Body for SegmentBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done || this.end.is_some_and(|end| *this.pos >= end) {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+            match this.fill.read(*this.pos, *this.hint) {
+                Read::Data(mut bytes, index) => {
+                    let room = this.end.map_or(u64::MAX, |end| end - *this.pos);
+                    let take = usize::try_from(room).unwrap_or(usize::MAX).min(MAX_PIECE);
+                    bytes.truncate(take);
+                    *this.pos += bytes.len() as u64;
+                    *this.hint = index;
+                    this.notified.set(None);
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                Read::End(len) => {
+                    *this.done = true;
+                    this.notified.set(None);
+                    return match *this.end {
+                        Some(end) if *this.pos < end => {
+                            let e = SegmentError::RangeBeyondEnd { end: end - 1, len };
+                            Poll::Ready(Some(Err(e.into())))
+                        }
+                        _ => Poll::Ready(None),
+                    };
+                }
+                Read::Failed(e) => {
+                    *this.done = true;
+                    this.notified.set(None);
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Read::Pending => match this.notified.as_mut().as_pin_mut() {
+                    // Registered before the look above: park until the next change.
+                    Some(notified) => {
+                        if notified.poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        this.notified.set(None);
+                    }
+                    // Register, then look again: a push in between is not lost.
+                    None => this
+                        .notified
+                        .set(Some(Arc::clone(this.fill.notify()).notified_owned())),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.end.is_some_and(|end| self.pos >= end)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.is_end_stream() {
+            return SizeHint::with_exact(0);
+        }
+        match self.end {
+            Some(end) => SizeHint::with_exact(end - self.pos),
+            None => SizeHint::default(),
+        }
+    }
+}
