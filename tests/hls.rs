@@ -34,11 +34,27 @@ use common::{TestProxy, start_proxy};
 use http::{HeaderMap, StatusCode};
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
+use tollgate::capability::{Claims, MasterKeys, Scope, parse_master};
 use tollgate::simorigin::{SimOrigin, SimOriginOptions};
 
 /// Two different `[keys] master` secrets (32 bytes each).
 const MASTER_A: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const MASTER_B: &str = "hex:f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff";
+
+/// The key material of `master`, as every edge derives it.
+fn master_keys(master: &str) -> MasterKeys {
+    MasterKeys::new(&parse_master(master).unwrap())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Where the tests' viewers connect from.
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// What a CORS test sends as `Origin:`.
 const PLAYER_ORIGIN: &str = "https://player.example";
@@ -952,7 +968,9 @@ async fn a2_every_segment_decrypts_byte_exact_across_key_rotation() {
         uris.len(),
         "distinct key URIs, same key bytes"
     );
-    for (msn, url, _) in &keys {
+    let derived = master_keys(MASTER_A);
+    let mut incs = BTreeSet::new();
+    for (msn, url, key) in &keys {
         // /.tollgate/key/<route>/<channel>/<inc>/<period>.key
         let parts: Vec<&str> = url.path().split('/').collect();
         assert_eq!(
@@ -967,7 +985,19 @@ async fn a2_every_segment_decrypts_byte_exact_across_key_rotation() {
             "period of MSN {msn} (2 segments per 4 s period) in {url}"
         );
         assert!(param(url, "tg").is_some(), "key URI without tg: {url}");
+        let inc: u64 = parts[5].parse().unwrap();
+        incs.insert(inc);
+        assert_eq!(
+            key[..],
+            derived.content_key("vod", "ts", inc, msn / 2)[..],
+            "key served for {url} is not HMAC(K_cont, route, channel, inc, period)"
+        );
     }
+    assert_eq!(
+        incs.len(),
+        1,
+        "one rendition, several incarnations: {incs:?}"
+    );
 }
 
 /// A2 on a `single_file` playlist: with encryption each byte range becomes
@@ -991,9 +1021,11 @@ async fn a2_byte_ranges_become_encrypted_resources() {
 // A4: bad capabilities, cross-process
 // ---------------------------------------------------------------------------
 
-/// A4: a tampered `tg` and a `tg` of another channel are 403 `forbidden` on
-/// a segment and on a key, although the route's `ip` method would let the
-/// request in; a segment without its `tgs` is 403 on an encrypted route.
+/// A4: a tampered `tg`, a `tg` of another channel, one expired a minute ago
+/// and one of another master (both minted with `tollgate::capability`) are
+/// 403 `forbidden` on a segment and on a key, although the route's `ip`
+/// method would let the request in; a segment without its `tgs` (or with a
+/// tampered one) is 403 on an encrypted route.
 #[tokio::test(flavor = "multi_thread")]
 async fn a4_tampered_and_other_channel_capabilities_are_forbidden() {
     let v = Vod::start(&Opts::default()).await;
@@ -1020,6 +1052,45 @@ async fn a4_tampered_and_other_channel_capabilities_are_forbidden() {
     get(no_tgs.as_str())
         .await
         .expect_forbidden("segment without tgs on an encrypted route");
+
+    // Minted here with the same master: the session's own claims verify;
+    // re-minted with a past expiry they are refused, with a future one not.
+    let scope = Scope {
+        route: "vod",
+        channel: "ts",
+        client_ip: LOOPBACK,
+    };
+    let now = unix_now();
+    let claims = master_keys(MASTER_A)
+        .verify(&tg(&seg.url), &scope, now)
+        .expect("the proxy's capability verifies with its master");
+    assert_eq!(
+        claims.sid,
+        master_keys(MASTER_A).session_id(None, "vod", "ts", LOOPBACK),
+        "session id is not the derived one (docs/hls.md §2)"
+    );
+    let mint = |master: &str, expires: u64| {
+        master_keys(master).mint(
+            &Claims {
+                expires,
+                ..claims.clone()
+            },
+            &scope,
+        )
+    };
+    for url in [&seg.url, &key] {
+        let fresh = with_param(url, "tg", Some(&mint(MASTER_A, now + 600)));
+        get(fresh.as_str()).await.expect_ok();
+        let expired = with_param(url, "tg", Some(&mint(MASTER_A, now - 60)));
+        get(expired.as_str())
+            .await
+            .expect_forbidden("capability expired a minute ago");
+        let other_master = with_param(url, "tg", Some(&mint(MASTER_B, now + 600)));
+        get(other_master.as_str())
+            .await
+            .expect_forbidden("capability minted with another master");
+    }
+
     let tampered_tgs = with_param(
         &seg.url,
         "tgs",
