@@ -1231,6 +1231,23 @@ async fn a6_concurrent_viewers_cause_one_origin_fetch() {
     );
     let distinct: BTreeSet<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
     assert_eq!(distinct.len(), 1, "viewers got different bodies");
+    // The viewers really overlapped the one origin fetch (joined it rather
+    // than hit a finished entry), so this exercised the single flight.
+    let metrics = get(&v.proxy.admin_url("/metrics")).await.expect_ok().text();
+    let joined: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tollgate_segment_cache_lookups") && l.contains("\"joined\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        joined >= 1.0,
+        "no viewer joined the in-flight fetch; segment cache metrics:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("segment_cache"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     v.origin.set_delay(Duration::ZERO);
     let plain = v.media.read(&origin_path);
     let key = fetch_key(&seg.key.clone().unwrap().url).await;

@@ -101,7 +101,12 @@ pub fn media_blocking() -> &'static Media {
 
 /// The media, generated on first use without blocking the runtime.
 pub async fn media() -> &'static Media {
-    tokio::task::spawn_blocking(media_blocking).await.unwrap()
+    match tokio::task::spawn_blocking(media_blocking).await {
+        Ok(media) => media,
+        // Fail with the generator's own message (e.g. how to install ffmpeg).
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("media generation did not finish: {e}"),
+    }
 }
 
 /// Generate into a temporary directory under `parent`, then rename it to
