@@ -2,7 +2,9 @@
 // Not every test file uses every helper; tests fail loudly by design.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod media;
 pub mod process;
+pub mod static_origin;
 
 use std::convert::Infallible;
 use std::future::Future;
