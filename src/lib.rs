@@ -7,17 +7,28 @@
 //! 2. **route**: [`path`] normalizes the request path (percent-decoding, merged
 //!    slashes, dot-segments) and refuses tricks; [`router`] picks the route by
 //!    longest prefix and names the channel.
-//! 3. **authenticate**: [`auth`] runs the route's methods in order ([`ipnet_set`]
-//!    backs the `ip` method; [`auth_backend`] asks the HTTP backends of the
-//!    `backend` method and caches their answers).
-//! 4. **fetch**: [`origin`] holds one pooled client per origin with connect,
-//!    first-byte and idle-body timeouts; [`headers`] strips hop-by-hop headers
-//!    and adds `X-Forwarded-For`; [`credentials`] strips the proxy's own query
+//! 3. **authenticate**: an entry request runs the route's methods in order
+//!    ([`auth`]; [`ipnet_set`] backs the `ip` method, [`auth_backend`] asks
+//!    the HTTP backends of the `backend` method); every later request carries
+//!    the session capability that [`capability`] mints and checks without
+//!    I/O (it also derives session ids, segment tags and content keys from
+//!    `[keys] master`).
+//! 4. **admit**: [`session`] creates or refreshes the viewer's session;
+//!    [`incarnation`] guards against key/IV reuse when an origin restarts.
+//! 5. **fetch**: [`origin`] holds one pooled client per origin with connect,
+//!    first-byte and idle-body timeouts; [`playlist`] micro-caches and decodes
+//!    origin playlists; [`segcache`] fetches and encrypts each segment once
+//!    however many viewers ask; [`headers`] strips hop-by-hop headers and adds
+//!    `X-Forwarded-For`; [`credentials`] strips the proxy's own query
 //!    parameters.
-//! 5. **respond**: [`body`] streams the origin body through, aborting on
-//!    origin failure; [`error`] is the one place that maps failures to status,
-//!    code and blame.
-//! 6. **log**: [`access_log`] writes one JSON line; [`metrics`] names and counts.
+//! 6. **rewrite or encrypt**: [`hls`] compiles a playlist into a template
+//!    that renders per session (every URI gains the capability, key lines are
+//!    injected); [`cbc`] is the streaming AES-128-CBC core; [`keyserver`]
+//!    answers key URIs.
+//! 7. **respond**: [`body`] streams bodies, aborting on origin failure;
+//!    [`cors`] adds the headers browser players need; [`error`] is the one
+//!    place that maps failures to status, code and blame.
+//! 8. **log**: [`access_log`] writes one JSON line; [`metrics`] names and counts.
 //!
 //! [`proxy`] is the one module that knows the order of these phases.
 //! [`config`] parses and validates the TOML file; [`runtime`] holds the
