@@ -250,24 +250,7 @@ async fn forward(
 
     // 5. Admit: create or refresh the session. (Entitlements, limits and
     //    blocklists hook in here.)
-    let (session, how) = shared.sessions.touch(claims.sid, now, || {
-        Session::new(
-            claims.sid,
-            claims.user.as_deref(),
-            &route.name,
-            &channel,
-            record.client_ip,
-            now,
-        )
-    });
-    if how == Touch::Created {
-        shared.metrics.sessions_created.inc();
-        shared
-            .metrics
-            .sessions
-            .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
-    }
-    record.session = Some(session);
+    record.session = Some(admit(shared, &claims, &scope, now));
 
     // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
@@ -321,6 +304,29 @@ enum Through {
     /// No tag: fine on a route without encryption; on an encrypting route
     /// only a playlist may be answered.
     Untagged,
+}
+
+/// Create or refresh the session `claims` name, counting a new one.
+/// (Entitlements, limits and blocklists hook in here.)
+fn admit(shared: &Shared, claims: &Claims, scope: &Scope<'_>, now: u64) -> Arc<Session> {
+    let (session, how) = shared.sessions.touch(claims.sid, now, || {
+        Session::new(
+            claims.sid,
+            claims.user.as_deref(),
+            scope.route,
+            scope.channel,
+            scope.client_ip,
+            now,
+        )
+    });
+    if how == Touch::Created {
+        shared.metrics.sessions_created.inc();
+        shared
+            .metrics
+            .sessions
+            .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
+    }
+    session
 }
 
 /// What every answer of one request needs to know.
@@ -706,20 +712,7 @@ fn serve_key(
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked
     // users and entitlements are checked here by the entitlements layer.
-    let (session, how) = shared.sessions.touch(claims.sid, now, || {
-        Session::new(
-            claims.sid,
-            claims.user.as_deref(),
-            &route.name,
-            kp.channel,
-            record.client_ip,
-            now,
-        )
-    });
-    if how == Touch::Created {
-        shared.metrics.sessions_created.inc();
-    }
-    record.session = Some(session);
+    record.session = Some(admit(shared, &claims, &scope, now));
     let key = live
         .keys
         .content_key(&route.name, kp.channel, kp.inc, kp.period);

@@ -12,14 +12,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::Deadline;
+use common::media::{FFMPEG_MISSING, require_ffmpeg};
 use common::process::{PATIENCE, Process, client, tollgate_command};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::process::Command;
 use tokio::time::timeout;
-
-const FFMPEG_MISSING: &str =
-    "ffmpeg not found: install it with `apt-get install -y ffmpeg` (scripts/test.sh does this)";
 
 /// Bound for ffmpeg fetching and decoding the stream.
 const FFMPEG_PATIENCE: Duration = Duration::from_secs(60);
@@ -28,20 +26,6 @@ const FFMPEG_PATIENCE: Duration = Duration::from_secs(60);
 const FRAMES: u64 = 60;
 
 const LIVE_REQUESTS: &str = r#"tollgate_requests_total{route="live","#;
-
-/// Fail with the install hint when ffmpeg is not on PATH.
-fn require_ffmpeg() {
-    match std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) => assert!(status.success(), "`ffmpeg -version` failed: {status:?}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{FFMPEG_MISSING}"),
-        Err(e) => panic!("cannot run ffmpeg: {e}"),
-    }
-}
 
 /// The running demo; killed when dropped, whatever happened to the test.
 struct Demo {
