@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
             for chunk in pt.chunks(CHUNK) {
                 s.update(black_box(chunk), &mut out);
             }
-            s.finish(&mut out);
+            assert!(s.finish(&mut out).is_ok(), "backend failed");
             black_box(&out);
         })
     });

@@ -1,32 +1,55 @@
 //! Sans-IO AES-128-CBC stream cipher for HLS `METHOD=AES-128` segments.
 //!
-//! Owns the chaining state of one segment's encryption and the plaintext
-//! remainder (at most 15 bytes) that has not yet completed a 16-byte block.
-//! Each [`CbcStream::update`] encrypts every whole block it can in one bulk
-//! call and appends the ciphertext to a caller-owned `BytesMut`; the caller
-//! decides when to split and send it. [`CbcStream::finish`] adds PKCS#7
-//! padding (always 1..=16 bytes) to the remainder and appends the final block.
+//! Owns the chaining state of one segment's encryption (an aws-lc
+//! `EVP_CIPHER_CTX`, through [`aws_lc_rs::cipher::StreamingEncryptingKey`])
+//! and the plaintext remainder (at most 15 bytes) that has not yet completed
+//! a 16-byte block. Each [`CbcStream::update`] encrypts every whole block it
+//! can and appends the ciphertext to a caller-owned `BytesMut`; the caller
+//! decides when to split and send it. [`CbcStream::finish`] hands the
+//! remainder to aws-lc, which adds PKCS#7 padding (always 1..=16 bytes) and
+//! emits the final block.
+//!
+//! The remainder is kept here, not in aws-lc, so aws-lc only ever sees whole
+//! blocks until `finish`: its output for a call is then exactly its input,
+//! which lets us size the caller's buffer exactly (no slack block, no
+//! scratch copy) and keeps [`CbcStream::carried`] a plain fact, not a guess
+//! about the backend's internal buffer.
 //!
 //! Must not: do I/O, read the clock, log, allocate except by growing the
-//! caller's buffer, or reveal the key (its `Debug` shows only the carry length).
+//! caller's buffer (plus one aws-lc context per stream, in [`CbcStream::new`]),
+//! or reveal the key (its `Debug` shows only the carry length).
 //!
-//! Invariants: `carried() <= 15` between calls; for `n` plaintext bytes the
-//! total output is exactly [`encrypted_len`]`(n)` bytes and byte-identical to
-//! `openssl enc -aes-128-cbc` (tested below), however the input was chunked.
-//! A body that ended short must not be finished: padding a truncated
-//! segment would hand the player a well-formed but wrong ciphertext.
+//! Invariants: `carried() <= 15` between calls; each `update` appends exactly
+//! the whole blocks completed by `carried() + input.len()` bytes; for `n`
+//! plaintext bytes the total output is exactly [`encrypted_len`]`(n)` bytes
+//! and byte-identical to `openssl enc -aes-128-cbc` (tested below), however
+//! the input was chunked. A body that ended short must not be finished:
+//! padding a truncated segment would hand the player a well-formed but wrong
+//! ciphertext.
+//!
+//! Backend failure: aws-lc reports errors as `Result`s. For AES-128-CBC with
+//! a 16-byte key and IV, whole-block inputs below `i32::MAX` and output
+//! slices of the exact size, none of them can happen (short of the context
+//! allocation failing). Rather than panic or widen `update`'s signature, a
+//! failure poisons the stream: that call and every later one append nothing
+//! more (the output so far is a strict, block-aligned prefix of the
+//! ciphertext), and [`CbcStream::finish`] returns [`CipherFailed`] without
+//! appending a padding block. Callers treat that like a truncated body: the
+//! segment ends with an error, never with a well-formed but wrong ciphertext.
 
 use std::fmt;
 
-use ::cbc::Encryptor;
-use ::cbc::cipher::generic_array::GenericArray;
-use ::cbc::cipher::inout::InOutBuf;
-use ::cbc::cipher::{BlockEncryptMut, KeyIvInit};
-use aes::Aes128;
+use aws_lc_rs::cipher::{AES_128, EncryptionContext, StreamingEncryptingKey, UnboundCipherKey};
+use aws_lc_rs::error::Unspecified;
 use bytes::BytesMut;
 
 /// AES block size in bytes.
 const BLOCK: usize = 16;
+
+/// Most plaintext handed to aws-lc in one call: a whole number of blocks,
+/// far below its `i32` length limit, and small enough that the output
+/// region we zero just before the call is still in L1/L2 when aws-lc writes it.
+const PIECE: usize = 64 << 10;
 
 /// The HLS IV for media sequence number `msn` (RFC 8216 §5.2: 128-bit big-endian).
 ///
@@ -45,10 +68,18 @@ pub fn encrypted_len(n: u64) -> u64 {
     (n | (BLOCK as u64 - 1)).saturating_add(1)
 }
 
-/// The encryption state of one segment: CBC chaining block plus the carried
-/// plaintext remainder.
+/// The cipher backend (aws-lc) failed; the ciphertext emitted so far is an
+/// incomplete prefix and no padding block was added. See the module docs:
+/// not expected to happen for AES-128-CBC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("AES-128-CBC backend failed; ciphertext incomplete")]
+pub struct CipherFailed;
+
+/// The encryption state of one segment: CBC chaining state (in aws-lc) plus
+/// the carried plaintext remainder.
 pub struct CbcStream {
-    enc: Encryptor<Aes128>,
+    /// `None` once the backend failed (or could not be set up): poisoned.
+    key: Option<StreamingEncryptingKey>,
     carry: [u8; BLOCK],
     carry_len: usize,
 }
@@ -57,15 +88,22 @@ impl fmt::Debug for CbcStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CbcStream")
             .field("carried", &self.carry_len)
+            .field("failed", &self.key.is_none())
             .finish_non_exhaustive()
     }
 }
 
 impl CbcStream {
     /// A stream that encrypts with `key` starting from `iv` (see [`iv_for_msn`]).
+    ///
+    /// Infallible by signature: if aws-lc cannot set up the context, the
+    /// stream starts poisoned and [`Self::finish`] reports [`CipherFailed`].
     pub fn new(key: &[u8; 16], iv: &[u8; 16]) -> Self {
+        let key = UnboundCipherKey::new(&AES_128, key).and_then(|key| {
+            StreamingEncryptingKey::less_safe_cbc_pkcs7(key, EncryptionContext::Iv128(iv.into()))
+        });
         Self {
-            enc: Encryptor::<Aes128>::new(key.into(), iv.into()),
+            key: key.ok(),
             carry: [0; BLOCK],
             carry_len: 0,
         }
@@ -73,8 +111,11 @@ impl CbcStream {
 
     /// Encrypt as much of `input` as completes whole blocks (with the carried remainder),
     /// appending ciphertext to `out`; carries at most 15 bytes. Allocation only by `out` growing.
+    ///
+    /// Appends exactly `16 * ((carried() + input.len()) / 16)` bytes, unless
+    /// the stream is poisoned (then nothing; see the module docs).
     pub fn update(&mut self, mut input: &[u8], out: &mut BytesMut) {
-        let start = out.len();
+        let mut block = None;
         if self.carry_len > 0 {
             let take = (BLOCK - self.carry_len).min(input.len());
             let (head, rest) = input.split_at(take);
@@ -84,29 +125,41 @@ impl CbcStream {
             if self.carry_len < BLOCK {
                 return;
             }
-            out.reserve(BLOCK + input.len());
-            out.extend_from_slice(&self.carry);
+            block = Some(self.carry);
             self.carry_len = 0;
         }
         let whole = input.len() - input.len() % BLOCK;
         let (aligned, tail) = input.split_at(whole);
-        out.extend_from_slice(aligned);
-        self.encrypt_in_place(&mut out[start..]);
+        // Grow `out` at most once for this call, to exactly what it appends.
+        out.reserve(whole + if block.is_some() { BLOCK } else { 0 });
+        if let Some(block) = block {
+            self.encrypt_blocks(&block, out);
+        }
+        for piece in aligned.chunks(PIECE) {
+            self.encrypt_blocks(piece, out);
+        }
         self.carry[..tail.len()].copy_from_slice(tail);
         self.carry_len = tail.len();
     }
 
-    /// Pad the carried remainder (PKCS#7) and append the final block(s). Consumes self.
+    /// Pad the carried remainder (PKCS#7) and append the final block. Consumes self.
     ///
     /// Always appends exactly one block: with nothing carried it is a full
     /// block of `0x10`.
-    pub fn finish(mut self, out: &mut BytesMut) {
-        // carry_len <= 15, so the pad value is 1..=16 and fits a byte.
-        let pad = (BLOCK - self.carry_len) as u8;
-        self.carry[self.carry_len..].fill(pad);
-        let mut block = GenericArray::from(self.carry);
-        self.enc.encrypt_block_mut(&mut block);
-        out.extend_from_slice(&block);
+    ///
+    /// # Errors
+    /// [`CipherFailed`] if the stream is poisoned (the backend failed at some
+    /// point, see the module docs); then nothing is appended and the output
+    /// so far must not be served as a complete segment.
+    pub fn finish(mut self, out: &mut BytesMut) -> Result<(), CipherFailed> {
+        let key = self.key.take().ok_or(CipherFailed)?;
+        let start = out.len();
+        out.resize(start + BLOCK, 0);
+        if pad_final(key, &self.carry[..self.carry_len], &mut out[start..]).is_err() {
+            out.truncate(start);
+            return Err(CipherFailed);
+        }
+        Ok(())
     }
 
     /// Bytes carried (0..=15), for tests and invariants.
@@ -114,12 +167,45 @@ impl CbcStream {
         self.carry_len
     }
 
-    /// Encrypt `buf` (a whole number of blocks) in place with one bulk call.
-    fn encrypt_in_place(&mut self, buf: &mut [u8]) {
-        let (blocks, tail) = InOutBuf::from(buf).into_chunks();
-        debug_assert!(tail.is_empty(), "caller passes whole blocks only");
-        self.enc.encrypt_blocks_inout_mut(blocks);
+    /// Encrypt `blocks` (a whole number of blocks, at most [`PIECE`] bytes)
+    /// straight into `out`'s spare capacity. The region is zeroed first:
+    /// handing it to aws-lc as `&mut [u8]` without `unsafe` requires
+    /// initialised bytes (the same cost as the old copy-then-encrypt-in-place).
+    fn encrypt_blocks(&mut self, blocks: &[u8], out: &mut BytesMut) {
+        let Some(key) = self.key.as_mut() else {
+            return;
+        };
+        let start = out.len();
+        out.resize(start + blocks.len(), 0);
+        // With whole blocks in, aws-lc buffers nothing and writes exactly
+        // `blocks.len()` bytes; `less_safe_update` (unlike `update`) accepts
+        // an output slice of exactly that size instead of demanding 15 bytes
+        // of slack, so `out` never grows past the ciphertext.
+        let written = key
+            .less_safe_update(blocks, &mut out[start..])
+            .map(|update| update.written().len());
+        if !matches!(written, Ok(n) if n == blocks.len()) {
+            out.truncate(start);
+            self.key = None;
+        }
     }
+}
+
+/// Feed the remainder (0..=15 bytes; aws-lc buffers it and writes nothing)
+/// and let aws-lc pad and encrypt the final block into `buf` (16 bytes).
+fn pad_final(
+    mut key: StreamingEncryptingKey,
+    remainder: &[u8],
+    buf: &mut [u8],
+) -> Result<(), Unspecified> {
+    if !remainder.is_empty() && !key.less_safe_update(remainder, buf)?.written().is_empty() {
+        return Err(Unspecified);
+    }
+    let (_, last) = key.finish(buf)?;
+    if last.written().len() != BLOCK {
+        return Err(Unspecified);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -157,12 +243,33 @@ mod tests {
         while !rest.is_empty() {
             let n = sizes.next().unwrap_or(rest.len()).clamp(1, rest.len());
             let (chunk, tail) = rest.split_at(n);
+            let (before, carried) = (out.len(), s.carried());
             s.update(chunk, &mut out);
             assert!(s.carried() <= 15, "carried {}", s.carried());
+            assert_eq!(s.carried(), (carried + n) % 16);
+            assert_eq!(
+                out.len() - before,
+                (carried + n) / 16 * 16,
+                "whole blocks, at once"
+            );
             rest = tail;
         }
-        s.finish(&mut out);
+        let before = out.len();
+        s.finish(&mut out).unwrap();
+        assert_eq!(out.len() - before, 16, "finish appends exactly one block");
         out.to_vec()
+    }
+
+    /// The same encryption by an independent implementation (RustCrypto
+    /// `aes` + `cbc`, dev-dependencies only).
+    fn rustcrypto_enc(key: &[u8; 16], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
+        use ::cbc::cipher::block_padding::Pkcs7;
+        use ::cbc::cipher::{BlockEncryptMut, KeyIvInit};
+        let mut buf = vec![0; pt.len() + 16];
+        ::cbc::Encryptor::<aes::Aes128>::new(key.into(), iv.into())
+            .encrypt_padded_b2b_mut::<Pkcs7>(pt, &mut buf)
+            .unwrap()
+            .to_vec()
     }
 
     /// The reference ciphertext from the real `openssl enc` binary.
@@ -240,7 +347,7 @@ mod tests {
         s.update(&pt[16..], &mut out);
         assert_eq!(s.carried(), 0);
         assert_eq!(hex::encode(&out), want.concat());
-        s.finish(&mut out);
+        s.finish(&mut out).unwrap();
         assert_eq!(out.len(), 80, "a full padding block follows aligned input");
     }
 
@@ -283,7 +390,7 @@ mod tests {
         for chunk in pt.chunks(1500) {
             s.update(chunk, &mut out);
         }
-        s.finish(&mut out);
+        s.finish(&mut out).unwrap();
         assert_eq!(out.as_ptr(), ptr);
         assert_eq!(out.len() as u64, encrypted_len(pt.len() as u64));
     }
@@ -296,7 +403,48 @@ mod tests {
         assert!(shown.contains("carried: 0"), "{shown}");
     }
 
+    /// A poisoned stream (what a backend failure leaves) appends nothing,
+    /// keeps the carry bookkeeping, and refuses to finish.
+    #[test]
+    fn poisoned_stream_emits_nothing_and_finish_fails() {
+        let mut s = CbcStream::new(&KEY, &IV);
+        let mut out = BytesMut::new();
+        s.update(&plaintext(40), &mut out);
+        assert_eq!(out.len(), 32);
+        s.key = None;
+        s.update(&plaintext(100), &mut out);
+        assert_eq!((out.len(), s.carried()), (32, (40 + 100) % 16));
+        assert!(format!("{s:?}").contains("failed: true"));
+        assert_eq!(s.finish(&mut out), Err(CipherFailed));
+        assert_eq!(out.len(), 32, "no padding block after a failure");
+    }
+
+    /// Inputs larger than one backend call ([`PIECE`]) split on whole blocks,
+    /// with a carry in front, still match the reference.
+    #[test]
+    fn inputs_spanning_several_pieces() {
+        let pt = plaintext(3 * PIECE + 37);
+        let want = rustcrypto_enc(&KEY, &IV, &pt);
+        assert_eq!(
+            encrypt_chunked(&KEY, &IV, &pt, &[5, 2 * PIECE + 3, PIECE]),
+            want
+        );
+    }
+
     proptest! {
+        /// Random keys, IVs, lengths and chunkings against an independent
+        /// implementation (the `openssl enc` tests above use fixed keys).
+        #[test]
+        fn matches_rustcrypto_reference(
+            key in any::<[u8; 16]>(),
+            iv in any::<[u8; 16]>(),
+            pt in proptest::collection::vec(any::<u8>(), 0..4096),
+            chunks in proptest::collection::vec(1usize..600, 1..20),
+        ) {
+            let want = rustcrypto_enc(&key, &iv, &pt);
+            prop_assert_eq!(encrypt_chunked(&key, &iv, &pt, &chunks), want);
+        }
+
         #[test]
         fn any_chunking_equals_one_shot(
             key in any::<[u8; 16]>(),

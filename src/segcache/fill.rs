@@ -65,6 +65,10 @@ pub enum SegmentError {
     /// The fill task ended without finishing (it panicked or the runtime shut down).
     #[error("segment fill aborted")]
     Aborted,
+    /// The cipher backend failed (not expected; see
+    /// [`crate::cbc::CipherFailed`]): the ciphertext is an unpadded prefix.
+    #[error(transparent)]
+    Cipher(#[from] crate::cbc::CipherFailed),
     /// The body ended before the end of the requested range.
     #[error("segment is {len} bytes, range ends at byte {end}")]
     RangeBeyondEnd {

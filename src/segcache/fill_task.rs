@@ -184,7 +184,8 @@ where
     {
         return Err(SegmentError::Truncated { declared, received });
     }
-    stream.finish(&mut out);
+    // On a backend failure nothing is appended and the fill fails below.
+    stream.finish(&mut out)?;
     fill.push(out.split().freeze());
     Ok(())
 }

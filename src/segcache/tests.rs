@@ -60,7 +60,7 @@ fn one_shot(c: &Cipher, pt: &[u8]) -> Vec<u8> {
     let mut s = CbcStream::new(&c.key, &c.iv);
     let mut out = BytesMut::new();
     s.update(pt, &mut out);
-    s.finish(&mut out);
+    s.finish(&mut out).unwrap();
     out.to_vec()
 }
 
