@@ -209,7 +209,7 @@ fn pad_final(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{ErrorKind, Write};
     use std::process::Command;
 
@@ -272,8 +272,9 @@ mod tests {
             .to_vec()
     }
 
-    /// The reference ciphertext from the real `openssl enc` binary.
-    fn openssl_enc(key: &[u8; 16], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
+    /// `openssl enc -aes-128-cbc` of `pt`, run as a process: the independent
+    /// reference other modules' tests compare against too.
+    pub(crate) fn openssl_enc(key: &[u8; 16], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(pt).unwrap();
         file.flush().unwrap();

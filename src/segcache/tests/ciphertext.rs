@@ -1,9 +1,6 @@
 //! The bytes: equal to a one-shot `CbcStream` and to `openssl enc`,
 //! however the origin chunks them, and no key in `Debug`.
 
-use std::io::{ErrorKind, Write};
-use std::process::Command;
-
 use super::*;
 
 #[tokio::test]
@@ -50,32 +47,8 @@ async fn ciphertext_equals_one_shot_for_random_chunkings() {
     }
 }
 
-/// The reference ciphertext from the real `openssl enc` binary.
 fn openssl_enc(c: &Cipher, pt: &[u8]) -> Vec<u8> {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(pt).unwrap();
-    file.flush().unwrap();
-    let run = Command::new("openssl")
-        .args(["enc", "-aes-128-cbc", "-K"])
-        .arg(hex::encode(c.key))
-        .arg("-iv")
-        .arg(hex::encode(c.iv))
-        .arg("-in")
-        .arg(file.path())
-        .output();
-    let output = match run {
-        Ok(o) => o,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            panic!("openssl not found: apt-get install openssl")
-        }
-        Err(e) => panic!("running openssl: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "openssl enc failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    crate::cbc::tests::openssl_enc(&c.key, &c.iv, pt)
 }
 
 #[tokio::test]
