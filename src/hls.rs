@@ -12,8 +12,9 @@
 //! why (MSN counting, KEY/MAP order, byte ranges, LL-HLS parts).
 //!
 //! Layout: [`lines`] splits and classifies lines, [`attrs`] scans attribute
-//! lists, [`uri`] resolves URIs to proxy paths, [`compile`](mod@compile)
-//! walks the playlist and places key lines, [`template`] holds the result.
+//! lists, [`scan`] reads the playlist-wide facts first, [`uri`] resolves URIs
+//! to proxy paths, [`compile`](mod@compile) walks the playlist, [`keys`]
+//! places key lines, [`template`] holds the result.
 //!
 //! Pure core: no I/O, no clock, no logging; segment tags come from a
 //! [`TagSigner`] the caller supplies. Never panics, whatever the bytes: a
@@ -27,6 +28,7 @@
 
 mod attrs;
 mod compile;
+mod keys;
 mod lines;
 mod scan;
 mod template;

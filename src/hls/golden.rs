@@ -19,7 +19,7 @@ use m3u8_rs::Playlist;
 
 use super::compile;
 use super::lines::BOM;
-use super::testkit::{CAP, FakeSigner, check_structure, context};
+use super::testkit::{CAP, FakeSigner, check_keys, check_structure, context};
 
 struct Fixture {
     name: &'static str,
@@ -154,6 +154,7 @@ fn golden_files() {
                 );
             }
             check_structure(&input, &t, rotate.is_some());
+            check_keys(&t, rotate.is_some());
             if f.m3u8_rs_broken.is_none() {
                 let want = m3u8_rs_summary(&input);
                 assert_eq!(m3u8_rs_summary(&out), want, "{}.{variant}: m3u8-rs", f.name);
