@@ -35,6 +35,8 @@ mod template;
 mod uri;
 
 #[cfg(test)]
+mod cases;
+#[cfg(test)]
 mod golden;
 #[cfg(test)]
 mod props;

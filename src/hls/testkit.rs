@@ -353,9 +353,10 @@ pub(crate) fn check_keys(t: &Template, encrypting: bool) {
     for line in text.split('\n').skip(1) {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with("#EXT-X-KEY:") {
+            // Ours, or the origin's METHOD=NONE (or METHOD-less) line.
             effective = injected_key(line);
-            let none = line.contains("METHOD=NONE");
-            assert!(none || effective.is_some(), "unexpected key line {line:?}");
+            let aes = line.contains("METHOD=AES-128");
+            assert!(!aes || effective.is_some(), "unexpected key line {line:?}");
             continue;
         }
         if line.starts_with("#EXT-X-MAP:") {
