@@ -11,10 +11,11 @@
 //! and the rules, and /work/shared/research/hls-encryption.md §1 and §8 for
 //! why (MSN counting, KEY/MAP order, byte ranges, LL-HLS parts).
 //!
-//! Layout: [`lines`] splits and classifies lines, [`attrs`] scans attribute
-//! lists, [`scan`] reads the playlist-wide facts first, [`uri`] resolves URIs
-//! to proxy paths, [`compile`](mod@compile) walks the playlist, [`keys`]
-//! places key lines, [`template`] holds the result.
+//! Layout (private modules): `lines` splits and classifies lines, `attrs`
+//! scans attribute lists, `scan` reads the playlist-wide facts first, `uri`
+//! resolves URIs to proxy paths, `compile` walks the playlist, `keys` places
+//! key lines, `template` holds the result. Tests: `golden` (the fixtures in
+//! `tests/fixtures/hls/`), `cases`, `props`, with `testkit`'s checks.
 //!
 //! Pure core: no I/O, no clock, no logging; segment tags come from a
 //! [`TagSigner`] the caller supplies. Never panics, whatever the bytes: a
@@ -84,7 +85,7 @@ pub struct Encrypt<'a> {
     pub key_uri_prefix: &'a str,
 }
 
-/// Everything [`compile`] needs besides the body.
+/// Everything [`compile()`] needs besides the body.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// Normalized proxy path of the playlist (see [`crate::path::normalize`]);

@@ -98,8 +98,8 @@ struct Walker<'a> {
     next_uri: Option<(usize, Option<usize>)>,
     /// The path of the last own target, reused to build the next one.
     spare: String,
-    /// What goes before the capability: `?tg=`, `&tg=`, `tg=` (after a
-    /// query without one, with one, ending in `?` or `&`).
+    /// What goes before the capability: `?tg=`, `&tg=`, `tg=` (for a URI
+    /// without a query, with one, with one ending in `?` or `&`).
     cap_prefix: [String; 3],
     /// What goes before a segment tag: `&tgs=`.
     tag_prefix: String,
@@ -271,10 +271,14 @@ impl<'a> Walker<'a> {
     /// `EXT-X-BYTERANGE`: when encrypting an own segment, dropped, and its
     /// range goes into the segment's tag.
     fn byterange(&mut self, i: usize, l: Line, from: usize) {
+        if !self.keys.injecting() {
+            // Without encryption the proxy forwards `Range:` as it is.
+            return self.verbatim(l);
+        }
         let content = self.content(l);
         let parsed = scan::parse_range(content.get(from..).unwrap_or_default());
         let uri = self.next_uri_line(i).map(|j| self.uri_of(j));
-        if let (true, Some((length, offset)), Some(uri)) = (self.keys.injecting(), parsed, uri) {
+        if let (Some((length, offset)), Some(uri)) = (parsed, uri) {
             let range = self.seg_ends.next(uri, length, offset);
             let target = self.resolve(uri);
             let own = matches!(target, Target::Own { .. });

@@ -4,7 +4,7 @@
 //! Owns the definition of a line (content, then `\n` or `\r\n`, or nothing
 //! at the end of the body), of a tag line (`#EXT…`, its name up to `:`), a
 //! comment, a blank line and a URI line. Must not interpret tags; that is
-//! [`super::compile`]'s job. Works on arbitrary bytes and never panics: a
+//! [`super::compile()`]'s job. Works on arbitrary bytes and never panics: a
 //! line that is not UTF-8 is still a line.
 
 /// The UTF-8 byte order mark some origins put before `#EXTM3U`.
