@@ -67,12 +67,14 @@ enum Use {
     Media { msn: u64 },
 }
 
-/// Where a media URI's byte range is written, if it can have one.
+/// Where a URI's byte range is written, if it can have one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangeAttrs {
     None,
     /// `EXT-X-PART`'s `BYTERANGE="n[@o]"`.
     Part,
+    /// `EXT-X-MAP`'s `BYTERANGE="n[@o]"`.
+    Map,
     /// `EXT-X-PRELOAD-HINT`'s `BYTERANGE-START` / `BYTERANGE-LENGTH`.
     Hint,
 }
@@ -207,7 +209,7 @@ impl<'a> Walker<'a> {
             }
             b"EXT-X-MAP" => {
                 self.keys.before_map(&mut self.out);
-                self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::None);
+                self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Map);
             }
             b"EXT-X-PART" => {
                 self.keys.scoped(&self.out);
@@ -219,7 +221,7 @@ impl<'a> Walker<'a> {
                     self.uri_tag(l, from, b"URI", media, RangeAttrs::Hint);
                 }
                 Some(a) if a.value(content) == b"MAP" => {
-                    self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::None);
+                    self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Hint);
                 }
                 // An unknown hint type gets no segment tag: the proxy will
                 // not serve it as media.
@@ -324,7 +326,7 @@ impl<'a> Walker<'a> {
         let encrypt = self.ctx.encrypt?;
         match used {
             Use::Playlist => None,
-            Use::Clear => Some(Serve::Clear { range: None }),
+            Use::Clear => Some(Serve::Clear { range }),
             Use::Media { .. } if self.facts.origin_encrypted => Some(Serve::Clear { range }),
             Use::Media { msn } => Some(Serve::Encrypt {
                 inc: encrypt.inc,
@@ -343,29 +345,56 @@ impl<'a> Walker<'a> {
         };
         let raw = attr.value(content);
         let target = self.resolve(raw);
-        let Use::Media { msn } = used else {
-            let serve = self.serve(used, None);
-            return self.write_attrs(l, from, Some((attr, target, serve)), &[]);
-        };
         let own = matches!(target, Target::Own { .. });
-        let converts = own && self.keys.injecting();
-        let (range, drop): (_, &[&[u8]]) = match ranges {
-            RangeAttrs::Part if converts => match scan::part_range(content, from) {
-                Some((length, offset)) => (
-                    Some(self.part_ends.next(raw, length, offset)),
-                    &[b"BYTERANGE"],
-                ),
+        let (range, drop) = if own && self.keys.injecting() {
+            self.own_range(content, from, raw, ranges)
+        } else {
+            (None, &[][..])
+        };
+        if let Use::Media { msn } = used {
+            self.keys.need(&mut self.out, own, msn);
+        }
+        let serve = self.serve(used, range);
+        self.write_attrs(l, from, Some((attr, target, serve)), drop);
+    }
+
+    /// The byte range of an own URI on an encrypting route, which becomes a
+    /// resource of its own, and the attributes that said it (dropped). A
+    /// clear init section is limited to its range too: a `c` tag for the
+    /// whole file of a single-file fMP4 stream would serve every segment
+    /// in the clear.
+    fn own_range(
+        &mut self,
+        content: &[u8],
+        from: usize,
+        uri: &[u8],
+        ranges: RangeAttrs,
+    ) -> (Option<ByteRange>, &'static [&'static [u8]]) {
+        const BYTERANGE: &[&[u8]] = &[b"BYTERANGE"];
+        match ranges {
+            RangeAttrs::None => (None, &[]),
+            RangeAttrs::Part => match scan::part_range(content, from) {
+                Some((length, offset)) => {
+                    (Some(self.part_ends.next(uri, length, offset)), BYTERANGE)
+                }
                 None => (None, &[]),
             },
-            RangeAttrs::Hint if converts => match scan::hint_range(content, from) {
+            // An init section's range starts at 0 unless it says otherwise.
+            RangeAttrs::Map => match scan::part_range(content, from) {
+                Some((length, offset)) => {
+                    let range = ByteRange {
+                        offset: offset.unwrap_or(0),
+                        length: Some(length),
+                    };
+                    (Some(range), BYTERANGE)
+                }
+                None => (None, &[]),
+            },
+            RangeAttrs::Hint => match scan::hint_range(content, from) {
                 Some(range) => (Some(range), &[b"BYTERANGE-START", b"BYTERANGE-LENGTH"]),
                 None => (None, &[]),
             },
-            _ => (None, &[]),
-        };
-        self.keys.need(&mut self.out, own, msn);
-        let serve = self.serve(used, range);
-        self.write_attrs(l, from, Some((attr, target, serve)), drop);
+        }
     }
 
     /// Writes a tag line: its name, its attributes but `drop`, with the

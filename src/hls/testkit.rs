@@ -154,7 +154,7 @@ pub(crate) fn split_attrs(list: &str) -> Vec<&str> {
 fn droppable(tag: &str, name: &str, encrypting: bool) -> bool {
     match tag {
         "#EXT-X-SERVER-CONTROL" => matches!(name, "CAN-SKIP-UNTIL" | "CAN-SKIP-DATERANGES"),
-        "#EXT-X-PART" => encrypting && name == "BYTERANGE",
+        "#EXT-X-PART" | "#EXT-X-MAP" => encrypting && name == "BYTERANGE",
         "#EXT-X-PRELOAD-HINT" => {
             encrypting && matches!(name, "BYTERANGE-START" | "BYTERANGE-LENGTH")
         }
