@@ -328,3 +328,31 @@ fn key_check_catches_a_key_over_a_map() {
 fn key_check_catches_a_wrong_period() {
     check_mutated(|o| o.replacen("/7/0.key", "/7/1.key", 1));
 }
+
+#[test]
+fn clear_ranges_are_bounded() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n\
+        #EXT-X-MAP:URI=\"f.mp4\",BYTERANGE=\"700\"\n\
+        #EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4\",BYTERANGE-START=9000\n\
+        #EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4\",BYTERANGE-LENGTH=800\n";
+    let (out, _, calls) = rewrite(body, Some(60));
+    let clear = |offset, length| Serve::Clear {
+        range: Some(ByteRange {
+            offset,
+            length: Some(length),
+        }),
+    };
+    let path = "/live/ch1/f.mp4".to_owned();
+    assert_eq!(
+        calls,
+        [(path.clone(), clear(0, 700)), (path, clear(0, 800))]
+    );
+    // The open-ended hint: capability only, its attributes kept.
+    assert!(
+        out.contains("\n#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4?tg=CAP\",BYTERANGE-START=9000\n")
+    );
+    // Without encryption nothing is converted or signed.
+    let (plain, _, calls) = rewrite(body, None);
+    assert!(calls.is_empty());
+    assert_eq!(plain.replace("?tg=CAP", ""), body);
+}

@@ -351,6 +351,14 @@ impl<'a> Walker<'a> {
         } else {
             (None, &[][..])
         };
+        if used == Use::Clear && range.is_some_and(|r| r.length.is_none()) {
+            // A clear range "to the end" of a ranged resource (a MAP hint
+            // with only BYTERANGE-START) would serve the segments after it
+            // in the clear: no tag; the player loads the init section once
+            // the playlist lists it with its length.
+            let serve = self.serve(Use::Playlist, None);
+            return self.write_attrs(l, from, Some((attr, target, serve)), &[]);
+        }
         if let Use::Media { msn } = used {
             self.keys.need(&mut self.out, own, msn);
         }
