@@ -25,7 +25,11 @@
 //! Invariants of a compiled template: rendering it adds exactly one
 //! capability per own URI and per injected AES-128 key line, and loses or
 //! adds no URI; the segment tags and key lines are the same for every
-//! session; a foreign or unresolvable URI is never given a capability.
+//! session; a foreign or unresolvable URI is never given a capability; on an
+//! encrypting route every own segment and part is covered by the key its
+//! tag names, and a clear (`c`) tag goes only to init sections, keys,
+//! session data, steering manifests and the segments of a playlist the
+//! origin encrypted, never with an open-ended range.
 
 mod attrs;
 mod compile;
