@@ -11,9 +11,11 @@
 //! and the rules, and /work/shared/research/hls-encryption.md §1 and §8 for
 //! why (MSN counting, KEY/MAP order, byte ranges, LL-HLS parts).
 //!
-//! Layout: [`lines`] splits and classifies lines, [`attrs`] scans attribute
-//! lists, [`uri`] resolves URIs to proxy paths, [`compile`](mod@compile)
-//! walks the playlist and places key lines, [`template`] holds the result.
+//! Layout (private modules): `lines` splits and classifies lines, `attrs`
+//! scans attribute lists, `scan` reads the playlist-wide facts first, `uri`
+//! resolves URIs to proxy paths, `compile` walks the playlist, `keys` places
+//! key lines, `template` holds the result. Tests: `golden` (the fixtures in
+//! `tests/fixtures/hls/`), `cases`, `props`, with `testkit`'s checks.
 //!
 //! Pure core: no I/O, no clock, no logging; segment tags come from a
 //! [`TagSigner`] the caller supplies. Never panics, whatever the bytes: a
@@ -23,15 +25,22 @@
 //! Invariants of a compiled template: rendering it adds exactly one
 //! capability per own URI and per injected AES-128 key line, and loses or
 //! adds no URI; the segment tags and key lines are the same for every
-//! session; a foreign or unresolvable URI is never given a capability.
+//! session; a foreign or unresolvable URI is never given a capability; on an
+//! encrypting route every own segment and part is covered by the key its
+//! tag names, and a clear (`c`) tag goes only to init sections, keys,
+//! session data, steering manifests and the segments of a playlist the
+//! origin encrypted, never with an open-ended range.
 
 mod attrs;
 mod compile;
+mod keys;
 mod lines;
 mod scan;
 mod template;
 mod uri;
 
+#[cfg(test)]
+mod cases;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
@@ -80,7 +89,7 @@ pub struct Encrypt<'a> {
     pub key_uri_prefix: &'a str,
 }
 
-/// Everything [`compile`] needs besides the body.
+/// Everything [`compile()`] needs besides the body.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// Normalized proxy path of the playlist (see [`crate::path::normalize`]);

@@ -1,34 +1,32 @@
 //! The rewrite itself: one walk over the lines of a playlist that copies
-//! each line, extends the URIs the proxy serves, and places `EXT-X-KEY`
+//! each line, extends the URIs the proxy serves, and asks [`Keys`] for key
 //! lines (docs/hls.md §6).
 //!
 //! Owns the per-line rules: which tag carries which URI and how that URI is
-//! served, MSN counting (media sequence + segment URI lines + skipped
-//! segments; parts and hints belong to the next segment), key periods and
-//! where key lines go, and turning byte ranges into resources of their own
-//! when it encrypts. Must not do I/O or read the clock; segment tags come
-//! from the caller's [`TagSigner`](super::TagSigner).
-//!
-//! Key placement: `effective` is the key in effect in the *output*. Before a
-//! line that needs one (a media segment URI, an `EXT-X-PART`, a PART
-//! preload hint) the wanted key is compared with it and, if different, a
-//! key line is inserted before the first segment-scoped line since the last
-//! such line or the last `EXT-X-MAP`/`EXT-X-KEY` (so it precedes the
-//! segment's `EXTINF`, `EXT-X-PROGRAM-DATE-TIME`, first part…). A MAP while
-//! a key is in effect gets `METHOD=NONE` before it (init sections stay
-//! clear), so the next segment gets its key again.
+//! served (playlist, clear, or media of segment `msn`), MSN counting (media
+//! sequence + segment URI lines + `EXT-X-SKIP`ped segments; parts and hints
+//! belong to the next segment), and turning byte ranges into resources of
+//! their own when it encrypts. Must not do I/O or read the clock; segment
+//! tags come from the caller's [`TagSigner`](super::TagSigner).
 
 use crate::capability::{ByteRange, Serve};
 
 use super::attrs::{self, Attr};
+use super::keys::Keys;
 use super::lines::{self, BOM, Class, Line};
 use super::scan::{self, RangeEnds};
 use super::template::{Facts, Kind, Out, Template};
 use super::uri::{Resolver, Target};
-use super::{Context, Encrypt, RewriteError};
+use super::{Context, RewriteError};
 
 /// Target duration assumed when a playlist has none (or a malformed one).
 const DEFAULT_TARGET: u64 = 10;
+
+/// Room reserved per segment tag (the real ones are about 40 bytes).
+const TAG_ESTIMATE: usize = 56;
+
+/// Room reserved for injected key lines.
+const KEY_LINES_ESTIMATE: usize = 256;
 
 /// Compiles one origin playlist body into a [`Template`].
 ///
@@ -48,12 +46,12 @@ pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError>
         return Err(RewriteError::NotPlaylist);
     }
     let lines = lines::split(body);
-    let (facts, defines) = scan::scan(body, &lines);
-    let mut walker = Walker::new(body, &lines, ctx, facts, defines);
+    let mut walker = Walker::new(body, &lines, ctx, scan::scan(body, &lines));
     for (i, line) in lines.iter().enumerate() {
         walker.line(i, *line);
     }
-    Ok(walker.finish())
+    walker.facts.key_lines = walker.keys.written;
+    Ok(walker.out.finish(walker.facts))
 }
 
 /// How a URI is used, which decides its segment tag.
@@ -69,106 +67,112 @@ enum Use {
     Media { msn: u64 },
 }
 
-/// Where a byte range of a media URI is written, if it has one.
+/// Where a URI's byte range is written, if it can have one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangeAttrs {
     None,
     /// `EXT-X-PART`'s `BYTERANGE="n[@o]"`.
     Part,
+    /// `EXT-X-MAP`'s `BYTERANGE="n[@o]"`.
+    Map,
     /// `EXT-X-PRELOAD-HINT`'s `BYTERANGE-START` / `BYTERANGE-LENGTH`.
     Hint,
 }
 
-/// The key a segment is encrypted with, as the playlist names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    period: u64,
-    /// Explicit IV (the MSN) for MSNs players may truncate.
-    iv: Option<u64>,
-}
+/// A URI attribute about to be written: the attribute, its target and how
+/// it is served.
+type UriAttr = (Attr, Target, Option<Serve>);
 
 struct Walker<'a> {
     body: &'a [u8],
     lines: &'a [Line],
     ctx: &'a Context<'a>,
     resolver: Resolver<'a>,
-    out: Out,
+    out: Out<'a>,
     facts: Facts,
-    eol: &'static [u8],
-    /// Segments per key period.
-    per_period: u64,
-    /// Key lines are injected (encrypting, media, not origin-encrypted).
-    inject: Option<Encrypt<'a>>,
+    keys: Keys<'a>,
     next_msn: u64,
-    /// The key in effect in the output so far (None: clear).
-    effective: Option<Key>,
-    /// Where a key line for the next segment would go.
-    point: Option<usize>,
     /// The range of the next segment, from an `EXT-X-BYTERANGE` dropped.
     seg_range: Option<ByteRange>,
     seg_ends: RangeEnds,
     part_ends: RangeEnds,
     /// Memo of [`Walker::next_uri_line`]: (searched from, found).
     next_uri: Option<(usize, Option<usize>)>,
+    /// The path of the last own target, reused to build the next one.
+    spare: String,
+    /// What goes before the capability: `?tg=`, `&tg=`, `tg=` (for a URI
+    /// without a query, with one, with one ending in `?` or `&`).
+    cap_prefix: [String; 3],
+    /// What goes before a segment tag: `&tgs=`.
+    tag_prefix: String,
 }
 
 impl<'a> Walker<'a> {
-    fn new(
-        body: &'a [u8],
-        lines: &'a [Line],
-        ctx: &'a Context<'a>,
-        facts: Facts,
-        defines: super::uri::Defines,
-    ) -> Self {
+    fn new(body: &'a [u8], lines: &'a [Line], ctx: &'a Context<'a>, scan: scan::Scan) -> Self {
+        let scan::Scan {
+            facts,
+            defines,
+            uris,
+        } = scan;
         let target = facts.target_duration.unwrap_or(DEFAULT_TARGET).max(1);
         let rotate = ctx.encrypt.map_or(0, |e| e.rotate_every_secs);
         let inject = ctx
             .encrypt
             .filter(|_| facts.kind == Kind::Media && !facts.origin_encrypted);
+        let eol = lines::eol_of(body, lines);
+        // Per URI: the parameter names, `?`, `=`, `&`, `=`, and a tag.
+        let per_uri = ctx.cap_param.len() + ctx.tag_param.len() + 4 + TAG_ESTIMATE;
         Walker {
             body,
             lines,
             ctx,
             resolver: Resolver::new(ctx.playlist_path, ctx.origin, defines),
-            // Room for the parameters of a few dozen URIs before regrowing.
-            out: Out::with_capacity(body.len() + body.len() / 2 + 256),
-            eol: lines::eol_of(body, lines),
-            per_period: (rotate / target).max(1),
+            out: Out::new(body, body.len() + uris * per_uri + KEY_LINES_ESTIMATE),
+            keys: Keys::new(inject, ctx.cap_param, eol, rotate / target),
             next_msn: facts.media_sequence,
             facts,
-            inject,
-            effective: None,
-            point: None,
             seg_range: None,
             seg_ends: RangeEnds::default(),
             part_ends: RangeEnds::default(),
             next_uri: None,
+            spare: String::new(),
+            cap_prefix: ["?", "&", ""].map(|sep| format!("{sep}{}=", ctx.cap_param)),
+            tag_prefix: format!("&{}=", ctx.tag_param),
         }
     }
 
-    fn finish(self) -> Template {
-        self.out.finish(self.facts)
+    fn resolve(&mut self, raw: &[u8]) -> Target {
+        let buf = std::mem::take(&mut self.spare);
+        self.resolver.resolve(raw, buf)
+    }
+
+    /// Keeps the allocation of a target's path for the next one.
+    fn recycle(&mut self, target: Target) {
+        if let Target::Own { path, .. } = target {
+            self.spare = path;
+        }
     }
 
     fn content(&self, l: Line) -> &'a [u8] {
         self.body.get(l.start..l.end).unwrap_or_default()
     }
 
-    fn terminator(&self, l: Line) -> &'a [u8] {
-        self.body.get(l.end..l.next).unwrap_or_default()
-    }
-
     fn verbatim(&mut self, l: Line) {
-        self.out
-            .push(self.body.get(l.start..l.next).unwrap_or_default());
+        self.out.copy(l.start, l.next);
     }
 
     fn line(&mut self, i: usize, l: Line) {
+        let content = self.content(l);
+        // `#EXTM3U` (with the BOM if there was one), and the most frequent
+        // lines, settled without a full look.
         if i == 0 {
-            // `#EXTM3U`, with the BOM if there was one.
             return self.verbatim(l);
         }
-        match lines::classify(self.content(l)) {
+        if content.starts_with(b"#EXTINF:") || content.starts_with(b"#EXT-X-PROGRAM-DATE-TIME:") {
+            self.keys.scoped(&self.out);
+            return self.verbatim(l);
+        }
+        match lines::classify(content) {
             Class::Blank | Class::Comment => self.verbatim(l),
             Class::Uri { at } => self.uri_line(l, at),
             Class::Tag { name, value } => {
@@ -180,7 +184,16 @@ impl<'a> Walker<'a> {
 
     fn tag(&mut self, i: usize, l: Line, name: &[u8], from: usize) {
         let content = self.content(l);
+        let media = Use::Media { msn: self.next_msn };
         match name {
+            b"EXTINF"
+            | b"EXT-X-PROGRAM-DATE-TIME"
+            | b"EXT-X-DISCONTINUITY"
+            | b"EXT-X-GAP"
+            | b"EXT-X-BITRATE" => {
+                self.keys.scoped(&self.out);
+                self.verbatim(l);
+            }
             b"EXT-X-MEDIA" | b"EXT-X-I-FRAME-STREAM-INF" | b"EXT-X-RENDITION-REPORT" => {
                 self.uri_tag(l, from, b"URI", Use::Playlist, RangeAttrs::None);
             }
@@ -191,49 +204,32 @@ impl<'a> Walker<'a> {
                 self.uri_tag(l, from, b"SERVER-URI", Use::Clear, RangeAttrs::None);
             }
             b"EXT-X-KEY" => {
-                // The origin's key (METHOD=NONE unless the origin encrypts,
-                // in which case nothing is injected): it ends our key's scope.
-                self.end_scope();
+                self.keys.origin_key();
                 self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::None);
             }
             b"EXT-X-MAP" => {
-                if self.inject.is_some() && self.effective.is_some() {
-                    write_key(&mut self.out, None, self.inject, self.ctx, self.eol);
-                    self.facts.key_lines += 1;
-                }
-                self.end_scope();
-                self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::None);
+                self.keys.before_map(&mut self.out);
+                self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Map);
             }
             b"EXT-X-PART" => {
-                self.scoped();
-                let media = Use::Media { msn: self.next_msn };
+                self.keys.scoped(&self.out);
                 self.uri_tag(l, from, b"URI", media, RangeAttrs::Part);
             }
-            b"EXT-X-PRELOAD-HINT" => {
-                let kind = attrs::find(content, from, b"TYPE").map(|a| a.value(content));
-                match kind {
-                    Some(b"PART") => {
-                        self.scoped();
-                        let media = Use::Media { msn: self.next_msn };
-                        self.uri_tag(l, from, b"URI", media, RangeAttrs::Hint);
-                    }
-                    Some(b"MAP") => self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::None),
-                    // Unknown hint types get no segment tag: the proxy will
-                    // not serve them as media.
-                    _ => self.uri_tag(l, from, b"URI", Use::Playlist, RangeAttrs::None),
+            b"EXT-X-PRELOAD-HINT" => match attrs::find(content, from, b"TYPE") {
+                Some(a) if a.value(content) == b"PART" => {
+                    self.keys.scoped(&self.out);
+                    self.uri_tag(l, from, b"URI", media, RangeAttrs::Hint);
                 }
-            }
+                Some(a) if a.value(content) == b"MAP" => {
+                    self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Hint);
+                }
+                // An unknown hint type gets no segment tag: the proxy will
+                // not serve it as media.
+                _ => self.uri_tag(l, from, b"URI", Use::Playlist, RangeAttrs::None),
+            },
             b"EXT-X-BYTERANGE" => {
-                self.scoped();
+                self.keys.scoped(&self.out);
                 self.byterange(i, l, from);
-            }
-            b"EXTINF"
-            | b"EXT-X-DISCONTINUITY"
-            | b"EXT-X-PROGRAM-DATE-TIME"
-            | b"EXT-X-GAP"
-            | b"EXT-X-BITRATE" => {
-                self.scoped();
-                self.verbatim(l);
             }
             b"EXT-X-SERVER-CONTROL" => {
                 // Delta updates off (docs/hls.md §6).
@@ -251,74 +247,45 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A segment-scoped line: the earliest place for the next key line.
-    fn scoped(&mut self) {
-        if self.point.is_none() {
-            self.point = Some(self.out.mark());
-        }
-    }
-
-    /// An `EXT-X-KEY` or `EXT-X-MAP` of the origin: no key is in effect
-    /// after it, and a key line must come after it.
-    fn end_scope(&mut self) {
-        self.effective = None;
-        self.point = None;
-    }
-
-    fn key_for(&self, msn: u64) -> Key {
-        Key {
-            period: msn / self.per_period,
-            iv: (msn >> 32 != 0).then_some(msn),
-        }
-    }
-
-    /// Makes `want` the key in effect before the line about to be written.
-    fn ensure_key(&mut self, want: Option<Key>) {
-        if self.inject.is_none() || self.effective == want {
-            return;
-        }
-        let at = self.point.unwrap_or_else(|| self.out.mark());
-        let (inject, ctx, eol) = (self.inject, self.ctx, self.eol);
-        self.out
-            .insert(at, |o| write_key(o, want, inject, ctx, eol));
-        self.effective = want;
-        self.facts.key_lines += 1;
-    }
-
     fn uri_line(&mut self, l: Line, at: (usize, usize)) {
         let content = self.content(l);
         let raw = content.get(at.0..at.1).unwrap_or_default();
-        let target = self.resolver.resolve(raw);
-        let mut range = None;
-        let used = if self.facts.kind == Kind::Media {
-            self.scoped();
+        let target = self.resolve(raw);
+        let (raw_start, raw_end) = (l.start + at.0, l.start + at.1);
+        let serve = if self.facts.kind == Kind::Media {
+            self.keys.scoped(&self.out);
             let msn = self.next_msn;
             self.next_msn = msn.saturating_add(1);
             self.facts.msns.push(msn);
-            range = self.seg_range.take();
+            let range = self.seg_range.take();
             let own = matches!(target, Target::Own { .. });
-            self.ensure_key(own.then(|| self.key_for(msn)));
-            Use::Media { msn }
+            self.keys.need(&mut self.out, own, msn);
+            self.serve(Use::Media { msn }, range)
         } else {
-            Use::Playlist
+            self.serve(Use::Playlist, None)
         };
-        let serve = self.serve(used, range);
-        self.out.push(content.get(..at.0).unwrap_or_default());
-        self.write_target(&target, raw, serve);
-        self.out.push(content.get(at.1..).unwrap_or_default());
-        self.out.push(self.terminator(l));
-        self.point = None;
+        self.out.copy(l.start, raw_start);
+        self.write_target(&target, raw_start, raw_end, serve);
+        self.out.copy(raw_end, l.next);
+        self.recycle(target);
     }
 
     /// `EXT-X-BYTERANGE`: when encrypting an own segment, dropped, and its
     /// range goes into the segment's tag.
     fn byterange(&mut self, i: usize, l: Line, from: usize) {
+        if !self.keys.injecting() {
+            // Without encryption the proxy forwards `Range:` as it is.
+            return self.verbatim(l);
+        }
         let content = self.content(l);
         let parsed = scan::parse_range(content.get(from..).unwrap_or_default());
         let uri = self.next_uri_line(i).map(|j| self.uri_of(j));
-        if let (Some(_), Some((length, offset)), Some(uri)) = (self.inject, parsed, uri) {
+        if let (Some((length, offset)), Some(uri)) = (parsed, uri) {
             let range = self.seg_ends.next(uri, length, offset);
-            if matches!(self.resolver.resolve(uri), Target::Own { .. }) {
+            let target = self.resolve(uri);
+            let own = matches!(target, Target::Own { .. });
+            self.recycle(target);
+            if own {
                 self.seg_range = Some(range);
                 return;
             }
@@ -359,11 +326,11 @@ impl<'a> Walker<'a> {
         let encrypt = self.ctx.encrypt?;
         match used {
             Use::Playlist => None,
-            Use::Clear => Some(Serve::Clear { range: None }),
+            Use::Clear => Some(Serve::Clear { range }),
             Use::Media { .. } if self.facts.origin_encrypted => Some(Serve::Clear { range }),
             Use::Media { msn } => Some(Serve::Encrypt {
                 inc: encrypt.inc,
-                period: msn / self.per_period,
+                period: self.keys.period(msn),
                 msn,
                 range,
             }),
@@ -377,162 +344,138 @@ impl<'a> Walker<'a> {
             return self.write_attrs(l, from, None, &[]);
         };
         let raw = attr.value(content);
-        let target = self.resolver.resolve(raw);
+        let target = self.resolve(raw);
         let own = matches!(target, Target::Own { .. });
-        let Use::Media { msn } = used else {
-            let serve = self.serve(used, None);
-            return self.write_attrs(l, from, Some((attr, &target, raw, serve)), &[]);
+        let (range, drop) = if own && self.keys.injecting() {
+            self.own_range(content, from, raw, ranges)
+        } else {
+            (None, &[][..])
         };
-        let (range, drop) = match (self.inject, ranges) {
-            (Some(_), RangeAttrs::Part) => self.part_range(content, from, raw),
-            (Some(_), RangeAttrs::Hint) => hint_range(content, from),
-            _ => (None, &[][..]),
-        };
-        let (range, drop) = if own { (range, drop) } else { (None, &[][..]) };
-        self.ensure_key(own.then(|| self.key_for(msn)));
+        if used == Use::Clear && range.is_some_and(|r| r.length.is_none()) {
+            // A clear range "to the end" of a ranged resource (a MAP hint
+            // with only BYTERANGE-START) would serve the segments after it
+            // in the clear: no tag; the player loads the init section once
+            // the playlist lists it with its length.
+            let serve = self.serve(Use::Playlist, None);
+            return self.write_attrs(l, from, Some((attr, target, serve)), &[]);
+        }
+        if let Use::Media { msn } = used {
+            self.keys.need(&mut self.out, own, msn);
+        }
         let serve = self.serve(used, range);
-        self.write_attrs(l, from, Some((attr, &target, raw, serve)), drop);
-        self.point = None;
+        self.write_attrs(l, from, Some((attr, target, serve)), drop);
     }
 
-    /// `EXT-X-PART`'s `BYTERANGE` (its implicit offset follows the previous
-    /// part of the same resource) and the attribute to drop with it.
-    fn part_range(
+    /// The byte range of an own URI on an encrypting route, which becomes a
+    /// resource of its own, and the attributes that said it (dropped). A
+    /// clear init section is limited to its range too: a `c` tag for the
+    /// whole file of a single-file fMP4 stream would serve every segment
+    /// in the clear.
+    fn own_range(
         &mut self,
         content: &[u8],
         from: usize,
         uri: &[u8],
+        ranges: RangeAttrs,
     ) -> (Option<ByteRange>, &'static [&'static [u8]]) {
-        let Some(attr) = attrs::find(content, from, b"BYTERANGE") else {
-            return (None, &[]);
-        };
-        match scan::parse_range(attr.value(content)) {
-            Some((length, offset)) => {
-                let range = self.part_ends.next(uri, length, offset);
-                (Some(range), &[b"BYTERANGE"])
-            }
-            None => (None, &[]),
+        const BYTERANGE: &[&[u8]] = &[b"BYTERANGE"];
+        match ranges {
+            RangeAttrs::None => (None, &[]),
+            RangeAttrs::Part => match scan::part_range(content, from) {
+                Some((length, offset)) => {
+                    (Some(self.part_ends.next(uri, length, offset)), BYTERANGE)
+                }
+                None => (None, &[]),
+            },
+            // An init section's range starts at 0 unless it says otherwise.
+            RangeAttrs::Map => match scan::part_range(content, from) {
+                Some((length, offset)) => {
+                    let range = ByteRange {
+                        offset: offset.unwrap_or(0),
+                        length: Some(length),
+                    };
+                    (Some(range), BYTERANGE)
+                }
+                None => (None, &[]),
+            },
+            RangeAttrs::Hint => match scan::hint_range(content, from) {
+                Some(range) => (Some(range), &[b"BYTERANGE-START", b"BYTERANGE-LENGTH"]),
+                None => (None, &[]),
+            },
         }
     }
 
     /// Writes a tag line: its name, its attributes but `drop`, with the
-    /// attribute `uri` (if any) holding the rewritten URI.
-    fn write_attrs(
-        &mut self,
-        l: Line,
-        from: usize,
-        uri: Option<(Attr, &Target<'_>, &[u8], Option<Serve>)>,
-        drop: &[&[u8]],
-    ) {
+    /// attribute of `uri` (if any) holding the rewritten URI. Unchanged
+    /// bytes are copied from the body, separators included.
+    fn write_attrs(&mut self, l: Line, from: usize, uri: Option<UriAttr>, drop: &[&[u8]]) {
+        self.write_attr_list(l, from, uri.as_ref(), drop);
+        if let Some((_, target, _)) = uri {
+            self.recycle(target);
+        }
+    }
+
+    fn write_attr_list(&mut self, l: Line, from: usize, uri: Option<&UriAttr>, drop: &[&[u8]]) {
         let content = self.content(l);
-        self.out.push(content.get(..from).unwrap_or_default());
-        let mut first = true;
+        let at = |offset: usize| l.start + offset;
+        self.out.copy(l.start, at(from));
+        // The `,` after the last attribute written, to put before the next.
+        let mut comma = None;
         let mut end = from;
         for a in attrs::scan(content, from) {
             end = a.span.1;
             if drop.contains(&a.name(content)) {
                 continue;
             }
-            if !first {
-                self.out.push(b",");
+            if let Some(c) = comma {
+                self.out.copy(c, c + 1);
             }
-            first = false;
+            comma = Some(at(a.span.1));
             match uri {
-                Some((u, target, raw, serve)) if u.span == a.span => {
-                    self.out
-                        .push(content.get(a.span.0..a.value.0).unwrap_or_default());
-                    self.write_target(target, raw, serve);
-                    self.out
-                        .push(content.get(a.value.1..a.span.1).unwrap_or_default());
+                Some((u, target, serve)) if u.span == a.span => {
+                    self.out.copy(at(a.span.0), at(a.value.0));
+                    self.write_target(target, at(a.value.0), at(a.value.1), *serve);
+                    self.out.copy(at(a.value.1), at(a.span.1));
                 }
-                _ => self
-                    .out
-                    .push(content.get(a.span.0..a.span.1).unwrap_or_default()),
+                _ => self.out.copy(at(a.span.0), at(a.span.1)),
             }
         }
-        // What follows the last attribute: "" or a trailing `,`.
-        self.out
-            .push(content.get(end.max(from)..).unwrap_or_default());
-        self.out.push(self.terminator(l));
+        // What follows the last attribute ("" or a trailing `,`), the
+        // line's end.
+        self.out.copy(at(end.max(from)), l.next);
     }
 
-    /// Writes a URI: as it was if foreign, else with the capability and
-    /// (when `serve` says so) the segment tag, before any fragment.
-    fn write_target(&mut self, target: &Target<'_>, raw: &[u8], serve: Option<Serve>) {
+    /// Writes the URI at `body[start..end]`: as it is if foreign, else with
+    /// the capability and (when `serve` says so) the segment tag, before
+    /// any fragment.
+    fn write_target(&mut self, target: &Target, start: usize, end: usize, serve: Option<Serve>) {
         let Target::Own {
             path,
-            head,
-            fragment,
+            rewritten,
+            fragment_at,
             query,
         } = target
         else {
-            return self.out.push(raw);
+            return self.out.copy(start, end);
         };
-        self.out.push_str(head);
-        self.out.push_str(match query {
-            None => "?",
-            Some(false) => "&",
-            Some(true) => "",
-        });
-        self.out.push_str(self.ctx.cap_param);
-        self.out.push(b"=");
+        let fragment = start + fragment_at;
+        match rewritten {
+            Some(text) => self.out.push_str(text),
+            None => self.out.copy(start, fragment),
+        }
+        let prefix = match query {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        let prefix = self.cap_prefix.get(prefix).map_or("", String::as_str);
+        self.out.push_str(prefix);
         self.out.cap();
         if let Some(serve) = serve {
             let tag = self.ctx.signer.tag(path, &serve);
-            self.out.push(b"&");
-            self.out.push_str(self.ctx.tag_param);
-            self.out.push(b"=");
+            self.out.push_str(&self.tag_prefix);
             self.out.push_str(&tag);
         }
-        self.out.push_str(fragment);
+        self.out.copy(fragment, end);
     }
-}
-
-/// `EXT-X-PRELOAD-HINT`'s `BYTERANGE-START` (default 0) and
-/// `BYTERANGE-LENGTH` (default: to the end), and the attributes to drop.
-fn hint_range(content: &[u8], from: usize) -> (Option<ByteRange>, &'static [&'static [u8]]) {
-    let start = attrs::find(content, from, b"BYTERANGE-START");
-    let length = attrs::find(content, from, b"BYTERANGE-LENGTH");
-    if start.is_none() && length.is_none() {
-        return (None, &[]);
-    }
-    let num = |a: Option<Attr>| a.map(|a| scan::parse_u64(a.value(content)));
-    match (num(start), num(length)) {
-        (Some(None), _) | (_, Some(None)) => (None, &[]),
-        (offset, length) => {
-            let range = ByteRange {
-                offset: offset.flatten().unwrap_or(0),
-                length: length.flatten(),
-            };
-            (Some(range), &[b"BYTERANGE-START", b"BYTERANGE-LENGTH"])
-        }
-    }
-}
-
-/// Writes an `EXT-X-KEY` line: AES-128 with `key`, or METHOD=NONE.
-fn write_key(
-    out: &mut Out,
-    key: Option<Key>,
-    encrypt: Option<Encrypt<'_>>,
-    ctx: &Context<'_>,
-    eol: &[u8],
-) {
-    let (Some(key), Some(encrypt)) = (key, encrypt) else {
-        out.push(b"#EXT-X-KEY:METHOD=NONE");
-        out.push(eol);
-        return;
-    };
-    let prefix = encrypt.key_uri_prefix;
-    out.push(b"#EXT-X-KEY:METHOD=AES-128,URI=\"");
-    out.push_str(prefix);
-    out.push_str(&key.period.to_string());
-    out.push_str(".key?");
-    out.push_str(ctx.cap_param);
-    out.push(b"=");
-    out.cap();
-    out.push(b"\"");
-    if let Some(iv) = key.iv {
-        out.push_str(&format!(",IV=0x{iv:032x}"));
-    }
-    out.push(eol);
 }

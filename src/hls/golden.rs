@@ -19,7 +19,7 @@ use m3u8_rs::Playlist;
 
 use super::compile;
 use super::lines::BOM;
-use super::testkit::{CAP, FakeSigner, check_structure, context};
+use super::testkit::{CAP, FakeSigner, check_keys, check_structure, context};
 
 struct Fixture {
     name: &'static str,
@@ -50,6 +50,12 @@ const FIXTURES: &[Fixture] = &[
         ..fx("vod", "/vod/movie/index.m3u8", 12)
     },
     fx("fmp4", "/live/ch1/video/index.m3u8", 60),
+    // Init section and segments are ranges of one file: the init's clear
+    // tag must cover only its range.
+    fx("fmp4_single_file", "/vod/film/index.m3u8", 8),
+    // m3u8-rs drops the LL-HLS tail (parts and hints after the last
+    // segment, research doc §4.1); segments and media sequence, which are
+    // all that is compared, are unaffected.
     fx("llhls", "/live/ch1/ll/index.m3u8", 1072),
     fx("llhls_byterange", "/live/ch1/llbr/index.m3u8", 60),
     fx("byterange", "/vod/packed/index.m3u8", 60),
@@ -97,6 +103,15 @@ fn m3u8_rs_summary(body: &[u8]) -> (usize, u64) {
 #[test]
 fn fixtures_are_all_listed() {
     assert!(!FIXTURES.is_empty());
+    // Every file belongs to a listed fixture (no stale golden files).
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let fixture = name.split('.').next().unwrap_or_default();
+        assert!(
+            FIXTURES.iter().any(|f| f.name == fixture),
+            "stray file {name}"
+        );
+    }
     let mut inputs: Vec<String> = std::fs::read_dir(dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -154,6 +169,7 @@ fn golden_files() {
                 );
             }
             check_structure(&input, &t, rotate.is_some());
+            check_keys(&t, rotate.is_some());
             if f.m3u8_rs_broken.is_none() {
                 let want = m3u8_rs_summary(&input);
                 assert_eq!(m3u8_rs_summary(&out), want, "{}.{variant}: m3u8-rs", f.name);

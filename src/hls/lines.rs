@@ -4,7 +4,7 @@
 //! Owns the definition of a line (content, then `\n` or `\r\n`, or nothing
 //! at the end of the body), of a tag line (`#EXT…`, its name up to `:`), a
 //! comment, a blank line and a URI line. Must not interpret tags; that is
-//! [`super::compile`]'s job. Works on arbitrary bytes and never panics: a
+//! [`super::compile()`]'s job. Works on arbitrary bytes and never panics: a
 //! line that is not UTF-8 is still a line.
 
 /// The UTF-8 byte order mark some origins put before `#EXTM3U`.
@@ -27,7 +27,7 @@ pub(crate) fn split(body: &[u8]) -> Vec<Line> {
     let mut start = 0;
     while start < body.len() {
         let rest = body.get(start..).unwrap_or_default();
-        let line = match rest.iter().position(|&b| b == b'\n') {
+        let line = match find_lf(rest) {
             Some(lf) => {
                 let lf = start + lf;
                 let cr = lf > start && body.get(lf - 1) == Some(&b'\r');
@@ -48,6 +48,37 @@ pub(crate) fn split(body: &[u8]) -> Vec<Line> {
         start = line.next;
     }
     lines
+}
+
+/// The index of the first `\n` in `s`: the hot loop of [`split`].
+fn find_lf(s: &[u8]) -> Option<usize> {
+    find_byte(s, b'\n')
+}
+
+/// The index of the first `byte` in `s`. Looks at eight bytes at a time:
+/// playlist lines are 15–60 bytes, too short for a vector loop to pay off
+/// and long enough for a byte loop to show.
+fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(byte);
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
+        let x = word ^ pattern;
+        // Nonzero iff some byte of `x` is zero, i.e. some byte was `byte`
+        // (exact as to whether; which byte, the scan below finds).
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return chunk.iter().position(|&b| b == byte).map(|i| at + i);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|i| at + i)
 }
 
 /// What a line is, by its first bytes (RFC 8216 §4.1).
@@ -153,6 +184,30 @@ mod tests {
                 .flat_map(|(c, t)| [*c, *t].concat())
                 .collect();
             assert_eq!(&joined, body);
+        }
+    }
+
+    #[test]
+    fn find_lf_agrees_with_a_scan() {
+        let mut s = vec![b'a'; 40];
+        assert_eq!(find_lf(&s), None);
+        for at in 0..40 {
+            s[at] = b'\n';
+            assert_eq!(find_lf(&s), Some(at), "{at}");
+            assert_eq!(find_lf(&s[..at]), None);
+            s[at] = 0x8a; // `\n` with the high bit set
+            assert_eq!(find_lf(&s), None, "{at}");
+            s[at] = b'a';
+        }
+        assert_eq!(find_lf(b"\x0b\x09\x8a\x0a"), Some(3));
+        for byte in [b'#', b'?', 0, 0xff] {
+            let mut s = vec![byte.wrapping_add(1); 19];
+            assert_eq!(find_byte(&s, byte), None);
+            s[17] = byte;
+            s[18] = byte;
+            assert_eq!(find_byte(&s, byte), Some(17));
+            s[9] = byte;
+            assert_eq!(find_byte(&s, byte), Some(9));
         }
     }
 

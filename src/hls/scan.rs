@@ -26,8 +26,32 @@ const MEDIA_TAGS: &[&[u8]] = &[
     b"EXT-X-PLAYLIST-TYPE",
 ];
 
+/// Tags with a URI attribute the rewriter may extend.
+const URI_TAGS: &[&[u8]] = &[
+    b"EXT-X-MEDIA",
+    b"EXT-X-I-FRAME-STREAM-INF",
+    b"EXT-X-MAP",
+    b"EXT-X-KEY",
+    b"EXT-X-SESSION-KEY",
+    b"EXT-X-SESSION-DATA",
+    b"EXT-X-PART",
+    b"EXT-X-PRELOAD-HINT",
+    b"EXT-X-RENDITION-REPORT",
+    b"EXT-X-CONTENT-STEERING",
+];
+
+/// What one pass over a playlist finds before the rewrite.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub facts: Facts,
+    pub defines: Defines,
+    /// URI lines plus tags that may carry a URI: sizes the output.
+    pub uris: usize,
+}
+
 /// Facts and defines from one pass over `lines`.
-pub(crate) fn scan(body: &[u8], lines: &[Line]) -> (Facts, Defines) {
+pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
+    let mut uris = 0;
     let mut facts = Facts::default();
     let mut defines = Defines::new();
     let mut media = false;
@@ -35,12 +59,26 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> (Facts, Defines) {
     let mut keyed = false;
     for l in lines {
         let content = body.get(l.start..l.end).unwrap_or_default();
-        let Class::Tag { name, value } = classify(content) else {
+        // The most frequent lines, settled without a full look.
+        if content.starts_with(b"#EXTINF:") {
+            media = true;
             continue;
+        }
+        if content.starts_with(b"#EXT-X-PROGRAM-DATE-TIME:") {
+            continue;
+        }
+        let (name, value) = match classify(content) {
+            Class::Tag { name, value } => (name, value),
+            Class::Uri { .. } => {
+                uris += 1;
+                continue;
+            }
+            _ => continue,
         };
         let from = value.unwrap_or(content.len());
         let text = content.get(from..).unwrap_or_default();
-        media |= MEDIA_TAGS.contains(&name);
+        media = media || MEDIA_TAGS.contains(&name);
+        uris += usize::from(URI_TAGS.contains(&name));
         match name {
             b"EXT-X-MEDIA-SEQUENCE" if seq.is_none() => seq = Some(parse_u64(text)),
             b"EXT-X-TARGETDURATION" if target.is_none() => target = Some(parse_ceil(text)),
@@ -64,7 +102,11 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> (Facts, Defines) {
     facts.media_sequence = seq.flatten().unwrap_or(0);
     facts.target_duration = target.flatten();
     facts.origin_encrypted = media && keyed;
-    (facts, defines)
+    Scan {
+        facts,
+        defines,
+        uris,
+    }
 }
 
 /// A decimal integer with optional surrounding blanks.
@@ -99,6 +141,30 @@ pub(crate) fn parse_range(s: &[u8]) -> Option<(u64, Option<u64>)> {
         Some(at) => Some((parse_u64(s.get(..at)?)?, Some(parse_u64(s.get(at + 1..)?)?))),
         None => Some((parse_u64(s)?, None)),
     }
+}
+
+/// `EXT-X-PART`'s `BYTERANGE="n[@o]"` attribute, if present and valid.
+pub(crate) fn part_range(line: &[u8], from: usize) -> Option<(u64, Option<u64>)> {
+    parse_range(attrs::find(line, from, b"BYTERANGE")?.value(line))
+}
+
+/// `EXT-X-PRELOAD-HINT`'s `BYTERANGE-START` (default 0) and
+/// `BYTERANGE-LENGTH` (default: to the end), if either is present and
+/// both present are valid.
+pub(crate) fn hint_range(line: &[u8], from: usize) -> Option<ByteRange> {
+    let start = attrs::find(line, from, b"BYTERANGE-START");
+    let length = attrs::find(line, from, b"BYTERANGE-LENGTH");
+    if start.is_none() && length.is_none() {
+        return None;
+    }
+    let num = |a: Option<attrs::Attr>| match a {
+        Some(a) => parse_u64(a.value(line)).map(Some),
+        None => Some(None),
+    };
+    Some(ByteRange {
+        offset: num(start)?.unwrap_or(0),
+        length: num(length)?,
+    })
 }
 
 /// Implicit byte-range offsets (RFC 8216 §4.3.2.2, bis §4.4.4.9): where the
@@ -155,6 +221,27 @@ mod tests {
         assert_eq!(parse_range(b" 100 "), Some((100, None)));
         assert_eq!(parse_range(b"100@"), None);
         assert_eq!(parse_range(b"@5"), None);
+    }
+
+    #[test]
+    fn range_attributes() {
+        let part = br#"#EXT-X-PART:DURATION=1,URI="p.mp4",BYTERANGE="20@4""#;
+        assert_eq!(part_range(part, 12), Some((20, Some(4))));
+        assert_eq!(part_range(br#"#EXT-X-PART:URI="p.mp4""#, 12), None);
+        assert_eq!(part_range(br#"#EXT-X-PART:BYTERANGE="x""#, 12), None);
+        let r = |offset, length| Some(ByteRange { offset, length });
+        let hint = |s: &str| hint_range(s.as_bytes(), 20);
+        assert_eq!(hint("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p\""), None);
+        assert_eq!(hint("#EXT-X-PRELOAD-HINT:BYTERANGE-START=5"), r(5, None));
+        assert_eq!(
+            hint("#EXT-X-PRELOAD-HINT:BYTERANGE-LENGTH=5"),
+            r(0, Some(5))
+        );
+        assert_eq!(
+            hint("#EXT-X-PRELOAD-HINT:BYTERANGE-LENGTH=5,BYTERANGE-START=7"),
+            r(7, Some(5))
+        );
+        assert_eq!(hint("#EXT-X-PRELOAD-HINT:BYTERANGE-START=x"), None);
     }
 
     #[test]

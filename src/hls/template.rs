@@ -115,27 +115,53 @@ impl Template {
     }
 }
 
-/// Builds a template's text and capability offsets.
-#[derive(Debug, Default)]
-pub(crate) struct Out {
+/// Builds a template's text and capability offsets. Copies of the source
+/// body are given as ranges and merged while they are contiguous, so that
+/// the unchanged stretches of a playlist are copied in one piece.
+#[derive(Debug)]
+pub(crate) struct Out<'a> {
+    src: &'a [u8],
     text: Vec<u8>,
     caps: Vec<usize>,
+    /// A range of `src` still to be appended to `text`.
+    run: (usize, usize),
 }
 
-impl Out {
-    pub fn with_capacity(n: usize) -> Self {
+impl<'a> Out<'a> {
+    /// An empty output copying from `src`, with room for `n` bytes.
+    pub fn new(src: &'a [u8], n: usize) -> Self {
         Out {
+            src,
             text: Vec::with_capacity(n),
             caps: Vec::new(),
+            run: (0, 0),
         }
     }
 
     /// Where the next byte will go; a mark for [`Out::insert`].
     pub fn mark(&self) -> usize {
-        self.text.len()
+        self.text.len() + (self.run.1 - self.run.0)
     }
 
+    /// Appends `src[start..end]`.
+    pub fn copy(&mut self, start: usize, end: usize) {
+        if self.run.1 != start {
+            self.flush();
+            self.run = (start, start);
+        }
+        self.run.1 = end.max(start);
+    }
+
+    fn flush(&mut self) {
+        let (start, end) = self.run;
+        self.text
+            .extend_from_slice(self.src.get(start..end).unwrap_or_default());
+        self.run = (end, end);
+    }
+
+    /// Appends bytes that are not a copy of the source.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.flush();
         self.text.extend_from_slice(bytes);
     }
 
@@ -145,30 +171,31 @@ impl Out {
 
     /// The capability goes here.
     pub fn cap(&mut self) {
+        self.flush();
         self.caps.push(self.text.len());
-    }
-
-    /// Moves what was written since `mark` out, so that it can be put back
-    /// after an insertion; see [`Out::insert`].
-    fn split_off(&mut self, mark: usize) -> (Vec<u8>, Vec<usize>) {
-        let tail = self.text.split_off(mark.min(self.text.len()));
-        let first = self.caps.partition_point(|&c| c < mark);
-        let caps = self.caps.split_off(first);
-        (tail, caps)
     }
 
     /// Inserts what `write` writes at `mark` (an earlier [`Out::mark`]),
     /// before everything written since. Costs a copy of that tail, which is
     /// at most one segment block.
-    pub fn insert(&mut self, mark: usize, write: impl FnOnce(&mut Out)) {
-        let (tail, tail_caps) = self.split_off(mark);
+    pub fn insert(&mut self, mark: usize, write: impl FnOnce(&mut Out<'a>)) {
+        self.flush();
+        let tail = self.text.split_off(mark.min(self.text.len()));
+        let first = self.caps.partition_point(|&c| c < mark);
+        let tail_caps = self.caps.split_off(first);
         write(self);
+        self.flush();
         let shift = self.text.len().saturating_sub(mark);
         self.caps.extend(tail_caps.iter().map(|c| c + shift));
         self.text.extend_from_slice(&tail);
     }
 
-    pub fn finish(self, facts: Facts) -> Template {
+    pub fn finish(mut self, facts: Facts) -> Template {
+        self.flush();
+        // Templates live in a cache: do not keep a generous estimate.
+        if self.text.capacity() - self.text.len() > self.text.len() / 4 {
+            self.text.shrink_to_fit();
+        }
         Template {
             text: Bytes::from(self.text),
             caps: self.caps,
@@ -182,8 +209,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn copies_merge_while_contiguous() {
+        let src = b"0123456789";
+        let mut out = Out::new(src, 0);
+        out.copy(0, 3);
+        out.copy(3, 5);
+        assert_eq!(out.mark(), 5);
+        assert!(out.text.is_empty(), "still one pending run");
+        out.copy(7, 8);
+        out.push(b"-");
+        out.copy(8, 10);
+        out.copy(2, 1);
+        let t = out.finish(Facts::default());
+        assert_eq!(&t.render("")[..], b"012347-89");
+    }
+
+    #[test]
     fn render_splices_every_cap() {
-        let mut out = Out::default();
+        let mut out = Out::new(b"", 0);
         out.push(b"a?tg=");
         out.cap();
         out.push(b"\nb?x&tg=");
@@ -196,18 +239,19 @@ mod tests {
 
     #[test]
     fn insert_shifts_later_caps() {
-        let mut out = Out::default();
-        out.push(b"head\n");
+        let src = b"head\nx?tg=\nend";
+        let mut out = Out::new(src, 0);
+        out.copy(0, 5);
         let mark = out.mark();
-        out.push(b"x?tg=");
+        out.copy(5, 10);
         out.cap();
-        out.push(b"\n");
+        out.copy(10, 11);
         out.insert(mark, |o| {
             o.push(b"KEY?tg=");
             o.cap();
             o.push(b"\n");
         });
-        out.push(b"end");
+        out.copy(11, 14);
         let t = out.finish(Facts::default());
         assert_eq!(&t.render("Z")[..], b"head\nKEY?tg=Z\nx?tg=Z\nend");
         assert_eq!(t.caps, vec![12, 18]);

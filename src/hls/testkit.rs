@@ -130,7 +130,7 @@ pub(crate) fn same_uri(input: &str, out: &str) -> bool {
 }
 
 /// Splits an attribute list on commas outside quotes.
-fn split_attrs(list: &str) -> Vec<&str> {
+pub(crate) fn split_attrs(list: &str) -> Vec<&str> {
     let mut out = Vec::new();
     if list.is_empty() {
         return out;
@@ -154,7 +154,7 @@ fn split_attrs(list: &str) -> Vec<&str> {
 fn droppable(tag: &str, name: &str, encrypting: bool) -> bool {
     match tag {
         "#EXT-X-SERVER-CONTROL" => matches!(name, "CAN-SKIP-UNTIL" | "CAN-SKIP-DATERANGES"),
-        "#EXT-X-PART" => encrypting && name == "BYTERANGE",
+        "#EXT-X-PART" | "#EXT-X-MAP" => encrypting && name == "BYTERANGE",
         "#EXT-X-PRELOAD-HINT" => {
             encrypting && matches!(name, "BYTERANGE-START" | "BYTERANGE-LENGTH")
         }
@@ -163,7 +163,7 @@ fn droppable(tag: &str, name: &str, encrypting: bool) -> bool {
 }
 
 /// Which attributes of which tags hold URIs the rewriter may extend.
-fn is_uri_attr(tag: &str, name: &str) -> bool {
+pub(crate) fn is_uri_attr(tag: &str, name: &str) -> bool {
     const URI_TAGS: &[&str] = &[
         "#EXT-X-MEDIA",
         "#EXT-X-I-FRAME-STREAM-INF",
@@ -234,32 +234,151 @@ fn same_line(input: &[u8], out: &[u8], encrypting: bool) -> bool {
 pub(crate) fn check_structure(input: &[u8], t: &Template, encrypting: bool) {
     let rendered = t.render(CAP);
     let (ins, outs) = (lines(input), lines(&rendered));
-    let (mut i, mut injected) = (0, 0);
-    for (j, out) in outs.iter().enumerate() {
-        loop {
-            let here = ins.get(i).copied();
-            if here.is_some_and(|l| same_line(l, out, encrypting)) {
-                i += 1;
-                break;
-            }
-            if is_injected_key(out) {
-                injected += 1;
-                break;
-            }
-            let byterange = here.is_some_and(|l| l.starts_with(b"#EXT-X-BYTERANGE:"));
-            assert!(
-                encrypting && byterange,
-                "output line {j} {:?} does not match input line {i} {:?}",
-                String::from_utf8_lossy(out),
-                here.map(String::from_utf8_lossy),
-            );
-            i += 1;
-        }
-    }
-    assert_eq!(i, ins.len(), "input lines left over");
+    let mut dead = std::collections::HashSet::new();
+    let Some(injected) = align(&ins, &outs, encrypting, (0, 0), &mut dead) else {
+        let (i, j) = dead.iter().copied().max().unwrap_or((0, 0));
+        panic!(
+            "output does not align with input; deepest mismatch: input line {i} {:?}, output line {j} {:?}\n{}",
+            ins.get(i).map(|l| String::from_utf8_lossy(l)),
+            outs.get(j).map(|l| String::from_utf8_lossy(l)),
+            String::from_utf8_lossy(&rendered),
+        );
+    };
     assert_eq!(injected, t.injected_key_lines(), "injected key lines");
     let caps = rendered.windows(CAP.len() + 4).filter(|w| {
         w.ends_with(CAP.as_bytes()) && (w.starts_with(b"?tg=") || w.starts_with(b"&tg="))
     });
     assert_eq!(caps.count(), t.cap_count(), "capabilities in the output");
+}
+
+/// Aligns input lines `ins[i..]` with output lines `outs[j..]`: each output
+/// line matches the next input line or is an injected key line; an input
+/// `EXT-X-BYTERANGE` line may have been dropped (when encrypting). Returns
+/// the number of injected lines of the first alignment found (an origin
+/// `METHOD=NONE` line looks like an injected one, hence the search).
+fn align(
+    ins: &[&[u8]],
+    outs: &[&[u8]],
+    encrypting: bool,
+    (i, j): (usize, usize),
+    dead: &mut std::collections::HashSet<(usize, usize)>,
+) -> Option<usize> {
+    let (here, out) = (ins.get(i), outs.get(j));
+    if here.is_none() && out.is_none() {
+        return Some(0);
+    }
+    if dead.contains(&(i, j)) {
+        return None;
+    }
+    if let (Some(l), Some(o)) = (here, out)
+        && same_line(l, o, encrypting)
+        && let Some(n) = align(ins, outs, encrypting, (i + 1, j + 1), dead)
+    {
+        return Some(n);
+    }
+    if out.is_some_and(|o| is_injected_key(o))
+        && let Some(n) = align(ins, outs, encrypting, (i, j + 1), dead)
+    {
+        return Some(n + 1);
+    }
+    if encrypting
+        && here.is_some_and(|l| l.starts_with(b"#EXT-X-BYTERANGE:"))
+        && let Some(n) = align(ins, outs, encrypting, (i + 1, j), dead)
+    {
+        return Some(n);
+    }
+    dead.insert((i, j));
+    None
+}
+
+/// Every URI of a playlist in order, as a player would find them: URI lines
+/// and the URI attributes of the tags that have them.
+pub(crate) fn uris(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    for line in text.split('\n').skip(1) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some((tag, list)) = line.split_once(':').filter(|_| line.starts_with('#')) {
+            for attr in split_attrs(list) {
+                let (name, value) = attr.split_once('=').unwrap_or((attr, ""));
+                if is_uri_attr(tag, name.trim()) {
+                    out.push(value.trim().trim_matches('"').to_owned());
+                }
+            }
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            out.push(line.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// Parses `e.<inc>.<period>.<msn>…` out of a line's `tgs=` parameter.
+fn encrypt_tag(line: &str) -> Option<(u64, u64)> {
+    let (_, rest) = line.split_once("tgs=e.")?;
+    let mut parts = rest.split('.');
+    let _inc = parts.next()?;
+    let period = parts.next()?.parse().ok()?;
+    let msn = parts.next()?.parse().ok()?;
+    Some((period, msn))
+}
+
+/// The key an injected AES-128 line names: period and explicit IV.
+fn injected_key(line: &str) -> Option<(u64, Option<u64>)> {
+    let (_, rest) = line.split_once(KEY_PREFIX)?;
+    let period = rest.split_once(".key")?.0.parse().ok()?;
+    let iv = match line.split_once(",IV=0x") {
+        Some((_, hex)) => {
+            assert_eq!(hex.len(), 32, "IV of {line:?}");
+            Some(u64::try_from(u128::from_str_radix(hex, 16).ok()?).ok()?)
+        }
+        None => None,
+    };
+    Some((period, iv))
+}
+
+/// What players see when they decrypt an encrypting template's output:
+/// every own media URI (segment, part, part hint) has exactly the key its
+/// tag was signed for in effect (period, and an explicit IV equal to the
+/// MSN when the MSN needs 33 bits or more); every foreign segment, part
+/// and every `EXT-X-MAP` is in the clear; and the tags' MSNs are the
+/// template's. No-op for other templates.
+pub(crate) fn check_keys(t: &Template, encrypting: bool) {
+    if !encrypting || t.kind() != super::Kind::Media || t.origin_encrypted() {
+        return;
+    }
+    let rendered = t.render(CAP);
+    let text = String::from_utf8_lossy(&rendered);
+    let mut effective: Option<(u64, Option<u64>)> = None;
+    let mut segment = 0;
+    for line in text.split('\n').skip(1) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with("#EXT-X-KEY:") {
+            // Ours, or the origin's METHOD=NONE (or METHOD-less) line.
+            effective = injected_key(line);
+            let aes = line.contains("METHOD=AES-128");
+            assert!(!aes || effective.is_some(), "unexpected key line {line:?}");
+            continue;
+        }
+        if line.starts_with("#EXT-X-MAP:") {
+            assert_eq!(effective, None, "a key is in effect at {line:?}");
+        }
+        let is_segment = !line.starts_with('#') && !line.trim().is_empty();
+        let is_part = line.starts_with("#EXT-X-PART:")
+            || line.starts_with("#EXT-X-PRELOAD-HINT:") && line.contains("TYPE=PART");
+        if !(is_segment || is_part) {
+            continue;
+        }
+        match encrypt_tag(line) {
+            Some((period, msn)) => {
+                let iv = (msn >= 1 << 32).then_some(msn);
+                assert_eq!(effective, Some((period, iv)), "key in effect at {line:?}");
+                if is_segment {
+                    assert_eq!(t.segment_msns().get(segment), Some(&msn), "{line:?}");
+                }
+            }
+            None => assert_eq!(effective, None, "a key is in effect at foreign {line:?}"),
+        }
+        segment += usize::from(is_segment);
+    }
+    assert_eq!(segment, t.segment_msns().len(), "segment URI lines");
 }

@@ -18,17 +18,19 @@ use super::OriginBase;
 
 /// What a playlist URI is to the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target<'a> {
+pub(crate) enum Target {
     /// Served by this proxy.
     Own {
         /// The normalized, decoded proxy path (no query), as the request
         /// handler computes it; the segment tag is bound to it.
         path: String,
-        /// The URI text to write, up to its fragment: the original text, or
-        /// the proxy path + query of an absolute origin URI.
-        head: Cow<'a, str>,
-        /// The fragment (`#…`) to write after the parameters, or "".
-        fragment: &'a str,
+        /// What to write instead of the URI text before its fragment (the
+        /// proxy path + query of an absolute origin URI); None: that text
+        /// as it is.
+        rewritten: Option<String>,
+        /// Where the fragment (`#…`, written after the parameters) starts
+        /// in the raw text; its length when there is none.
+        fragment_at: usize,
         /// Whether the parameters join an existing query: `Some(true)` after
         /// a query that ends in `?` or `&`, `Some(false)` after any other
         /// query, `None` when there is no query.
@@ -46,6 +48,8 @@ pub(crate) type Defines = Vec<(String, String)>;
 pub(crate) struct Resolver<'a> {
     /// The playlist's directory, percent-encoded, ending in `/`.
     base_dir: String,
+    /// Whether `base_dir` is a path `normalize` keeps as it is.
+    base_dir_canonical: bool,
     /// The playlist's own path, percent-encoded (target of a ref with an
     /// empty path).
     base: String,
@@ -64,8 +68,10 @@ impl<'a> Resolver<'a> {
         // stays a `%`).
         let base = encode_for_origin(playlist_path);
         let dir_end = base.rfind('/').map_or(0, |i| i + 1);
+        let base_dir = base.get(..dir_end).unwrap_or_default().to_owned();
         Resolver {
-            base_dir: base.get(..dir_end).unwrap_or_default().to_owned(),
+            base_dir_canonical: plainly_canonical(&base_dir),
+            base_dir,
             base,
             origin,
             origin_base: origin.base_path.trim_end_matches('/'),
@@ -74,51 +80,76 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves the raw URI text `raw` (quotes and blanks already removed).
-    pub fn resolve<'r>(&self, raw: &'r [u8]) -> Target<'r> {
+    /// `buf` is where the path is built: pass the path of an earlier target
+    /// back in to save an allocation per URI.
+    pub fn resolve(&self, raw: &[u8], buf: String) -> Target {
         let Ok(raw) = std::str::from_utf8(raw) else {
             return Target::Foreign;
         };
         if raw.is_empty() {
             return Target::Foreign;
         }
-        let (raw_head, fragment) = split_at_char(raw, '#');
-        let subst = self.substitute(raw_head);
-        let (ref_path, ref_query) = split_at_char(&subst, '?');
-        if ref_path.contains("{$") {
+        let first = Shape::of(raw);
+        let fragment_at = first.fragment_at;
+        let raw_head = raw.get(..fragment_at).unwrap_or_default();
+        // Variables are rare: only a `{` costs a second look.
+        let (subst, shape) = if first.brace {
+            let subst = self.substitute(raw_head);
+            let shape = Shape::of(&subst);
+            (subst, shape)
+        } else {
+            (Cow::Borrowed(raw_head), first)
+        };
+        let (ref_path, ref_query) = subst.split_at(shape.query_at.unwrap_or(subst.len()));
+        if shape.brace && has_variable(ref_path) {
             // A variable this playlist does not define (IMPORT, QUERYPARAM):
             // its value, hence the path, is unknown here.
             return Target::Foreign;
         }
         let query = query_state(ref_query);
-        if let Some(rest) = absolute_rest(ref_path) {
+        let absolute = shape.scheme_colon || ref_path.starts_with("//");
+        if let Some(rest) = absolute.then(|| absolute_rest(ref_path)).flatten() {
             return match self.origin_path(rest) {
                 Some(path) => {
-                    let head = format!("{}{}", encode_for_origin(&path), ref_query);
+                    let mut head = encode_for_origin(&path);
+                    head.push_str(ref_query);
                     Target::Own {
                         path,
-                        head: Cow::Owned(head),
-                        fragment,
+                        rewritten: Some(head),
+                        fragment_at,
                         query,
                     }
                 }
                 None => Target::Foreign,
             };
         }
-        let merged = if ref_path.starts_with('/') {
-            Cow::Borrowed(ref_path)
+        let mut merged = buf;
+        merged.clear();
+        let canonical = if ref_path.starts_with('/') {
+            merged.push_str(ref_path);
+            !shape.unclean
         } else if ref_path.is_empty() {
-            Cow::Borrowed(self.base.as_str())
+            merged.push_str(&self.base);
+            false
         } else {
-            Cow::Owned(format!("{}{}", self.base_dir, ref_path))
+            merged.push_str(&self.base_dir);
+            merged.push_str(ref_path);
+            let lead = matches!(ref_path.as_bytes().first(), Some(b'/' | b'.'));
+            self.base_dir_canonical && !shape.unclean && !lead
         };
-        match normalize(&merged, usize::MAX) {
-            Ok(path) => Target::Own {
-                path,
-                head: Cow::Borrowed(raw_head),
-                fragment,
-                query,
-            },
-            Err(_) => Target::Foreign,
+        let path = if canonical {
+            merged
+        } else {
+            match normalize(&merged, usize::MAX) {
+                Ok(path) => path,
+                Err(_) => return Target::Foreign,
+            }
+        };
+        Target::Own {
+            path,
+            rewritten: None,
+            fragment_at,
+            query,
         }
     }
 
@@ -147,7 +178,7 @@ impl<'a> Resolver<'a> {
 
     /// `text` with every `{$name}` this playlist defines replaced.
     fn substitute<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self.defines.is_empty() || !text.contains("{$") {
+        if self.defines.is_empty() || !has_variable(text) {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
@@ -173,6 +204,80 @@ impl<'a> Resolver<'a> {
         }
         out.push_str(rest);
         Cow::Owned(out)
+    }
+}
+
+/// Where the parts of a URI start, and what its path part holds.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// The first `#`, or the length.
+    fragment_at: usize,
+    /// The first `?` before `fragment_at`.
+    query_at: Option<usize>,
+    /// Whether the path part has a `:` before any `/`: a scheme may end
+    /// there.
+    scheme_colon: bool,
+    /// Whether there is a `{` (perhaps a variable) before `fragment_at`.
+    brace: bool,
+    /// Whether the path part (before `query_at` and `fragment_at`) holds a
+    /// byte or pair that `normalize` must look at: `%`, `\\`, a control
+    /// byte, `//` or `/.`.
+    unclean: bool,
+}
+
+/// Bytes [`Shape::of`] must look at; every other byte only moves it on.
+const NOTABLE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(
+            b as u8,
+            b'#' | b'?' | b':' | b'/' | b'.' | b'{' | b'%' | b'\\' | 0..0x20 | 0x7f
+        );
+        b += 1;
+    }
+    table
+};
+
+impl Shape {
+    /// One pass over the bytes, which runs once per URI: a table lookup per
+    /// byte, and a branch only for the few bytes that matter.
+    fn of(s: &str) -> Shape {
+        let mut shape = Shape {
+            fragment_at: s.len(),
+            query_at: None,
+            scheme_colon: false,
+            brace: false,
+            unclean: false,
+        };
+        let (mut in_path, mut slash_seen, mut prev) = (true, false, 0u8);
+        for (i, c) in s.bytes().enumerate() {
+            if !NOTABLE.get(usize::from(c)).copied().unwrap_or(true) {
+                prev = c;
+                continue;
+            }
+            match c {
+                b'#' => {
+                    shape.fragment_at = i;
+                    break;
+                }
+                b'?' if in_path => {
+                    shape.query_at = Some(i);
+                    in_path = false;
+                }
+                b'{' => shape.brace = true,
+                _ if !in_path => {}
+                b':' => shape.scheme_colon |= !slash_seen,
+                b'/' | b'.' => {
+                    shape.unclean |= prev == b'/';
+                    slash_seen |= c == b'/';
+                }
+                // `%`, `\\`, control bytes.
+                _ => shape.unclean = true,
+            }
+            prev = c;
+        }
+        shape
     }
 }
 
@@ -241,9 +346,23 @@ fn same_authority(a: &str, b: &str, scheme: &str) -> bool {
     strip(a) == strip(b)
 }
 
-/// `s` split before the first `c` (the second half keeps `c`).
-fn split_at_char(s: &str, c: char) -> (&str, &str) {
-    s.split_at(s.find(c).unwrap_or(s.len()))
+/// Whether `s` holds a variable reference (`{$`). Branch-free, like the
+/// checks below, so that it vectorizes: it runs once per URI.
+fn has_variable(s: &str) -> bool {
+    let b = s.as_bytes();
+    let next = b.get(1..).unwrap_or_default();
+    b.iter()
+        .zip(next)
+        .fold(false, |acc, (&x, &y)| acc | ((x == b'{') & (y == b'$')))
+}
+
+/// True when `s` is a path [`normalize`] returns unchanged through its fast
+/// path (absolute; no `%`, `\\`, control byte, `//` or `/.`), so that a
+/// path merged onto it needs only the checks [`Shape`] makes. A
+/// conservative subset: anything else goes through `normalize`.
+fn plainly_canonical(s: &str) -> bool {
+    let shape = Shape::of(s);
+    s.starts_with('/') && !shape.unclean && shape.query_at.is_none() && shape.fragment_at == s.len()
 }
 
 fn query_state(query: &str) -> Option<bool> {
@@ -264,13 +383,31 @@ mod tests {
         base_path: "/base",
     };
 
-    fn own(path: &str, head: &str, fragment: &'static str, query: Option<bool>) -> Target<'static> {
-        Target::Own {
-            path: path.to_owned(),
-            head: Cow::Owned(head.to_owned()),
-            fragment,
-            query,
-        }
+    /// Checks `resolve(raw)` against an expected path, written head,
+    /// fragment and query state.
+    fn check(r: &Resolver<'_>, raw: &str, want: Option<(&str, &str, &str, Option<bool>)>) {
+        let got = r.resolve(raw.as_bytes(), String::new());
+        let Some((path, head, fragment, query)) = want else {
+            assert_eq!(got, Target::Foreign, "{raw:?}");
+            return;
+        };
+        let Target::Own {
+            path: p,
+            rewritten,
+            fragment_at,
+            query: q,
+        } = &got
+        else {
+            panic!("{raw:?} is foreign");
+        };
+        let written = rewritten
+            .clone()
+            .unwrap_or_else(|| raw[..*fragment_at].to_owned());
+        assert_eq!(
+            (p.as_str(), written.as_str(), &raw[*fragment_at..], *q),
+            (path, head, fragment, query),
+            "{raw:?}"
+        );
     }
 
     #[test]
@@ -280,51 +417,81 @@ mod tests {
             ("q".to_owned(), "a=1".to_owned()),
         ];
         let r = Resolver::new("/live/ch 1/index.m3u8", ORIGIN, defines);
-        let cases: &[(&str, Target<'static>)] = &[
-            ("seg1.ts", own("/live/ch 1/seg1.ts", "seg1.ts", "", None)),
+        type Want = Option<(&'static str, &'static str, &'static str, Option<bool>)>;
+        let cases: &[(&str, Want)] = &[
+            ("seg1.ts", Some(("/live/ch 1/seg1.ts", "seg1.ts", "", None))),
             (
                 "a/../b.ts?x=1#t=2",
-                own("/live/ch 1/b.ts", "a/../b.ts?x=1", "#t=2", Some(false)),
+                Some(("/live/ch 1/b.ts", "a/../b.ts?x=1", "#t=2", Some(false))),
             ),
             (
                 "../ch2/i.m3u8",
-                own("/live/ch2/i.m3u8", "../ch2/i.m3u8", "", None),
+                Some(("/live/ch2/i.m3u8", "../ch2/i.m3u8", "", None)),
             ),
-            ("%2e%2e/x.ts", own("/live/x.ts", "%2e%2e/x.ts", "", None)),
-            ("/abs/x.ts?", own("/abs/x.ts", "/abs/x.ts?", "", Some(true))),
-            ("s%20p.ts", own("/live/ch 1/s p.ts", "s%20p.ts", "", None)),
+            ("%2e%2e/x.ts", Some(("/live/x.ts", "%2e%2e/x.ts", "", None))),
+            (
+                "/abs/x.ts?",
+                Some(("/abs/x.ts", "/abs/x.ts?", "", Some(true))),
+            ),
+            (
+                "s%20p.ts",
+                Some(("/live/ch 1/s p.ts", "s%20p.ts", "", None)),
+            ),
             (
                 "{$dir}/s.ts?{$q}",
-                own("/live/ch 1/hd/s.ts", "{$dir}/s.ts?{$q}", "", Some(false)),
+                Some(("/live/ch 1/hd/s.ts", "{$dir}/s.ts?{$q}", "", Some(false))),
             ),
             (
                 "?only",
-                own("/live/ch 1/index.m3u8", "?only", "", Some(false)),
+                Some(("/live/ch 1/index.m3u8", "?only", "", Some(false))),
             ),
             (
                 "http://origin.example:8081/base/live/x.ts?k=v",
-                own("/live/x.ts", "/live/x.ts?k=v", "", Some(false)),
+                Some(("/live/x.ts", "/live/x.ts?k=v", "", Some(false))),
             ),
-            ("HTTP://ORIGIN.EXAMPLE:8081/base", own("/", "/", "", None)),
+            (
+                "HTTP://ORIGIN.EXAMPLE:8081/base",
+                Some(("/", "/", "", None)),
+            ),
             (
                 "//origin.example:8081/base/a%20b.ts#f",
-                own("/a b.ts", "/a%20b.ts", "#f", None),
+                Some(("/a b.ts", "/a%20b.ts", "#f", None)),
             ),
-            ("http://origin.example:8081/basement/x.ts", Target::Foreign),
-            ("http://origin.example:8081/x.ts", Target::Foreign),
-            ("https://origin.example:8081/base/x.ts", Target::Foreign),
-            ("http://other.example/base/x.ts", Target::Foreign),
-            ("data:text/plain,hi", Target::Foreign),
-            ("skd://key-id", Target::Foreign),
-            ("../../../etc/passwd", Target::Foreign),
-            ("a\\b.ts", Target::Foreign),
-            ("{$undefined}/s.ts", Target::Foreign),
-            ("", Target::Foreign),
+            ("http://origin.example:8081/basement/x.ts", None),
+            ("http://origin.example:8081/x.ts", None),
+            ("https://origin.example:8081/base/x.ts", None),
+            ("http://other.example/base/x.ts", None),
+            ("data:text/plain,hi", None),
+            ("skd://key-id", None),
+            ("../../../etc/passwd", None),
+            ("a\\b.ts", None),
+            ("{$undefined}/s.ts", None),
+            ("", None),
         ];
         for (raw, want) in cases {
-            assert_eq!(&r.resolve(raw.as_bytes()), want, "{raw:?}");
+            check(&r, raw, *want);
         }
-        assert_eq!(r.resolve(b"\xff.ts"), Target::Foreign);
+        assert_eq!(r.resolve(b"\xff.ts", String::new()), Target::Foreign);
+    }
+
+    proptest::proptest! {
+        /// The shortcut agrees with the request handler's normalization.
+        #[test]
+        fn plainly_canonical_paths_normalize_to_themselves(
+            s in "[/a.%\\\\\\x00\\x7fé?#-]{0,24}"
+        ) {
+            if plainly_canonical(&s) {
+                proptest::prop_assert_eq!(normalize(&s, usize::MAX), Ok(s.clone()));
+            }
+            // Every path `resolve` takes as canonical, `normalize` agrees.
+            let r = Resolver::new("/live/ch1/i.m3u8", ORIGIN, Vec::new());
+            if let Target::Own { path, rewritten: None, .. } = r.resolve(s.as_bytes(), String::new()) {
+                let head = &s[..s.find(['?', '#']).unwrap_or(s.len())];
+                let merged = if head.starts_with('/') { head.to_owned() } else { format!("/live/ch1/{head}") };
+                let merged = if head.is_empty() { "/live/ch1/i.m3u8".to_owned() } else { merged };
+                proptest::prop_assert_eq!(normalize(&merged, usize::MAX), Ok(path));
+            }
+        }
     }
 
     #[test]
@@ -340,13 +507,9 @@ mod tests {
             "https://CDN.example:/x.ts",
             "https://cdn.example/x.ts",
         ] {
-            assert_eq!(
-                r.resolve(raw.as_bytes()),
-                own("/x.ts", "/x.ts", "", None),
-                "{raw}"
-            );
+            check(&r, raw, Some(("/x.ts", "/x.ts", "", None)));
         }
-        assert_eq!(r.resolve(b"https://cdn.example:8443/x.ts"), Target::Foreign);
-        assert_eq!(r.resolve(b"x.ts"), own("/x.ts", "x.ts", "", None));
+        check(&r, "https://cdn.example:8443/x.ts", None);
+        check(&r, "x.ts", Some(("/x.ts", "x.ts", "", None)));
     }
 }

@@ -1,0 +1,358 @@
+//! Table-style tests of the rewriter's edge cases (the golden files cover
+//! whole playlists), and tests that the shared checkers of
+//! [`super::testkit`] fail on output that breaks the rules.
+
+use bytes::Bytes;
+
+use crate::capability::{ByteRange, Serve};
+
+use super::testkit::{CAP, FakeSigner, check_keys, check_structure, context};
+use super::{Kind, RewriteError, Template, compile};
+
+const PATH: &str = "/live/ch1/index.m3u8";
+
+/// Compiles `body` at [`PATH`] (encrypting with `rotate` when given) and
+/// returns the output rendered with [`CAP`], the template and the signer's
+/// calls; runs the structural and key checks on the way.
+fn rewrite(body: &str, rotate: Option<u64>) -> (String, Template, Vec<(String, Serve)>) {
+    let signer = FakeSigner::default();
+    let t = compile(body.as_bytes(), &context(PATH, rotate, &signer)).unwrap();
+    check_structure(body.as_bytes(), &t, rotate.is_some());
+    check_keys(&t, rotate.is_some());
+    let out = String::from_utf8(t.render(CAP).to_vec()).unwrap();
+    let calls = signer.calls.take();
+    (out, t, calls)
+}
+
+/// The lines of `out` that are not in `body`, in order.
+fn changed(body: &str, out: &str) -> Vec<String> {
+    let before: Vec<&str> = body.lines().collect();
+    out.lines()
+        .filter(|l| !before.contains(l))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn encrypt(inc_period_msn: (u64, u64), range: Option<ByteRange>) -> Serve {
+    let (period, msn) = inc_period_msn;
+    Serve::Encrypt {
+        inc: super::testkit::INC,
+        period,
+        msn,
+        range,
+    }
+}
+
+#[test]
+fn errors() {
+    let signer = FakeSigner::default();
+    let mut ctx = context(PATH, None, &signer);
+    ctx.max_bytes = 18;
+    let not = Err(RewriteError::NotPlaylist);
+    for body in ["", "EXTM3U", " #EXTM3U", "\u{feff}", "<html>", "\n#EXTM3U"] {
+        assert_eq!(compile(body.as_bytes(), &ctx).map(|_| ()), not, "{body:?}");
+    }
+    let ok = ["#EXTM3U", "\u{feff}#EXTM3U\n", "#EXTM3U\n#EXT-X-X:1"];
+    for body in ok {
+        let t = compile(body.as_bytes(), &ctx).unwrap();
+        assert_eq!(&t.render(CAP)[..], body.as_bytes());
+        assert_eq!(t.kind(), Kind::Master);
+    }
+    assert!(compile(b"#EXTM3U\n#EXT-X-X:1", &ctx).is_ok(), "18 bytes");
+    let too_large = compile(b"#EXTM3U\n#EXT-X-X:12", &ctx).map(|_| ());
+    assert_eq!(too_large, Err(RewriteError::TooLarge));
+    // Size is checked first: a large non-playlist is too large.
+    assert_eq!(
+        compile(&[b'x'; 19], &ctx).map(|_| ()),
+        Err(RewriteError::TooLarge)
+    );
+}
+
+#[test]
+fn attribute_syntax_is_kept() {
+    let body = "#EXTM3U\n\
+        #EXT-X-MEDIA:TYPE=AUDIO, URI = \"a.m3u8\" ,NAME=\"x,y\",\n\
+        #EXT-X-MEDIA:TYPE=AUDIO,URI=unquoted.m3u8\n\
+        #EXT-X-MEDIA:URI=\"first.m3u8\",URI=\"second.m3u8\"\n\
+        #EXT-X-MEDIA:TYPE=AUDIO,URI=\"\"\n";
+    let (out, ..) = rewrite(body, None);
+    assert_eq!(
+        changed(body, &out),
+        [
+            "#EXT-X-MEDIA:TYPE=AUDIO, URI = \"a.m3u8?tg=CAP\" ,NAME=\"x,y\",",
+            "#EXT-X-MEDIA:TYPE=AUDIO,URI=unquoted.m3u8?tg=CAP",
+            // Only the first of duplicate attributes is the URI.
+            "#EXT-X-MEDIA:URI=\"first.m3u8?tg=CAP\",URI=\"second.m3u8\"",
+        ]
+    );
+}
+
+#[test]
+fn key_goes_before_the_segment_block() {
+    // No EXTINF: the key goes right before the URI line.
+    let (out, t, _) = rewrite("#EXTM3U\n#EXT-X-TARGETDURATION:6\nx.ts\n", Some(60));
+    let key = "#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP\"";
+    assert_eq!(out.lines().nth(2), Some(key));
+    assert_eq!(t.injected_key_lines(), 1);
+    // Comments, unknown tags and DATERANGE are not segment-scoped: the key
+    // goes after them, before the first EXTINF/PDT/DISCONTINUITY…
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n# c\n#EXT-X-DATERANGE:ID=\"a\"\n\
+        #EXT-X-DISCONTINUITY\n#EXT-X-FOO\n#EXTINF:6,\nx.ts\n";
+    let (out, ..) = rewrite(body, Some(60));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.get(4), Some(&key));
+    assert_eq!(lines.get(5), Some(&"#EXT-X-DISCONTINUITY"));
+}
+
+#[test]
+fn foreign_parts_and_maps_between_parts() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:5\n\
+        #EXT-X-PART:DURATION=1,URI=\"p1.mp4\"\n\
+        #EXT-X-PART:DURATION=1,URI=\"https://cdn.example/p2.mp4\"\n\
+        #EXT-X-PART:DURATION=1,URI=\"p3.mp4\"\n\
+        #EXT-X-MAP:URI=\"init.mp4\"\n\
+        #EXT-X-PART:DURATION=1,URI=\"p4.mp4\"\n";
+    let (out, t, calls) = rewrite(body, Some(40));
+    let kinds: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-KEY:METHOD="))
+        .map(|l| &l[..4])
+        .collect();
+    assert_eq!(kinds, ["AES-", "NONE", "AES-", "NONE", "AES-"]);
+    assert_eq!(t.injected_key_lines(), 5);
+    let msns: Vec<Option<u64>> = calls
+        .iter()
+        .map(|(_, s)| match s {
+            Serve::Encrypt { msn, .. } => Some(*msn),
+            Serve::Clear { .. } => None,
+        })
+        .collect();
+    // p1, p3, init (clear), p4: all parts of segment 5.
+    assert_eq!(msns, [Some(5), Some(5), None, Some(5)]);
+}
+
+#[test]
+fn master_playlists_get_no_keys() {
+    let body = "#EXTM3U\n#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"k.key\"\n\
+        #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"odd.mp4\"\n\
+        #EXT-X-PRELOAD-HINT:TYPE=WHAT,URI=\"odd2.mp4\"\n\
+        #EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\nloose.m3u8\n";
+    let (out, t, calls) = rewrite(body, Some(60));
+    assert_eq!(t.kind(), Kind::Master);
+    assert_eq!(t.injected_key_lines(), 0);
+    assert!(t.segment_msns().is_empty());
+    assert!(!out.contains("#EXT-X-KEY"));
+    // A part hint in a master is signed to be encrypted, never clear; an
+    // unknown hint type and playlists get the capability only.
+    let clear = Serve::Clear { range: None };
+    assert_eq!(
+        calls,
+        [
+            ("/live/ch1/k.key".to_owned(), clear),
+            ("/live/ch1/odd.mp4".to_owned(), encrypt((0, 0), None)),
+        ]
+    );
+    assert!(out.contains("odd2.mp4?tg=CAP\"") && out.contains("\nloose.m3u8?tg=CAP\n"));
+}
+
+#[test]
+fn origin_encryption_is_recognized_by_method() {
+    // No METHOD, or METHOD=NONE: not encrypted by the origin; our key ends
+    // at the origin's key line and is written again.
+    for key in ["#EXT-X-KEY:URI=\"k\"", "#EXT-X-KEY:METHOD=NONE"] {
+        let body = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n{key}\n#EXTINF:6,\nb.ts\n"
+        );
+        let (_, t, _) = rewrite(&body, Some(60));
+        assert!(!t.origin_encrypted(), "{key}");
+        assert_eq!(t.injected_key_lines(), 2, "{key}");
+    }
+    for method in ["AES-128", "SAMPLE-AES", "SAMPLE-AES-CTR", "FUTURE"] {
+        let body = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-KEY:METHOD={method},URI=\"k\"\n#EXTINF:6,\na.ts\n"
+        );
+        let (_, t, calls) = rewrite(&body, Some(60));
+        assert!(t.origin_encrypted(), "{method}");
+        assert_eq!(t.injected_key_lines(), 0);
+        assert!(
+            calls
+                .iter()
+                .all(|(_, s)| matches!(s, Serve::Clear { range: None }))
+        );
+    }
+}
+
+#[test]
+fn variables_resolve_tag_paths() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DEFINE:NAME=\"d\",VALUE=\"hd\"\n\
+        #EXT-X-DEFINE:IMPORT=\"imp\"\n#EXTINF:6,\n{$d}/a.ts?x={$imp}\n#EXTINF:6,\n{$imp}/b.ts\n";
+    let (out, _, calls) = rewrite(body, Some(60));
+    assert_eq!(
+        calls,
+        [("/live/ch1/hd/a.ts".to_owned(), encrypt((0, 0), None))]
+    );
+    assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));
+    // An imported variable in the path: unknown here, left alone (clear).
+    assert!(out.contains("#EXT-X-KEY:METHOD=NONE\n#EXTINF:6,\n{$imp}/b.ts\n"));
+}
+
+#[test]
+fn key_periods() {
+    let periods = |body: &str, rotate| -> Vec<u64> {
+        let (_, _, calls) = rewrite(body, Some(rotate));
+        calls
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Serve::Encrypt { period, .. } => Some(*period),
+                Serve::Clear { .. } => None,
+            })
+            .collect()
+    };
+    let segs = "#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n#EXTINF:1,\nc.ts\n";
+    let live = |head: &str| format!("#EXTM3U\n{head}#EXT-X-MEDIA-SEQUENCE:11\n{segs}");
+    // No (or a malformed) target duration: 10 s, so 60 s is 6 segments a
+    // period: 11/6 = 1, 12/6 = 2, 13/6 = 2.
+    assert_eq!(periods(&live(""), 60), [1, 2, 2]);
+    assert_eq!(periods(&live("#EXT-X-TARGETDURATION:x\n"), 60), [1, 2, 2]);
+    // A rotation shorter than a segment: a period per segment.
+    assert_eq!(periods(&live("#EXT-X-TARGETDURATION:6\n"), 1), [11, 12, 13]);
+    // 6.5 s counts as 7: 60 / 7 = 8 segments per period.
+    assert_eq!(periods(&live("#EXT-X-TARGETDURATION:6.5\n"), 60), [1, 1, 1]);
+    assert_eq!(periods(&live("#EXT-X-TARGETDURATION:0\n"), 2), [5, 6, 6]);
+}
+
+#[test]
+fn media_sequence_edges() {
+    let body =
+        "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n";
+    let (_, t, _) = rewrite(body, Some(60));
+    // Saturates rather than wrapping (or panicking) past u64::MAX.
+    assert_eq!(t.segment_msns(), [u64::MAX, u64::MAX]);
+    let body = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-3\n#EXTINF:1,\na.ts\n";
+    let (_, t, _) = rewrite(body, Some(60));
+    assert_eq!((t.media_sequence(), t.segment_msns()), (0, &[0][..]));
+}
+
+#[test]
+fn templates_are_deterministic_and_cap_free() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n";
+    let signer = FakeSigner::default();
+    let ctx = context(PATH, Some(60), &signer);
+    let t = compile(body.as_bytes(), &ctx).unwrap();
+    assert_eq!(compile(body.as_bytes(), &ctx).unwrap(), t);
+    assert_eq!(t.cap_count(), 2);
+    assert_eq!(t.render(""), t.text);
+    let (a, b) = (t.render("Q1"), t.render("Q22"));
+    assert_eq!(b.len(), a.len() + t.cap_count());
+    assert_eq!(
+        String::from_utf8_lossy(&b).replace("Q22", "Q1").as_bytes(),
+        &a[..]
+    );
+}
+
+/// A template whose rendered text is `text` with [`CAP`] at each `tg=`.
+fn template_of(text: &str, like: &Template) -> Template {
+    let bare = text.replace(&format!("tg={CAP}"), "tg=");
+    let caps = bare.match_indices("tg=").map(|(i, _)| i + 3).collect();
+    Template {
+        text: Bytes::from(bare),
+        caps,
+        facts: like.facts.clone(),
+    }
+}
+
+const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:9\n\
+    #EXT-X-MAP:URI=\"i.mp4\"\n#EXTINF:6,t\na.ts?x=1\n#EXT-X-BYTERANGE:5@0\n#EXTINF:6,\nb.ts\n\
+    #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"j.mp4\"\n#EXTINF:6,\nc.ts\n";
+
+/// Rewrites [`LIVE`] encrypting, applies `mutate` to the output, and runs
+/// both checks on the result: each mutation below must make them fail.
+fn check_mutated(mutate: impl Fn(&str) -> String) {
+    let (out, t, _) = rewrite(LIVE, Some(60));
+    let bad = mutate(&out);
+    assert_ne!(bad, out, "the mutation changed nothing");
+    let bad = template_of(&bad, &t);
+    check_structure(LIVE.as_bytes(), &bad, true);
+    check_keys(&bad, true);
+}
+
+#[test]
+fn checks_pass_on_the_unmutated_output() {
+    let (out, t, _) = rewrite(LIVE, Some(60));
+    let same = template_of(&out, &t);
+    check_structure(LIVE.as_bytes(), &same, true);
+    check_keys(&same, true);
+}
+
+#[test]
+#[should_panic(expected = "does not align")]
+fn structure_check_catches_a_lost_uri() {
+    check_mutated(|o| o.replacen("a.ts?x=1&", "a.ts?", 1));
+}
+
+#[test]
+#[should_panic(expected = "does not align")]
+fn structure_check_catches_a_changed_title() {
+    check_mutated(|o| o.replacen("#EXTINF:6,t", "#EXTINF:6,u", 1));
+}
+
+#[test]
+#[should_panic(expected = "does not align")]
+fn structure_check_catches_a_lost_comment_or_line() {
+    check_mutated(|o| o.replacen("#EXT-X-DISCONTINUITY\n", "", 1));
+}
+
+#[test]
+#[should_panic(expected = "injected key lines")]
+fn structure_check_counts_injected_keys() {
+    check_mutated(|o| o.replacen("#EXT-X-KEY:METHOD=NONE\n", "", 1));
+}
+
+#[test]
+#[should_panic(expected = "a key is in effect")]
+fn key_check_catches_a_key_over_a_map() {
+    // The NONE line moved from before the second MAP to after it.
+    check_mutated(|o| {
+        let mut lines: Vec<&str> = o.split_inclusive('\n').collect();
+        let none = lines
+            .iter()
+            .position(|l| *l == "#EXT-X-KEY:METHOD=NONE\n")
+            .unwrap();
+        lines.swap(none, none + 1);
+        lines.concat()
+    });
+}
+
+#[test]
+#[should_panic(expected = "key in effect")]
+fn key_check_catches_a_wrong_period() {
+    check_mutated(|o| o.replacen("/7/0.key", "/7/1.key", 1));
+}
+
+#[test]
+fn clear_ranges_are_bounded() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n\
+        #EXT-X-MAP:URI=\"f.mp4\",BYTERANGE=\"700\"\n\
+        #EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4\",BYTERANGE-START=9000\n\
+        #EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4\",BYTERANGE-LENGTH=800\n";
+    let (out, _, calls) = rewrite(body, Some(60));
+    let clear = |offset, length| Serve::Clear {
+        range: Some(ByteRange {
+            offset,
+            length: Some(length),
+        }),
+    };
+    let path = "/live/ch1/f.mp4".to_owned();
+    assert_eq!(
+        calls,
+        [(path.clone(), clear(0, 700)), (path, clear(0, 800))]
+    );
+    // The open-ended hint: capability only, its attributes kept.
+    assert!(
+        out.contains("\n#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"f.mp4?tg=CAP\",BYTERANGE-START=9000\n")
+    );
+    // Without encryption nothing is converted or signed.
+    let (plain, _, calls) = rewrite(body, None);
+    assert!(calls.is_empty());
+    assert_eq!(plain.replace("?tg=CAP", ""), body);
+}

@@ -1,0 +1,135 @@
+//! Where the rewriter puts `EXT-X-KEY` lines in a media playlist it
+//! encrypts (docs/hls.md §6, research doc §1.4–1.5 and §8).
+//!
+//! Owns the key in effect in the *output* and the place the next key line
+//! would go. Before a line that needs a key (a media segment URI, an
+//! `EXT-X-PART`, a PART preload hint) the wanted key is compared with the
+//! one in effect and, if different, a key line is inserted before the first
+//! segment-scoped line since the last such line or the last
+//! `EXT-X-MAP`/origin `EXT-X-KEY`, so that it precedes the segment's
+//! `EXTINF`, `EXT-X-PROGRAM-DATE-TIME`, first part… A MAP while a key is in
+//! effect gets `METHOD=NONE` before it (init sections stay clear; a key
+//! before a MAP would declare the init encrypted), so the next segment gets
+//! its key again. Must not decide what is own or how it is served.
+
+use super::Encrypt;
+use super::template::Out;
+
+/// A key as the playlist names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key {
+    period: u64,
+    /// Explicit IV (the MSN), for MSNs of 2^32 and more: hls.js keeps only
+    /// 32 bits of an implicit one (research doc §1.2).
+    iv: Option<u64>,
+}
+
+/// The key lines of one media playlist being rewritten.
+pub(crate) struct Keys<'a> {
+    /// Set when key lines are injected (encrypting a media playlist the
+    /// origin did not encrypt).
+    inject: Option<Encrypt<'a>>,
+    cap_param: &'a str,
+    eol: &'static [u8],
+    /// Segments per key period, at least 1.
+    per_period: u64,
+    /// The key in effect in the output so far (None: clear).
+    effective: Option<Key>,
+    /// Where a key line for the next segment would go.
+    point: Option<usize>,
+    /// Key lines written so far (AES-128 and NONE).
+    pub written: usize,
+}
+
+impl<'a> Keys<'a> {
+    pub fn new(
+        inject: Option<Encrypt<'a>>,
+        cap_param: &'a str,
+        eol: &'static [u8],
+        per_period: u64,
+    ) -> Self {
+        Keys {
+            inject,
+            cap_param,
+            eol,
+            per_period: per_period.max(1),
+            effective: None,
+            point: None,
+            written: 0,
+        }
+    }
+
+    /// Whether key lines are injected at all.
+    pub fn injecting(&self) -> bool {
+        self.inject.is_some()
+    }
+
+    /// The key period of segment `msn`.
+    pub fn period(&self, msn: u64) -> u64 {
+        msn / self.per_period
+    }
+
+    /// A segment-scoped line is about to be written: the earliest place for
+    /// the next key line, unless an earlier one is pending.
+    pub fn scoped(&mut self, out: &Out<'_>) {
+        if self.point.is_none() {
+            self.point = Some(out.mark());
+        }
+    }
+
+    /// The origin's `EXT-X-KEY` (METHOD=NONE unless the origin encrypts, in
+    /// which case nothing is injected) ends the scope of ours, and a key
+    /// line must come after it.
+    pub fn origin_key(&mut self) {
+        self.effective = None;
+        self.point = None;
+    }
+
+    /// An `EXT-X-MAP` is about to be written: it must not be covered by a
+    /// key (the init section is served clear).
+    pub fn before_map(&mut self, out: &mut Out<'_>) {
+        if self.injecting() && self.effective.is_some() {
+            self.write(out, None);
+            self.written += 1;
+        }
+        self.origin_key();
+    }
+
+    /// A line that needs the key of segment `msn` (own) or no key (not own)
+    /// is about to be written: inserts a key line if the one in effect
+    /// differs.
+    pub fn need(&mut self, out: &mut Out<'_>, own: bool, msn: u64) {
+        let want = own.then(|| Key {
+            period: self.period(msn),
+            iv: (msn >> 32 != 0).then_some(msn),
+        });
+        if self.injecting() && self.effective != want {
+            let at = self.point.unwrap_or_else(|| out.mark());
+            out.insert(at, |o| self.write(o, want));
+            self.effective = want;
+            self.written += 1;
+        }
+        self.point = None;
+    }
+
+    /// Writes an `EXT-X-KEY` line: AES-128 with `key`, or METHOD=NONE.
+    fn write(&self, out: &mut Out<'_>, key: Option<Key>) {
+        let (Some(key), Some(encrypt)) = (key, self.inject) else {
+            out.push(b"#EXT-X-KEY:METHOD=NONE");
+            out.push(self.eol);
+            return;
+        };
+        out.push(b"#EXT-X-KEY:METHOD=AES-128,URI=\"");
+        out.push_str(encrypt.key_uri_prefix);
+        out.push_str(&key.period.to_string());
+        out.push(b".key?");
+        out.push_str(self.cap_param);
+        out.push(b"=");
+        out.cap();
+        out.push(b"\"");
+        if let Some(iv) = key.iv {
+            out.push_str(&format!(",IV=0x{iv:032x}"));
+        }
+        out.push(self.eol);
+    }
+}
