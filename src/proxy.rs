@@ -22,6 +22,7 @@ use crate::access_log::{RequestRecord, loggable_target};
 use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
 use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
 use crate::capability::{ByteRange, Claims, Scope, Serve};
+use crate::config::OnLimit;
 use crate::config::RouteConfig;
 use crate::error::ProxyError;
 use crate::headers;
@@ -29,7 +30,7 @@ use crate::metrics::{AuthLabels, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::{Compile, Fetched};
 use crate::runtime::{Live, Shared};
-use crate::session::{Session, Touch};
+use crate::session::{Admitted, Ask, Policy, Refused, Session};
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -227,9 +228,9 @@ async fn forward(
         channel: &channel,
         client_ip: record.client_ip,
     };
-    let claims = match query
-        .and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param))
-    {
+    let capability =
+        query.and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param));
+    let claims = match capability {
         Some(token) => live
             .keys
             .verify(token, &scope, now)
@@ -250,7 +251,14 @@ async fn forward(
 
     // 5. Admit: create or refresh the session. (Entitlements, limits and
     //    blocklists hook in here.)
-    record.session = Some(admit(shared, &claims, &scope, now));
+    record.session = Some(admit(
+        live,
+        shared,
+        &claims,
+        &scope,
+        capability.is_none(),
+        now,
+    )?);
 
     // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
@@ -307,26 +315,55 @@ enum Through {
 }
 
 /// Create or refresh the session `claims` name, counting a new one.
-/// (Entitlements, limits and blocklists hook in here.)
-fn admit(shared: &Shared, claims: &Claims, scope: &Scope<'_>, now: u64) -> Arc<Session> {
-    let (session, how) = shared.sessions.touch(claims.sid, now, || {
-        Session::new(
-            claims.sid,
-            claims.user.as_deref(),
-            scope.route,
-            scope.channel,
-            scope.client_ip,
-            now,
-        )
-    });
-    if how == Touch::Created {
+/// `entry` is true when the viewer just presented fresh credentials.
+///
+/// Per-user limits come from the entitlements layer; until it supplies a
+/// user's `max_sessions`, every user is unlimited (0).
+fn admit(
+    live: &Live,
+    shared: &Shared,
+    claims: &Claims,
+    scope: &Scope<'_>,
+    entry: bool,
+    now: u64,
+) -> Result<Arc<Session>, ProxyError> {
+    let policy = match live.config.sessions.on_limit {
+        OnLimit::Reject => Policy::Reject,
+        OnLimit::EvictOldest => Policy::EvictOldest,
+    };
+    let ask = Ask {
+        id: claims.sid,
+        user: claims.user.as_deref(),
+        max_sessions: 0,
+        policy,
+        entry,
+        now,
+        tombstone_until: now.saturating_add(live.config.sessions.capability_ttl.as_secs()),
+    };
+    let (session, how) = shared
+        .sessions
+        .admit(&ask, || {
+            Session::new(
+                claims.sid,
+                claims.user.as_deref(),
+                scope.route,
+                scope.channel,
+                scope.client_ip,
+                now,
+            )
+        })
+        .map_err(|refused| match refused {
+            Refused::Limit => ProxyError::SessionLimit,
+            Refused::Ended => ProxyError::SessionEvicted,
+        })?;
+    if matches!(how, Admitted::Created { .. }) {
         shared.metrics.sessions_created.inc();
         shared
             .metrics
             .sessions
             .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
     }
-    session
+    Ok(session)
 }
 
 /// What every answer of one request needs to know.
@@ -712,7 +749,7 @@ fn serve_key(
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked
     // users and entitlements are checked here by the entitlements layer.
-    record.session = Some(admit(shared, &claims, &scope, now));
+    record.session = Some(admit(live, shared, &claims, &scope, false, now)?);
     let key = live
         .keys
         .content_key(&route.name, kp.channel, kp.inc, kp.period);
