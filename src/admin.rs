@@ -118,7 +118,106 @@ fn api(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
+    let path = req.uri().path();
+    if path == "/api/v1/sessions" {
+        if req.method() != Method::GET {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method_not_allowed"}"#.into(),
+            );
+        }
+        return list_sessions(shared, req.uri().query());
+    }
+    if let Some(id) = path.strip_prefix("/api/v1/sessions/") {
+        if req.method() != Method::DELETE {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method_not_allowed"}"#.into(),
+            );
+        }
+        return kick_session(shared, &live, id);
+    }
     json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+}
+
+/// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.
+fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
+    let param = |name: &str| {
+        query
+            .and_then(|q| crate::auth::query::param_exact(q, name))
+            .map(|v| crate::auth::query::percent_decode(v).into_owned())
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    let (user, channel) = (param("user"), param("channel"));
+    let mut sessions: Vec<serde_json::Value> = shared
+        .sessions
+        .list()
+        .iter()
+        .filter(|s| user.as_deref().is_none_or(|u| s.user.as_deref() == Some(u)))
+        .filter(|s| channel.as_deref().is_none_or(|c| &*s.channel == c))
+        .map(|s| {
+            serde_json::json!({
+                "id": session_id_text(s.id),
+                "user": s.user.as_deref(),
+                "route": &*s.route,
+                "channel": &*s.channel,
+                "ip": s.ip.to_string(),
+                "started": rfc3339(s.started),
+                "last_seen": rfc3339(s.last_seen()),
+                "bytes": s.bytes(),
+            })
+        })
+        .collect();
+    sessions.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "sessions": sessions }).to_string(),
+    )
+}
+
+/// `DELETE /api/v1/sessions/{id}`: end a session now; its player's next
+/// request gets 403 `session_evicted`.
+fn kick_session(shared: &Shared, live: &crate::runtime::Live, id: &str) -> Response<Full<Bytes>> {
+    let Some(id) = parse_session_id(id) else {
+        return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
+    if shared.sessions.end(id, until) {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    } else {
+        json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+    }
+}
+
+/// A session id as the API shows it: 16 lowercase hex digits.
+pub fn session_id_text(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The inverse of [`session_id_text`]; anything else is `None`.
+pub fn parse_session_id(text: &str) -> Option<u64> {
+    (text.len() == 16
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| u64::from_str_radix(text, 16).ok())
+    .flatten()
+}
+
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -149,5 +248,28 @@ pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<u16, Strin
         Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Err(e)) => Err(format!("request failed: {e}")),
         Ok(Ok(resp)) => Ok(resp.status().as_u16()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_round_trip_and_refuse_other_forms() {
+        for id in [0, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(parse_session_id(&session_id_text(id)), Some(id));
+        }
+        for bad in [
+            "",
+            "1",
+            "DEADBEEFDEADBEEF",
+            "+000000000000001",
+            "0000000000000000a",
+            "zzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(parse_session_id(bad), None, "{bad:?}");
+        }
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

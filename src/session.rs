@@ -232,10 +232,13 @@ impl Sessions {
     }
 
     /// End session `id` now (a kick); its capability stays refused until
-    /// `until`. True if it was live.
+    /// `until`. False (and nothing recorded) if it was not live here.
     pub fn end(&self, id: u64, until: u64) -> bool {
-        self.ended.insert(id, until);
-        self.map.remove(&id).is_some()
+        let was_live = self.map.remove(&id).is_some();
+        if was_live {
+            self.ended.insert(id, until);
+        }
+        was_live
     }
 
     /// Live sessions of `user` on this edge.
