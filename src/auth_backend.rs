@@ -324,11 +324,28 @@ fn with_query(base: &Uri, qs: &str) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
+/// The limit a backend's answer sets: `X-Unique: true` means one session,
+/// the newest winning (Flussonic disconnects the others); otherwise
+/// `X-Max-Sessions` under the configured policy.
+fn session_limit(p: &crate::auth::backend::SessionParams) -> Option<crate::auth::SessionLimit> {
+    if p.unique {
+        return Some(crate::auth::SessionLimit {
+            max: 1,
+            evict_oldest: true,
+        });
+    }
+    p.max_sessions.map(|max| crate::auth::SessionLimit {
+        max,
+        evict_oldest: false,
+    })
+}
+
 /// The proxy's verdict for a grant.
 fn verdict(g: &Grant) -> Verdict {
     match g.answer.verdict {
         BackendVerdict::Allow => Verdict::Allow(Identity {
             user: g.params.as_ref().and_then(|p| p.user_id.clone()),
+            session_limit: g.params.as_ref().and_then(session_limit),
         }),
         BackendVerdict::Forbidden | BackendVerdict::Redirect { .. } => {
             Verdict::Deny(ProxyError::Forbidden)

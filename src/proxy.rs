@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::access_log::{RequestRecord, loggable_target};
-use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
+use crate::auth::{AuthMethod, AuthRequest, Decision, Identity, SessionLimit, Step, Verdict};
 use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
 use crate::capability::{ByteRange, Claims, Scope, Serve};
 use crate::config::OnLimit;
@@ -230,13 +230,16 @@ async fn forward(
     };
     let capability =
         query.and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param));
+    let mut limit = None;
     let claims = match capability {
         Some(token) => live
             .keys
             .verify(token, &scope, now)
             .map_err(|_| ProxyError::Forbidden)?,
         None => {
-            let user = entry(live, shared, route, &path, &req, record, now).await?;
+            let identity = entry(live, shared, route, &path, &req, record, now).await?;
+            limit = identity.session_limit;
+            let user = identity.user;
             Claims {
                 sid: live
                     .keys
@@ -256,7 +259,10 @@ async fn forward(
         shared,
         &claims,
         &scope,
-        capability.is_none(),
+        Admission {
+            entry: capability.is_none(),
+            limit,
+        },
         now,
     )?);
 
@@ -314,29 +320,44 @@ enum Through {
     Untagged,
 }
 
+/// How a request asks to be admitted.
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    /// The viewer just presented fresh credentials (clears a kick).
+    entry: bool,
+    /// A limit the auth method set (the backend's `X-Max-Sessions` /
+    /// `X-Unique`).
+    limit: Option<SessionLimit>,
+}
+
 /// Create or refresh the session `claims` name, counting a new one.
-/// `entry` is true when the viewer just presented fresh credentials.
 ///
-/// Per-user limits come from the entitlements layer; until it supplies a
-/// user's `max_sessions`, every user is unlimited (0).
+/// Limits: the one the auth method set; the user's own `max_sessions` comes
+/// with the entitlements layer (until then, unlimited).
 fn admit(
     live: &Live,
     shared: &Shared,
     claims: &Claims,
     scope: &Scope<'_>,
-    entry: bool,
+    how: Admission,
     now: u64,
 ) -> Result<Arc<Session>, ProxyError> {
-    let policy = match live.config.sessions.on_limit {
-        OnLimit::Reject => Policy::Reject,
-        OnLimit::EvictOldest => Policy::EvictOldest,
+    let policy = match (how.limit, live.config.sessions.on_limit) {
+        (
+            Some(SessionLimit {
+                evict_oldest: true, ..
+            }),
+            _,
+        )
+        | (_, OnLimit::EvictOldest) => Policy::EvictOldest,
+        _ => Policy::Reject,
     };
     let ask = Ask {
         id: claims.sid,
         user: claims.user.as_deref(),
-        max_sessions: 0,
+        max_sessions: how.limit.map_or(0, |l| l.max),
         policy,
-        entry,
+        entry: how.entry,
         now,
         tombstone_until: now.saturating_add(live.config.sessions.capability_ttl.as_secs()),
     };
@@ -419,7 +440,7 @@ async fn entry(
     req: &Request<Incoming>,
     record: &RequestRecord,
     now: u64,
-) -> Result<Option<String>, ProxyError> {
+) -> Result<Identity, ProxyError> {
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -441,7 +462,7 @@ async fn entry(
             outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    Ok(decision.result?.user)
+    decision.result
 }
 
 /// A rewritten playlist for this session.
@@ -749,7 +770,11 @@ fn serve_key(
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked
     // users and entitlements are checked here by the entitlements layer.
-    record.session = Some(admit(live, shared, &claims, &scope, false, now)?);
+    let again = Admission {
+        entry: false,
+        limit: None,
+    };
+    record.session = Some(admit(live, shared, &claims, &scope, again, now)?);
     let key = live
         .keys
         .content_key(&route.name, kp.channel, kp.inc, kp.period);

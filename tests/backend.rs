@@ -325,3 +325,38 @@ timeout = "0s"
     assert_eq!(errs.0[0].path, "route[0].auth[0]", "{errs}");
     assert!(errs.0[0].message.contains("[[auth.backend]]"), "{errs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_max_sessions_refuses_and_unique_evicts() {
+    let origin = content_origin().await;
+    let (b, script) = backend(Plan::answer(
+        200,
+        &[("x-userid", "alice"), ("x-max-sessions", "1")],
+    ))
+    .await;
+    let proxy = start_proxy(&config(origin.addr, &[url_of(&b)], "2s")).await;
+    // One session: the reload is the same session, another channel is a second.
+    assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
+    assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
+    let r = h1_client()
+        .get(proxy.url("/live/ch2/index.m3u8?token=t1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_limit\"}\n");
+
+    // X-Unique: the newcomer wins and the older session ends.
+    *script.lock().unwrap() = Plan::answer(200, &[("x-userid", "bob"), ("x-unique", "true")]);
+    let first = get_text(&proxy.url("/live/ch3/index.m3u8?token=t2")).await;
+    let seg = first
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .map(|l| proxy.url(&format!("/live/ch3/{l}")))
+        .unwrap();
+    assert_eq!(h1_client().get(&seg).send().await.unwrap().status(), 200);
+    assert_eq!(status(&proxy, "/live/ch4/index.m3u8?token=t2").await, 200);
+    let r = h1_client().get(&seg).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_evicted\"}\n");
+}

@@ -261,7 +261,10 @@ impl Akamai {
                 id.to_owned()
             }
         });
-        Check::Allow(Identity { user })
+        Check::Allow(Identity {
+            user,
+            session_limit: None,
+        })
     }
 
     /// The token text `sign` produces (without the `name=` prefix).

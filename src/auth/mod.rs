@@ -129,6 +129,19 @@ pub enum Check {
 pub struct Identity {
     /// User id (WMSAuth `id=`, a token's user, …); `None` for anonymous links.
     pub user: Option<String>,
+    /// A session limit the method itself set for this viewer (the backend's
+    /// `X-Max-Sessions` / `X-Unique`); `None` = the user's own.
+    pub session_limit: Option<SessionLimit>,
+}
+
+/// A per-viewer session limit an auth method sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Most concurrent sessions of the user (0 = unlimited).
+    pub max: u32,
+    /// End the user's older sessions instead of refusing the newcomer
+    /// (Flussonic's `X-Unique: true`), whatever `sessions.on_limit` says.
+    pub evict_oldest: bool,
 }
 
 /// The facts about a request that schemes look at. Pure data: the proxy fills

@@ -73,6 +73,7 @@ impl Tokens {
         match self.users.get(i) {
             Some(u) => Check::Allow(Identity {
                 user: Some(u.id.clone()),
+                session_limit: None,
             }),
             None => Check::Forbidden,
         }

@@ -92,7 +92,8 @@ fn id_becomes_the_user() {
     assert_eq!(
         got,
         Check::Allow(Identity {
-            user: Some("sess1".into())
+            user: Some("sess1".into()),
+            session_limit: None,
         })
     );
 }
@@ -230,7 +231,7 @@ proptest! {
         let h = http::HeaderMap::new();
         let client = ip.unwrap_or(IpAddr::from([192, 0, 2, 1]));
         let rq = AuthRequest { client_ip: client, path: &path, query: Some(q), headers: &h, channel: None, now: start + life / 2 };
-        prop_assert_eq!(a.check(&rq), Check::Allow(Identity { user: user.clone() }));
+        prop_assert_eq!(a.check(&rq), Check::Allow(Identity { user: user.clone(), session_limit: None }));
         let late = AuthRequest { now: start + life + 1, ..rq };
         prop_assert_eq!(a.check(&late), Check::Expired);
     }

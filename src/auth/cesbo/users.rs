@@ -75,5 +75,6 @@ pub fn user_auth(
     }
     Check::Allow(Identity {
         user: Some(u.login.clone()),
+        session_limit: None,
     })
 }

@@ -63,6 +63,7 @@ fn check(t: &Tokens, query: Option<&str>) -> Check {
 fn allow(id: &str) -> Check {
     Check::Allow(Identity {
         user: Some(id.to_owned()),
+        session_limit: None,
     })
 }
 
