@@ -2,8 +2,9 @@
 //! (`store = "redis://..."`, SPEC §3.2: `max_sessions` holds across every
 //! edge sharing the store).
 //!
-//! Owns: the connection to Redis (a [`redis::aio::ConnectionManager`], which
-//! reconnects by itself in the background), the two Lua scripts, the key
+//! Owns: the connection to Redis (a [`redis::aio::ConnectionManager`], made
+//! by [`FleetStore::connect`] or lazily by the first call of a
+//! [`FleetStore::new`] store, which then reconnects by itself), the two Lua scripts, the key
 //! layout, the time bound on every Redis call, the fail-open/fail-closed
 //! decision and the counters that report it. It is part of the I/O shell.
 //!
@@ -65,6 +66,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
+use tokio::sync::OnceCell;
 
 use layout::{KeyLayout, parse_admission};
 
@@ -168,6 +170,8 @@ struct Counters {
 }
 
 struct Shared {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     admit: Script,
     heartbeat: Script,
     keys: KeyLayout,
@@ -179,7 +183,9 @@ struct Shared {
 /// connection, multiplexed, shared by every clone).
 #[derive(Clone)]
 pub struct FleetStore {
-    conn: ConnectionManager,
+    /// Set by the first call that reaches Redis; the manager then reconnects
+    /// by itself.
+    conn: Arc<OnceCell<ConnectionManager>>,
     shared: Arc<Shared>,
 }
 
@@ -212,6 +218,15 @@ impl FleetStore {
     /// Fails with [`FleetError::Unavailable`] when Redis does not answer
     /// within `op_timeout`; after that, reconnection is automatic.
     pub async fn connect(url: &str, opts: FleetOptions) -> Result<Self, FleetError> {
+        let store = Self::new(url, opts)?;
+        store.bounded(|_| async { Ok(()) }).await?;
+        Ok(store)
+    }
+
+    /// A store that connects on its first call instead: an edge can start
+    /// while Redis is down and [`FleetOptions::fail`] applies until it is up.
+    /// Fails only on a bad URL or bad options.
+    pub fn new(url: &str, opts: FleetOptions) -> Result<Self, FleetError> {
         let keys = KeyLayout::new(&opts.key_prefix)?;
         if opts.session_ttl < Duration::from_millis(1) || opts.ended_ttl < Duration::from_millis(1)
         {
@@ -231,19 +246,11 @@ impl FleetStore {
             .set_number_of_retries(0)
             .set_connection_timeout(opts.op_timeout)
             .set_response_timeout(opts.op_timeout);
-        let conn = match tokio::time::timeout(
-            opts.op_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(from_redis(&e)),
-            Err(_) => return Err(timed_out(opts.op_timeout)),
-        };
         Ok(Self {
-            conn,
+            conn: Arc::new(OnceCell::new()),
             shared: Arc::new(Shared {
+                client,
+                config,
                 admit: Script::new(include_str!("fleet/admit.lua")),
                 heartbeat: Script::new(include_str!("fleet/heartbeat.lua")),
                 keys,
@@ -282,9 +289,8 @@ impl FleetStore {
             })
             .arg(s.keys.ended_prefix())
             .arg(millis(s.opts.ended_ttl));
-        let mut conn = self.conn.clone();
         let reply = self
-            .bounded(async move { inv.invoke_async::<Vec<String>>(&mut conn).await })
+            .bounded(|mut conn| async move { inv.invoke_async::<Vec<String>>(&mut conn).await })
             .await;
         match reply.and_then(|r| parse_admission(&r)) {
             Ok(a) => Ok(a),
@@ -316,9 +322,8 @@ impl FleetStore {
             .arg(now_ms.saturating_sub(ttl))
             .arg(ttl)
             .arg(sid);
-        let mut conn = self.conn.clone();
         let held = self
-            .bounded(async move { inv.invoke_async::<i64>(&mut conn).await })
+            .bounded(|mut conn| async move { inv.invoke_async::<i64>(&mut conn).await })
             .await?;
         Ok(held == 1)
     }
@@ -327,8 +332,7 @@ impl FleetStore {
     /// last `ended_ttl`.
     pub async fn is_ended(&self, sid: u64) -> Result<bool, FleetError> {
         let key = self.shared.keys.ended(sid);
-        let mut conn = self.conn.clone();
-        self.bounded(async move {
+        self.bounded(|mut conn| async move {
             redis::cmd("EXISTS")
                 .arg(key)
                 .query_async::<bool>(&mut conn)
@@ -351,8 +355,7 @@ impl FleetStore {
         if let Some(user) = user {
             pipe.cmd("ZREM").arg(s.keys.user(user)).arg(sid).ignore();
         }
-        let mut conn = self.conn.clone();
-        self.bounded(async move { pipe.query_async::<()>(&mut conn).await })
+        self.bounded(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
     }
 
@@ -377,14 +380,29 @@ impl FleetStore {
         &self.shared.opts
     }
 
-    /// Run one Redis call within `op_timeout`, keeping the health flag and
-    /// the error counter.
-    async fn bounded<T>(
+    /// Run one Redis call within `op_timeout` (connecting first if no
+    /// connection was ever made), keeping the health flag and error counter.
+    async fn bounded<T, F>(
         &self,
-        call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, FleetError> {
-        let timeout = self.shared.opts.op_timeout;
-        let result = match tokio::time::timeout(timeout, call).await {
+        call: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, FleetError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let s = &self.shared;
+        let timeout = s.opts.op_timeout;
+        let attempt = async {
+            // Concurrent first callers share one attempt; a failed one leaves
+            // the cell empty for the next caller.
+            let conn = self
+                .conn
+                .get_or_try_init(|| {
+                    ConnectionManager::new_with_config(s.client.clone(), s.config.clone())
+                })
+                .await?;
+            call(conn.clone()).await
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(from_redis(&e)),
             Err(_) => Err(timed_out(timeout)),

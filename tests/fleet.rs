@@ -501,6 +501,38 @@ async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
 }
 
 #[tokio::test]
+async fn a_lazy_store_starts_while_redis_is_down_and_connects_when_it_is_up() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let open = FleetStore::new(&redis.url(), opts("t:")).unwrap();
+    let closed = FleetStore::new(
+        &redis.url(),
+        FleetOptions {
+            fail: FailMode::Closed,
+            ..opts("t:")
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        open.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert!(closed.admit("u", 1, 1, Policy::Reject, T0).await.is_err());
+    assert!(!open.healthy() && !closed.healthy());
+    redis.spawn();
+    wait_recovered(&open).await;
+    wait_recovered(&closed).await;
+    assert_eq!(
+        closed.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        open.admit("u", 2, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Rejected
+    );
+}
+
+#[tokio::test]
 async fn connect_errors_are_typed() {
     // Nothing listens on a port we just closed.
     let port = TcpListener::bind("127.0.0.1:0")
