@@ -544,6 +544,11 @@ async fn connect_errors_are_typed() {
         .await
         .unwrap_err();
     assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    let err = FleetStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"), opts("t:"))
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"));
     let err = FleetStore::connect("http://nope", opts("t:"))
         .await
         .unwrap_err();
