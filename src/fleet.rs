@@ -314,7 +314,8 @@ impl FleetStore {
             .await
     }
 
-    /// Whether the last Redis call succeeded (readiness).
+    /// Whether the last Redis call succeeded (readiness); true before the
+    /// first call of a lazy store.
     pub fn healthy(&self) -> bool {
         !self.shared.counters.unhealthy.load(Ordering::Relaxed)
     }
