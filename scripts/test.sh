@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run tollgate's whole test suite on a fresh Debian machine.
 # Installs what the tests need when it is missing (ffmpeg for ffprobe/ffmpeg,
-# openssl), then runs every test of the workspace.
+# openssl, redis-server for the fleet store tests), then runs every test of
+# the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ need=()
 command -v ffmpeg  >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

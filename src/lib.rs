@@ -50,6 +50,7 @@ pub mod cors;
 pub mod credentials;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod headers;
 pub mod hls;
 pub mod incarnation;

@@ -1,0 +1,612 @@
+//! The fleet store (src/fleet.rs) against a real `redis-server` this test
+//! starts on 127.0.0.1 and a free port: limits across two "edges" (two
+//! `FleetStore`s on one Redis), atomicity under concurrent admits, expiry,
+//! eviction and kicks seen fleet-wide, and what admission answers while Redis
+//! is dead or frozen, then recovery when it comes back on the same port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate::fleet::{Admission, FailMode, FleetError, FleetOptions, FleetStore, Policy};
+
+/// A `redis-server` child process, killed (by pid) when dropped, even when
+/// the test panics.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self { port, child: None };
+        s.spawn();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        let id = self.child.as_ref().expect("redis-server running").id();
+        nix::unistd::Pid::from_raw(i32::try_from(id).unwrap())
+    }
+
+    /// Start (or restart) the server on `self.port` and wait until it answers.
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("install redis-server: apt-get install -y redis-server")
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A plain connection for looking at keys behind the store's back.
+    fn raw(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.as_ref().map(|_| self.pid()) {
+            // A frozen server must be woken to die promptly.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+fn opts(prefix: &str) -> FleetOptions {
+    FleetOptions {
+        key_prefix: prefix.into(),
+        op_timeout: Duration::from_millis(300),
+        ..FleetOptions::new(Duration::from_secs(30))
+    }
+}
+
+async fn store(redis: &RedisServer, o: FleetOptions) -> FleetStore {
+    FleetStore::connect(&redis.url(), o).await.unwrap()
+}
+
+#[tokio::test]
+async fn admits_up_to_the_limit_then_rejects_and_reconnects_never_count_twice() {
+    let redis = RedisServer::start();
+    let s = store(&redis, opts("t:")).await;
+    let r = Policy::Reject;
+    assert_eq!(
+        s.admit("alice", 1, 2, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        s.admit("alice", 2, 2, r, T0 + 1).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        s.admit("alice", 3, 2, r, T0 + 2).await.unwrap(),
+        Admission::Rejected
+    );
+    for t in 3..10 {
+        assert_eq!(
+            s.admit("alice", 1, 2, r, T0 + t).await.unwrap(),
+            Admission::Refreshed
+        );
+    }
+    assert_eq!(
+        s.admit("alice", 3, 2, r, T0 + 10).await.unwrap(),
+        Admission::Rejected
+    );
+    // Another user has a limit of their own.
+    assert_eq!(
+        s.admit("bob", 3, 1, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+
+    // Exactly the two admitted sessions are stored, under the documented key.
+    let mut raw = redis.raw();
+    let held: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg("t:user:{alice}")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(held, vec![("2".into(), T0 + 1), ("1".into(), T0 + 9)]);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:user:{alice}")
+        .query(&mut raw)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
+
+    // 0 = unlimited, still tracked.
+    for sid in 100..110 {
+        assert_eq!(
+            s.admit("carol", sid, 0, r, T0).await.unwrap(),
+            Admission::Admitted
+        );
+    }
+    assert_eq!(
+        s.admit("carol", 100, 0, r, T0 + 1).await.unwrap(),
+        Admission::Refreshed
+    );
+    let n: u64 = redis::cmd("ZCARD")
+        .arg("t:user:{carol}")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(n, 10);
+    assert!(s.healthy());
+    assert_eq!(s.stats().errors, 0);
+}
+
+#[tokio::test]
+async fn evict_oldest_ends_the_oldest_fleet_wide() {
+    let redis = RedisServer::start();
+    let edge_a = store(&redis, opts("t:")).await;
+    let edge_b = store(&redis, opts("t:")).await;
+    let e = Policy::EvictOldest;
+    assert_eq!(
+        edge_a.admit("u", 11, 2, e, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        edge_a.admit("u", 12, 2, e, T0 + 5).await.unwrap(),
+        Admission::Admitted
+    );
+    // 11 refreshed on A after 12 arrived: 12 is now the oldest.
+    assert!(edge_a.heartbeat("u", 11, T0 + 10).await.unwrap());
+    assert_eq!(
+        edge_b.admit("u", 13, 2, e, T0 + 20).await.unwrap(),
+        Admission::Evicted(vec![12])
+    );
+    // Edge A learns it; the others are untouched.
+    assert!(edge_a.is_ended(12).await.unwrap());
+    assert!(!edge_a.is_ended(11).await.unwrap());
+    assert!(!edge_a.is_ended(13).await.unwrap());
+    // The evicted session is not brought back by its edge's heartbeat.
+    assert!(!edge_a.heartbeat("u", 12, T0 + 21).await.unwrap());
+    assert_eq!(
+        edge_a.admit("u", 11, 2, e, T0 + 22).await.unwrap(),
+        Admission::Refreshed
+    );
+
+    // Lowering the limit evicts as many as needed, oldest first.
+    assert_eq!(
+        edge_a.admit("u", 14, 1, e, T0 + 30).await.unwrap(),
+        Admission::Evicted(vec![13, 11])
+    );
+    assert!(edge_b.is_ended(11).await.unwrap() && edge_b.is_ended(13).await.unwrap());
+
+    // The evicted viewer coming back through the entry URL is a new admission
+    // and its ended marker goes away.
+    assert_eq!(
+        edge_b.admit("u", 12, 1, e, T0 + 40).await.unwrap(),
+        Admission::Evicted(vec![14])
+    );
+    assert!(!edge_a.is_ended(12).await.unwrap());
+    assert!(edge_a.is_ended(14).await.unwrap());
+
+    // The marker carries its own TTL.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:ended:{14}")
+        .query(&mut redis.raw())
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn sessions_expire_after_session_ttl_without_heartbeat() {
+    let redis = RedisServer::start();
+    let o = FleetOptions {
+        session_ttl: Duration::from_millis(1000),
+        ..opts("x:")
+    };
+    let s = store(&redis, o).await;
+    let r = Policy::Reject;
+    assert_eq!(
+        s.admit("u", 1, 1, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert!(s.heartbeat("u", 1, T0 + 900).await.unwrap());
+    // Seen at +900: still live at +1500 (600 ms idle)…
+    assert_eq!(
+        s.admit("u", 2, 1, r, T0 + 1500).await.unwrap(),
+        Admission::Rejected
+    );
+    // …gone at +1900 (1000 ms idle = session_ttl).
+    assert_eq!(
+        s.admit("u", 2, 1, r, T0 + 1900).await.unwrap(),
+        Admission::Admitted
+    );
+    // A heartbeat neither revives the expired one…
+    assert!(!s.heartbeat("u", 1, T0 + 1950).await.unwrap());
+    // …nor keeps alive one already past its expiry when it arrives.
+    assert!(!s.heartbeat("u", 2, T0 + 2900).await.unwrap());
+    assert_eq!(
+        s.admit("u", 1, 1, r, T0 + 2900).await.unwrap(),
+        Admission::Admitted
+    );
+
+    // Redis drops the whole key once nobody heartbeats (real time, bounded).
+    let short = store(
+        &redis,
+        FleetOptions {
+            session_ttl: Duration::from_millis(150),
+            ..opts("y:")
+        },
+    )
+    .await;
+    assert_eq!(
+        short.admit("v", 1, 1, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    let mut raw = redis.raw();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg("y:user:{v}")
+            .query(&mut raw)
+            .unwrap();
+        if !exists {
+            break;
+        }
+        assert!(Instant::now() < deadline, "user key never expired");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_enforce_one_session_atomically() {
+    let redis = RedisServer::start();
+    let edges = [
+        store(&redis, opts("t:")).await,
+        store(&redis, opts("t:")).await,
+    ];
+    // Sequential: a session admitted on A blocks a second one on B.
+    assert_eq!(
+        edges[0]
+            .admit("solo", 1, 1, Policy::Reject, T0)
+            .await
+            .unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        edges[1]
+            .admit("solo", 2, 1, Policy::Reject, T0 + 1)
+            .await
+            .unwrap(),
+        Admission::Rejected
+    );
+    assert_eq!(
+        edges[1]
+            .admit("solo", 1, 1, Policy::Reject, T0 + 2)
+            .await
+            .unwrap(),
+        Admission::Refreshed
+    );
+
+    // 20 concurrent newcomers, split over both edges: exactly one wins.
+    let start = Arc::new(tokio::sync::Barrier::new(20));
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let edge = edges[usize::from(i % 2 == 1)].clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                edge.admit("race", 1000 + i, 1, Policy::Reject, T0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let admitted = outcomes
+        .iter()
+        .filter(|a| **a == Admission::Admitted)
+        .count();
+    let rejected = outcomes
+        .iter()
+        .filter(|a| **a == Admission::Rejected)
+        .count();
+    assert_eq!((admitted, rejected), (1, 19), "{outcomes:?}");
+    let n: u64 = redis::cmd("ZCARD")
+        .arg("t:user:{race}")
+        .query(&mut redis.raw())
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn end_kicks_a_session_everywhere() {
+    let redis = RedisServer::start();
+    let edge_a = store(&redis, opts("t:")).await;
+    let edge_b = store(&redis, opts("t:")).await;
+    let r = Policy::Reject;
+    assert_eq!(
+        edge_a.admit("u", 1, 1, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        edge_b.admit("u", 2, 1, r, T0 + 1).await.unwrap(),
+        Admission::Rejected
+    );
+    edge_b.end(1, Some("u")).await.unwrap();
+    assert!(edge_a.is_ended(1).await.unwrap());
+    assert!(!edge_a.heartbeat("u", 1, T0 + 2).await.unwrap());
+    // The slot is free at once.
+    assert_eq!(
+        edge_b.admit("u", 2, 1, r, T0 + 3).await.unwrap(),
+        Admission::Admitted
+    );
+    // Without the user, only the marker is written (anonymous sessions).
+    edge_a.end(77, None).await.unwrap();
+    assert!(edge_b.is_ended(77).await.unwrap());
+    // Ending twice is fine.
+    edge_a.end(77, None).await.unwrap();
+}
+
+/// Wait, bounded, until `store` reaches Redis again (the manager reconnects
+/// on its own; each failed call starts a new attempt).
+async fn wait_recovered(s: &FleetStore) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.is_ended(0).await.is_err() {
+        assert!(Instant::now() < deadline, "store never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.healthy());
+}
+
+#[tokio::test]
+async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
+    let mut redis = RedisServer::start();
+    let op_timeout = Duration::from_millis(300);
+    let open = store(
+        &redis,
+        FleetOptions {
+            fail: FailMode::Open,
+            ..opts("t:")
+        },
+    )
+    .await;
+    let closed = store(
+        &redis,
+        FleetOptions {
+            fail: FailMode::Closed,
+            ..opts("t:")
+        },
+    )
+    .await;
+    assert_eq!(
+        open.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        closed.admit("u", 2, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Rejected
+    );
+    // A bound that catches a hang but not a slow CI machine.
+    let bound = op_timeout * 3 + Duration::from_secs(1);
+
+    // 1. Frozen (SIGSTOP): the TCP connection stays up but nothing answers,
+    //    so only op_timeout stands between the caller and a hang.
+    nix::sys::signal::kill(redis.pid(), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        open.admit("u", 3, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert!(
+        t.elapsed() >= op_timeout && t.elapsed() < bound,
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let err = closed
+        .admit("u", 3, 1, Policy::Reject, T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
+    assert!(t.elapsed() < bound, "{:?}", t.elapsed());
+    assert!(!open.healthy() && !closed.healthy());
+    let t = Instant::now();
+    assert!(closed.is_ended(1).await.is_err());
+    assert!(closed.heartbeat("u", 1, T0).await.is_err());
+    assert!(closed.end(1, Some("u")).await.is_err());
+    assert!(t.elapsed() < bound * 3, "{:?}", t.elapsed());
+    nix::sys::signal::kill(redis.pid(), nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_recovered(&open).await;
+    wait_recovered(&closed).await;
+
+    // 2. Killed: connection refused, answered well within op_timeout.
+    redis.kill();
+    for i in 0..5 {
+        let t = Instant::now();
+        assert_eq!(
+            open.admit("u", 10 + i, 1, Policy::Reject, T0)
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+        let err = closed
+            .admit("u", 10 + i, 1, Policy::Reject, T0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
+        assert!(t.elapsed() < bound, "{:?}", t.elapsed());
+    }
+    let (so, sc) = (open.stats(), closed.stats());
+    assert!(!so.healthy && !sc.healthy);
+    assert_eq!((so.fail_open, so.fail_closed), (6, 0));
+    assert_eq!((sc.fail_open, sc.fail_closed), (0, 6));
+    assert!(sc.errors >= 9, "{sc:?}");
+
+    // 3. Restarted on the same port (empty: no persistence): the same stores
+    //    recover and enforce limits again.
+    redis.spawn();
+    wait_recovered(&open).await;
+    wait_recovered(&closed).await;
+    assert_eq!(
+        closed.admit("u", 20, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        open.admit("u", 21, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Rejected
+    );
+    assert_eq!(open.stats().fail_open, 6);
+}
+
+#[tokio::test]
+async fn a_lazy_store_starts_while_redis_is_down_and_connects_when_it_is_up() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let open = FleetStore::new(&redis.url(), opts("t:")).unwrap();
+    let closed = FleetStore::new(
+        &redis.url(),
+        FleetOptions {
+            fail: FailMode::Closed,
+            ..opts("t:")
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        open.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert!(closed.admit("u", 1, 1, Policy::Reject, T0).await.is_err());
+    assert!(!open.healthy() && !closed.healthy());
+    redis.spawn();
+    wait_recovered(&open).await;
+    wait_recovered(&closed).await;
+    assert_eq!(
+        closed.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        open.admit("u", 2, 1, Policy::Reject, T0).await.unwrap(),
+        Admission::Rejected
+    );
+}
+
+#[tokio::test]
+async fn connect_errors_are_typed() {
+    // Nothing listens on a port we just closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = FleetStore::connect(&format!("redis://127.0.0.1:{port}/"), opts("t:"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    let err = FleetStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"), opts("t:"))
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"));
+    let err = FleetStore::connect("http://nope", opts("t:"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FleetError::Config(_)), "{err:?}");
+    let err = FleetStore::connect("redis://127.0.0.1:1/", opts("bad{prefix"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FleetError::Config(_)), "{err:?}");
+}
+
+/// Admission rate against the local redis-server (not a pass/fail test):
+/// `cargo test --release --test fleet -- --ignored --nocapture admit_rate`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints admits/s"]
+async fn admit_rate() {
+    let redis = RedisServer::start();
+    let s = store(&redis, opts("b:")).await;
+    const N: u64 = 20_000;
+    // Sequential: one admit at a time, 1,000 users with max_sessions 3.
+    let t = Instant::now();
+    for i in 0..N {
+        s.admit(
+            &format!("user{}", i % 1000),
+            i,
+            3,
+            Policy::EvictOldest,
+            T0 + i,
+        )
+        .await
+        .unwrap();
+    }
+    let seq = N as f64 / t.elapsed().as_secs_f64();
+    // 16 concurrent tasks on the one multiplexed connection.
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..16u64)
+        .map(|task| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in (task..N).step_by(16) {
+                    s.admit(
+                        &format!("user{}", i % 1000),
+                        N + i,
+                        3,
+                        Policy::EvictOldest,
+                        T0 + N + i,
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let conc = N as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(s.stats().errors, 0);
+    println!(
+        "fleet admit: sequential {seq:.0} admits/s, 16 concurrent {conc:.0} admits/s (N = {N})"
+    );
+}
