@@ -160,7 +160,10 @@ fn from_redis(e: &RedisError) -> FleetError {
     // Display names the failure (io error, server error text); it never
     // carries the URL or its password.
     let what = e.to_string();
-    if e.kind() == redis::ErrorKind::TypeError {
+    if matches!(
+        e.kind(),
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+    ) {
         FleetError::Reply(what)
     } else {
         FleetError::Unavailable(what)
@@ -199,8 +202,8 @@ impl FleetStore {
         // recovers as soon as Redis is back instead of after a long sleep.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(opts.op_timeout)
-            .set_response_timeout(opts.op_timeout);
+            .set_connection_timeout(Some(opts.op_timeout))
+            .set_response_timeout(Some(opts.op_timeout));
         Ok(Self {
             conn: Arc::new(OnceCell::new()),
             shared: Arc::new(Shared {
