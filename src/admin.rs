@@ -83,6 +83,16 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 "version": env!("CARGO_PKG_VERSION"),
                 "routes": live.config.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
                 "origins": live.config.origins.iter().map(|o| &o.name).collect::<Vec<_>>(),
+                "sessions": shared.sessions.len(),
+                "store": shared.fleet.as_ref().map(|f| {
+                    let s = f.stats();
+                    serde_json::json!({
+                        "healthy": s.healthy,
+                        "fail_open": s.fail_open,
+                        "fail_closed": s.fail_closed,
+                        "errors": s.errors,
+                    })
+                }),
             });
             let code = if shared.is_draining() {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -185,6 +195,19 @@ fn kick_session(shared: &Shared, live: &crate::runtime::Live, id: &str) -> Respo
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
+    let user = shared
+        .sessions
+        .get(id)
+        .and_then(|s| s.user.as_deref().map(str::to_owned));
+    if let Some(store) = shared.fleet.clone() {
+        // Fleet-wide: other edges see the ended marker at their next
+        // heartbeat; the user's slot is freed at once.
+        tokio::spawn(async move {
+            if let Err(e) = store.end(id, user.as_deref()).await {
+                tracing::warn!(error = %e, "kick not recorded in the fleet store");
+            }
+        });
+    }
     if shared.sessions.end(id, until) {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;

@@ -107,6 +107,24 @@ pub struct SessionsConfig {
     pub bind_ip: bool,
     /// Policy for users over their session limit.
     pub on_limit: OnLimit,
+    /// Where session limits are counted.
+    pub store: SessionStore,
+}
+
+/// `[sessions] store`: where session limits are counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStore {
+    /// This edge's memory only.
+    Local,
+    /// A Redis shared by a fleet of edges.
+    Redis {
+        /// `redis://…` or `rediss://…` (may carry a password: kept secret).
+        url: Secret,
+        /// Admit new sessions while Redis is unreachable (`store_fail = "open"`).
+        fail_open: bool,
+        /// Bound on every Redis call.
+        timeout: Duration,
+    },
 }
 
 impl SessionsConfig {

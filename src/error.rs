@@ -82,6 +82,9 @@ pub enum ProxyError {
     /// The origin answered a playlist request with something else (502).
     #[error("bad playlist")]
     BadPlaylist,
+    /// The fleet session store is unreachable and `store_fail = "closed"` (503).
+    #[error("session store unavailable")]
+    StoreUnavailable,
     /// The proxy is shutting down and takes no new work (503).
     #[error("shutting down")]
     ShuttingDown,
@@ -107,7 +110,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ShuttingDown | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,6 +136,7 @@ impl ProxyError {
             PlaylistTooLarge => "playlist_too_large",
             BadPlaylist => "bad_playlist",
             ShuttingDown => "shutting_down",
+            StoreUnavailable => "store_unavailable",
             Internal => "internal",
         }
     }
@@ -143,7 +147,7 @@ impl ProxyError {
         match self {
             OriginUnavailable | OriginTimeout | BadOriginResponse | PlaylistTooLarge
             | BadPlaylist => Blame::Origin,
-            Internal | ShuttingDown => Blame::Internal,
+            Internal | ShuttingDown | StoreUnavailable => Blame::Internal,
             _ => Blame::Client,
         }
     }
@@ -169,7 +173,7 @@ impl ProxyError {
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 18] = {
+    const ALL: [ProxyError; 19] = {
         use ProxyError::*;
         [
             BadPath,
@@ -188,6 +192,7 @@ mod tests {
             BadOriginResponse,
             PlaylistTooLarge,
             BadPlaylist,
+            StoreUnavailable,
             ShuttingDown,
             Internal,
         ]

@@ -359,6 +359,22 @@ impl FleetStore {
                     ConnectionManager::new_with_config(s.client.clone(), s.config.clone())
                 })
                 .await?;
+            if s.counters.unhealthy.load(Ordering::Relaxed) {
+                // After an outage the manager still holds the dead
+                // connection: the first command fails and starts the
+                // reconnect, the second waits for it. Probe with PING so
+                // the real call (not idempotent in general) runs once, on a
+                // live connection.
+                let mut probe = conn.clone();
+                if redis::cmd("PING")
+                    .query_async::<()>(&mut probe)
+                    .await
+                    .is_err()
+                {
+                    let mut probe = conn.clone();
+                    redis::cmd("PING").query_async::<()>(&mut probe).await?;
+                }
+            }
             call(conn.clone()).await
         };
         let result = match tokio::time::timeout(timeout, attempt).await {

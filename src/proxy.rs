@@ -206,7 +206,7 @@ async fn forward(
 
     // 2b. The key endpoint lives under a reserved path, outside every route.
     if path.starts_with(crate::keyserver::PREFIX) {
-        return serve_key(live, shared, &path, req.uri().query(), record, now);
+        return serve_key(live, shared, &path, req.uri().query(), record, now).await;
     }
 
     // 3. Route and channel.
@@ -254,17 +254,20 @@ async fn forward(
 
     // 5. Admit: create or refresh the session. (Entitlements, limits and
     //    blocklists hook in here.)
-    record.session = Some(admit(
-        live,
-        shared,
-        &claims,
-        &scope,
-        Admission {
-            entry: capability.is_none(),
-            limit,
-        },
-        now,
-    )?);
+    record.session = Some(
+        admit(
+            live,
+            shared,
+            &claims,
+            &scope,
+            Admission {
+                entry: capability.is_none(),
+                limit,
+            },
+            now,
+        )
+        .await?,
+    );
 
     // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
@@ -334,7 +337,7 @@ struct Admission {
 ///
 /// Limits: the one the auth method set; the user's own `max_sessions` comes
 /// with the entitlements layer (until then, unlimited).
-fn admit(
+async fn admit(
     live: &Live,
     shared: &Shared,
     claims: &Claims,
@@ -352,16 +355,20 @@ fn admit(
         | (_, OnLimit::EvictOldest) => Policy::EvictOldest,
         _ => Policy::Reject,
     };
+    let max = how.limit.map_or(0, |l| l.max);
+    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
+    // With a fleet store the fleet counts; this edge only keeps its table.
+    let fleet = shared.fleet.as_ref().zip(claims.user.as_deref());
     let ask = Ask {
         id: claims.sid,
         user: claims.user.as_deref(),
-        max_sessions: how.limit.map_or(0, |l| l.max),
+        max_sessions: if fleet.is_some() { 0 } else { max },
         policy,
         entry: how.entry,
         now,
-        tombstone_until: now.saturating_add(live.config.sessions.capability_ttl.as_secs()),
+        tombstone_until: until,
     };
-    let (session, how) = shared
+    let (session, admitted) = shared
         .sessions
         .admit(&ask, || {
             Session::new(
@@ -377,7 +384,13 @@ fn admit(
             Refused::Limit => ProxyError::SessionLimit,
             Refused::Ended => ProxyError::SessionEvicted,
         })?;
-    if matches!(how, Admitted::Created { .. }) {
+    if let Some((store, user)) = fleet {
+        fleet_admit(
+            live, shared, store, user, &session, &admitted, max, policy, until, now,
+        )
+        .await?;
+    }
+    if matches!(admitted, Admitted::Created { .. }) {
         shared.metrics.sessions_created.inc();
         shared
             .metrics
@@ -385,6 +398,60 @@ fn admit(
             .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
     }
     Ok(session)
+}
+
+/// The fleet half of admission: a session new to this edge asks the shared
+/// store (which counts the user's sessions on every edge); a live one sends
+/// a heartbeat a few times per idle timeout and learns whether another edge
+/// evicted it or an operator kicked it.
+#[allow(clippy::too_many_arguments)]
+async fn fleet_admit(
+    live: &Live,
+    shared: &Shared,
+    store: &crate::fleet::FleetStore,
+    user: &str,
+    session: &Session,
+    admitted: &Admitted,
+    max: u32,
+    policy: Policy,
+    until: u64,
+    now: u64,
+) -> Result<(), ProxyError> {
+    use crate::fleet::{Admission as Fleet, Policy as FleetPolicy};
+    let now_ms = now.saturating_mul(1000);
+    if matches!(admitted, Admitted::Existing) {
+        let every = (live.config.sessions.idle_timeout.as_secs() / 3).max(1);
+        if session.heartbeat_due(now, every) {
+            // An unreachable store never ends a session that is playing.
+            if let Ok(false) = store.heartbeat(user, session.id, now_ms).await {
+                shared.sessions.end(session.id, until);
+                return Err(ProxyError::SessionEvicted);
+            }
+        }
+        return Ok(());
+    }
+    let policy = match policy {
+        Policy::Reject => FleetPolicy::Reject,
+        Policy::EvictOldest => FleetPolicy::EvictOldest,
+    };
+    match store.admit(user, session.id, max, policy, now_ms).await {
+        Ok(Fleet::Admitted | Fleet::Refreshed) => Ok(()),
+        Ok(Fleet::Evicted(ids)) => {
+            for id in ids {
+                shared.sessions.end(id, until);
+            }
+            Ok(())
+        }
+        Ok(Fleet::Rejected) => {
+            shared.sessions.forget(session.id);
+            Err(ProxyError::SessionLimit)
+        }
+        Err(_) => {
+            // store_fail = "closed": no new sessions while the store is down.
+            shared.sessions.forget(session.id);
+            Err(ProxyError::StoreUnavailable)
+        }
+    }
 }
 
 /// What every answer of one request needs to know.
@@ -736,7 +803,7 @@ async fn passthrough(
 }
 
 /// `GET /.tollgate/key/...`: the content key, to a live session only.
-fn serve_key(
+async fn serve_key(
     live: &Live,
     shared: &Shared,
     path: &str,
@@ -774,7 +841,7 @@ fn serve_key(
         entry: false,
         limit: None,
     };
-    record.session = Some(admit(live, shared, &claims, &scope, again, now)?);
+    record.session = Some(admit(live, shared, &claims, &scope, again, now).await?);
     let key = live
         .keys
         .content_key(&route.name, kp.channel, kp.inc, kp.period);

@@ -158,6 +158,36 @@ fn random_master() -> Result<[u8; 32], ConfigErrors> {
     Ok(out)
 }
 
+/// The fleet store the config names (validation already checked the URL).
+fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
+    let crate::config::SessionStore::Redis {
+        url,
+        fail_open,
+        timeout,
+    } = &config.sessions.store
+    else {
+        return None;
+    };
+    let mut opts = crate::fleet::FleetOptions::new(config.sessions.idle_timeout);
+    opts.fail = if *fail_open {
+        crate::fleet::FailMode::Open
+    } else {
+        crate::fleet::FailMode::Closed
+    };
+    opts.op_timeout = *timeout;
+    opts.ended_ttl = config
+        .sessions
+        .capability_ttl
+        .max(config.sessions.idle_timeout);
+    match crate::fleet::FleetStore::new(url.expose(), opts) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::error!(error = %e, "session store unusable; limits are per edge");
+            None
+        }
+    }
+}
+
 /// State shared by every connection and the admin listener.
 #[derive(Debug)]
 pub struct Shared {
@@ -171,6 +201,9 @@ pub struct Shared {
     pub incarnations: Incarnations,
     /// Encrypted segments (sized at start; a reload keeps it).
     pub segments: SegmentCache,
+    /// The fleet's shared session store (`sessions.store = "redis://…"`;
+    /// fixed at start).
+    pub fleet: Option<crate::fleet::FleetStore>,
 }
 
 impl Shared {
@@ -184,7 +217,9 @@ impl Shared {
                  not accepted by other edges or after a restart"
             );
         }
+        let fleet = fleet_store(&live.config);
         Self {
+            fleet,
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
@@ -253,6 +288,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.tls[].listen", tls_addrs(old) != tls_addrs(new)),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("cache.segments", old.cache.segments != new.cache.segments),
+        ("sessions.store", old.sessions.store != new.sessions.store),
         (
             "cache.segment_ttl",
             old.cache.segment_ttl != new.cache.segment_ttl,

@@ -44,6 +44,8 @@ pub struct Session {
     pub started: u64,
     last_seen: AtomicU64,
     bytes: AtomicU64,
+    /// Unix seconds of the last heartbeat to the fleet store.
+    last_beat: AtomicU64,
 }
 
 impl Session {
@@ -65,6 +67,7 @@ impl Session {
             started: now,
             last_seen: AtomicU64::new(now),
             bytes: AtomicU64::new(0),
+            last_beat: AtomicU64::new(now),
         }
     }
 
@@ -81,6 +84,17 @@ impl Session {
     /// Count `n` more body bytes sent.
     pub fn add_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// True (once per period) when the session is due a heartbeat to the
+    /// fleet store: at most every `every` seconds, claimed by one request.
+    pub fn heartbeat_due(&self, now: u64, every: u64) -> bool {
+        let last = self.last_beat.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every
+            && self
+                .last_beat
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     fn touch(&self, now: u64) {
@@ -239,6 +253,12 @@ impl Sessions {
             self.ended.insert(id, until);
         }
         was_live
+    }
+
+    /// Forget session `id` without a tombstone (it was never admitted by
+    /// the fleet). True if it was live.
+    pub fn forget(&self, id: u64) -> bool {
+        self.map.remove(&id).is_some()
     }
 
     /// Live sessions of `user` on this edge.

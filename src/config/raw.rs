@@ -52,6 +52,8 @@ pub struct RawSessions {
     pub bind_ip: Option<bool>,
     pub on_limit: Option<String>,
     pub store: Option<String>,
+    pub store_fail: Option<String>,
+    pub store_timeout: Option<String>,
 }
 
 /// `[cache]`: the encrypted-segment cache and the playlist micro-cache.

@@ -12,7 +12,7 @@ use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
     AdminConfig, BackendConfig, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
     IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig, Secret, ServerConfig,
-    SessionsConfig, TlsListenerConfig,
+    SessionStore, SessionsConfig, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -154,7 +154,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         }
     }
     let keys = keys(&mut errs, &raw.keys, base);
-    let sessions = sessions(&mut errs, &raw.sessions);
+    let sessions = sessions(&mut errs, &raw.sessions, base);
     let cache = cache(&mut errs, &raw.cache);
     if keys.master.is_none() {
         for (i, route) in routes.iter().enumerate() {
@@ -529,7 +529,7 @@ fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig
     }
 }
 
-fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions) -> SessionsConfig {
+fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> SessionsConfig {
     let idle_timeout = errs.timeout(
         "sessions.idle_timeout",
         raw.idle_timeout.as_deref(),
@@ -566,22 +566,57 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions) -> SessionsConfig 
             OnLimit::Reject
         }
     };
-    match raw.store.as_deref() {
-        None | Some("local") => {}
-        Some(other) => errs.push(
-            "sessions.store",
-            format!(
-                "store {other:?} is not available in this build; use \"local\" \
-                 (the Redis fleet store is not built yet)"
-            ),
-        ),
-    }
+    let fail_open = match raw.store_fail.as_deref() {
+        None | Some("open") => true,
+        Some("closed") => false,
+        Some(other) => {
+            errs.push(
+                "sessions.store_fail",
+                format!("unknown mode {other:?}, expected \"open\" or \"closed\""),
+            );
+            true
+        }
+    };
+    let timeout = errs.timeout(
+        "sessions.store_timeout",
+        raw.store_timeout.as_deref(),
+        Duration::from_millis(250),
+    );
+    let store = match raw.store.as_deref() {
+        None | Some("local") => SessionStore::Local,
+        Some(text) => match Secret::resolve(text, base) {
+            Err(e) => {
+                errs.push("sessions.store", e);
+                SessionStore::Local
+            }
+            Ok(url) => {
+                let u = url.expose();
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                    errs.push(
+                        "sessions.store",
+                        "expected \"local\" or a \"redis://host:port\" (\"rediss://\" for TLS) URL",
+                    );
+                } else if let Err(e) = crate::fleet::FleetStore::new(
+                    u,
+                    crate::fleet::FleetOptions::new(Duration::from_secs(1)),
+                ) {
+                    errs.push("sessions.store", e.to_string());
+                }
+                SessionStore::Redis {
+                    url,
+                    fail_open,
+                    timeout,
+                }
+            }
+        },
+    };
     SessionsConfig {
         idle_timeout,
         capability_ttl,
         capability_param,
         bind_ip: raw.bind_ip.unwrap_or(false),
         on_limit,
+        store,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod media;
 pub mod process;
+pub mod redis;
 pub mod static_origin;
 
 use std::convert::Infallible;
