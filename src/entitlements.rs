@@ -44,7 +44,7 @@ use crate::ipnet_set::IpNetSet;
 
 pub use compile::{Problem, ValidationError};
 pub use model::{Blocklist, Package, Snapshot, User, Users};
-pub use stream::LoadError;
+pub use stream::{LoadError, redact_json_error};
 
 use glob::Glob;
 use index::FpIndex;

@@ -28,7 +28,7 @@ pub enum LoadError {
 }
 
 /// serde_json's message with every `"..."` value replaced by `"…"`.
-pub(super) fn redact(err: &serde_json::Error) -> String {
+pub fn redact_json_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
     let mut out = String::with_capacity(text.len());
     let mut inside = false;
@@ -66,7 +66,7 @@ impl Entitlements {
         SnapshotSeed(&mut builder)
             .deserialize(&mut *de)
             .and_then(|()| de.end())
-            .map_err(|e| LoadError::Json(redact(&e)))?;
+            .map_err(|e| LoadError::Json(redact_json_error(&e)))?;
         Ok(builder.finish()?)
     }
 }
