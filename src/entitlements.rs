@@ -183,7 +183,11 @@ impl CompiledUser {
 
     /// True when the user is neither disabled nor expired at `now`.
     pub fn is_active(&self, now: u64) -> bool {
-        !self.disabled && self.extra.as_deref().is_none_or(|e| now < e.expires)
+        !self.disabled
+            && self
+                .extra
+                .as_deref()
+                .is_none_or(|e| e.expires == u64::MAX || now < e.expires)
     }
 
     /// True when the user may watch from `ip` (any IP if `ips` was empty).
