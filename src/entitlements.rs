@@ -1,0 +1,400 @@
+//! Entitlements: who may watch which channel from where (SPEC §3.1, §4).
+//!
+//! Owns the data model of users, packages and the blocklist ([`Snapshot`],
+//! the admin API bodies), its validation, and [`Entitlements`]: the compiled,
+//! immutable form that request handling asks, shared as an `Arc` and replaced
+//! whole (`ArcSwap`) when the admin API or the control plane changes anything.
+//!
+//! Pure core: no I/O, no clock (`now` is an argument, unix seconds), no
+//! logging. Persistence is [`crate::state`]; the admin API, session limits
+//! and control-plane sync are the shell's.
+//!
+//! Invariants:
+//! - Every per-request check ([`Entitlements::decide`], [`Entitlements::user`],
+//!   [`Entitlements::user_by_token`], [`Entitlements::check_password`]) takes
+//!   no lock and does not allocate: a few hash probes and, for globs, a scan
+//!   of the user's packages' patterns.
+//! - Passwords are kept only as SHA-256 digests and compared in constant
+//!   time; a token lookup ends in a constant-time comparison with the stored
+//!   token. `Debug` output and validation errors never contain a token or a
+//!   password.
+//! - Building never panics, whatever the snapshot holds; every problem is
+//!   reported with its path (`users["alice"].ips[2]: invalid network "x"`).
+
+mod compile;
+mod glob;
+mod index;
+mod model;
+mod stream;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ProxyError;
+use crate::ipnet_set::IpNetSet;
+
+pub use compile::{Problem, ValidationError};
+pub use model::{Blocklist, Package, Snapshot, User, Users};
+pub use stream::{LoadError, redact_json_error};
+
+use glob::Glob;
+use index::FpIndex;
+
+/// A SHA-256 digest (of a password).
+type Digest = [u8; 32];
+
+fn sha256(bytes: &[u8]) -> Digest {
+    Sha256::digest(bytes).into()
+}
+
+/// Why a viewer is refused; each maps to one SPEC §3.1 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Denial {
+    /// Unknown, disabled or expired user (`forbidden`).
+    Forbidden,
+    /// Client IP on the blocklist or outside the user's `ips` (`ip_denied`).
+    IpDenied,
+    /// The user's packages do not cover the channel (`not_entitled`).
+    NotEntitled,
+    /// User or token on the blocklist (`blocked`).
+    Blocked,
+}
+
+impl Denial {
+    /// The SPEC §3.1 code.
+    pub fn code(self) -> &'static str {
+        ProxyError::from(self).code()
+    }
+}
+
+impl From<Denial> for ProxyError {
+    fn from(d: Denial) -> Self {
+        match d {
+            Denial::Forbidden => ProxyError::Forbidden,
+            Denial::IpDenied => ProxyError::IpDenied,
+            Denial::NotEntitled => ProxyError::NotEntitled,
+            Denial::Blocked => ProxyError::Blocked,
+        }
+    }
+}
+
+/// What an allowed viewer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Concurrent sessions allowed to the user; 0 = unlimited (always 0 for
+    /// anonymous viewers).
+    pub max_sessions: u32,
+}
+
+/// A user's network restriction, compiled.
+#[derive(Debug, Clone)]
+enum IpRule {
+    /// A handful of networks, scanned (no hash tables per user).
+    Few(Box<[IpNet]>),
+    /// Many networks: longest-prefix set.
+    Many(IpNetSet),
+}
+
+impl IpRule {
+    /// Lists up to this length are scanned.
+    const SCAN_MAX: usize = 8;
+
+    fn new(nets: Vec<IpNet>) -> Self {
+        if nets.len() <= Self::SCAN_MAX {
+            Self::Few(nets.into_boxed_slice())
+        } else {
+            Self::Many(IpNetSet::new(&nets))
+        }
+    }
+
+    /// `ip` must already be canonical (IPv4-mapped IPv6 turned into IPv4).
+    fn contains(&self, ip: IpAddr) -> bool {
+        match self {
+            Self::Few(nets) => nets.iter().any(|n| n.contains(&ip)),
+            Self::Many(set) => set.contains(ip),
+        }
+    }
+}
+
+/// The rarely used parts of a user, boxed so the common user (tokens and
+/// packages only) stays at 56 bytes plus its id and tokens.
+#[derive(Clone)]
+struct Extra {
+    /// SHA-256 of the password, if the user may log in with `?auth=`.
+    password: Option<Digest>,
+    /// First unix second at which the user is expired; `u64::MAX` = never.
+    expires: u64,
+    /// `ips` as given, for reading the user back.
+    ips_source: Vec<String>,
+    /// `ips` compiled; `None` = anywhere.
+    ips: Option<IpRule>,
+    /// `expires_at` as given.
+    expires_source: Option<String>,
+}
+
+/// One compiled user, as [`Entitlements::user`] returns it.
+#[derive(Clone)]
+pub struct CompiledUser {
+    id: Box<str>,
+    /// Plaintext tokens, kept to read the user back and persist it; only ever
+    /// compared in constant time.
+    tokens: Box<[Box<str>]>,
+    max_sessions: u32,
+    /// Index into [`Entitlements::combos`].
+    combo: u32,
+    disabled: bool,
+    extra: Option<Box<Extra>>,
+}
+
+impl CompiledUser {
+    /// The user id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Concurrent sessions allowed; 0 = unlimited.
+    pub fn max_sessions(&self) -> u32 {
+        self.max_sessions
+    }
+
+    /// True when the user is disabled.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The first unix second at which the user is expired, if it expires.
+    pub fn expires_at(&self) -> Option<u64> {
+        let expires = self.extra.as_deref()?.expires;
+        (expires != u64::MAX).then_some(expires)
+    }
+
+    fn password(&self) -> Option<&Digest> {
+        self.extra.as_deref()?.password.as_ref()
+    }
+
+    /// True when the user is neither disabled nor expired at `now`.
+    pub fn is_active(&self, now: u64) -> bool {
+        !self.disabled
+            && self
+                .extra
+                .as_deref()
+                .is_none_or(|e| e.expires == u64::MAX || now < e.expires)
+    }
+
+    /// True when the user may watch from `ip` (any IP if `ips` was empty).
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        match self.extra.as_deref().and_then(|e| e.ips.as_ref()) {
+            None => true,
+            Some(rule) => rule.contains(canonical(ip)),
+        }
+    }
+
+    /// Constant-time: does the user hold this token?
+    fn owns_token(&self, presented: &[u8]) -> bool {
+        let mut found = subtle::Choice::from(0);
+        for t in &self.tokens {
+            found |= t.as_bytes().ct_eq(presented);
+        }
+        found.into()
+    }
+}
+
+impl fmt::Debug for CompiledUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledUser")
+            .field("id", &self.id)
+            .field("tokens", &self.tokens.len())
+            .field("password", &self.password().is_some())
+            .field("expires", &self.expires_at())
+            .field("max_sessions", &self.max_sessions)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One compiled package.
+#[derive(Debug, Clone, Default)]
+struct CompiledPackage {
+    name: String,
+    /// Exact channel names.
+    exact: HashSet<Box<str>>,
+    /// Glob patterns.
+    globs: Box<[Glob]>,
+    /// `channels` as given, in order, for reading the package back.
+    source: Vec<String>,
+}
+
+impl CompiledPackage {
+    fn covers(&self, channel: &str) -> bool {
+        self.exact.contains(channel) || self.globs.iter().any(|g| g.matches(channel))
+    }
+}
+
+/// The blocklist, compiled.
+#[derive(Debug, Clone, Default)]
+struct CompiledBlocklist {
+    users: HashSet<String>,
+    /// Plaintext (the list is readable through the admin API anyway).
+    tokens: HashSet<String>,
+    ips: IpNetSet,
+    source: Blocklist,
+}
+
+/// The compiled, immutable entitlement state. Build with
+/// [`Entitlements::build`]; share as `Arc<Entitlements>`.
+#[derive(Clone, Default)]
+pub struct Entitlements {
+    users: Vec<CompiledUser>,
+    by_id: FpIndex,
+    by_token: FpIndex,
+    packages: Vec<CompiledPackage>,
+    /// Distinct `packages` lists of users, as package indices; users with
+    /// the same list share one entry.
+    combos: Vec<Box<[u32]>>,
+    blocklist: CompiledBlocklist,
+}
+
+impl fmt::Debug for Entitlements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entitlements")
+            .field("users", &self.users.len())
+            .field("tokens", &self.by_token.len())
+            .field("packages", &self.packages.len())
+            .field("package_lists", &self.combos.len())
+            .field("blocked_users", &self.blocklist.users.len())
+            .field("blocked_tokens", &self.blocklist.tokens.len())
+            .finish()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are their IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Entitlements {
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when there is no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn index_of(&self, id: &str) -> Option<usize> {
+        let i = self.by_id.get(id.as_bytes(), |i| {
+            self.users.get(i as usize).is_some_and(|u| &*u.id == id)
+        })?;
+        Some(i as usize)
+    }
+
+    /// The user with this id.
+    pub fn user(&self, id: &str) -> Option<&CompiledUser> {
+        self.users.get(self.index_of(id)?)
+    }
+
+    /// The id of the user holding `token`; the final match is a
+    /// constant-time comparison with the stored token.
+    pub fn user_by_token(&self, token: &str) -> Option<&str> {
+        let presented = token.as_bytes();
+        let i = self.by_token.get(presented, |i| {
+            self.users
+                .get(i as usize)
+                .is_some_and(|u| u.owns_token(presented))
+        })?;
+        self.users.get(i as usize).map(|u| &*u.id)
+    }
+
+    /// Constant-time check of `?auth=user:password`: the presented password
+    /// is hashed before the user is looked up, so an unknown user, a user
+    /// without a password and a wrong password cost the same. Says nothing
+    /// about disabled, expired or blocked users: that is [`Self::decide`].
+    pub fn check_password(&self, user: &str, presented: &[u8]) -> bool {
+        let presented = sha256(presented);
+        match self.user(user).and_then(CompiledUser::password) {
+            Some(stored) => stored.ct_eq(&presented).into(),
+            None => false,
+        }
+    }
+
+    /// True when `id` is on the blocklist (known user or not, e.g. an id
+    /// vouched for by an auth backend or a pay-per-view `id=`).
+    pub fn is_user_blocked(&self, id: &str) -> bool {
+        self.blocklist.users.contains(id)
+    }
+
+    /// May this viewer watch `channel` from `ip` at `now` (unix seconds)?
+    ///
+    /// Checked in this order, the first failure deciding:
+    /// 1. `ip` on the blocklist → [`Denial::IpDenied`];
+    /// 2. `user` or `token` on the blocklist → [`Denial::Blocked`];
+    /// 3. no user (anonymous) → allowed, unlimited;
+    /// 4. unknown, disabled or expired (`now >= expires_at`) user →
+    ///    [`Denial::Forbidden`];
+    /// 5. `ip` outside the user's `ips` → [`Denial::IpDenied`];
+    /// 6. no package of the user covers `channel` → [`Denial::NotEntitled`].
+    ///
+    /// So anonymous viewers answer only to the blocklist: its IPs and, if
+    /// they presented one, its tokens.
+    pub fn decide(
+        &self,
+        user: Option<&str>,
+        token: Option<&str>,
+        channel: &str,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Grant, Denial> {
+        let ip = canonical(ip);
+        let bl = &self.blocklist;
+        if !bl.ips.is_empty() && bl.ips.contains(ip) {
+            return Err(Denial::IpDenied);
+        }
+        if user.is_some_and(|u| bl.users.contains(u))
+            || token.is_some_and(|t| bl.tokens.contains(t))
+        {
+            return Err(Denial::Blocked);
+        }
+        let Some(id) = user else {
+            return Ok(Grant { max_sessions: 0 });
+        };
+        let u = self.user(id).ok_or(Denial::Forbidden)?;
+        if !u.is_active(now) {
+            return Err(Denial::Forbidden);
+        }
+        if !u.allows_ip(ip) {
+            return Err(Denial::IpDenied);
+        }
+        if !self.entitled(u, channel) {
+            return Err(Denial::NotEntitled);
+        }
+        Ok(Grant {
+            max_sessions: u.max_sessions,
+        })
+    }
+
+    /// True when one of the user's packages covers `channel`.
+    pub fn entitled(&self, user: &CompiledUser, channel: &str) -> bool {
+        let Some(combo) = self.combos.get(user.combo as usize) else {
+            return false;
+        };
+        combo.iter().any(|&p| {
+            self.packages
+                .get(p as usize)
+                .is_some_and(|pkg| pkg.covers(channel))
+        })
+    }
+}

@@ -1,0 +1,461 @@
+//! Validation and compilation of a [`Snapshot`] into [`Entitlements`].
+//!
+//! One pass over the snapshot, consuming it: ids and tokens move into the
+//! compiled users (no copy), package lists become shared indices, and the
+//! snapshot's user list is released as it is consumed, so a bulk load never
+//! holds two full copies of a million users. Every problem is collected
+//! (none stops the others) with its path; the first [`MAX_LISTED`] are kept
+//! for the report, all are counted. Messages never contain a token or a
+//! password.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::glob::{Glob, is_glob};
+use super::{
+    Blocklist, CompiledBlocklist, CompiledPackage, CompiledUser, Digest, Entitlements, Extra,
+    FpIndex, IpRule, Package, Snapshot, User, sha256,
+};
+use crate::ipnet_set::IpNetSet;
+
+/// At most this many problems are listed in a [`ValidationError`].
+pub const MAX_LISTED: usize = 100;
+
+/// Prefix of a pre-hashed password: `sha256:` and 64 hex digits.
+const SHA256_PREFIX: &str = "sha256:";
+
+/// One problem in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `users["alice"].ips[2]`, `packages["basic"].channels[0]`, `blocklist.ips[1]`.
+    pub path: String,
+    /// What, without any secret.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A snapshot that cannot be compiled: its problems, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    problems: Vec<Problem>,
+    total: usize,
+}
+
+impl ValidationError {
+    /// The first [`MAX_LISTED`] problems.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// How many problems there are in all.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid snapshot ({} problems)", self.total)?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        if self.total > self.problems.len() {
+            write!(f, "\n  ... and {} more", self.total - self.problems.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems {
+    list: Vec<Problem>,
+    total: usize,
+}
+
+impl Problems {
+    /// Record a problem; the path is built only if it will be listed.
+    fn push(&mut self, path: impl FnOnce() -> String, message: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.list.len() < MAX_LISTED {
+            self.list.push(Problem {
+                path: path(),
+                message: message(),
+            });
+        }
+    }
+}
+
+/// A user id or package name: non-empty, no control characters; a user id
+/// also has no `:` (it ends the id in `?auth=id:password`).
+fn check_name(name: &str, is_user: bool) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("must not be empty")
+    } else if is_user && name.contains(':') {
+        Err("a user id must not contain ':' (it ends the id in ?auth=id:password)")
+    } else if name.chars().any(char::is_control) {
+        Err("contains a control character")
+    } else {
+        Ok(())
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// The SHA-256 of a password given as plaintext or `sha256:<64 hex>`;
+/// `""` means none.
+fn password_digest(text: &str) -> Result<Option<Digest>, &'static str> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.strip_prefix(SHA256_PREFIX) {
+        None => Ok(Some(sha256(text.as_bytes()))),
+        Some(hex_text) => {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(hex_text, &mut out)
+                .map_err(|_| "a pre-hashed password is sha256: followed by 64 hex digits")?;
+            Ok(Some(out))
+        }
+    }
+}
+
+/// The first unix second at which a user expiring at `text` is expired:
+/// the instant itself, rounded up to a whole second; 0 before 1970.
+pub(super) fn expiry_second(text: &str) -> Option<u64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let secs = t.unix_timestamp() + i64::from(t.nanosecond() > 0);
+    Some(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The state of one build. Users, packages and the blocklist may arrive in
+/// any order (a streamed JSON object has no key order); users' package
+/// lists are resolved in [`Builder::finish`].
+pub(super) struct Builder {
+    problems: Problems,
+    packages: Vec<CompiledPackage>,
+    blocklist: CompiledBlocklist,
+    /// Distinct `packages` lists of users, by first appearance.
+    combo_names: Vec<Vec<String>>,
+    combo_index: HashMap<Vec<String>, u32>,
+    users: Vec<CompiledUser>,
+    by_id: FpIndex,
+    by_token: FpIndex,
+}
+
+impl Entitlements {
+    /// Validate and compile a snapshot, consuming it. Either every problem
+    /// (with its path) or the compiled entitlements; never panics.
+    pub fn build(snapshot: Snapshot) -> Result<Self, ValidationError> {
+        let Snapshot {
+            users,
+            packages,
+            blocklist,
+        } = snapshot;
+        let mut b = Builder::new(users.len());
+        b.packages(packages);
+        b.blocklist(blocklist);
+        // Consume from the back of the reversed list (document order) and
+        // give memory back as the list shrinks.
+        let mut list = users.0;
+        list.reverse();
+        while let Some((id, user)) = list.pop() {
+            if list.capacity() > 4096 && list.capacity() >= 2 * list.len() {
+                list.shrink_to_fit();
+            }
+            b.user(id, user);
+        }
+        b.finish()
+    }
+}
+
+impl Builder {
+    /// A builder expecting about `users` users.
+    pub(super) fn new(users: usize) -> Self {
+        Self {
+            problems: Problems::default(),
+            packages: Vec::new(),
+            blocklist: CompiledBlocklist::default(),
+            combo_names: Vec::new(),
+            combo_index: HashMap::new(),
+            users: Vec::with_capacity(users),
+            by_id: FpIndex::with_capacity(users),
+            by_token: FpIndex::with_capacity(users),
+        }
+    }
+
+    /// Resolve users' package lists and finish.
+    pub(super) fn finish(mut self) -> Result<Entitlements, ValidationError> {
+        let index: HashMap<&str, u32> = self
+            .packages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.name.as_str(), u32::try_from(i).ok()?)))
+            .collect();
+        let mut combos = Vec::with_capacity(self.combo_names.len());
+        // Per combo: positions and names of unknown packages.
+        let mut unknown: Vec<Vec<(usize, &str)>> = Vec::with_capacity(self.combo_names.len());
+        for names in &self.combo_names {
+            let mut indices = Vec::with_capacity(names.len());
+            let mut bad = Vec::new();
+            for (pos, name) in names.iter().enumerate() {
+                match index.get(name.as_str()) {
+                    Some(&i) => indices.push(i),
+                    None => bad.push((pos, name.as_str())),
+                }
+            }
+            combos.push(indices.into_boxed_slice());
+            unknown.push(bad);
+        }
+        if unknown.iter().any(|bad| !bad.is_empty()) {
+            for u in &self.users {
+                for (pos, name) in unknown.get(u.combo as usize).into_iter().flatten() {
+                    self.problems.push(
+                        || format!("users[{:?}].packages[{pos}]", u.id),
+                        || format!("unknown package {name:?}"),
+                    );
+                }
+            }
+        }
+        if self.problems.total > 0 {
+            return Err(ValidationError {
+                problems: self.problems.list,
+                total: self.problems.total,
+            });
+        }
+        Ok(Entitlements {
+            users: self.users,
+            by_id: self.by_id,
+            by_token: self.by_token,
+            packages: self.packages,
+            combos,
+            blocklist: self.blocklist,
+        })
+    }
+
+    /// Packages, in name order (so indices and problems are deterministic).
+    /// Called once; a second call replaces nothing and adds its packages.
+    pub(super) fn packages(&mut self, packages: HashMap<String, Package>) {
+        let mut list: Vec<(String, Package)> = packages.into_iter().collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let out = &mut self.packages;
+        let problems = &mut self.problems;
+        for (name, pkg) in list {
+            if let Err(m) = check_name(&name, false) {
+                problems.push(|| format!("packages[{name:?}]"), || m.to_owned());
+            }
+            let mut exact = HashSet::new();
+            let mut globs = Vec::new();
+            for (c, ch) in pkg.channels.iter().enumerate() {
+                let problem = if ch.is_empty() {
+                    Some("empty channel name")
+                } else if ch.chars().any(char::is_control) {
+                    Some("channel contains a control character")
+                } else {
+                    None
+                };
+                if let Some(m) = problem {
+                    problems.push(
+                        || format!("packages[{name:?}].channels[{c}]"),
+                        || m.to_owned(),
+                    );
+                } else if is_glob(ch) {
+                    globs.push(Glob::new(ch));
+                } else {
+                    exact.insert(Box::from(ch.as_str()));
+                }
+            }
+            out.push(CompiledPackage {
+                name,
+                exact,
+                globs: globs.into_boxed_slice(),
+                source: pkg.channels,
+            });
+        }
+    }
+
+    /// The blocklist (a second call replaces the first).
+    pub(super) fn blocklist(&mut self, source: Blocklist) {
+        let mut nets = Vec::with_capacity(source.ips.len());
+        for (i, text) in source.ips.iter().enumerate() {
+            match parse_net(text) {
+                Some(n) => nets.push(n),
+                None => self.problems.push(
+                    || format!("blocklist.ips[{i}]"),
+                    || format!("invalid network {text:?}"),
+                ),
+            }
+        }
+        for (i, id) in source.users.iter().enumerate() {
+            if id.is_empty() {
+                self.problems.push(
+                    || format!("blocklist.users[{i}]"),
+                    || "empty user id".to_owned(),
+                );
+            }
+        }
+        for (i, t) in source.tokens.iter().enumerate() {
+            if t.is_empty() {
+                self.problems.push(
+                    || format!("blocklist.tokens[{i}]"),
+                    || "empty token".to_owned(),
+                );
+            }
+        }
+        self.blocklist = CompiledBlocklist {
+            users: source.users.iter().cloned().collect(),
+            tokens: source.tokens.iter().cloned().collect(),
+            ips: IpNetSet::new(&nets),
+            source,
+        };
+    }
+
+    /// The combo id for a user's `packages` list (resolved in `finish`).
+    fn combo(&mut self, names: Vec<String>) -> u32 {
+        if let Some(&c) = self.combo_index.get(names.as_slice()) {
+            return c;
+        }
+        // Fewer distinct lists than users, and users fit in u32.
+        let c = u32::try_from(self.combo_names.len()).unwrap_or(u32::MAX);
+        self.combo_names.push(names.clone());
+        self.combo_index.insert(names, c);
+        c
+    }
+
+    /// Compile one user.
+    pub(super) fn user(&mut self, id: String, user: User) {
+        let User {
+            tokens,
+            password,
+            max_sessions,
+            packages,
+            ips,
+            expires_at,
+            disabled,
+        } = user;
+        let Ok(index) = u32::try_from(self.users.len()) else {
+            self.problems
+                .push(|| "users".to_owned(), || "too many users".to_owned());
+            return;
+        };
+        let path = |suffix: &str| format!("users[{id:?}]{suffix}");
+        if let Err(m) = check_name(&id, true) {
+            self.problems.push(|| path(""), || m.to_owned());
+        }
+        let users = &self.users;
+        if self
+            .by_id
+            .insert(id.as_bytes(), index, |i| {
+                users.get(i as usize).is_some_and(|u| *u.id == *id)
+            })
+            .is_err()
+        {
+            self.problems.push(
+                || path(""),
+                || "duplicate user id (listed twice)".to_owned(),
+            );
+        }
+        let password = password_digest(&password).unwrap_or_else(|m| {
+            self.problems.push(|| path(".password"), || m.to_owned());
+            None
+        });
+        let combo = self.combo(packages);
+        let extra = self.extra(&id, password, ips, expires_at);
+        self.users.push(CompiledUser {
+            id: id.into_boxed_str(),
+            tokens: tokens.into_iter().map(String::into_boxed_str).collect(),
+            max_sessions,
+            combo,
+            disabled,
+            extra,
+        });
+        self.tokens(index);
+    }
+
+    /// Index the tokens of the user just pushed at `index`.
+    fn tokens(&mut self, index: u32) {
+        let Some(user) = self.users.get(index as usize) else {
+            return;
+        };
+        let path = |t: usize| format!("users[{:?}].tokens[{t}]", user.id);
+        for (t, token) in user.tokens.iter().enumerate() {
+            if token.is_empty() {
+                self.problems.push(|| path(t), || "empty token".to_owned());
+                continue;
+            }
+            let users = &self.users;
+            let owner = self.by_token.insert(token.as_bytes(), index, |i| {
+                users
+                    .get(i as usize)
+                    .is_some_and(|u| u.owns_token(token.as_bytes()))
+            });
+            if let Err(other) = owner {
+                let message = || match users.get(other as usize) {
+                    Some(o) if other != index => format!(
+                        "duplicate token: users[{:?}] has the same one; a token must identify one user",
+                        o.id
+                    ),
+                    _ => "duplicate token: listed twice for this user".to_owned(),
+                };
+                self.problems.push(|| path(t), message);
+            }
+        }
+    }
+
+    /// Compile `ips` and `expires_at`, reporting problems; `None` when they
+    /// and the password are absent (the common user).
+    fn extra(
+        &mut self,
+        id: &str,
+        password: Option<Digest>,
+        ips: Vec<String>,
+        expires_at: Option<String>,
+    ) -> Option<Box<Extra>> {
+        if password.is_none() && ips.is_empty() && expires_at.is_none() {
+            return None;
+        }
+        let mut nets = Vec::with_capacity(ips.len());
+        for (i, text) in ips.iter().enumerate() {
+            match parse_net(text) {
+                Some(n) => nets.push(n),
+                None => self.problems.push(
+                    || format!("users[{id:?}].ips[{i}]"),
+                    || format!("invalid network {text:?}"),
+                ),
+            }
+        }
+        let mut expires = u64::MAX;
+        if let Some(text) = &expires_at {
+            match expiry_second(text) {
+                Some(e) => expires = e,
+                None => self.problems.push(
+                    || format!("users[{id:?}].expires_at"),
+                    || format!("invalid RFC 3339 time {text:?}"),
+                ),
+            }
+        }
+        Some(Box::new(Extra {
+            password,
+            expires,
+            ips: (!ips.is_empty()).then(|| IpRule::new(nets)),
+            ips_source: ips,
+            expires_source: expires_at,
+        }))
+    }
+}

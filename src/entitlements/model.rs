@@ -1,0 +1,190 @@
+//! The entitlement data model exactly as it travels in the admin API bodies
+//! of SPEC §4 (`PUT /api/v1/users/{id}`, `/packages/{name}`, `/blocklist`,
+//! `/snapshot`) and in the persisted state file.
+//!
+//! These types only carry data: no validation happens at deserialization
+//! beyond JSON shape (`deny_unknown_fields`; missing fields take their
+//! defaults). [`Entitlements::build`](super::Entitlements::build) validates
+//! and compiles. `Debug` never prints a token or a password.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One user: `{"tokens":[],"password":"","max_sessions":0,"packages":[],
+/// "ips":[],"expires_at":"RFC3339","disabled":false}`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct User {
+    /// Play tokens (`?token=`); each non-empty and unique across all users.
+    pub tokens: Vec<String>,
+    /// Password for `?auth=id:password`: the plaintext, or `sha256:` and 64
+    /// hex digits (the SHA-256 of the plaintext); `""` = no password login.
+    pub password: String,
+    /// Concurrent sessions across all channels; 0 = unlimited.
+    pub max_sessions: u32,
+    /// Names of the packages (keys of [`Snapshot::packages`]) the user may watch.
+    pub packages: Vec<String>,
+    /// Networks (`10.0.0.0/8`) or addresses (`192.0.2.7`) the user may watch
+    /// from; empty = anywhere.
+    pub ips: Vec<String>,
+    /// RFC 3339 instant from which the user is expired; `None` = never.
+    pub expires_at: Option<String>,
+    /// A disabled user is refused (`forbidden`) but kept.
+    pub disabled: bool,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("tokens", &self.tokens.len())
+            .field("password", &!self.password.is_empty())
+            .field("max_sessions", &self.max_sessions)
+            .field("packages", &self.packages)
+            .field("ips", &self.ips)
+            .field("expires_at", &self.expires_at)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// One package: `{"channels":["ch1","sports/*"]}`.
+///
+/// A channel entry without `*` or `?` is an exact name. With them it is a
+/// glob over the whole channel name: `*` matches any run of characters
+/// (including none, and including `/`), `?` exactly one character. There is
+/// no escaping and no character class: `[` is an ordinary character.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Package {
+    /// Channel names and glob patterns.
+    pub channels: Vec<String>,
+}
+
+/// The deny list: `{"users":[],"tokens":[],"ips":["cidr"]}`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Blocklist {
+    /// User ids refused with `blocked`, whether or not they are in the snapshot.
+    pub users: Vec<String>,
+    /// Tokens refused with `blocked` wherever they are presented.
+    pub tokens: Vec<String>,
+    /// Networks or addresses refused with `ip_denied`, viewers with and
+    /// without a user alike.
+    pub ips: Vec<String>,
+}
+
+impl fmt::Debug for Blocklist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocklist")
+            .field("users", &self.users)
+            .field("tokens", &self.tokens.len())
+            .field("ips", &self.ips)
+            .finish()
+    }
+}
+
+/// Everything at once: the `PUT /api/v1/snapshot` body and the persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Snapshot {
+    /// User id → user.
+    pub users: Users,
+    /// Package name → package.
+    pub packages: HashMap<String, Package>,
+    /// The deny list.
+    pub blocklist: Blocklist,
+}
+
+/// The users of a snapshot: a JSON object `{"id": User, ...}` held as a list
+/// of `(id, user)` pairs in document order.
+///
+/// Why not a `HashMap`: a bulk load holds a million users, and a hash table
+/// of them costs twice the memory of a vector (1M entries land in 2^21
+/// buckets) for lookups nobody makes: the compiled
+/// [`Entitlements`](super::Entitlements) index is what requests use. A JSON
+/// object naming the same id twice is kept as written and refused by
+/// validation, instead of silently keeping the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Users(pub Vec<(String, User)>);
+
+impl Users {
+    /// Number of entries (duplicates included).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there is no user.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first user with this id. Linear: for the admin shell, not requests.
+    pub fn get(&self, id: &str) -> Option<&User> {
+        self.0.iter().find(|(k, _)| k == id).map(|(_, u)| u)
+    }
+
+    /// Insert or replace the user `id`; returns the replaced one. Linear.
+    pub fn insert(&mut self, id: String, user: User) -> Option<User> {
+        match self.0.iter_mut().find(|(k, _)| *k == id) {
+            Some((_, slot)) => Some(std::mem::replace(slot, user)),
+            None => {
+                self.0.push((id, user));
+                None
+            }
+        }
+    }
+
+    /// Remove every entry for `id`; returns the first removed. Linear.
+    pub fn remove(&mut self, id: &str) -> Option<User> {
+        let pos = self.0.iter().position(|(k, _)| k == id)?;
+        let (_, user) = self.0.swap_remove(pos);
+        self.0.retain(|(k, _)| k != id);
+        Some(user)
+    }
+
+    /// The `(id, user)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &User)> {
+        self.0.iter().map(|(k, u)| (k.as_str(), u))
+    }
+}
+
+impl FromIterator<(String, User)> for Users {
+    fn from_iter<I: IntoIterator<Item = (String, User)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for Users {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (id, user) in &self.0 {
+            map.serialize_entry(id, user)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Users {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UsersVisitor;
+        impl<'de> Visitor<'de> for UsersVisitor {
+            type Value = Users;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object mapping user ids to users")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Users, A::Error> {
+                // Cap the hint: it comes from the input.
+                let mut out = Vec::with_capacity(access.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(entry) = access.next_entry::<String, User>()? {
+                    out.push(entry);
+                }
+                Ok(Users(out))
+            }
+        }
+        deserializer.deserialize_map(UsersVisitor)
+    }
+}

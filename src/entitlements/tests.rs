@@ -1,0 +1,448 @@
+use std::net::IpAddr;
+
+use super::*;
+
+const NOW: u64 = 1_900_000_000; // 2030-03-17
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The fixture every decide test uses, as JSON (the SPEC §4 shapes).
+const FIXTURE: &str = r#"{
+  "users": {
+    "alice": {"tokens":["alice-token-1","alice-token-2"],"password":"opensesame","max_sessions":2,"packages":["basic"]},
+    "bob":   {"tokens":["bob-token"],"password":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","packages":["basic","sports"],"ips":["10.0.0.0/8","192.0.2.7"]},
+    "carol": {"tokens":["carol-token"],"packages":["sports"],"expires_at":"2030-03-17T17:46:40Z"},
+    "dave":  {"tokens":["dave-token"],"packages":["basic"],"disabled":true},
+    "erin":  {"tokens":["erin-token"],"packages":["basic"]},
+    "frank": {"tokens":["frank-token"],"packages":[]},
+    "gina":  {"tokens":["leaked-token"],"packages":["basic"],"max_sessions":1}
+  },
+  "packages": {
+    "basic":  {"channels":["ch1","news/*"]},
+    "sports": {"channels":["sports-*","ch?"]}
+  },
+  "blocklist": {"users":["erin","mallory"],"tokens":["leaked-token"],"ips":["203.0.113.0/24","2001:db8:bad::/48"]}
+}"#;
+
+fn fixture() -> Entitlements {
+    Entitlements::from_json_slice(FIXTURE.as_bytes()).unwrap()
+}
+
+/// (user, token, channel, ip, expected)
+type Case = (
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    Result<Grant, Denial>,
+);
+
+#[test]
+fn decide_table() {
+    use Denial::*;
+    let e = fixture();
+    let ok = |n| Ok(Grant { max_sessions: n });
+    let cases: &[Case] = &[
+        // Entitled: exact name and glob.
+        (Some("alice"), None, "ch1", "198.51.100.1", ok(2)),
+        (Some("alice"), None, "news/bbc", "198.51.100.1", ok(2)),
+        (
+            Some("alice"),
+            Some("alice-token-1"),
+            "news/a/b",
+            "198.51.100.1",
+            ok(2),
+        ),
+        // Not entitled.
+        (Some("alice"), None, "ch2", "198.51.100.1", Err(NotEntitled)),
+        (
+            Some("alice"),
+            None,
+            "news",
+            "198.51.100.1",
+            Err(NotEntitled),
+        ),
+        (
+            Some("alice"),
+            None,
+            "sports-1",
+            "198.51.100.1",
+            Err(NotEntitled),
+        ),
+        (Some("frank"), None, "ch1", "198.51.100.1", Err(NotEntitled)),
+        // Two packages: union.
+        (Some("bob"), None, "sports-1", "10.1.2.3", ok(0)),
+        (Some("bob"), None, "ch7", "10.1.2.3", ok(0)),
+        (Some("bob"), None, "news/x", "192.0.2.7", ok(0)),
+        (Some("bob"), None, "ch1", "::ffff:10.9.9.9", ok(0)),
+        // User IP restriction.
+        (Some("bob"), None, "ch1", "192.0.2.8", Err(IpDenied)),
+        (Some("bob"), None, "ch1", "2001:db8::1", Err(IpDenied)),
+        // IP check before entitlement: the code says which rule failed first.
+        (Some("bob"), None, "nope", "192.0.2.8", Err(IpDenied)),
+        // Unknown, disabled.
+        (Some("zed"), None, "ch1", "198.51.100.1", Err(Forbidden)),
+        (Some("dave"), None, "ch1", "198.51.100.1", Err(Forbidden)),
+        // Blocklist: user (known or not), token, networks v4/v6/mapped.
+        (Some("erin"), None, "ch1", "198.51.100.1", Err(Blocked)),
+        (Some("mallory"), None, "ch1", "198.51.100.1", Err(Blocked)),
+        (
+            Some("gina"),
+            Some("leaked-token"),
+            "ch1",
+            "198.51.100.1",
+            Err(Blocked),
+        ),
+        (Some("gina"), None, "ch1", "198.51.100.1", ok(1)),
+        (Some("alice"), None, "ch1", "203.0.113.9", Err(IpDenied)),
+        (
+            Some("alice"),
+            None,
+            "ch1",
+            "::ffff:203.0.113.9",
+            Err(IpDenied),
+        ),
+        (Some("alice"), None, "ch1", "2001:db8:bad::1", Err(IpDenied)),
+        // Blocked IP beats blocked user.
+        (Some("erin"), None, "ch1", "203.0.113.9", Err(IpDenied)),
+        // Anonymous: only the blocklist.
+        (None, None, "anything", "198.51.100.1", ok(0)),
+        (None, None, "ch1", "203.0.113.1", Err(IpDenied)),
+        (
+            None,
+            Some("leaked-token"),
+            "ch1",
+            "198.51.100.1",
+            Err(Blocked),
+        ),
+        (None, Some("other"), "ch1", "198.51.100.1", ok(0)),
+    ];
+    assert!(!cases.is_empty());
+    for (user, token, channel, addr, want) in cases {
+        let got = e.decide(*user, *token, channel, ip(addr), NOW - 1);
+        assert_eq!(got, *want, "{user:?} {token:?} {channel} {addr}");
+    }
+}
+
+#[test]
+fn denial_codes_are_spec_codes() {
+    let table = [
+        (Denial::Forbidden, "forbidden"),
+        (Denial::IpDenied, "ip_denied"),
+        (Denial::NotEntitled, "not_entitled"),
+        (Denial::Blocked, "blocked"),
+    ];
+    for (d, code) in table {
+        assert_eq!(d.code(), code);
+        assert_eq!(ProxyError::from(d).status(), http::StatusCode::FORBIDDEN);
+    }
+}
+
+#[test]
+fn expiry_boundary() {
+    let e = fixture();
+    // carol expires at 2030-03-17T17:46:40Z = 1_900_000_000.
+    let carol = e.user("carol").unwrap();
+    assert_eq!(carol.expires_at(), Some(NOW));
+    let at = |now| e.decide(Some("carol"), None, "ch1", ip("198.51.100.1"), now);
+    assert_eq!(at(NOW - 1), Ok(Grant { max_sessions: 0 }));
+    assert_eq!(at(NOW), Err(Denial::Forbidden));
+    assert_eq!(at(NOW + 1), Err(Denial::Forbidden));
+    // Never-expiring users have no expiry.
+    assert_eq!(e.user("alice").unwrap().expires_at(), None);
+    assert!(e.user("alice").unwrap().is_active(u64::MAX));
+}
+
+#[test]
+fn expiry_parsing() {
+    use compile::expiry_second;
+    assert_eq!(expiry_second("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(expiry_second("1969-12-31T23:59:59Z"), Some(0));
+    // Fractions round up: still valid during the second they start in.
+    assert_eq!(expiry_second("1970-01-01T00:00:10.5Z"), Some(11));
+    assert_eq!(expiry_second("1970-01-01T01:00:00+01:00"), Some(0));
+    assert_eq!(expiry_second("2030-03-17T17:46:40Z"), Some(NOW));
+    for bad in ["", "2030-03-17", "yesterday", "2030-03-17T17:46:40"] {
+        assert_eq!(expiry_second(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn disabled_user_is_known_but_refused() {
+    let e = fixture();
+    let dave = e.user("dave").unwrap();
+    assert!(dave.is_disabled());
+    assert!(!dave.is_active(0));
+    assert_eq!(e.user_by_token("dave-token"), Some("dave"));
+}
+
+#[test]
+fn token_to_user() {
+    let e = fixture();
+    let cases = [
+        ("alice-token-1", Some("alice")),
+        ("alice-token-2", Some("alice")),
+        ("bob-token", Some("bob")),
+        ("alice-token-", None),
+        ("alice-token-11", None),
+        ("", None),
+        ("ALICE-TOKEN-1", None),
+    ];
+    for (t, want) in cases {
+        assert_eq!(e.user_by_token(t), want, "{t}");
+    }
+    assert!(e.is_user_blocked("mallory"));
+    assert!(!e.is_user_blocked("alice"));
+}
+
+#[test]
+fn passwords_plaintext_and_sha256() {
+    let e = fixture();
+    // alice: plaintext "opensesame"; bob: sha256 of "foo".
+    assert!(e.check_password("alice", b"opensesame"));
+    assert!(!e.check_password("alice", b"opensesam"));
+    assert!(!e.check_password("alice", b""));
+    assert!(e.check_password("bob", b"foo"));
+    assert!(!e.check_password(
+        "bob",
+        b"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+    ));
+    // No password set, unknown user.
+    assert!(!e.check_password("carol", b""));
+    assert!(!e.check_password("zed", b"opensesame"));
+    // Read back as a digest, never as the plaintext.
+    let alice = e.user_record("alice").unwrap();
+    assert!(alice.password.starts_with("sha256:"), "{}", alice.password);
+    assert_eq!(alice.password.len(), 7 + 64);
+}
+
+fn problems(json: &str) -> Vec<String> {
+    match Entitlements::from_json_slice(json.as_bytes()) {
+        Err(LoadError::Invalid(v)) => {
+            assert_eq!(v.total(), v.problems().len());
+            v.problems().iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_reports_every_problem_with_its_path() {
+    let got = problems(
+        r#"{
+      "packages": {"basic": {"channels": ["ch1", "", "bad\u0001"]}, "": {}},
+      "blocklist": {"users": [""], "tokens": ["", "ok"], "ips": ["300.1.1.1", "10.0.0.0/8"]},
+      "users": {
+        "alice": {"tokens": ["t1", "", "t1"], "password": "sha256:zz-supersecret",
+                  "packages": ["basic", "gold"], "ips": ["10.0.0.0/8", "1.2.3.4", "x"],
+                  "expires_at": "soon"},
+        "bob": {"tokens": ["t1"]},
+        "a:b": {},
+        "": {}
+      }
+    }"#,
+    );
+    let want = [
+        r#"packages[""]: must not be empty"#,
+        r#"packages["basic"].channels[1]: empty channel name"#,
+        r#"packages["basic"].channels[2]: channel contains a control character"#,
+        r#"blocklist.ips[0]: invalid network "300.1.1.1""#,
+        r#"blocklist.users[0]: empty user id"#,
+        r#"blocklist.tokens[0]: empty token"#,
+        r#"users["alice"].password: a pre-hashed password is sha256: followed by 64 hex digits"#,
+        r#"users["alice"].ips[2]: invalid network "x""#,
+        r#"users["alice"].expires_at: invalid RFC 3339 time "soon""#,
+        r#"users["alice"].tokens[1]: empty token"#,
+        r#"users["alice"].tokens[2]: duplicate token: listed twice for this user"#,
+        r#"users["bob"].tokens[0]: duplicate token: users["alice"] has the same one; a token must identify one user"#,
+        r#"users["a:b"]: a user id must not contain ':' (it ends the id in ?auth=id:password)"#,
+        r#"users[""]: must not be empty"#,
+        r#"users["alice"].packages[1]: unknown package "gold""#,
+    ];
+    assert_eq!(got, want);
+    let all = got.join("\n");
+    assert!(
+        !all.contains("supersecret") && !all.contains("\"t1\""),
+        "{all}"
+    );
+}
+
+#[test]
+fn duplicate_user_ids_are_refused() {
+    let got = problems(r#"{"users":{"a":{},"a":{}}}"#);
+    assert_eq!(got, [r#"users["a"]: duplicate user id (listed twice)"#]);
+}
+
+#[test]
+fn many_problems_are_capped_and_counted() {
+    let users: Vec<String> = (0..250)
+        .map(|i| format!(r#""u{i}":{{"ips":["bad"]}}"#))
+        .collect();
+    let json = format!(r#"{{"users":{{{}}}}}"#, users.join(","));
+    let Err(LoadError::Invalid(v)) = Entitlements::from_json_slice(json.as_bytes()) else {
+        panic!("expected validation errors");
+    };
+    assert_eq!(v.total(), 250);
+    assert_eq!(v.problems().len(), compile::MAX_LISTED);
+    assert!(v.to_string().ends_with("... and 150 more"), "{v}");
+}
+
+#[test]
+fn spec_bodies_round_trip() {
+    let user = r#"{"tokens":["t"],"password":"","max_sessions":0,"packages":["basic"],"ips":["10.0.0.0/8"],"expires_at":"2030-01-01T00:00:00Z","disabled":false}"#;
+    let u: User = serde_json::from_str(user).unwrap();
+    assert_eq!(u.expires_at.as_deref(), Some("2030-01-01T00:00:00Z"));
+    assert_eq!(serde_json::to_string(&u).unwrap(), user);
+    let package = r#"{"channels":["ch1","sports/*"]}"#;
+    let p: Package = serde_json::from_str(package).unwrap();
+    assert_eq!(serde_json::to_string(&p).unwrap(), package);
+    let blocklist = r#"{"users":[],"tokens":[],"ips":["203.0.113.0/24"]}"#;
+    let b: Blocklist = serde_json::from_str(blocklist).unwrap();
+    assert_eq!(serde_json::to_string(&b).unwrap(), blocklist);
+    // Missing fields default; null expiry is none; unknown fields are refused.
+    let d: User = serde_json::from_str(r#"{"expires_at":null}"#).unwrap();
+    assert_eq!(d, User::default());
+    assert!(serde_json::from_str::<User>(r#"{"token":"x"}"#).is_err());
+    assert!(serde_json::from_str::<Package>(r#"{"channels":[],"x":1}"#).is_err());
+    assert!(serde_json::from_str::<Snapshot>(r#"{"users":{},"extra":{}}"#).is_err());
+    assert!(Entitlements::from_json_slice(br#"{"users":{},"extra":{}}"#).is_err());
+    assert!(Entitlements::from_json_slice(br#"{"users":{},"users":{}}"#).is_err());
+    assert!(Entitlements::from_json_slice(br#"{} trailing"#).is_err());
+}
+
+#[test]
+fn streaming_and_snapshot_builds_agree_and_read_back() {
+    let s: Snapshot = serde_json::from_str(FIXTURE).unwrap();
+    assert_eq!(s.users.len(), 7);
+    let built = Entitlements::build(s.clone()).unwrap();
+    let streamed = fixture();
+    let a = built.to_snapshot();
+    let b = streamed.to_snapshot();
+    assert_eq!(a, b);
+    // Reading back gives the input, except passwords come back hashed.
+    let mut want = s.clone();
+    for (_, u) in &mut want.users.0 {
+        if !u.password.is_empty() && !u.password.starts_with("sha256:") {
+            u.password = format!("sha256:{}", hex::encode(sha256(u.password.as_bytes())));
+        }
+    }
+    assert_eq!(a, want);
+    // Serializing the entitlements gives the same document, which builds again.
+    let json = serde_json::to_string(&built).unwrap();
+    assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), want);
+    assert_eq!(
+        Entitlements::from_json_slice(json.as_bytes())
+            .unwrap()
+            .to_snapshot(),
+        want
+    );
+    assert_eq!(
+        built.user_record("bob").unwrap().ips,
+        ["10.0.0.0/8", "192.0.2.7"]
+    );
+    assert_eq!(
+        built.package("sports").unwrap().channels,
+        ["sports-*", "ch?"]
+    );
+    assert_eq!(built.blocklist().users, ["erin", "mallory"]);
+    assert!(built.user_record("zed").is_none());
+}
+
+#[test]
+fn many_networks_use_the_prefix_set() {
+    let nets: Vec<String> = (0..20).map(|i| format!("\"10.{i}.0.0/16\"")).collect();
+    let json = format!(
+        r#"{{"users":{{"u":{{"packages":["p"],"ips":[{}]}}}},"packages":{{"p":{{"channels":["*"]}}}}}}"#,
+        nets.join(",")
+    );
+    let e = Entitlements::from_json_slice(json.as_bytes()).unwrap();
+    let u = e.user("u").unwrap();
+    assert!(u.allows_ip(ip("10.19.1.1")));
+    assert!(u.allows_ip(ip("::ffff:10.3.1.1")));
+    assert!(!u.allows_ip(ip("10.20.1.1")));
+    assert_eq!(
+        e.decide(Some("u"), None, "x", ip("10.20.0.1"), 0),
+        Err(Denial::IpDenied)
+    );
+}
+
+#[test]
+fn debug_never_shows_secrets() {
+    let e = fixture();
+    let s: Snapshot = serde_json::from_str(FIXTURE).unwrap();
+    let shown = format!(
+        "{e:?} {:?} {s:?} {:?}",
+        e.user("alice").unwrap(),
+        e.blocklist()
+    );
+    for secret in ["alice-token-1", "opensesame", "leaked-token", "2c26b46b"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("alice"));
+}
+
+#[test]
+fn empty_entitlements_refuse_users_and_allow_anonymous() {
+    let e = Entitlements::default();
+    assert!(e.is_empty());
+    assert_eq!(
+        e.decide(Some("a"), None, "ch1", ip("127.0.0.1"), 0),
+        Err(Denial::Forbidden)
+    );
+    assert_eq!(
+        e.decide(None, None, "ch1", ip("127.0.0.1"), 0),
+        Ok(Grant { max_sessions: 0 })
+    );
+    assert_eq!(e.user_by_token("x"), None);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = Entitlements::from_json_slice(&bytes);
+        let _ = serde_json::from_slice::<Snapshot>(&bytes);
+    }
+
+    #[test]
+    fn mutated_fixture_never_panics(cut in 0usize..2000, at in 0usize..2000, byte in proptest::num::u8::ANY) {
+        let mut bytes = FIXTURE.as_bytes().to_vec();
+        if let Some(b) = bytes.get_mut(at) {
+            *b = byte;
+        }
+        bytes.truncate(cut.max(1));
+        let _ = Entitlements::from_json_slice(&bytes);
+        if let Ok(s) = serde_json::from_slice::<Snapshot>(&bytes) {
+            let _ = Entitlements::build(s);
+        }
+    }
+
+    #[test]
+    fn arbitrary_snapshots_build_or_report(
+        ids in proptest::collection::vec("[a-c:]{0,3}", 0..6),
+        tokens in proptest::collection::vec("[xy]{0,2}", 0..6),
+        ips in proptest::collection::vec("[0-9./:a-f]{0,12}", 0..4),
+        channel in "[a-z/*?]{0,6}",
+    ) {
+        let mut s = Snapshot::default();
+        s.packages.insert("p".to_owned(), Package { channels: vec![channel.clone()] });
+        for (i, id) in ids.iter().enumerate() {
+            let user = User {
+                tokens: tokens.iter().skip(i).take(2).cloned().collect(),
+                packages: vec!["p".to_owned()],
+                ips: ips.clone(),
+                ..User::default()
+            };
+            s.users.0.push((id.clone(), user));
+        }
+        match Entitlements::build(s) {
+            Ok(e) => {
+                for id in &ids {
+                    let _ = e.decide(Some(id), None, &channel, ip("10.0.0.1"), 0);
+                }
+            }
+            Err(v) => proptest::prop_assert!(v.total() > 0 && !v.problems().is_empty()),
+        }
+    }
+}

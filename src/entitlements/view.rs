@@ -1,0 +1,149 @@
+//! Reading compiled entitlements back in the SPEC §4 shapes: one user for
+//! `GET /api/v1/users/{id}`, the blocklist for `GET /api/v1/blocklist`, and
+//! the whole state as a [`Snapshot`]-shaped JSON document for persistence
+//! (`Serialize` streams it without building a `Snapshot`).
+//!
+//! Passwords are read back as `sha256:<hex>`: the plaintext is never kept.
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use super::{Blocklist, CompiledUser, Entitlements, Package, Snapshot, User, Users};
+
+/// A compiled user in the [`User`] shape, borrowed.
+#[derive(Serialize)]
+struct UserView<'a> {
+    tokens: &'a [Box<str>],
+    password: String,
+    max_sessions: u32,
+    packages: Vec<&'a str>,
+    ips: &'a [String],
+    expires_at: Option<&'a str>,
+    disabled: bool,
+}
+
+impl Entitlements {
+    fn view<'a>(&'a self, u: &'a CompiledUser) -> UserView<'a> {
+        let extra = u.extra.as_deref();
+        UserView {
+            tokens: &u.tokens,
+            password: u
+                .password()
+                .map(|d| format!("sha256:{}", hex::encode(d)))
+                .unwrap_or_default(),
+            max_sessions: u.max_sessions,
+            packages: self
+                .combos
+                .get(u.combo as usize)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|&p| self.packages.get(p as usize))
+                        .map(|p| p.name.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ips: extra.map(|e| e.ips_source.as_slice()).unwrap_or_default(),
+            expires_at: extra.and_then(|e| e.expires_source.as_deref()),
+            disabled: u.disabled,
+        }
+    }
+
+    fn owned(view: UserView<'_>) -> User {
+        User {
+            tokens: view.tokens.iter().map(|t| t.to_string()).collect(),
+            password: view.password,
+            max_sessions: view.max_sessions,
+            packages: view.packages.into_iter().map(str::to_owned).collect(),
+            ips: view.ips.to_vec(),
+            expires_at: view.expires_at.map(str::to_owned),
+            disabled: view.disabled,
+        }
+    }
+
+    /// The user `id` as the admin API shows it (password as `sha256:<hex>`).
+    pub fn user_record(&self, id: &str) -> Option<User> {
+        self.user(id).map(|u| Self::owned(self.view(u)))
+    }
+
+    /// The package `name`.
+    pub fn package(&self, name: &str) -> Option<Package> {
+        self.packages
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| Package {
+                channels: p.source.clone(),
+            })
+    }
+
+    /// The blocklist as given.
+    pub fn blocklist(&self) -> &Blocklist {
+        &self.blocklist.source
+    }
+
+    /// Everything as a [`Snapshot`] (users in build order), e.g. to apply
+    /// one change and build again. Compiling the result gives the same
+    /// entitlements. For persistence, serialize `self` instead: same JSON,
+    /// no copy.
+    pub fn to_snapshot(&self) -> Snapshot {
+        Snapshot {
+            users: self
+                .users
+                .iter()
+                .map(|u| (u.id.to_string(), Self::owned(self.view(u))))
+                .collect::<Users>(),
+            packages: self
+                .packages
+                .iter()
+                .map(|p| {
+                    let pkg = Package {
+                        channels: p.source.clone(),
+                    };
+                    (p.name.clone(), pkg)
+                })
+                .collect(),
+            blocklist: self.blocklist.source.clone(),
+        }
+    }
+}
+
+/// The users as a JSON object, streamed.
+struct UsersView<'a>(&'a Entitlements);
+
+impl Serialize for UsersView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.users.len()))?;
+        for u in &self.0.users {
+            map.serialize_entry(&u.id, &self.0.view(u))?;
+        }
+        map.end()
+    }
+}
+
+/// The packages as a JSON object.
+struct PackagesView<'a>(&'a Entitlements);
+
+impl Serialize for PackagesView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.packages.len()))?;
+        for p in &self.0.packages {
+            map.serialize_entry(
+                &p.name,
+                &Package {
+                    channels: p.source.clone(),
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// The [`Snapshot`] JSON shape, so persisting needs no `Snapshot` copy.
+impl Serialize for Entitlements {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Snapshot", 3)?;
+        s.serialize_field("users", &UsersView(self))?;
+        s.serialize_field("packages", &PackagesView(self))?;
+        s.serialize_field("blocklist", &self.blocklist.source)?;
+        s.end()
+    }
+}
