@@ -73,6 +73,9 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `[cache]`.
     pub cache: CacheConfig,
+    /// Entitlements from `[[user]]` and `[[package]]` (packages, limits,
+    /// networks, expiry; tokens and passwords stay with the `token` method).
+    pub entitlements: crate::entitlements::Snapshot,
 }
 
 /// `[keys]`.

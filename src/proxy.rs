@@ -355,7 +355,20 @@ async fn admit(
         | (_, OnLimit::EvictOldest) => Policy::EvictOldest,
         _ => Policy::Reject,
     };
-    let max = how.limit.map_or(0, |l| l.max);
+    // Entitlements on every request: a blocked, disabled or removed user's
+    // sessions stop at their very next playlist, segment or key request.
+    let ents = &live.entitlements;
+    let grant = match claims.user.as_deref() {
+        Some(user) if ents.user(user).is_some() => {
+            ents.decide(Some(user), None, scope.channel, scope.client_ip, now)
+        }
+        // Users the auth method vouches for but the entitlements do not
+        // list (a backend's X-UserId, a WMSAuth id) only meet the blocklist.
+        Some(user) if ents.is_user_blocked(user) => Err(crate::entitlements::Denial::Blocked),
+        _ => ents.decide(None, None, scope.channel, scope.client_ip, now),
+    }
+    .map_err(ProxyError::from)?;
+    let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
     // With a fleet store the fleet counts; this edge only keeps its table.
     let fleet = shared.fleet.as_ref().zip(claims.user.as_deref());

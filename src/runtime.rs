@@ -55,6 +55,8 @@ pub struct Live {
     /// Compiled origin playlists (micro-cache); rebuilt on reload because a
     /// template depends on the route's settings.
     pub playlists: PlaylistCache,
+    /// Who may watch what (`[[user]]`, `[[package]]`).
+    pub entitlements: Arc<crate::entitlements::Entitlements>,
 }
 
 impl Live {
@@ -121,7 +123,20 @@ impl Live {
             }
             None => MasterKeys::new(&fallback_master[..]),
         };
+        let entitlements = crate::entitlements::Entitlements::build(config.entitlements.clone())
+            .map_err(|e| {
+                ConfigErrors(
+                    e.problems()
+                        .iter()
+                        .map(|p| ConfigError {
+                            path: format!("user/package: {}", p.path),
+                            message: p.message.clone(),
+                        })
+                        .collect(),
+                )
+            })?;
         Ok(Self {
+            entitlements: Arc::new(entitlements),
             keys,
             fallback_master,
             playlists: PlaylistCache::new(config.cache.playlist_ttl),

@@ -27,11 +27,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub user: Vec<crate::auth::token::RawUser>,
     #[serde(default)]
+    pub package: Vec<RawPackage>,
+    #[serde(default)]
     pub keys: RawKeys,
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
     pub cache: RawCache,
+}
+
+/// `[[package]]`: channels sold together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPackage {
+    pub name: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// `[keys]`: the master secret everything per-session and per-stream derives from.

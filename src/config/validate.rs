@@ -153,6 +153,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             }
         }
     }
+    let entitlements = entitlements(&mut errs, &raw);
     let keys = keys(&mut errs, &raw.keys, base);
     let sessions = sessions(&mut errs, &raw.sessions, base);
     let cache = cache(&mut errs, &raw.cache);
@@ -194,6 +195,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             keys,
             sessions,
             cache,
+            entitlements,
         })
     } else {
         Err(ConfigErrors(errs.0))
@@ -649,4 +651,67 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
         ),
         max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
     }
+}
+
+/// Name of the package a `[[user]]` without `packages` gets: every channel.
+/// (A name `[[package]]` may not take.)
+pub(crate) const ALL_CHANNELS: &str = "*";
+
+/// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked
+/// by compiling it once (so `tollgate check` reports its problems).
+fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snapshot {
+    use crate::entitlements::{Package, Snapshot, User};
+    let mut snapshot = Snapshot::default();
+    for (i, p) in raw.package.iter().enumerate() {
+        if p.name.is_empty() || p.name == ALL_CHANNELS {
+            errs.push(
+                format!("package[{i}].name"),
+                "must be a non-empty name other than \"*\"",
+            );
+            continue;
+        }
+        let package = Package {
+            channels: p.channels.clone(),
+        };
+        if snapshot.packages.insert(p.name.clone(), package).is_some() {
+            errs.push(
+                format!("package[{i}].name"),
+                format!("duplicate package name {:?}", p.name),
+            );
+        }
+    }
+    let mut all = false;
+    for u in &raw.user {
+        let packages = match &u.packages {
+            Some(list) => list.clone(),
+            None => {
+                all = true;
+                vec![ALL_CHANNELS.to_owned()]
+            }
+        };
+        let user = User {
+            max_sessions: u.max_sessions.unwrap_or(0),
+            packages,
+            ips: u.ips.clone(),
+            expires_at: u.expires_at.clone(),
+            disabled: u.disabled.unwrap_or(false),
+            ..User::default()
+        };
+        // Duplicate ids are the token method's error to report.
+        snapshot.users.insert(u.id.clone(), user);
+    }
+    if all {
+        snapshot.packages.insert(
+            ALL_CHANNELS.to_owned(),
+            Package {
+                channels: vec!["*".to_owned()],
+            },
+        );
+    }
+    if let Err(e) = crate::entitlements::Entitlements::build(snapshot.clone()) {
+        for p in e.problems() {
+            errs.push(format!("user/package: {}", p.path), p.message.clone());
+        }
+    }
+    snapshot
 }

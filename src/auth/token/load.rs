@@ -35,6 +35,18 @@ pub struct RawUser {
     /// Password for `?auth=id:password`: a secret whose value is either the
     /// plaintext or `sha256:<64 hex digits>` (the SHA-256 of the plaintext).
     pub password: Option<String>,
+    /// Concurrent sessions allowed (0 = unlimited); entitlements.
+    pub max_sessions: Option<u32>,
+    /// Packages (`[[package]]` names) the user may watch; absent = every
+    /// channel, `[]` = none. Entitlements.
+    pub packages: Option<Vec<String>>,
+    /// Networks the user may watch from (empty = any). Entitlements.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// RFC 3339 time from which the user is refused. Entitlements.
+    pub expires_at: Option<String>,
+    /// Refuse the user (403 forbidden). Entitlements.
+    pub disabled: Option<bool>,
 }
 
 impl fmt::Debug for RawUser {

@@ -41,6 +41,11 @@ fn users() -> impl Strategy<Value = Vec<RawUser>> {
                         id: id.clone(),
                         tokens: Vec::new(),
                         password: Some(format!("p{pw}{id}")),
+                        max_sessions: None,
+                        packages: None,
+                        ips: Vec::new(),
+                        expires_at: None,
+                        disabled: None,
                     })
                     .collect();
                 let n = users.len();

@@ -207,10 +207,16 @@ tokens = ["t4"]
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = toml::from_str::<Doc>("[[user]]\nid = \"a\"\ntokens = [\"t\"]\nmax_sessions = 2\n")
+    let err = toml::from_str::<Doc>("[[user]]\nid = \"a\"\ntokens = [\"t\"]\nmax_session = 2\n")
         .err()
         .unwrap();
     assert!(err.to_string().contains("unknown field"), "{err}");
+    // The entitlement keys of SPEC §2 are known.
+    toml::from_str::<Doc>(
+        "[[user]]\nid = \"a\"\ntokens = [\"t\"]\nmax_sessions = 2\npackages = [\"p\"]\n\
+         ips = [\"10.0.0.0/8\"]\nexpires_at = \"2030-01-01T00:00:00Z\"\ndisabled = false\n",
+    )
+    .unwrap();
 }
 
 #[test]

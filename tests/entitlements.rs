@@ -1,0 +1,131 @@
+//! Entitlements from `[[user]]` and `[[package]]` (SPEC §3.1, §3.2): channels
+//! outside a user's packages get `not_entitled`, disabled or expired users
+//! `forbidden`, users outside their networks `ip_denied`; `max_sessions`
+//! refuses (`session_limit`) or evicts (`session_evicted`) per `on_limit`,
+//! and a reload or reconnect never counts twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+fn config(origin: std::net::SocketAddr, on_limit: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+[sessions]
+on_limit = "{on_limit}"
+[[origin]]
+name = "o"
+url = "http://{origin}"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+channel = 1
+auth = ["token"]
+[[package]]
+name = "basic"
+channels = ["ch1", "news-*"]
+[[user]]
+id = "alice"
+tokens = ["alice-token"]
+packages = ["basic"]
+max_sessions = 1
+[[user]]
+id = "carol"
+tokens = ["carol-token"]
+disabled = true
+[[user]]
+id = "dave"
+tokens = ["dave-token"]
+expires_at = "2020-01-01T00:00:00Z"
+[[user]]
+id = "erin"
+tokens = ["erin-token"]
+ips = ["10.0.0.0/8"]
+[[user]]
+id = "frank"
+tokens = ["frank-token"]
+"#
+    )
+}
+
+async fn get(proxy: &TestProxy, path: &str) -> (u16, String) {
+    let r = h1_client().get(proxy.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn error(code: &str) -> String {
+    format!("{{\"error\":\"{code}\"}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn packages_status_and_limits() {
+    let origin = content_origin().await;
+    let proxy = start_proxy(&config(origin.addr, "reject")).await;
+    // Outside the packages: not_entitled, and it opens no session.
+    assert_eq!(
+        get(&proxy, "/live/ch9/index.m3u8?token=alice-token").await,
+        (403, error("not_entitled"))
+    );
+    assert_eq!(
+        get(&proxy, "/live/ch1/index.m3u8?token=alice-token")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&proxy, "/live/ch1/index.m3u8?token=alice-token")
+            .await
+            .0,
+        200
+    );
+    // Entitled by the glob, but one session is alice's limit.
+    assert_eq!(
+        get(&proxy, "/live/news-world/index.m3u8?token=alice-token").await,
+        (403, error("session_limit"))
+    );
+    assert_eq!(
+        get(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
+        (403, error("forbidden"))
+    );
+    assert_eq!(
+        get(&proxy, "/live/ch1/index.m3u8?token=dave-token").await,
+        (403, error("forbidden"))
+    );
+    assert_eq!(
+        get(&proxy, "/live/ch1/index.m3u8?token=erin-token").await,
+        (403, error("ip_denied"))
+    );
+    // No `packages`: every channel, no limit.
+    for ch in ["ch1", "ch9", "news-x"] {
+        let path = format!("/live/{ch}/index.m3u8?token=frank-token");
+        assert_eq!(get(&proxy, &path).await.0, 200, "{ch}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evict_oldest_ends_the_first_session_at_its_next_request() {
+    let origin = content_origin().await;
+    let proxy = start_proxy(&config(origin.addr, "evict_oldest")).await;
+    let (status, first) = get(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
+    assert_eq!(status, 200);
+    let seg = first
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .map(|l| format!("/live/ch1/{l}"))
+        .unwrap();
+    assert_eq!(get(&proxy, &seg).await.0, 200);
+    assert_eq!(
+        get(&proxy, "/live/news-1/index.m3u8?token=alice-token")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get(&proxy, &seg).await, (403, error("session_evicted")));
+}
