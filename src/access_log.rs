@@ -3,7 +3,7 @@
 //!
 //! Lines go through `tracing` under the target `tollgate::access` at INFO, so
 //! `RUST_LOG=tollgate::access=off` silences them. The logged path never holds
-//! a credential: the query passes through [`crate::credentials::strip`].
+//! a credential: the query passes through [`crate::credentials::CredentialParams::strip`].
 
 use std::net::IpAddr;
 use std::time::Duration;

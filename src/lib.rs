@@ -13,8 +13,12 @@
 //!    the session capability that [`capability`] mints and checks without
 //!    I/O (it also derives session ids, segment tags and content keys from
 //!    `[keys] master`).
-//! 4. **admit**: [`session`] creates or refreshes the viewer's session;
-//!    [`incarnation`] guards against key/IV reuse when an origin restarts.
+//! 4. **admit**: [`entitlements`] decides whether the user may watch this
+//!    channel from this address (packages, expiry, blocklist) and with how
+//!    many sessions; [`session`] creates or refreshes the viewer's session
+//!    within that limit, or [`fleet`] counts it across every edge through
+//!    Redis; [`incarnation`] guards against key/IV reuse when an origin
+//!    restarts.
 //! 5. **fetch**: [`origin`] holds one pooled client per origin with connect,
 //!    first-byte and idle-body timeouts; [`playlist`] micro-caches and decodes
 //!    origin playlists; [`segcache`] fetches and encrypts each segment once
@@ -36,7 +40,8 @@
 //! `/metrics`, `/livez`, `/readyz`, `/healthz`. [`simorigin`] is the simulated
 //! live origin used by `tollgate demo` and the load harness. [`sign`] makes
 //! the links `tollgate sign` prints. [`ppv`] is the pure core of the Nimble PPV
-//! control-plane protocol used by the control-plane sync.
+//! control-plane protocol used by the control-plane sync; [`state`] persists
+//! an entitlement snapshot crash-safely in the state dir.
 
 pub mod access_log;
 pub mod admin;

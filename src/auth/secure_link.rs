@@ -4,7 +4,7 @@
 //! - `mode = "md5"` (default): `secure_link $arg_<hash_arg>,$arg_<expires_arg>;`
 //!   with `secure_link_md5 "<template>";`. The hash argument is
 //!   `base64url(MD5(template))`; the template is an nginx variable expression
-//!   (see [`template`]). A valid hash past its expiry is [`Check::Expired`]
+//!   (see `template`). A valid hash past its expiry is [`Check::Expired`]
 //!   (410), anything else wrong is [`Check::Forbidden`] (403), and a request
 //!   carrying neither argument is [`Check::Pass`] so that later methods of the
 //!   route can decide.

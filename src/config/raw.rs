@@ -1,7 +1,7 @@
 //! The config file exactly as written: serde structs with `deny_unknown_fields`.
 //!
 //! Values that need checking (addresses, durations, sizes, CIDRs, secrets) stay
-//! strings here so that [`super::validate`] can report every bad value at once,
+//! strings here so that `super::validate` can report every bad value at once,
 //! each with its key path, instead of stopping at the first.
 
 use serde::Deserialize;

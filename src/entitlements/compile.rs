@@ -52,7 +52,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    /// The first [`MAX_LISTED`] problems.
+    /// The first `MAX_LISTED` (100) problems.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }

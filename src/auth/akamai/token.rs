@@ -23,7 +23,7 @@ const MAX_FIELDS: usize = 16;
 pub enum ParseError {
     /// `hmac=` is missing or is not the last field.
     HmacNotLast,
-    /// A field without `=`, or more than [`MAX_FIELDS`] fields.
+    /// A field without `=`, or more than `MAX_FIELDS` fields.
     Malformed,
     /// The same field twice.
     Duplicate,

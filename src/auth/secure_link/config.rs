@@ -33,7 +33,7 @@ pub struct RawConfig {
     pub hash_arg: Option<String>,
     /// Query argument carrying the expiry (default `expires`; `""`: none).
     pub expires_arg: Option<String>,
-    /// The `secure_link_md5` expression (default [`DEFAULT_TEMPLATE`]).
+    /// The `secure_link_md5` expression (default `DEFAULT_TEMPLATE`).
     pub template: Option<String>,
     /// Extra template variables (`set $name value;` in nginx).
     pub variables: Option<BTreeMap<String, String>>,
