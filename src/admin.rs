@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::{ChangeError, Shared};
 
 /// Serve the admin endpoints on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -37,7 +37,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&shared, &req)) }
+                async move { Ok::<_, std::convert::Infallible>(respond(&shared, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -46,10 +46,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
     }
 }
 
-fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path.starts_with("/api/") {
-        return api(shared, req);
+        return api(shared, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json(
@@ -107,7 +107,7 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// `/api/v1/*`: bearer token first, whatever the path, so the API's shape is
 /// not discoverable without the token.
-fn api(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let live = shared.live();
     let presented = req
         .headers()
@@ -128,26 +128,236 @@ fn api(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
-    let path = req.uri().path();
-    if path == "/api/v1/sessions" {
-        if req.method() != Method::GET {
-            return json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"error":"method_not_allowed"}"#.into(),
-            );
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    match (&method, parts.as_slice()) {
+        (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
+        (&Method::DELETE, ["sessions", id]) => kick_session(shared, &live, id),
+        (&Method::GET, ["users", id]) => read(shared, |s| {
+            s.users.get(id).map(|u| serde_json::to_string(&redacted(u)))
+        }),
+        (&Method::PUT, ["users", id]) if valid_name(id) => {
+            let id = (*id).to_owned();
+            let body = match read_json::<crate::entitlements::User>(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                s.users.insert(id, body);
+                Ok(())
+            })
+            .await
         }
-        return list_sessions(shared, req.uri().query());
-    }
-    if let Some(id) = path.strip_prefix("/api/v1/sessions/") {
-        if req.method() != Method::DELETE {
-            return json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"error":"method_not_allowed"}"#.into(),
-            );
+        (&Method::DELETE, ["users", id]) => {
+            let id = (*id).to_owned();
+            let user = id.clone();
+            let r = change(shared, move |s| {
+                s.users.remove(&id).map(|_| ()).ok_or(ChangeError::NotFound)
+            })
+            .await;
+            if r.status() == StatusCode::NO_CONTENT {
+                // Deleting a user ends their sessions (SPEC §4).
+                end_user_sessions(shared, &live, &user);
+            }
+            r
         }
-        return kick_session(shared, &live, id);
+        (&Method::GET, ["packages", name]) => {
+            read(shared, |s| s.packages.get(*name).map(serde_json::to_string))
+        }
+        (&Method::PUT, ["packages", name]) if valid_name(name) => {
+            let name = (*name).to_owned();
+            let body = match read_json::<crate::entitlements::Package>(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                s.packages.insert(name, body);
+                Ok(())
+            })
+            .await
+        }
+        (&Method::DELETE, ["packages", name]) => {
+            let name = (*name).to_owned();
+            change(shared, move |s| {
+                s.packages
+                    .remove(&name)
+                    .map(|_| ())
+                    .ok_or(ChangeError::NotFound)
+            })
+            .await
+        }
+        (&Method::GET, ["blocklist"]) => {
+            read(shared, |s| Some(serde_json::to_string(&s.blocklist)))
+        }
+        (&Method::PUT, ["blocklist"]) => {
+            let body = match read_json::<crate::entitlements::Blocklist>(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                s.blocklist = body;
+                Ok(())
+            })
+            .await
+        }
+        (&Method::PUT, ["snapshot"]) => {
+            let body = match read_json::<crate::entitlements::Snapshot>(req, BULK_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                *s = body;
+                Ok(())
+            })
+            .await
+        }
+        (
+            _,
+            [
+                "sessions" | "users" | "packages" | "blocklist" | "snapshot",
+                ..,
+            ],
+        ) => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method_not_allowed"}"#.into(),
+        ),
+        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
     }
-    json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+}
+
+/// Largest body of a single user, package or blocklist.
+const SMALL_BODY: usize = 1 << 20;
+/// Largest `PUT /api/v1/snapshot` (a million users is about 110 MiB).
+const BULK_BODY: usize = 1 << 30;
+
+/// User ids and package names in paths: what a URL path segment can carry
+/// without escaping, nothing that could hide structure.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// A user as the API shows it: tokens and password never leave the edge.
+fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
+    serde_json::json!({
+        "tokens": u.tokens.iter().map(|_| "***").collect::<Vec<_>>(),
+        "password": if u.password.is_empty() { "" } else { "***" },
+        "max_sessions": u.max_sessions,
+        "packages": u.packages,
+        "ips": u.ips,
+        "expires_at": u.expires_at,
+        "disabled": u.disabled,
+    })
+}
+
+/// Read the API state: 200 with the JSON `f` makes, 404 when it has nothing.
+fn read<T: std::fmt::Display>(
+    shared: &Shared,
+    f: impl FnOnce(&crate::entitlements::Snapshot) -> Option<Result<T, serde_json::Error>>,
+) -> Response<Full<Bytes>> {
+    match shared.api_state(f) {
+        Some(Some(Ok(text))) => json(StatusCode::OK, text.to_string()),
+        Some(Some(Err(_))) | None => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal"}"#.into(),
+        ),
+        Some(None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+    }
+}
+
+/// Apply a change off the async workers; 204 when it is visible to the
+/// next request and safe in the state dir.
+async fn change(
+    shared: &Arc<Shared>,
+    edit: impl FnOnce(&mut crate::entitlements::Snapshot) -> Result<(), ChangeError> + Send + 'static,
+) -> Response<Full<Bytes>> {
+    let s = Arc::clone(shared);
+    match tokio::task::spawn_blocking(move || s.change(edit)).await {
+        Ok(Ok(())) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Ok(Err(ChangeError::NotFound)) => {
+            json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+        }
+        Ok(Err(ChangeError::Invalid(problems))) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "invalid", "problems": problems }).to_string(),
+        ),
+        Ok(Err(ChangeError::Storage(e))) => {
+            tracing::error!(error = %e, "admin change not applied: state dir not writable");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"state_write_failed"}"#.into(),
+            )
+        }
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal"}"#.into(),
+        ),
+    }
+}
+
+/// The JSON body of `req`, at most `limit` bytes; the error response otherwise.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(req.into_body(), limit);
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"error":"body_too_large"}"#.into(),
+            ));
+        }
+        Err(_) => {
+            return Err(json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"bad_body"}"#.into(),
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "invalid",
+                "problems": [crate::entitlements::redact_json_error(&e)],
+            })
+            .to_string(),
+        )
+    })
+}
+
+/// End every live session of `user` on this edge (and in the fleet).
+fn end_user_sessions(shared: &Arc<Shared>, live: &crate::runtime::Live, user: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
+    for s in shared.sessions.list() {
+        if s.user.as_deref() == Some(user) {
+            shared.sessions.end(s.id, until);
+            if let Some(store) = shared.fleet.clone() {
+                let (id, user) = (s.id, user.to_owned());
+                tokio::spawn(async move {
+                    let _ = store.end(id, Some(&user)).await;
+                });
+            }
+        }
+    }
 }
 
 /// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.

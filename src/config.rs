@@ -73,6 +73,9 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `[cache]`.
     pub cache: CacheConfig,
+    /// `[state] dir`: where the admin API's users, packages and blocklist
+    /// persist (relative paths resolve against the config file's dir).
+    pub state_dir: PathBuf,
     /// Entitlements from `[[user]]` and `[[package]]` (packages, limits,
     /// networks, expiry; tokens and passwords stay with the `token` method).
     pub entitlements: crate::entitlements::Snapshot,

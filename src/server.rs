@@ -78,6 +78,9 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let max_conns = live.config.server.max_connections;
     let shared = Arc::new(Shared::new(live, crate::metrics::Metrics::new()));
+    shared
+        .load_state()
+        .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     // Accept loops share the graceful handle and hand a watcher to each
     // connection; once they have all returned, the handle is ours again.
     let graceful = Arc::new(GracefulShutdown::new());

@@ -29,11 +29,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub package: Vec<RawPackage>,
     #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
     pub keys: RawKeys,
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
     pub cache: RawCache,
+}
+
+/// `[state]`: where what the admin API and the control plane set is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub dir: Option<String>,
 }
 
 /// `[[package]]`: channels sold together.

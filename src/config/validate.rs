@@ -196,6 +196,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             sessions,
             cache,
             entitlements,
+            state_dir: base.join(raw.state.dir.as_deref().unwrap_or("state")),
         })
     } else {
         Err(ConfigErrors(errs.0))
