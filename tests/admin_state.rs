@@ -55,15 +55,6 @@ async fn api(proxy: &TestProxy, method: &str, path: &str, body: Option<Value>) -
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-async fn get(proxy: &TestProxy, path: &str) -> (u16, String) {
-    let r = h1_client().get(proxy.url(path)).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-fn error(code: &str) -> String {
-    format!("{{\"error\":\"{code}\"}}\n")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_apply_at_once_and_survive_a_restart() {
     let origin = content_origin().await;
@@ -72,14 +63,14 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     let proxy = start_proxy(&text).await;
 
     // Alice is playing.
-    let (status, playlist) = get(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
+    let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
     let seg = playlist
         .lines()
         .find(|l| l.starts_with("seg-7.ts?tg="))
         .map(|l| format!("/live/ch1/{l}"))
         .unwrap();
-    assert_eq!(get(&proxy, &seg).await.0, 200);
+    assert_eq!(fetch(&proxy, &seg).await.0, 200);
 
     // Blocked through the API: her very next segment is refused.
     let (s, b) = api(
@@ -90,10 +81,10 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     )
     .await;
     assert_eq!(s, 204, "{b}");
-    assert_eq!(get(&proxy, &seg).await, (403, error("blocked")));
+    assert_eq!(fetch(&proxy, &seg).await, (403, error_body("blocked")));
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=alice-token").await,
-        (403, error("blocked"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await,
+        (403, error_body("blocked"))
     );
     let (s, b) = api(&proxy, "GET", "/api/v1/blocklist", None).await;
     assert_eq!(s, 200);
@@ -120,11 +111,11 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     .await;
     assert_eq!(s, 204, "{b}");
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
-        (403, error("not_entitled"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
+        (403, error_body("not_entitled"))
     );
     assert_eq!(
-        get(&proxy, "/live/sport-1/index.m3u8?token=carol-token")
+        fetch(&proxy, "/live/sport-1/index.m3u8?token=carol-token")
             .await
             .0,
         200
@@ -188,12 +179,12 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     drop(proxy);
     let proxy = start_proxy(&text).await;
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=alice-token").await,
-        (403, error("blocked"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await,
+        (403, error_body("blocked"))
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
-        (403, error("not_entitled"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
+        (403, error_body("not_entitled"))
     );
 
     // Deleting the API's carol brings back the config's (every channel);
@@ -207,7 +198,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
         404
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=carol-token")
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-token")
             .await
             .0,
         200
@@ -221,7 +212,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     .await;
     assert_eq!(s, 204, "{b}");
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=alice-token")
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token")
             .await
             .0,
         200

@@ -55,57 +55,48 @@ tokens = ["frank-token"]
     )
 }
 
-async fn get(proxy: &TestProxy, path: &str) -> (u16, String) {
-    let r = h1_client().get(proxy.url(path)).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-fn error(code: &str) -> String {
-    format!("{{\"error\":\"{code}\"}}\n")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn packages_status_and_limits() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config(origin.addr, "reject")).await;
     // Outside the packages: not_entitled, and it opens no session.
     assert_eq!(
-        get(&proxy, "/live/ch9/index.m3u8?token=alice-token").await,
-        (403, error("not_entitled"))
+        fetch(&proxy, "/live/ch9/index.m3u8?token=alice-token").await,
+        (403, error_body("not_entitled"))
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=alice-token")
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token")
             .await
             .0,
         200
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=alice-token")
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token")
             .await
             .0,
         200
     );
     // Entitled by the glob, but one session is alice's limit.
     assert_eq!(
-        get(&proxy, "/live/news-world/index.m3u8?token=alice-token").await,
-        (403, error("session_limit"))
+        fetch(&proxy, "/live/news-world/index.m3u8?token=alice-token").await,
+        (403, error_body("session_limit"))
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
-        (403, error("forbidden"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-token").await,
+        (403, error_body("forbidden"))
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=dave-token").await,
-        (403, error("forbidden"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=dave-token").await,
+        (403, error_body("forbidden"))
     );
     assert_eq!(
-        get(&proxy, "/live/ch1/index.m3u8?token=erin-token").await,
-        (403, error("ip_denied"))
+        fetch(&proxy, "/live/ch1/index.m3u8?token=erin-token").await,
+        (403, error_body("ip_denied"))
     );
     // No `packages`: every channel, no limit.
     for ch in ["ch1", "ch9", "news-x"] {
         let path = format!("/live/{ch}/index.m3u8?token=frank-token");
-        assert_eq!(get(&proxy, &path).await.0, 200, "{ch}");
+        assert_eq!(fetch(&proxy, &path).await.0, 200, "{ch}");
     }
 }
 
@@ -113,19 +104,22 @@ async fn packages_status_and_limits() {
 async fn evict_oldest_ends_the_first_session_at_its_next_request() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config(origin.addr, "evict_oldest")).await;
-    let (status, first) = get(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
+    let (status, first) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
     let seg = first
         .lines()
         .find(|l| l.starts_with("seg-7.ts?tg="))
         .map(|l| format!("/live/ch1/{l}"))
         .unwrap();
-    assert_eq!(get(&proxy, &seg).await.0, 200);
+    assert_eq!(fetch(&proxy, &seg).await.0, 200);
     assert_eq!(
-        get(&proxy, "/live/news-1/index.m3u8?token=alice-token")
+        fetch(&proxy, "/live/news-1/index.m3u8?token=alice-token")
             .await
             .0,
         200
     );
-    assert_eq!(get(&proxy, &seg).await, (403, error("session_evicted")));
+    assert_eq!(
+        fetch(&proxy, &seg).await,
+        (403, error_body("session_evicted"))
+    );
 }

@@ -330,3 +330,14 @@ pub fn strip_capabilities(body: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// GET `path` on the proxy: status and body text.
+pub async fn fetch(proxy: &TestProxy, path: &str) -> (u16, String) {
+    let r = h1_client().get(proxy.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The body of an error answer with `code`.
+pub fn error_body(code: &str) -> String {
+    format!("{{\"error\":\"{code}\"}}\n")
+}
