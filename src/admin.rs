@@ -140,10 +140,18 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         }),
         (&Method::PUT, ["users", id]) if valid_name(id) => {
             let id = (*id).to_owned();
-            let body = match read_json::<crate::entitlements::User>(req, SMALL_BODY).await {
+            let mut body = match read_json::<crate::entitlements::User>(req, SMALL_BODY).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
+            // Only a digest is ever stored (the state dir holds what the API set).
+            if !body.password.is_empty() && !body.password.starts_with("sha256:") {
+                use sha2::Digest;
+                body.password = format!(
+                    "sha256:{}",
+                    hex::encode(sha2::Sha256::digest(body.password.as_bytes()))
+                );
+            }
             change(shared, move |s| {
                 s.users.insert(id, body);
                 Ok(())

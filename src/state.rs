@@ -90,7 +90,17 @@ fn write_tmp(
     tmp: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StateError> {
-    let file = File::create(tmp).map_err(io_err(tmp))?;
+    // Owner-only: the state holds play tokens and password digests.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(tmp)
+            .map_err(io_err(tmp))?
+    };
     let mut w = BufWriter::with_capacity(1 << 16, file);
     write(&mut w).map_err(io_err(tmp))?;
     let file = w.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;

@@ -166,6 +166,28 @@ async fn changes_apply_at_once_and_survive_a_restart() {
         .unwrap();
     assert_eq!(unauth.status(), 401);
 
+    // The state file is the owner's only and never holds a plaintext password.
+    let (s, b) = api(
+        &proxy,
+        "PUT",
+        "/api/v1/users/erin",
+        Some(json!({"password": "hunter2-secret"})),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    let file = state.path().join("snapshot.json");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(!saved.contains("hunter2-secret"), "{saved}");
+    assert!(saved.contains("sha256:"), "{saved}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (_, shown) = api(&proxy, "GET", "/api/v1/users/erin", None).await;
+    assert!(
+        !shown.contains("sha256") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+
     // Restart on the same state dir: everything the API set is still there.
     proxy.control.stop.cancel();
     eventually("the first proxy to stop", async || {
