@@ -134,7 +134,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
     match (&method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
-        (&Method::DELETE, ["sessions", id]) => kick_session(shared, &live, id),
+        (&Method::DELETE, ["sessions", id]) => kick_session(shared, id),
         (&Method::GET, ["users", id]) => read(shared, |s| {
             s.users.get(id).map(|u| serde_json::to_string(&redacted(u)))
         }),
@@ -167,7 +167,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await;
             if r.status() == StatusCode::NO_CONTENT {
                 // Deleting a user ends their sessions (SPEC §4).
-                end_user_sessions(shared, &live, &user);
+                shared.end_user_sessions(&user);
             }
             r
         }
@@ -349,25 +349,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// End every live session of `user` on this edge (and in the fleet).
-fn end_user_sessions(shared: &Arc<Shared>, live: &crate::runtime::Live, user: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
-    for s in shared.sessions.list() {
-        if s.user.as_deref() == Some(user) {
-            shared.sessions.end(s.id, until);
-            if let Some(store) = shared.fleet.clone() {
-                let (id, user) = (s.id, user.to_owned());
-                tokio::spawn(async move {
-                    let _ = store.end(id, Some(&user)).await;
-                });
-            }
-        }
-    }
-}
-
 /// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.
 fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
     let param = |name: &str| {
@@ -405,28 +386,15 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
 
 /// `DELETE /api/v1/sessions/{id}`: end a session now; its player's next
 /// request gets 403 `session_evicted`.
-fn kick_session(shared: &Shared, live: &crate::runtime::Live, id: &str) -> Response<Full<Bytes>> {
+fn kick_session(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
     let Some(id) = parse_session_id(id) else {
         return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
     let user = shared
         .sessions
         .get(id)
         .and_then(|s| s.user.as_deref().map(str::to_owned));
-    if let Some(store) = shared.fleet.clone() {
-        // Fleet-wide: other edges see the ended marker at their next
-        // heartbeat; the user's slot is freed at once.
-        tokio::spawn(async move {
-            if let Err(e) = store.end(id, user.as_deref()).await {
-                tracing::warn!(error = %e, "kick not recorded in the fleet store");
-            }
-        });
-    }
-    if shared.sessions.end(id, until) {
+    if shared.end_session(id, user.as_deref()) {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r

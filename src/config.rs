@@ -134,6 +134,12 @@ pub enum SessionStore {
 }
 
 impl SessionsConfig {
+    /// When a capability minted at `now` expires (unix seconds); also how
+    /// long an ended session's capability stays refused.
+    pub fn capability_expiry(&self, now: u64) -> u64 {
+        now.saturating_add(self.capability_ttl.as_secs())
+    }
+
     /// Query parameter carrying segment tags (`tgs` by default).
     pub fn tag_param(&self) -> String {
         format!("{}s", self.capability_param)

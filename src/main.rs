@@ -128,10 +128,7 @@ fn main() -> ExitCode {
                 user: user.as_deref(),
                 scheme: scheme.as_deref(),
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            match tollgate::sign::sign(&config, &opts, now) {
+            match tollgate::sign::sign(&config, &opts, tollgate::runtime::unix_now()) {
                 Ok(url) => {
                     println!("{url}");
                     ExitCode::SUCCESS

@@ -29,7 +29,7 @@ use crate::headers;
 use crate::metrics::{AuthLabels, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::{Compile, Fetched};
-use crate::runtime::{Live, Shared};
+use crate::runtime::{Live, Shared, unix_now};
 use crate::session::{Admitted, Ask, Policy, Refused, Session};
 
 /// Facts about the connection a request arrived on.
@@ -157,13 +157,6 @@ fn full(bytes: Bytes) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// Unix seconds now.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A request target ending in a playlist extension.
 fn is_playlist_path(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or("");
@@ -244,7 +237,7 @@ async fn forward(
                 sid: live
                     .keys
                     .session_id(user.as_deref(), &route.name, &channel, record.client_ip),
-                expires: now.saturating_add(sessions.capability_ttl.as_secs()),
+                expires: sessions.capability_expiry(now),
                 user,
                 bind_ip: sessions.bind_ip,
             }
@@ -369,7 +362,7 @@ async fn admit(
     }
     .map_err(ProxyError::from)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
-    let until = now.saturating_add(live.config.sessions.capability_ttl.as_secs());
+    let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
     let fleet = shared.fleet.as_ref().zip(claims.user.as_deref());
     let ask = Ask {
@@ -485,9 +478,7 @@ impl Ctx<'_> {
     /// A fresh capability for this session, for the URIs of a rewritten playlist.
     fn mint(&self) -> String {
         let claims = Claims {
-            expires: self
-                .now
-                .saturating_add(self.live.config.sessions.capability_ttl.as_secs()),
+            expires: self.live.config.sessions.capability_expiry(self.now),
             ..self.claims.clone()
         };
         self.live.keys.mint(&claims, self.scope)

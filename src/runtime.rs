@@ -159,6 +159,13 @@ fn random_master() -> Result<[u8; 32], ConfigErrors> {
     Ok(out)
 }
 
+/// Unix seconds now (the shell's one clock read for session bookkeeping).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The fleet store the config names (validation already checked the URL).
 fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
     let crate::config::SessionStore::Redis {
@@ -282,6 +289,30 @@ impl Shared {
             sessions: Sessions::new(),
             incarnations: Incarnations::default(),
             segments,
+        }
+    }
+
+    /// End session `id` now, on this edge and in the fleet store (where
+    /// other edges learn of it at their next heartbeat); its capability
+    /// stays refused until it would have expired. True if it was live here.
+    /// Call from within the runtime (the fleet call is spawned).
+    pub fn end_session(&self, id: u64, user: Option<&str>) -> bool {
+        if let Some(store) = self.fleet.clone() {
+            let user = user.map(str::to_owned);
+            tokio::spawn(async move {
+                if let Err(e) = store.end(id, user.as_deref()).await {
+                    tracing::warn!(error = %e, "session end not recorded in the fleet store");
+                }
+            });
+        }
+        let until = self.live().config.sessions.capability_expiry(unix_now());
+        self.sessions.end(id, until)
+    }
+
+    /// End every live session of `user` on this edge (and in the fleet).
+    pub fn end_user_sessions(&self, user: &str) {
+        for id in self.sessions.user_sessions(user) {
+            self.end_session(id, Some(user));
         }
     }
 

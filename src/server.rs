@@ -165,10 +165,9 @@ async fn sweep_sessions(shared: Arc<Shared>) {
             std::time::Duration::from_secs(5),
         );
         tokio::time::sleep(every).await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        shared.sessions.sweep(now, idle.as_secs());
+        shared
+            .sessions
+            .sweep(crate::runtime::unix_now(), idle.as_secs());
         shared
             .metrics
             .sessions

@@ -261,6 +261,16 @@ impl Sessions {
         self.map.remove(&id).is_some()
     }
 
+    /// Ids of the live sessions of `user` on this edge.
+    pub fn user_sessions(&self, user: &str) -> Vec<u64> {
+        self.by_user.get(user).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .copied()
+                .filter(|id| self.map.contains_key(id))
+                .collect()
+        })
+    }
+
     /// Live sessions of `user` on this edge.
     pub fn count_user(&self, user: &str) -> usize {
         self.by_user.get(user).map_or(0, |ids| {
@@ -414,6 +424,10 @@ mod tests {
             Refused::Limit
         );
         assert_eq!(t.count_user("alice"), 2);
+        let mut ids = t.user_sessions("alice");
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(t.user_sessions("nobody").is_empty());
         // Another user and anonymous viewers are not limited by alice's count.
         t.admit(&ask(4, Some("bob"), 2, Policy::Reject, 13), || {
             new_session(4, Some("bob"), 13)
