@@ -45,12 +45,7 @@ async fn api(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut r = h1_client().request(method, proxy.admin_url(path));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    admin_call(proxy, method.as_str(), path, token, None).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -43,16 +43,7 @@ tokens = ["carol-token"]
 }
 
 async fn api(proxy: &TestProxy, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
-    let mut r = h1_client()
-        .request(method.parse().unwrap(), proxy.admin_url(path))
-        .bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    admin_call(proxy, method, path, Some(TOKEN), body.as_ref()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

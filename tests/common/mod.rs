@@ -341,3 +341,25 @@ pub async fn fetch(proxy: &TestProxy, path: &str) -> (u16, String) {
 pub fn error_body(code: &str) -> String {
     format!("{{\"error\":\"{code}\"}}\n")
 }
+
+/// Call the admin API: `method` on `path`, with the bearer `token` and a
+/// JSON `body` when given; status and body text.
+pub async fn admin_call(
+    proxy: &TestProxy,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    let mut r = h1_client().request(method.parse().unwrap(), proxy.admin_url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
