@@ -49,6 +49,20 @@ mod props;
 mod testkit;
 
 pub use compile::compile;
+
+/// The media sequence numbers a media playlist lists, first and last
+/// (first − 1 when it lists none); `None` for a master playlist. Counted
+/// the way [`compile`] counts them, for callers that must choose the stream
+/// incarnation before compiling.
+pub fn media_window(body: &[u8]) -> Option<(u64, u64)> {
+    let lines = lines::split(body);
+    let s = scan::scan(body, &lines);
+    if s.facts.kind == Kind::Master {
+        return None;
+    }
+    let first = s.facts.media_sequence;
+    Some((first, first.saturating_add(s.segments).saturating_sub(1)))
+}
 pub use template::{Kind, Template};
 
 use crate::capability::Serve;

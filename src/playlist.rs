@@ -157,9 +157,12 @@ where
 pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
     let key_prefix;
     let encrypt = if c.encrypt {
-        let (first, last) = media_window(body);
-        let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
-        let inc = c.incarnations.observe(&rendition, first, last, c.now);
+        // A master playlist gets no key lines: no incarnation to choose
+        // (it still needs `Encrypt` for the clear tags of its session data).
+        let inc = hls::media_window(body).map_or(0, |(first, last)| {
+            let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
+            c.incarnations.observe(&rendition, first, last, c.now)
+        });
         key_prefix = format!(
             "{}{}/{}/{inc}/",
             crate::keyserver::PREFIX,
@@ -211,29 +214,6 @@ impl hls::TagSigner for Signer<'_> {
     fn tag(&self, path: &str, serve: &Serve) -> String {
         self.keys.sign_tag(self.route, self.channel, path, serve)
     }
-}
-
-/// First and last media sequence number a media playlist lists (`(0, 0)`
-/// for a master playlist or an empty one). A quick scan: the rewriter does
-/// the exact accounting; this only has to see a restart.
-pub fn media_window(body: &[u8]) -> (u64, u64) {
-    let mut first = 0u64;
-    let mut segments = 0u64;
-    for line in body.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(v) = line.strip_prefix(b"#EXT-X-MEDIA-SEQUENCE:") {
-            first = std::str::from_utf8(v)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-        } else if !line.is_empty()
-            && !line.starts_with(b"#")
-            && !line.iter().all(u8::is_ascii_whitespace)
-        {
-            segments += 1;
-        }
-    }
-    (first, first.saturating_add(segments.saturating_sub(1)))
 }
 
 /// Read a whole body, refusing more than `max` bytes.
@@ -292,13 +272,6 @@ fn decode(encoding: Option<&str>, raw: Bytes, max: usize) -> Result<Bytes, Proxy
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn media_window_counts_uri_lines() {
-        let p = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2,\na.ts\n\n#EXTINF:2,\r\nb.ts\r\n";
-        assert_eq!(media_window(p), (7, 8));
-        assert_eq!(media_window(b"#EXTM3U\n"), (0, 0));
-    }
 
     #[test]
     fn decodes_gzip_and_deflate_within_the_limit() {

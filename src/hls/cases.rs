@@ -356,3 +356,18 @@ fn clear_ranges_are_bounded() {
     assert!(calls.is_empty());
     assert_eq!(plain.replace("?tg=CAP", ""), body);
 }
+
+#[test]
+fn media_window_counts_segments_like_the_rewriter() {
+    use crate::hls::media_window;
+    let p = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE: 7 \n#EXTINF:2,\na.ts\n\n#EXTINF:2,\r\nb.ts\r\n";
+    assert_eq!(media_window(p), Some((7, 8)));
+    assert_eq!(
+        media_window(b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n"),
+        Some((0, 0))
+    );
+    assert_eq!(
+        media_window(b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n"),
+        None
+    );
+}

@@ -113,6 +113,7 @@ impl<'a> Walker<'a> {
             facts,
             defines,
             uris,
+            ..
         } = scan;
         let target = facts.target_duration.unwrap_or(DEFAULT_TARGET).max(1);
         let rotate = ctx.encrypt.map_or(0, |e| e.rotate_every_secs);

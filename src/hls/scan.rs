@@ -47,11 +47,14 @@ pub(crate) struct Scan {
     pub defines: Defines,
     /// URI lines plus tags that may carry a URI: sizes the output.
     pub uris: usize,
+    /// URI lines: the media segments of a media playlist.
+    pub segments: u64,
 }
 
 /// Facts and defines from one pass over `lines`.
 pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
     let mut uris = 0;
+    let mut segments = 0u64;
     let mut facts = Facts::default();
     let mut defines = Defines::new();
     let mut media = false;
@@ -71,6 +74,7 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
             Class::Tag { name, value } => (name, value),
             Class::Uri { .. } => {
                 uris += 1;
+                segments += 1;
                 continue;
             }
             _ => continue,
@@ -106,6 +110,7 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
         facts,
         defines,
         uris,
+        segments,
     }
 }
 
