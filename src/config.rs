@@ -107,8 +107,11 @@ pub struct SessionsConfig {
     pub idle_timeout: Duration,
     /// Lifetime of a minted capability.
     pub capability_ttl: Duration,
-    /// Query parameter carrying the capability; the segment tag is this + `s`.
+    /// Query parameter carrying the capability.
     pub capability_param: String,
+    /// Query parameter carrying segment tags: `capability_param` + `s`
+    /// (`tgs` by default).
+    pub tag_param: String,
     /// Bind capabilities to the client IP.
     pub bind_ip: bool,
     /// Policy for users over their session limit.
@@ -138,11 +141,6 @@ impl SessionsConfig {
     /// long an ended session's capability stays refused.
     pub fn capability_expiry(&self, now: u64) -> u64 {
         now.saturating_add(self.capability_ttl.as_secs())
-    }
-
-    /// Query parameter carrying segment tags (`tgs` by default).
-    pub fn tag_param(&self) -> String {
-        format!("{}s", self.capability_param)
     }
 }
 

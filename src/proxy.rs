@@ -270,10 +270,8 @@ async fn forward(
         origin_query.as_deref(),
     )?;
     let is_head = req.method() == Method::HEAD;
-    let tag_param = sessions.tag_param();
-    let tag = query.and_then(|q| crate::auth::query::param_exact(q, &tag_param));
+    let tag = query.and_then(|q| crate::auth::query::param_exact(q, &sessions.tag_param));
     let ctx = Ctx {
-        tag_param: &tag_param,
         live,
         shared,
         route,
@@ -462,7 +460,6 @@ async fn fleet_admit(
 
 /// What every answer of one request needs to know.
 struct Ctx<'a> {
-    tag_param: &'a str,
     live: &'a Live,
     shared: &'a Shared,
     route: &'a RouteConfig,
@@ -493,7 +490,7 @@ impl Ctx<'_> {
             encrypt: self.route.encrypt,
             rotate_every_secs: self.live.config.keys.rotate_every.as_secs().max(1),
             cap_param: &self.live.config.sessions.capability_param,
-            tag_param: self.tag_param,
+            tag_param: &self.live.config.sessions.tag_param,
             keys: &self.live.keys,
             incarnations: &self.shared.incarnations,
             max_bytes: self.live.config.cache.max_playlist,

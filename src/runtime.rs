@@ -98,7 +98,7 @@ impl Live {
                 .flat_map(|s| s.params())
                 .chain([
                     config.sessions.capability_param.clone(),
-                    config.sessions.tag_param(),
+                    config.sessions.tag_param.clone(),
                     // Delta updates are off (docs/hls.md §6): never ask the origin for one.
                     "_HLS_skip".to_owned(),
                 ]),

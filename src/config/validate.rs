@@ -616,6 +616,7 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
     SessionsConfig {
         idle_timeout,
         capability_ttl,
+        tag_param: format!("{capability_param}s"),
         capability_param,
         bind_ip: raw.bind_ip.unwrap_or(false),
         on_limit,
