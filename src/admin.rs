@@ -70,7 +70,14 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
         }
         "/livez" => text(StatusCode::OK, "ok\n"),
         "/readyz" if shared.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-        "/readyz" => text(StatusCode::OK, "ready\n"),
+        "/readyz" => {
+            let live = shared.live();
+            let cp = live.config.control_plane.as_ref();
+            match cp.and_then(|cp| shared.sync.not_ready(cp, crate::runtime::unix_now())) {
+                Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, reason),
+                None => text(StatusCode::OK, "ready\n"),
+            }
+        }
         "/healthz" => {
             let live = shared.live();
             let status = if shared.is_draining() {
@@ -84,6 +91,7 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
                 "routes": live.config.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
                 "origins": live.config.origins.iter().map(|o| &o.name).collect::<Vec<_>>(),
                 "sessions": shared.sessions.len(),
+                "control_plane": live.config.control_plane.as_ref().map(|_| shared.sync.health()),
                 "store": shared.fleet.as_ref().map(|f| {
                     let s = f.stats();
                     serde_json::json!({

@@ -76,6 +76,8 @@ pub struct Config {
     /// `[state] dir`: where the admin API's users, packages and blocklist
     /// persist (relative paths resolve against the config file's dir).
     pub state_dir: PathBuf,
+    /// `[control_plane]`: pull sync; `None` = no control plane.
+    pub control_plane: Option<ControlPlaneConfig>,
     /// Entitlements from `[[user]]` and `[[package]]` (packages, limits,
     /// networks, expiry; tokens and passwords stay with the `token` method).
     pub entitlements: crate::entitlements::Snapshot,
@@ -142,6 +144,43 @@ impl SessionsConfig {
     pub fn capability_expiry(&self, now: u64) -> u64 {
         now.saturating_add(self.capability_ttl.as_secs())
     }
+}
+
+/// What a control plane speaks (`[control_plane] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// tollgate's own JSON: usage report out, versioned full or delta
+    /// snapshot plus deny list back (docs/control-plane.md).
+    Tollgate,
+    /// Nimble Streamer's pay-per-view push API, exactly: `PayPerViewInfo`
+    /// out, `DenyList.ID` back, Signature/Solution mutual authorization.
+    NimblePpv,
+}
+
+/// `[control_plane]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneConfig {
+    /// Where the usage report is POSTed (`http://host:port/path`).
+    pub url: http::Uri,
+    /// `tollgate`: sent as `Authorization: Bearer`; `nimble_ppv`: the push-API
+    /// token of the Signature/Solution check.
+    pub token: Secret,
+    /// The protocol.
+    pub mode: SyncMode,
+    /// Time between two syncs.
+    pub interval: Duration,
+    /// Whole-exchange deadline (connect, report, answer).
+    pub timeout: Duration,
+    /// Longest wait between retries while the control plane fails.
+    pub max_backoff: Duration,
+    /// Largest answer body read (a full snapshot of a million users is
+    /// ~150 MB).
+    pub max_answer: usize,
+    /// `/readyz` fails once the last good sync is older than this;
+    /// `None` = the last good state serves however old it is.
+    pub max_stale: Option<Duration>,
+    /// This edge's name in reports (default: the host name).
+    pub edge_id: String,
 }
 
 /// `[cache]`.

@@ -337,6 +337,28 @@ impl Entitlements {
         self.blocklist.users.contains(id)
     }
 
+    /// Steps 1 and 2 of [`Self::decide`] alone: `ip` on the blocklist →
+    /// [`Denial::IpDenied`]; `user` or `token` on it → [`Denial::Blocked`].
+    /// Also the whole check of a blocklist-only layer (a control plane's
+    /// deny list).
+    pub fn check_blocklist(
+        &self,
+        user: Option<&str>,
+        token: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<(), Denial> {
+        let bl = &self.blocklist;
+        if !bl.ips.is_empty() && bl.ips.contains(canonical(ip)) {
+            return Err(Denial::IpDenied);
+        }
+        if user.is_some_and(|u| bl.users.contains(u))
+            || token.is_some_and(|t| bl.tokens.contains(t))
+        {
+            return Err(Denial::Blocked);
+        }
+        Ok(())
+    }
+
     /// May this viewer watch `channel` from `ip` at `now` (unix seconds)?
     ///
     /// Checked in this order, the first failure deciding:
@@ -358,16 +380,8 @@ impl Entitlements {
         ip: IpAddr,
         now: u64,
     ) -> Result<Grant, Denial> {
+        self.check_blocklist(user, token, ip)?;
         let ip = canonical(ip);
-        let bl = &self.blocklist;
-        if !bl.ips.is_empty() && bl.ips.contains(ip) {
-            return Err(Denial::IpDenied);
-        }
-        if user.is_some_and(|u| bl.users.contains(u))
-            || token.is_some_and(|t| bl.tokens.contains(t))
-        {
-            return Err(Denial::Blocked);
-        }
         let Some(id) = user else {
             return Ok(Grant { max_sessions: 0 });
         };

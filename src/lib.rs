@@ -76,5 +76,6 @@ pub mod session;
 pub mod sign;
 pub mod simorigin;
 pub mod state;
+pub mod sync;
 pub mod tls;
 pub mod units;

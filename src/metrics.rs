@@ -44,7 +44,34 @@ pub mod names {
     pub const PLAYLISTS_REWRITTEN: &str = "playlists_rewritten";
     /// Content keys handed out.
     pub const KEYS_SERVED: &str = "keys_served";
+    /// Control-plane syncs by result (see [`super::SYNC_RESULTS`]).
+    pub const SYNCS: &str = "control_plane_syncs";
+    /// Unix time of the last good control-plane sync (0 = none yet).
+    pub const SYNC_LAST_SUCCESS: &str = "control_plane_last_success_timestamp_seconds";
+    /// Control-plane syncs failed in a row since the last good one.
+    pub const SYNC_FAILURES: &str = "control_plane_consecutive_failures";
+    /// Version of the control plane's state this edge holds (-1 = none).
+    pub const SYNC_VERSION: &str = "control_plane_version";
+    /// Entries (users, tokens, networks) on the control plane's deny list.
+    pub const SYNC_DENIED: &str = "control_plane_denied";
 }
+
+/// Every `result` of [`names::SYNCS`]: `applied` (state or deny list
+/// changed), `unchanged`, `unreachable` (connect, timeout, oversized or cut
+/// answer), `bad_status` (not 2xx), `bad_answer` (not the documented shape,
+/// or invalid users/networks), `bad_solution` (`nimble_ppv`: wrong
+/// Solution), `version_gap` (a delta from another version), `storage` (the
+/// state dir could not be written).
+pub const SYNC_RESULTS: [&str; 8] = [
+    "applied",
+    "unchanged",
+    "unreachable",
+    "bad_status",
+    "bad_answer",
+    "bad_solution",
+    "version_gap",
+    "storage",
+];
 
 /// Labels of [`names::REQUESTS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +108,7 @@ pub struct ListenerLabel {
 /// A single `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    /// `success` or `failure`.
+    /// `success` or `failure` (for syncs, one of [`SYNC_RESULTS`]).
     pub result: &'static str,
 }
 
@@ -132,6 +159,16 @@ pub struct Metrics {
     pub playlists_rewritten: Counter,
     /// See [`names::KEYS_SERVED`].
     pub keys_served: Counter,
+    /// See [`names::SYNCS`].
+    pub syncs: Family<ResultLabel, Counter>,
+    /// See [`names::SYNC_LAST_SUCCESS`].
+    pub sync_last_success: Gauge,
+    /// See [`names::SYNC_FAILURES`].
+    pub sync_failures: Gauge,
+    /// See [`names::SYNC_VERSION`].
+    pub sync_version: Gauge,
+    /// See [`names::SYNC_DENIED`].
+    pub sync_denied: Gauge,
 }
 
 impl Default for Metrics {
@@ -165,6 +202,11 @@ impl Metrics {
             segment_cache_bytes: Gauge::default(),
             playlists_rewritten: Counter::default(),
             keys_served: Counter::default(),
+            syncs: Family::default(),
+            sync_last_success: Gauge::default(),
+            sync_failures: Gauge::default(),
+            sync_version: Gauge::default(),
+            sync_denied: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(names::REQUESTS, "Viewer requests", m.requests.clone());
@@ -233,6 +275,35 @@ impl Metrics {
             "Content keys handed out",
             m.keys_served.clone(),
         );
+        registry.register(
+            names::SYNCS,
+            "Control-plane syncs by result",
+            m.syncs.clone(),
+        );
+        registry.register(
+            names::SYNC_LAST_SUCCESS,
+            "Unix time of the last good control-plane sync (0 = none yet)",
+            m.sync_last_success.clone(),
+        );
+        registry.register(
+            names::SYNC_FAILURES,
+            "Control-plane syncs failed in a row",
+            m.sync_failures.clone(),
+        );
+        registry.register(
+            names::SYNC_VERSION,
+            "Version of the control plane's state held (-1 = none)",
+            m.sync_version.clone(),
+        );
+        registry.register(
+            names::SYNC_DENIED,
+            "Entries on the control plane's deny list",
+            m.sync_denied.clone(),
+        );
+        m.sync_version.set(-1);
+        for result in SYNC_RESULTS {
+            let _ = m.syncs.get_or_create(&ResultLabel { result });
+        }
         // Export both series from the start so dashboards and alerts see a 0.
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });

@@ -12,14 +12,19 @@
 //! answer                      = {"DenyList": {"ID": [..]}, "Solution": ".."}
 //! ```
 //!
-//! This module owns those formulas and the check of one sync body. The
-//! control-plane sync loop (the shell) receives the request, picks the deny
-//! IDs and sends the answer; this module must not do any of that.
+//! This module owns those formulas and both sides' checks: the handler's
+//! ([`handle_sync`], used by test control planes) and the edge's
+//! ([`sync_body`], [`pay_per_view_info`], [`verify_answer`]: tollgate with
+//! `[control_plane] mode = "nimble_ppv"` reports like Nimble and refuses an
+//! answer whose Solution is wrong). The sync loop ([`crate::sync`]) does the
+//! HTTP and applies the deny set; this module must not do any of that.
 //!
 //! Pure core: no I/O, no clock reads, no logging. Invariants: the token never
 //! reaches `Debug` or an error; signatures are compared in constant time as
 //! exact text (standard base64 with padding, so a URL-safe spelling is
 //! refused); nothing reachable from a request body panics.
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -44,6 +49,10 @@ pub enum PpvError {
     /// `Signature` does not match `ID`, `Puzzle` and the token.
     #[error("sync signature mismatch")]
     SignatureMismatch,
+    /// An answer's `Solution` does not match the puzzle and the token: the
+    /// handler does not know the token (or answers another request).
+    #[error("answer solution mismatch")]
+    SolutionMismatch,
 }
 
 /// The `Signature` Nimble sends: standard base64 (with padding) of the raw
@@ -98,6 +107,107 @@ pub fn handle_sync(body_json: &str, token: &str, deny_ids: &[String]) -> Result<
         "DenyList": { "ID": deny_ids },
         "Solution": solution(puzzle, token),
     }))
+}
+
+/// The sync body an edge in `nimble_ppv` mode sends: `ID` (the edge's
+/// stable id), a fresh `Puzzle`, their `Signature` under `token`, and
+/// `info` as `PayPerViewInfo` (see [`PlayerReport`] and [`pay_per_view_info`]).
+pub fn sync_body(id: &str, puzzle: &str, token: &str, info: Value) -> Value {
+    json!({
+        "ID": id,
+        "Puzzle": puzzle,
+        "Signature": signature(id, puzzle, token),
+        "PayPerViewInfo": info,
+    })
+}
+
+/// Checks the handler's answer to a sync body that carried `puzzle`, and
+/// returns its deny set (the complete current list; numbers are taken as
+/// their decimal text, as PHP handlers often send them).
+///
+/// Refused, so nothing in it may be applied: not a JSON object; no
+/// `Solution`, or one that is not exactly [`solution`]`(puzzle, token)`
+/// (compared in constant time, so an impostor without the token, or a
+/// replayed answer to another puzzle, is refused); a `DenyList` that is not
+/// `{"ID": [string | integer, ...]}`. A missing `DenyList` means nobody is
+/// denied.
+pub fn verify_answer(body: &[u8], puzzle: &str, token: &str) -> Result<Vec<String>, PpvError> {
+    let answer: Value = serde_json::from_slice(body).map_err(|_| PpvError::Malformed)?;
+    let fields = answer.as_object().ok_or(PpvError::Malformed)?;
+    let presented = text(fields, "Solution")?;
+    let expected = solution(puzzle, token);
+    if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
+        return Err(PpvError::SolutionMismatch);
+    }
+    let Some(deny) = fields.get("DenyList") else {
+        return Ok(Vec::new());
+    };
+    let ids = match deny.get("ID") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids,
+        Some(_) => return Err(PpvError::NotText("DenyList.ID")),
+    };
+    ids.iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            _ => Err(PpvError::NotText("DenyList.ID")),
+        })
+        .collect()
+}
+
+/// One viewer in a usage report (`PayPerViewInfo...Player`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerReport<'a> {
+    /// Application (tollgate: the route's name).
+    pub application: &'a str,
+    /// Stream (tollgate: the channel, else the route's name).
+    pub stream: &'a str,
+    /// The viewer's id (the `id` of its `wmsAuthSign`; tollgate: the user).
+    pub id: &'a str,
+    /// Client IP.
+    pub ip: String,
+    /// Session id.
+    pub session_id: String,
+    /// View time since the previous sync, in milliseconds.
+    pub delta_ms: u64,
+    /// Bytes sent to this viewer so far.
+    pub bytes_sent: u64,
+}
+
+/// `PayPerViewInfo` for `players`: `{}` when nobody is watching, else one
+/// `_defaultVHost_` with the players grouped by application, then stream
+/// (instance `_definst_`), both in name order.
+pub fn pay_per_view_info(players: &[PlayerReport<'_>]) -> Value {
+    if players.is_empty() {
+        return json!({});
+    }
+    let mut apps: BTreeMap<&str, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    for p in players {
+        apps.entry(p.application)
+            .or_default()
+            .entry(p.stream)
+            .or_default()
+            .push(json!({
+                "id": p.id,
+                "ip": p.ip,
+                "sessionid": p.session_id,
+                "delta": p.delta_ms,
+                "bytes_sent": p.bytes_sent,
+                "user_agents": [],
+            }));
+    }
+    let apps: Vec<Value> = apps
+        .into_iter()
+        .map(|(app, streams)| {
+            let streams: Vec<Value> = streams
+                .into_iter()
+                .map(|(name, players)| json!({"name": name, "Player": players}))
+                .collect();
+            json!({"name": app, "Instance": [{"name": "_definst_", "Stream": streams}]})
+        })
+        .collect();
+    json!({"VHost": [{"name": "_defaultVHost_", "Application": apps}]})
 }
 
 /// The string field `key` of a sync body.
@@ -221,6 +331,116 @@ mod tests {
         for e in [PpvError::Malformed, PpvError::SignatureMismatch] {
             assert!(!format!("{e} {e:?}").contains("SECRET"));
         }
+    }
+
+    /// The edge side: a body from [`sync_body`] passes the handler's check
+    /// (and carries the kev-ac Signature), and the handler's answer passes
+    /// [`verify_answer`]; the vector's canned answer does too.
+    #[test]
+    fn edge_side_round_trip() {
+        let (id, puzzle) = (
+            "5f0d5962-33b1-5137-ae6a-32776bcabc69",
+            "8c537e85-9684-a3b5-cbd9-bbebe952b103",
+        );
+        let token = "bc91b48588048871f4b898af9371ccc8";
+        let body = sync_body(id, puzzle, token, json!({}));
+        assert_eq!(body["Signature"], "7r/RZeJ18rMuRYc8luBdFQ==");
+        let deny = vec!["1".to_owned(), "2".to_owned()];
+        let answer = handle_sync(&body.to_string(), token, &deny).expect("accepted");
+        let bytes = answer.to_string();
+        assert_eq!(verify_answer(bytes.as_bytes(), puzzle, token), Ok(deny));
+        assert_eq!(
+            verify_answer(bytes.as_bytes(), "another-puzzle", token),
+            Err(PpvError::SolutionMismatch),
+            "an answer to another request"
+        );
+        assert_eq!(
+            verify_answer(bytes.as_bytes(), puzzle, "wrong"),
+            Err(PpvError::SolutionMismatch)
+        );
+        let c = cases("nimble_ppv_sync")
+            .into_iter()
+            .find(|c| c.name == "full_sync_valid")
+            .expect("vector");
+        let sent: Value = serde_json::from_str(c.s("sync_body")).expect("json");
+        let p = sent["Puzzle"].as_str().expect("puzzle");
+        let canned = c.expected["response"].to_string();
+        assert_eq!(
+            verify_answer(canned.as_bytes(), p, c.s("token")),
+            Ok(vec!["1".to_owned(), "2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn answer_shapes() {
+        let sol = solution("p", "t");
+        let ok = |deny: &str| format!(r#"{{"DenyList":{deny},"Solution":"{sol}"}}"#);
+        assert_eq!(
+            verify_answer(ok(r#"{"ID":[1,"x"]}"#).as_bytes(), "p", "t"),
+            Ok(vec!["1".into(), "x".into()])
+        );
+        assert_eq!(
+            verify_answer(ok(r#"{"ID":[]}"#).as_bytes(), "p", "t"),
+            Ok(vec![])
+        );
+        assert_eq!(verify_answer(ok("{}").as_bytes(), "p", "t"), Ok(vec![]));
+        let missing = format!(r#"{{"Solution":"{sol}"}}"#);
+        assert_eq!(verify_answer(missing.as_bytes(), "p", "t"), Ok(vec![]));
+        for bad in [
+            r#"{"ID":"1"}"#,
+            r#"{"ID":[1.5]}"#,
+            r#"{"ID":[null]}"#,
+            r#"{"ID":[{}]}"#,
+        ] {
+            assert_eq!(
+                verify_answer(ok(bad).as_bytes(), "p", "t"),
+                Err(PpvError::NotText("DenyList.ID")),
+                "{bad}"
+            );
+        }
+        assert_eq!(verify_answer(b"nope", "p", "t"), Err(PpvError::Malformed));
+        assert_eq!(
+            verify_answer(br#"{"DenyList":{"ID":[]}}"#, "p", "t"),
+            Err(PpvError::Missing("Solution"))
+        );
+        // The Solution is checked before anything else is believed.
+        let forged = r#"{"DenyList":{"ID":["1"]},"Solution":"IDI5uYL0dPeoWVv5u2sN5Q=="}"#;
+        assert_eq!(
+            verify_answer(forged.as_bytes(), "p", "t"),
+            Err(PpvError::SolutionMismatch)
+        );
+    }
+
+    #[test]
+    fn pay_per_view_info_groups_players() {
+        assert_eq!(pay_per_view_info(&[]), json!({}));
+        let p = |app, stream, id: &'static str| PlayerReport {
+            application: app,
+            stream,
+            id,
+            ip: "192.0.2.1".into(),
+            session_id: format!("s-{id}"),
+            delta_ms: 30_000,
+            bytes_sent: 7,
+        };
+        let info = pay_per_view_info(&[
+            p("live", "ch2", "1"),
+            p("live", "ch1", "2"),
+            p("live", "ch2", "3"),
+            p("vod", "a.mp4", "4"),
+        ]);
+        let apps = &info["VHost"][0]["Application"];
+        assert_eq!(info["VHost"][0]["name"], "_defaultVHost_");
+        assert_eq!(apps[0]["name"], "live");
+        let streams = &apps[0]["Instance"][0]["Stream"];
+        assert_eq!(apps[0]["Instance"][0]["name"], "_definst_");
+        assert_eq!(streams[0]["name"], "ch1");
+        assert_eq!(streams[1]["Player"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            streams[1]["Player"][1],
+            json!({"id":"3","ip":"192.0.2.1","sessionid":"s-3","delta":30000,"bytes_sent":7,"user_agents":[]})
+        );
+        assert_eq!(apps[1]["Instance"][0]["Stream"][0]["Player"][0]["id"], "4");
     }
 
     /// An empty deny set is still a complete answer: `{"ID": []}`.

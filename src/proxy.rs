@@ -349,6 +349,9 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
+    shared
+        .check_deny(claims.user.as_deref(), None, scope.client_ip)
+        .map_err(ProxyError::from)?;
     let grant = match claims.user.as_deref() {
         Some(user) if ents.user(user).is_some() => {
             ents.decide(Some(user), None, scope.channel, scope.client_ip, now)

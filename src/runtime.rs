@@ -218,6 +218,11 @@ pub struct Shared {
     /// The effective entitlements: the config's `[[user]]`/`[[package]]`
     /// overlaid by `api_state`. One atomic load per request.
     entitlements: ArcSwap<Entitlements>,
+    /// The control plane's deny list, a blocklist-only layer asked on
+    /// every request next to `entitlements` (replaced whole by a sync).
+    deny: ArcSwap<Entitlements>,
+    /// Pull sync's state and health (`[control_plane]`).
+    pub sync: crate::sync::Status,
 }
 
 /// Why an admin change was not applied (nothing changed).
@@ -283,6 +288,8 @@ impl Shared {
             fleet,
             api_state: std::sync::Mutex::new(Snapshot::default()),
             entitlements: ArcSwap::from_pointee(effective),
+            deny: ArcSwap::from_pointee(Entitlements::default()),
+            sync: crate::sync::Status::default(),
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
@@ -321,6 +328,22 @@ impl Shared {
         self.entitlements.load_full()
     }
 
+    /// The control plane's deny list: `Err` when `user`, `token` or `ip` is
+    /// on it (one atomic load, no lock).
+    pub fn check_deny(
+        &self,
+        user: Option<&str>,
+        token: Option<&str>,
+        ip: std::net::IpAddr,
+    ) -> Result<(), crate::entitlements::Denial> {
+        self.deny.load().check_blocklist(user, token, ip)
+    }
+
+    /// Replace the control plane's deny list (a blocklist-only layer).
+    pub fn set_deny(&self, layer: Entitlements) {
+        self.deny.store(Arc::new(layer));
+    }
+
     /// Load what the state dir holds (at start, before serving). A corrupt
     /// state is an error: serving without the operator's blocklist would be
     /// worse than not starting.
@@ -340,7 +363,8 @@ impl Shared {
             .map_err(|_| "state lock poisoned".to_owned())?;
         *guard = api;
         self.entitlements.store(Arc::new(effective));
-        Ok(())
+        drop(guard);
+        crate::sync::load(self, dir)
     }
 
     /// The API's part of the state, for reads.
@@ -369,6 +393,16 @@ impl Shared {
         *guard = next;
         self.entitlements.store(Arc::new(effective));
         Ok(())
+    }
+
+    /// Replace the whole API layer with `api`, already compiled (a bulk
+    /// load, a control plane's full snapshot): validated with the config's
+    /// entitlements, saved, then visible. Blocking; on error nothing changes.
+    pub fn replace_all(&self, api: Entitlements) -> Result<(), ChangeError> {
+        self.change(|s| {
+            *s = api.to_snapshot();
+            Ok(())
+        })
     }
 
     /// The current generation (one atomic load; hold it for one request).

@@ -104,6 +104,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     let sweeper = tokio::spawn(sweep_sessions(shared.clone()));
+    let syncer = tokio::spawn(crate::sync::run(shared.clone()));
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
         log_listening("admin", &listener);
@@ -153,6 +154,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     }
     admin_stop.cancel();
     sweeper.abort();
+    syncer.abort();
     Ok(())
 }
 

@@ -97,7 +97,8 @@ impl Session {
                 .is_ok()
     }
 
-    fn touch(&self, now: u64) {
+    /// Record a request at `now`.
+    pub(crate) fn touch(&self, now: u64) {
         // Monotonic: a late request never moves last_seen backwards.
         self.last_seen.fetch_max(now, Ordering::Relaxed);
     }

@@ -22,6 +22,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::entitlements::{Entitlements, LoadError, Snapshot};
 
@@ -73,13 +74,62 @@ pub(crate) fn save_with(
     dir: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StateError> {
-    let tmp = dir.join(TMP_NAME);
+    save_file_with(dir, FILE_NAME, write)
+}
+
+/// Atomically replace `dir/name` with `value` as JSON, by the same protocol
+/// as the state file (`name.tmp`, fsync, rename, fsync of the dir).
+pub fn save_named<T: Serialize + ?Sized>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<(), StateError> {
+    save_file_with(dir, name, |w| {
+        serde_json::to_writer(&mut *w, value).map_err(io::Error::other)
+    })
+}
+
+/// What [`save_named`] last saved as `dir/name`; `None` if nothing was.
+/// A file that does not parse is [`StateError::Corrupt`].
+pub fn load_named<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StateError> {
+    let path = dir.join(name);
+    let reader = match File::open(&path) {
+        Ok(f) => BufReader::new(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    match serde_json::from_reader(reader) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_io() => Err(io_err(&path)(e.into())),
+        Err(e) => Err(StateError::Corrupt {
+            message: crate::entitlements::redact_json_error(&e),
+            path,
+        }),
+    }
+}
+
+fn save_file_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), StateError> {
+    // First save on a fresh install: the dir is the operator's choice of
+    // place, created owner-only like the files in it.
+    if !dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+    }
+    let tmp = dir.join(format!("{name}.tmp"));
     let result = write_tmp(&tmp, write);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    let file = dir.join(FILE_NAME);
+    let file = dir.join(name);
     fs::rename(&tmp, &file).map_err(io_err(&file))?;
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -36,6 +36,22 @@ pub struct RawConfig {
     pub sessions: RawSessions,
     #[serde(default)]
     pub cache: RawCache,
+    pub control_plane: Option<RawControlPlane>,
+}
+
+/// `[control_plane]`: pull sync with a control plane (docs/control-plane.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControlPlane {
+    pub url: String,
+    pub token: Option<String>,
+    pub mode: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub max_backoff: Option<String>,
+    pub max_answer: Option<String>,
+    pub max_stale: Option<String>,
+    pub edge_id: Option<String>,
 }
 
 /// `[state]`: where what the admin API and the control plane set is kept.

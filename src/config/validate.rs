@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
     AdminConfig, BackendConfig, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
-    IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig, Secret, ServerConfig,
-    SessionStore, SessionsConfig, TlsListenerConfig,
+    ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig,
+    Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -157,6 +157,10 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let keys = keys(&mut errs, &raw.keys, base);
     let sessions = sessions(&mut errs, &raw.sessions, base);
     let cache = cache(&mut errs, &raw.cache);
+    let control_plane = raw
+        .control_plane
+        .as_ref()
+        .and_then(|cp| control_plane(&mut errs, cp, base));
     if keys.master.is_none() {
         for (i, route) in routes.iter().enumerate() {
             if route.encrypt {
@@ -196,6 +200,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             sessions,
             cache,
             entitlements,
+            control_plane,
             state_dir: base.join(raw.state.dir.as_deref().unwrap_or("state")),
         })
     } else {
@@ -653,6 +658,91 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
         ),
         max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
     }
+}
+
+fn control_plane(
+    errs: &mut Errors,
+    raw: &super::raw::RawControlPlane,
+    base: &Path,
+) -> Option<ControlPlaneConfig> {
+    let url = errs.check("control_plane.url", parse_backend_url(&raw.url));
+    let mode = match raw.mode.as_deref() {
+        None | Some("tollgate") => SyncMode::Tollgate,
+        Some("nimble_ppv") => SyncMode::NimblePpv,
+        Some(other) => {
+            errs.push(
+                "control_plane.mode",
+                format!("unknown mode {other:?}, expected \"tollgate\" or \"nimble_ppv\""),
+            );
+            SyncMode::Tollgate
+        }
+    };
+    let token = match raw.token.as_deref() {
+        Some(t) => errs.check("control_plane.token", Secret::resolve(t, base)),
+        None => {
+            errs.push(
+                "control_plane.token",
+                "required: the control plane's answers change who may watch, so both sides \
+                 must prove they share it",
+            );
+            None
+        }
+    };
+    let interval = errs.timeout(
+        "control_plane.interval",
+        raw.interval.as_deref(),
+        Duration::from_secs(10),
+    );
+    let timeout = errs.timeout(
+        "control_plane.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(10),
+    );
+    let max_backoff = errs.timeout(
+        "control_plane.max_backoff",
+        raw.max_backoff.as_deref(),
+        Duration::from_secs(300),
+    );
+    let max_stale = raw
+        .max_stale
+        .as_deref()
+        .map(|v| errs.timeout("control_plane.max_stale", Some(v), Duration::ZERO));
+    let max_answer = match raw.max_answer.as_deref() {
+        None => 1 << 30,
+        Some(text) => errs
+            .check("control_plane.max_answer", parse_size(text))
+            .unwrap_or(1 << 30),
+    };
+    if max_answer < 1024 {
+        errs.push("control_plane.max_answer", "must be at least 1KiB");
+    }
+    let edge_id = raw.edge_id.clone().unwrap_or_else(default_edge_id);
+    if edge_id.is_empty() || edge_id.len() > 256 || edge_id.chars().any(char::is_control) {
+        errs.push(
+            "control_plane.edge_id",
+            "must be 1 to 256 characters, none of them control characters",
+        );
+    }
+    Some(ControlPlaneConfig {
+        url: url?,
+        token: token?,
+        mode,
+        interval,
+        timeout,
+        max_backoff: max_backoff.max(interval),
+        max_answer: usize::try_from(max_answer).unwrap_or(usize::MAX),
+        max_stale,
+        edge_id,
+    })
+}
+
+/// The host name (`/proc/sys/kernel/hostname`), else `"tollgate"`.
+fn default_edge_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tollgate".to_owned())
 }
 
 /// Name of the package a `[[user]]` without `packages` gets: every channel.

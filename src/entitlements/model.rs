@@ -37,6 +37,20 @@ pub struct User {
     pub disabled: bool,
 }
 
+impl User {
+    /// Replace a plaintext password by its `sha256:` digest, the only form
+    /// ever stored (the state dir holds what the API and control plane set).
+    pub fn hash_password(&mut self) {
+        if !self.password.is_empty() && !self.password.starts_with("sha256:") {
+            use sha2::Digest as _;
+            self.password = format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(self.password.as_bytes()))
+            );
+        }
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")

@@ -1,0 +1,617 @@
+//! Pull sync with a control plane (`[control_plane]`, SPEC §4,
+//! `docs/control-plane.md`): the shell.
+//!
+//! Every `interval` the edge POSTs a usage report and applies the answer:
+//! - `mode = "tollgate"`: [`protocol`]'s JSON, a versioned full or delta
+//!   snapshot plus the deny list;
+//! - `mode = "nimble_ppv"`: Nimble's pay-per-view JSON ([`crate::ppv`]),
+//!   whose `DenyList.ID` becomes the deny list's users, after the answer's
+//!   `Solution` proves the control plane knows the push-API token.
+//!
+//! The control plane's users, packages and blocklist are the same layer the
+//! admin API writes (a control plane may push through the API or be
+//! pulled; both persist in the state dir). Its deny list is a layer of its
+//! own, checked on every request next to the entitlements, so a new deny
+//! list costs nothing like a million-user rebuild. The version held and the
+//! deny list persist in `sync.json` beside the snapshot, written after it.
+//!
+//! Failure (control plane down, slow, answering garbage, a wrong Solution,
+//! a full disk) changes nothing: the last good state keeps serving, the
+//! next try backs off (doubling from `interval` up to `max_backoff`, with
+//! jitter), the metrics count it by result and `/healthz` shows it;
+//! `/readyz` fails only before a first good sync (nothing persisted either)
+//! or past `max_stale`. Usage counters advance only when a report was
+//! acknowledged by an accepted answer, so an outage loses no viewing time.
+//!
+//! Must not: log the token or quote an answer's values; hold a lock across
+//! an await; block a runtime worker (compiling and saving a snapshot runs in
+//! `spawn_blocking`).
+
+pub mod protocol;
+pub mod usage;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ControlPlaneConfig, SyncMode};
+use crate::entitlements::Blocklist;
+use crate::metrics::ResultLabel;
+use crate::runtime::{ChangeError, Shared, unix_now};
+use protocol::{Answer, Change, Plan, Report, SessionUsage};
+use usage::{Line, Usage};
+
+/// The file in the state dir holding [`Persisted`].
+pub const FILE_NAME: &str = "sync.json";
+
+/// What the control plane last said, as persisted in [`FILE_NAME`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Persisted {
+    /// The version of its state the edge holds (`tollgate` mode).
+    pub version: Option<u64>,
+    /// Its deny list.
+    pub deny: Blocklist,
+}
+
+/// How pull sync is doing, for `/readyz` and `/healthz`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// Unix seconds of the last good sync.
+    pub last_success: Option<u64>,
+    /// Unix seconds of the last try.
+    pub last_attempt: Option<u64>,
+    /// Syncs failed in a row.
+    pub consecutive_failures: u32,
+    /// The last failure's result label and words (no secrets, no values).
+    pub last_error: Option<String>,
+    /// The version held.
+    pub version: Option<u64>,
+    /// Entries on the deny list.
+    pub denied: usize,
+    /// A state synced earlier was loaded from the state dir at start.
+    pub loaded: bool,
+    /// Ended sessions dropped from the report backlog during an outage.
+    pub usage_dropped: u64,
+    /// Unix seconds when pull sync started.
+    pub started: u64,
+}
+
+/// Pull-sync state shared with the rest of the proxy.
+#[derive(Debug, Default)]
+pub struct Status {
+    persisted: Mutex<Persisted>,
+    health: Mutex<Health>,
+}
+
+impl Status {
+    /// The version held (`None`: ask for a full snapshot).
+    pub fn version(&self) -> Option<u64> {
+        self.persisted.lock().ok().and_then(|p| p.version)
+    }
+
+    /// A copy of the health figures.
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// `Some(reason)` when `/readyz` must fail because of the control plane:
+    /// no state at all yet (never synced, nothing persisted), or, with
+    /// `max_stale`, no good sync for that long (a state loaded at start
+    /// counts from the start).
+    pub fn not_ready(&self, cp: &ControlPlaneConfig, now: u64) -> Option<&'static str> {
+        let h = self.health();
+        if h.last_success.is_none() && !h.loaded {
+            return Some("no control-plane state yet");
+        }
+        let max = cp.max_stale?.as_secs();
+        let since = h.last_success.unwrap_or(h.started);
+        (now.saturating_sub(since) > max).then_some("control-plane state is stale")
+    }
+
+    /// Note the start of pull sync (the age of a state loaded at start
+    /// counts from here).
+    pub fn started(&self, now: u64) {
+        self.update(|h| h.started = now);
+    }
+
+    fn set(&self, p: Persisted) {
+        if let Ok(mut g) = self.persisted.lock() {
+            *g = p;
+        }
+    }
+
+    fn persisted(&self) -> Persisted {
+        self.persisted.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Health)) {
+        if let Ok(mut h) = self.health.lock() {
+            f(&mut h);
+        }
+    }
+}
+
+/// Load what an earlier sync persisted in `dir` (at start): the version
+/// held and the deny list, compiled. A corrupt file is an error.
+pub fn load(shared: &Shared, dir: &std::path::Path) -> Result<(), String> {
+    let Some(p) =
+        crate::state::load_named::<Persisted>(dir, FILE_NAME).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let layer = protocol::deny_layer(p.deny.clone())
+        .map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))?;
+    shared.set_deny(layer);
+    let metrics = &shared.metrics;
+    metrics.sync_version.set(version_gauge(p.version));
+    metrics.sync_denied.set(gauge(denied(&p.deny)));
+    shared.sync.update(|h| {
+        h.loaded = true;
+        h.version = p.version;
+        h.denied = denied(&p.deny);
+    });
+    shared.sync.set(p);
+    Ok(())
+}
+
+fn denied(b: &Blocklist) -> usize {
+    b.users.len() + b.tokens.len() + b.ips.len()
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn version_gauge(v: Option<u64>) -> i64 {
+    v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Why one sync failed; the label is its metric `result`.
+#[derive(Debug)]
+struct Failure {
+    label: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(label: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            label,
+            message: message.into(),
+        }
+    }
+}
+
+/// Run pull sync until the task is aborted. Reads `[control_plane]` from the
+/// current generation before each sync, so a reload applies; without the
+/// section it idles.
+pub async fn run(shared: Arc<Shared>) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut usage = Usage::default();
+    shared.sync.started(unix_now());
+    loop {
+        let Some(cp) = shared.live().config.control_plane.clone() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let result = once(&shared, &client, &cp, &mut usage).await;
+        let now = unix_now();
+        let failures = {
+            let label = match &result {
+                Ok(applied) => {
+                    if *applied {
+                        "applied"
+                    } else {
+                        "unchanged"
+                    }
+                }
+                Err(f) => f.label,
+            };
+            shared
+                .metrics
+                .syncs
+                .get_or_create(&ResultLabel { result: label })
+                .inc();
+            let mut failures = 0;
+            shared.sync.update(|h| {
+                h.last_attempt = Some(now);
+                h.usage_dropped = usage.dropped();
+                match &result {
+                    Ok(_) => {
+                        h.last_success = Some(now);
+                        h.consecutive_failures = 0;
+                        h.last_error = None;
+                    }
+                    Err(f) => {
+                        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                        h.last_error = Some(format!("{}: {}", f.label, f.message));
+                    }
+                }
+                failures = h.consecutive_failures;
+            });
+            failures
+        };
+        shared.metrics.sync_failures.set(i64::from(failures));
+        match &result {
+            Ok(_) => {
+                shared
+                    .metrics
+                    .sync_last_success
+                    .set(i64::try_from(now).unwrap_or(i64::MAX));
+            }
+            Err(f) => tracing::warn!(
+                result = f.label,
+                error = %f.message,
+                failures,
+                "control-plane sync failed; the last good state keeps serving"
+            ),
+        }
+        tokio::time::sleep(next_wait(&cp, failures)).await;
+    }
+}
+
+/// `interval` after a good sync; after `failures` bad ones in a row,
+/// `interval · 2^(failures-1)` capped at `max_backoff`, less up to a
+/// quarter at random so a fleet does not retry in step.
+fn next_wait(cp: &ControlPlaneConfig, failures: u32) -> Duration {
+    if failures == 0 {
+        return cp.interval;
+    }
+    let factor = 1u32 << (failures - 1).min(16);
+    let wait = cp.interval.saturating_mul(factor).min(cp.max_backoff);
+    let jitter = wait.mul_f64(f64::from(random_u32() % 1000) / 4000.0);
+    wait.saturating_sub(jitter)
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u32::from_le_bytes(b)
+}
+
+/// A random (version 4) UUID, as Nimble's puzzles are.
+fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    uuid_text(b, 4)
+}
+
+/// This edge's `ID` in `nimble_ppv` reports: stable across restarts, a
+/// UUID (version 5 shape) of the SHA-256 of `edge_id`.
+fn nimble_id(edge_id: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("tollgate-ppv:{edge_id}"));
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    uuid_text(b, 5)
+}
+
+fn uuid_text(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// One sync: report, fetch the answer, apply it. `Ok(true)` when something
+/// changed.
+async fn once(
+    shared: &Arc<Shared>,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    cp: &ControlPlaneConfig,
+    usage: &mut Usage,
+) -> Result<bool, Failure> {
+    let now = unix_now();
+    let lines = usage.collect(&shared.sessions.list());
+    let held = shared.sync.version();
+    let (body, puzzle) = match cp.mode {
+        SyncMode::Tollgate => (native_report(cp, held, now, &lines), None),
+        SyncMode::NimblePpv => {
+            let puzzle = uuid_v4();
+            let body = nimble_report(cp, &puzzle, &lines);
+            (body, Some(puzzle))
+        }
+    };
+    let mut req = Request::post(cp.url.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("tollgate/", env!("CARGO_PKG_VERSION")),
+        );
+    if cp.mode == SyncMode::Tollgate {
+        req = req.header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", cp.token.expose()),
+        );
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Failure::new("unreachable", format!("request: {e}")))?;
+    let exchange = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| Failure::new("unreachable", format!("request failed: {e}")))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), cp.max_answer)
+            .collect()
+            .await
+            .map_err(|e| Failure::new("unreachable", format!("answer body: {e}")))?
+            .to_bytes();
+        Ok::<_, Failure>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(cp.timeout, exchange)
+        .await
+        .map_err(|_| Failure::new("unreachable", format!("no answer within {:?}", cp.timeout)))??;
+    if !status.is_success() {
+        return Err(Failure::new("bad_status", format!("answered {status}")));
+    }
+    let answer = if status == StatusCode::NO_CONTENT && cp.mode == SyncMode::Tollgate {
+        None
+    } else {
+        Some(body)
+    };
+    let token = cp.token.clone();
+    let mode = cp.mode;
+    let s = shared.clone();
+    let (changed, ended) = tokio::task::spawn_blocking(move || {
+        let answer = match (mode, answer) {
+            (_, None) => return Ok((false, Vec::new())),
+            (SyncMode::Tollgate, Some(body)) => protocol::parse_answer(&body)
+                .map_err(|e| Failure::new("bad_answer", e.to_string()))?,
+            (SyncMode::NimblePpv, Some(body)) => {
+                let puzzle = puzzle.unwrap_or_default();
+                let ids = crate::ppv::verify_answer(&body, &puzzle, token.expose()).map_err(
+                    |e| match e {
+                        crate::ppv::PpvError::SolutionMismatch => {
+                            Failure::new("bad_solution", e.to_string())
+                        }
+                        _ => Failure::new("bad_answer", e.to_string()),
+                    },
+                )?;
+                let deny = Blocklist {
+                    users: ids,
+                    ..Blocklist::default()
+                };
+                let layer = protocol::deny_layer(deny.clone())
+                    .map_err(|e| Failure::new("bad_answer", e.to_string()))?;
+                Answer {
+                    version: 0,
+                    change: Change::Unchanged,
+                    deny: Some((deny, layer)),
+                }
+            }
+        };
+        apply(&s, answer)
+    })
+    .await
+    .map_err(|e| Failure::new("storage", format!("apply task failed: {e}")))??;
+    for user in ended {
+        shared.end_user_sessions(&user);
+    }
+    usage.delivered(&lines);
+    Ok(changed)
+}
+
+fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[Line]) -> Vec<u8> {
+    let report = Report {
+        edge: &cp.edge_id,
+        version: held,
+        sent_at: crate::units::rfc3339(now),
+        sessions: lines
+            .iter()
+            .map(|l| {
+                let s = &l.session;
+                SessionUsage {
+                    id: crate::admin::session_id_text(s.id),
+                    user: s.user.as_deref(),
+                    route: &s.route,
+                    channel: &s.channel,
+                    ip: s.ip,
+                    started: crate::units::rfc3339(s.started),
+                    last_seen: crate::units::rfc3339(s.last_seen()),
+                    viewed: l.viewed,
+                    bytes: l.bytes,
+                    viewed_total: l.viewed_total,
+                    bytes_total: l.bytes_total,
+                    ended: l.ended,
+                }
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&report).unwrap_or_default()
+}
+
+fn nimble_report(cp: &ControlPlaneConfig, puzzle: &str, lines: &[Line]) -> Vec<u8> {
+    // Nimble reports viewers by their wmsAuthSign id: sessions without a
+    // user have nothing to bill or deny.
+    let players: Vec<crate::ppv::PlayerReport<'_>> = lines
+        .iter()
+        .filter_map(|l| {
+            let s = &l.session;
+            let id = s.user.as_deref()?;
+            Some(crate::ppv::PlayerReport {
+                application: &s.route,
+                stream: if s.channel.is_empty() {
+                    &s.route
+                } else {
+                    &s.channel
+                },
+                id,
+                ip: s.ip.to_string(),
+                session_id: crate::admin::session_id_text(s.id),
+                delta_ms: l.viewed.saturating_mul(1000),
+                bytes_sent: l.bytes_total,
+            })
+        })
+        .collect();
+    let body = crate::ppv::sync_body(
+        &nimble_id(&cp.edge_id),
+        puzzle,
+        cp.token.expose(),
+        crate::ppv::pay_per_view_info(&players),
+    );
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Apply an accepted answer (blocking: compiles and saves). Returns whether
+/// anything changed and the users whose sessions must end now.
+fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure> {
+    let storage = |e: ChangeError| match e {
+        ChangeError::Invalid(p) => Failure::new("bad_answer", p.join("; ")),
+        ChangeError::NotFound => Failure::new("bad_answer", "not found"),
+        ChangeError::Storage(m) => Failure::new("storage", m),
+    };
+    let before = shared.sync.persisted();
+    let mut next = before.clone();
+    let mut ended = Vec::new();
+    let mut gap = None;
+    match protocol::plan(before.version, answer.version, &answer.change) {
+        Plan::Skip => {}
+        Plan::Gap => {
+            // Ask for a full snapshot next time; the deny list still applies.
+            next.version = None;
+            gap = Some(Failure::new(
+                "version_gap",
+                format!(
+                    "delta is not from version {:?}; asking for a full snapshot",
+                    before.version
+                ),
+            ));
+        }
+        Plan::Apply => {
+            match answer.change {
+                Change::Full(ents) => shared.replace_all(*ents).map_err(storage)?,
+                Change::Delta(delta) => shared
+                    .change(|s| {
+                        ended = delta.apply(s);
+                        Ok(())
+                    })
+                    .map_err(storage)?,
+                Change::Unchanged => {}
+            }
+            next.version = Some(answer.version);
+        }
+    }
+    let mut deny_layer = None;
+    if let Some((list, layer)) = answer.deny
+        && list != next.deny
+    {
+        ended.extend(
+            list.users
+                .iter()
+                .filter(|u| !next.deny.users.contains(u))
+                .cloned(),
+        );
+        next.deny = list;
+        deny_layer = Some(layer);
+    }
+    let changed = next != before;
+    if changed {
+        let dir = shared.live().config.state_dir.clone();
+        crate::state::save_named(&dir, FILE_NAME, &next)
+            .map_err(|e| Failure::new("storage", e.to_string()))?;
+        if let Some(layer) = deny_layer {
+            shared.set_deny(layer);
+        }
+        let m = &shared.metrics;
+        m.sync_version.set(version_gauge(next.version));
+        m.sync_denied.set(gauge(denied(&next.deny)));
+        shared.sync.update(|h| {
+            h.version = next.version;
+            h.denied = denied(&next.deny);
+        });
+        shared.sync.set(next);
+    }
+    match gap {
+        Some(f) => Err(f),
+        None => Ok((changed, ended)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_have_the_version_shape() {
+        let u = uuid_v4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(uuid_v4(), u);
+        let n = nimble_id("edge-1");
+        assert_eq!(n, nimble_id("edge-1"));
+        assert_ne!(n, nimble_id("edge-2"));
+        assert_eq!(&n[14..15], "5");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let mut cp = crate::config::Config::parse(
+            r#"
+            [[origin]]
+            name = "o"
+            url = "http://127.0.0.1:1"
+            [[route]]
+            name = "r"
+            prefix = "/"
+            origin = "o"
+            auth = ["ip"]
+            [control_plane]
+            url = "http://127.0.0.1:2/sync"
+            token = "t"
+            interval = "2s"
+            max_backoff = "30s"
+            "#,
+            std::path::Path::new("."),
+        )
+        .expect("config")
+        .control_plane
+        .expect("control plane");
+        assert_eq!(next_wait(&cp, 0), Duration::from_secs(2));
+        for (failures, full) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (40, 30)] {
+            let w = next_wait(&cp, failures);
+            let full = Duration::from_secs(full);
+            assert!(w <= full && w >= full.mul_f64(0.75), "{failures}: {w:?}");
+        }
+        cp.max_stale = None;
+        let status = Status::default();
+        status.started(40);
+        assert_eq!(
+            status.not_ready(&cp, 100),
+            Some("no control-plane state yet")
+        );
+        status.update(|h| h.loaded = true);
+        assert_eq!(status.not_ready(&cp, 100), None);
+        cp.max_stale = Some(Duration::from_secs(30));
+        // Loaded at start, never synced since: stale 30 s after the start.
+        assert_eq!(status.not_ready(&cp, 70), None);
+        assert_eq!(
+            status.not_ready(&cp, 71),
+            Some("control-plane state is stale")
+        );
+        status.update(|h| h.last_success = Some(90));
+        assert_eq!(status.not_ready(&cp, 120), None);
+        assert_eq!(
+            status.not_ready(&cp, 121),
+            Some("control-plane state is stale")
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! tollgate's own control-plane protocol (`docs/control-plane.md`): the
+//! usage report the edge sends and the answer it applies.
+//!
+//! Pure core: no I/O, no clock, no logging. Invariants: nothing reachable
+//! from an answer body panics; an answer is either accepted whole (every
+//! user, package and network in it valid) or refused whole, so a half-applied
+//! sync cannot exist; errors never quote a token or a password.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::entitlements::{
+    Blocklist, Entitlements, LoadError, Package, Snapshot, User, redact_json_error,
+};
+
+/// One session's line in a usage report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionUsage<'a> {
+    /// Session id, 16 lowercase hex digits (as in `/api/v1/sessions`).
+    pub id: String,
+    /// The user, when the auth method named one.
+    pub user: Option<&'a str>,
+    /// Route name.
+    pub route: &'a str,
+    /// Channel name (`""` when the route names none).
+    pub channel: &'a str,
+    /// Client IP.
+    pub ip: IpAddr,
+    /// RFC 3339.
+    pub started: String,
+    /// RFC 3339.
+    pub last_seen: String,
+    /// Seconds of viewing since the last acknowledged report.
+    pub viewed: u64,
+    /// Bytes sent since the last acknowledged report.
+    pub bytes: u64,
+    /// Seconds of viewing since the session started.
+    pub viewed_total: u64,
+    /// Bytes sent since the session started.
+    pub bytes_total: u64,
+    /// The session has ended (idle, kicked, evicted); this is its last line.
+    pub ended: bool,
+}
+
+/// The body the edge POSTs every interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report<'a> {
+    /// `[control_plane] edge_id`.
+    pub edge: &'a str,
+    /// The version of the control plane's state this edge holds; `None`
+    /// (JSON `null`) asks for a full snapshot.
+    pub version: Option<u64>,
+    /// RFC 3339.
+    pub sent_at: String,
+    /// Sessions live now, and those that ended since the last acknowledged
+    /// report.
+    pub sessions: Vec<SessionUsage<'a>>,
+}
+
+/// Changes since version `since`: users and packages set (an object) or
+/// deleted (`null`), and optionally the whole blocklist.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// The version these changes apply to.
+    pub since: u64,
+    /// User id → the new user, or `null` to delete.
+    #[serde(default)]
+    pub users: BTreeMap<String, Option<User>>,
+    /// Package name → the new package, or `null` to delete.
+    #[serde(default)]
+    pub packages: BTreeMap<String, Option<Package>>,
+    /// The new blocklist, replacing the old one; absent = unchanged.
+    pub blocklist: Option<Blocklist>,
+}
+
+impl Delta {
+    /// Apply to `state` (deleting what is absent is not an error: deltas
+    /// are idempotent). Returns the users whose sessions must end: deleted,
+    /// or newly on the blocklist.
+    pub fn apply(self, state: &mut Snapshot) -> Vec<String> {
+        let mut ended = Vec::new();
+        for (id, user) in self.users {
+            match user {
+                Some(mut u) => {
+                    u.hash_password();
+                    state.users.insert(id, u);
+                }
+                None => {
+                    if state.users.remove(&id).is_some() {
+                        ended.push(id);
+                    }
+                }
+            }
+        }
+        for (name, package) in self.packages {
+            match package {
+                Some(p) => {
+                    state.packages.insert(name, p);
+                }
+                None => {
+                    state.packages.remove(&name);
+                }
+            }
+        }
+        if let Some(blocklist) = self.blocklist {
+            ended.extend(
+                blocklist
+                    .users
+                    .iter()
+                    .filter(|u| !state.blocklist.users.contains(u))
+                    .cloned(),
+            );
+            state.blocklist = blocklist;
+        }
+        ended
+    }
+}
+
+/// What an answer does to the control plane's state.
+#[derive(Debug)]
+pub enum Change {
+    /// Nothing (`{"version": N}` alone).
+    Unchanged,
+    /// Replace it whole with this, already compiled.
+    Full(Box<Entitlements>),
+    /// Apply these changes to version `since`.
+    Delta(Delta),
+}
+
+/// An answer, validated.
+#[derive(Debug)]
+pub struct Answer {
+    /// The version the state has once this answer is applied.
+    pub version: u64,
+    /// The change.
+    pub change: Change,
+    /// The complete current deny list (a blocklist-only [`Entitlements`]),
+    /// when the answer carries one; absent = unchanged.
+    pub deny: Option<(Blocklist, Entitlements)>,
+}
+
+/// Why an answer was refused (nothing of it is applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// Not JSON of the answer's shape (message redacted of values).
+    #[error("answer is not valid JSON of the documented shape: {0}")]
+    Shape(String),
+    /// Both `snapshot` and `delta`.
+    #[error("answer carries both a snapshot and a delta")]
+    Ambiguous,
+    /// A user, package or network in it does not validate.
+    #[error("answer does not validate: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnswer<'a> {
+    version: u64,
+    #[serde(borrow)]
+    snapshot: Option<&'a RawValue>,
+    delta: Option<Delta>,
+    deny: Option<Blocklist>,
+}
+
+/// Parse and validate an answer body. A full snapshot is compiled straight
+/// from its bytes by the streaming loader (no intermediate [`Snapshot`]),
+/// so a million-user answer costs what a bulk load does.
+pub fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
+    let raw: RawAnswer<'_> =
+        serde_json::from_slice(body).map_err(|e| AnswerError::Shape(redact_json_error(&e)))?;
+    let change = match (raw.snapshot, raw.delta) {
+        (Some(_), Some(_)) => return Err(AnswerError::Ambiguous),
+        (Some(s), None) => Change::Full(Box::new(
+            Entitlements::from_json_slice(s.get().as_bytes()).map_err(|e| match e {
+                LoadError::Json(m) => AnswerError::Shape(format!("snapshot: {m}")),
+                LoadError::Invalid(v) => AnswerError::Invalid(
+                    v.problems()
+                        .iter()
+                        .map(|p| format!("snapshot.{p}"))
+                        .collect(),
+                ),
+            })?,
+        )),
+        (None, Some(d)) => Change::Delta(d),
+        (None, None) => Change::Unchanged,
+    };
+    let deny = match raw.deny {
+        None => None,
+        Some(list) => Some((list.clone(), deny_layer(list)?)),
+    };
+    Ok(Answer {
+        version: raw.version,
+        change,
+        deny,
+    })
+}
+
+/// A deny list compiled as a blocklist-only [`Entitlements`] (ask it with
+/// [`Entitlements::check_blocklist`]).
+pub fn deny_layer(list: Blocklist) -> Result<Entitlements, AnswerError> {
+    Entitlements::build(Snapshot {
+        blocklist: list,
+        ..Snapshot::default()
+    })
+    .map_err(|v| {
+        AnswerError::Invalid(
+            v.problems()
+                .iter()
+                .map(|p| format!("deny.{}", p.to_string().trim_start_matches("blocklist.")))
+                .collect(),
+        )
+    })
+}
+
+/// What to do with an answer's [`Change`], given the version held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Apply it.
+    Apply,
+    /// Already applied (the answer's version is the one held): skip, so a
+    /// control plane that always sends a full snapshot costs nothing while
+    /// nothing changes.
+    Skip,
+    /// A delta from another version than the one held: refuse it and ask
+    /// for a full snapshot next time.
+    Gap,
+}
+
+/// Decide what to do with `change` arriving as `version` when `held` is held.
+pub fn plan(held: Option<u64>, version: u64, change: &Change) -> Plan {
+    match change {
+        Change::Unchanged => Plan::Skip,
+        _ if held == Some(version) => Plan::Skip,
+        Change::Full(_) => Plan::Apply,
+        Change::Delta(d) if held == Some(d.since) => Plan::Apply,
+        Change::Delta(_) => Plan::Gap,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+use super::*;
+use proptest::prelude::*;
+
+fn user(max: u32) -> User {
+    User {
+        max_sessions: max,
+        ..User::default()
+    }
+}
+
+#[test]
+fn full_snapshot_is_compiled() {
+    let a = parse_answer(
+        br#"{"version":7,"snapshot":{"users":{"alice":{"tokens":["t1"],"packages":["p"]}},
+             "packages":{"p":{"channels":["ch*"]}},"blocklist":{"users":["mallory"]}}}"#,
+    )
+    .expect("valid");
+    assert_eq!(a.version, 7);
+    let Change::Full(e) = a.change else {
+        panic!("not full: {:?}", a.change)
+    };
+    assert_eq!(e.user_by_token("t1"), Some("alice"));
+    assert!(e.is_user_blocked("mallory"));
+    assert!(a.deny.is_none());
+}
+
+#[test]
+fn delta_and_deny() {
+    let a = parse_answer(
+        br#"{"version":8,"delta":{"since":7,"users":{"bob":{"max_sessions":2},"alice":null},
+             "packages":{"old":null}},"deny":{"users":["eve"],"ips":["203.0.113.0/24"]}}"#,
+    )
+    .expect("valid");
+    let Change::Delta(d) = &a.change else {
+        panic!("not a delta")
+    };
+    assert_eq!(d.since, 7);
+    assert_eq!(d.users.get("bob"), Some(&Some(user(2))));
+    assert_eq!(d.users.get("alice"), Some(&None));
+    let (list, layer) = a.deny.as_ref().expect("deny");
+    assert_eq!(list.users, ["eve"]);
+    let ip = "203.0.113.9".parse().expect("ip");
+    assert!(
+        layer
+            .check_blocklist(Some("eve"), None, "192.0.2.1".parse().expect("ip"))
+            .is_err()
+    );
+    assert!(layer.check_blocklist(None, None, ip).is_err());
+    assert!(
+        layer
+            .check_blocklist(Some("bob"), None, "192.0.2.1".parse().expect("ip"))
+            .is_ok()
+    );
+}
+
+#[test]
+fn refusals_are_whole_and_redacted() {
+    let cases: [(&[u8], &str); 8] = [
+        (b"garbage", "not valid JSON"),
+        (b"[]", "not valid JSON"),
+        (br#"{"snapshot":{}}"#, "version"),
+        (br#"{"version":-1}"#, "not valid JSON"),
+        (br#"{"version":1,"extra":true}"#, "extra"),
+        (
+            br#"{"version":1,"snapshot":{},"delta":{"since":0}}"#,
+            "both",
+        ),
+        (
+            br#"{"version":1,"snapshot":{"users":{"a":{"ips":["nope"]}}}}"#,
+            "snapshot.users[\"a\"].ips[0]",
+        ),
+        (
+            br#"{"version":1,"deny":{"ips":["10.0.0.0/99"]}}"#,
+            "deny.ips[0]",
+        ),
+    ];
+    for (body, want) in cases {
+        let e = parse_answer(body).expect_err(&String::from_utf8_lossy(body));
+        assert!(e.to_string().contains(want), "{e} lacks {want}");
+    }
+    let e = parse_answer(br#"{"version":1,"snapshot":{"users":{"a":{"tokens":"SECRET"}}}}"#)
+        .expect_err("wrong type");
+    assert!(!e.to_string().contains("SECRET"), "{e}");
+}
+
+#[test]
+fn delta_apply_is_idempotent_and_reports_ended_users() {
+    let mut s = Snapshot::default();
+    s.users.insert("alice".into(), user(1));
+    s.users.insert("carol".into(), user(1));
+    let d = Delta {
+        since: 1,
+        users: [
+            ("alice".to_owned(), None),
+            (
+                "bob".to_owned(),
+                Some(User {
+                    password: "pw".into(),
+                    ..user(3)
+                }),
+            ),
+            ("nobody".to_owned(), None),
+        ]
+        .into_iter()
+        .collect(),
+        packages: [("p".to_owned(), Some(Package::default()))]
+            .into_iter()
+            .collect(),
+        blocklist: Some(Blocklist {
+            users: vec!["carol".into()],
+            ..Blocklist::default()
+        }),
+    };
+    let mut twice = s.clone();
+    let mut ended = d.clone().apply(&mut s);
+    ended.sort();
+    assert_eq!(ended, ["alice", "carol"]);
+    assert!(s.users.get("alice").is_none());
+    let bob = s.users.get("bob").expect("bob");
+    assert!(bob.password.starts_with("sha256:"), "stored hashed");
+    d.clone().apply(&mut twice);
+    let again = d.apply(&mut twice);
+    assert!(again.is_empty(), "nothing ends the second time: {again:?}");
+    assert_eq!(twice, s);
+}
+
+#[test]
+fn plans() {
+    let delta = |since| {
+        Change::Delta(Delta {
+            since,
+            ..Delta::default()
+        })
+    };
+    let full = Change::Full(Box::default());
+    assert_eq!(plan(None, 5, &full), Plan::Apply);
+    assert_eq!(plan(Some(4), 5, &full), Plan::Apply);
+    assert_eq!(
+        plan(Some(9), 5, &full),
+        Plan::Apply,
+        "a reset control plane is obeyed"
+    );
+    assert_eq!(plan(Some(5), 5, &full), Plan::Skip);
+    assert_eq!(plan(Some(4), 5, &delta(4)), Plan::Apply);
+    assert_eq!(plan(Some(5), 5, &delta(4)), Plan::Skip, "same answer twice");
+    assert_eq!(plan(Some(3), 5, &delta(4)), Plan::Gap);
+    assert_eq!(plan(None, 5, &delta(4)), Plan::Gap);
+    assert_eq!(plan(Some(3), 5, &Change::Unchanged), Plan::Skip);
+}
+
+#[test]
+fn report_shape() {
+    let r = Report {
+        edge: "e1",
+        version: None,
+        sent_at: "2026-11-21T00:00:00Z".into(),
+        sessions: vec![SessionUsage {
+            id: "00000000000000ff".into(),
+            user: Some("alice"),
+            route: "live",
+            channel: "ch1",
+            ip: "192.0.2.1".parse().expect("ip"),
+            started: "2026-11-20T23:59:00Z".into(),
+            last_seen: "2026-11-21T00:00:00Z".into(),
+            viewed: 10,
+            bytes: 5,
+            viewed_total: 60,
+            bytes_total: 50,
+            ended: false,
+        }],
+    };
+    let v: serde_json::Value = serde_json::to_value(&r).expect("json");
+    assert_eq!(v["version"], serde_json::Value::Null);
+    assert_eq!(v["sessions"][0]["ip"], "192.0.2.1");
+    assert_eq!(v["sessions"][0]["viewed"], 10);
+}
+
+proptest! {
+    /// No body panics the parser.
+    #[test]
+    fn arbitrary_answers_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), text in ".{0,200}") {
+        let _ = parse_answer(&body);
+        let _ = parse_answer(text.as_bytes());
+        let wrapped = format!(r#"{{"version":1,"delta":{{"since":0,"users":{{"a":{text}}}}}}}"#);
+        let _ = parse_answer(wrapped.as_bytes());
+    }
+}
