@@ -123,6 +123,25 @@ impl TestProxy {
     }
 }
 
+/// Where a proxy under test answers, in process ([`TestProxy`]) or as a
+/// child process ([`process::Tollgate`]), so [`fetch`] and [`admin_call`]
+/// drive either.
+pub trait Endpoints {
+    /// `http://<viewer listener><path>`.
+    fn url(&self, path: &str) -> String;
+    /// `http://<admin listener><path>`.
+    fn admin_url(&self, path: &str) -> String;
+}
+
+impl Endpoints for TestProxy {
+    fn url(&self, path: &str) -> String {
+        TestProxy::url(self, path)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        TestProxy::admin_url(self, path)
+    }
+}
+
 impl Drop for TestProxy {
     fn drop(&mut self) {
         self.control.stop.cancel();
@@ -332,7 +351,7 @@ pub fn strip_capabilities(body: &str) -> String {
 }
 
 /// GET `path` on the proxy: status and body text.
-pub async fn fetch(proxy: &TestProxy, path: &str) -> (u16, String) {
+pub async fn fetch(proxy: &impl Endpoints, path: &str) -> (u16, String) {
     let r = h1_client().get(proxy.url(path)).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
@@ -345,7 +364,7 @@ pub fn error_body(code: &str) -> String {
 /// Call the admin API: `method` on `path`, with the bearer `token` and a
 /// JSON `body` when given; status and body text.
 pub async fn admin_call(
-    proxy: &TestProxy,
+    proxy: &impl Endpoints,
     method: &str,
     path: &str,
     token: Option<&str>,

@@ -104,8 +104,18 @@ impl Lines {
 
     /// The next JSON line `pred` accepts, within [`PATIENCE`].
     pub async fn next_json(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.next_json_within(what, PATIENCE, pred).await
+    }
+
+    /// The next JSON line `pred` accepts, within `patience`.
+    pub async fn next_json_within(
+        &mut self,
+        what: &str,
+        patience: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let what = format!("log line {what}");
-        self.next_matching(&what, PATIENCE, |line| {
+        self.next_matching(&what, patience, |line| {
             serde_json::from_str(line).ok().filter(|v| pred(v))
         })
         .await
@@ -223,6 +233,12 @@ impl Tollgate {
     /// Write `toml` to a fresh `tollgate.toml`, run the binary on it and wait
     /// for its HTTP and admin listeners.
     pub async fn start(toml: &str) -> Self {
+        Self::start_within(toml, PATIENCE).await
+    }
+
+    /// [`Tollgate::start`] for a process that may take up to `patience` to
+    /// listen (it loads a large state dir first).
+    pub async fn start_within(toml: &str, patience: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tollgate.toml");
         std::fs::write(&config, toml).unwrap();
@@ -234,7 +250,7 @@ impl Tollgate {
         let (mut http, mut admin) = (None, None);
         while http.is_none() || admin.is_none() {
             let v = log
-                .next_json("\"listening\" (http and admin)", |v| {
+                .next_json_within("\"listening\" (http and admin)", patience, |v| {
                     is_message(v, "listening")
                 })
                 .await;
@@ -300,6 +316,15 @@ impl Tollgate {
         let resp = client.get(self.admin_url("/metrics")).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         resp.text().await.unwrap()
+    }
+}
+
+impl super::Endpoints for Tollgate {
+    fn url(&self, path: &str) -> String {
+        Tollgate::url(self, path)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        Tollgate::admin_url(self, path)
     }
 }
 
