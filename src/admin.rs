@@ -52,10 +52,11 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
         return api(shared, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            r#"{"error":"method_not_allowed"}"#.into(),
-        );
+        return if ["/metrics", "/livez", "/readyz", "/healthz"].contains(&path) {
+            method_not_allowed("GET, HEAD")
+        } else {
+            json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+        };
     }
     match path {
         "/metrics" => {
@@ -121,7 +122,11 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The auth scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, credentials) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+        })
         .map(str::trim);
     let authorized = match (&live.config.admin.token, presented) {
         (Some(token), Some(p)) => token.matches(p.as_bytes()),
@@ -139,7 +144,10 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    // Anything not under `/api/v1/` has no parts and ends in the 404 arm.
+    let parts: Vec<&str> = path
+        .strip_prefix("/api/v1/")
+        .map_or_else(Vec::new, |rest| rest.split('/').collect());
     match (&method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
         (&Method::DELETE, ["sessions", id]) => kick_session(shared, id),
@@ -229,18 +237,45 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             })
             .await
         }
-        (
-            _,
-            [
-                "sessions" | "users" | "packages" | "blocklist" | "snapshot",
-                ..,
-            ],
-        ) => json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            r#"{"error":"method_not_allowed"}"#.into(),
+        (&Method::PUT, [kind @ ("users" | "packages"), _]) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "invalid",
+                "problems": [format!(
+                    "path: the name after /{kind}/ must be 1 to 255 of A-Z a-z 0-9 - _ . @"
+                )],
+            })
+            .to_string(),
         ),
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        (_, other) => match allowed_methods(other) {
+            Some(allow) => method_not_allowed(allow),
+            None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        },
     }
+}
+
+/// The methods `/api/v1/{parts}` answers (the `Allow` of its 405), or `None`
+/// when there is no such resource (404).
+fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
+    Some(match parts {
+        ["sessions"] => "GET",
+        ["sessions", _] => "DELETE",
+        ["users" | "packages", _] => "GET, PUT, DELETE",
+        ["blocklist"] => "GET, PUT",
+        ["snapshot"] => "PUT",
+        _ => return None,
+    })
+}
+
+/// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        r#"{"error":"method_not_allowed"}"#.into(),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 /// Largest body of a single user, package or blocklist.

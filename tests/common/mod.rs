@@ -182,6 +182,39 @@ auth = ["ip"]
     )
 }
 
+/// A config for the admin API tests: admin token `test-admin-token`, the
+/// state dir `state`, one `/live/` route authenticated by user tokens, and
+/// the config users alice (`alice-token`) and carol (`carol-token`).
+pub fn admin_api_config(origin: SocketAddr, state: &std::path::Path) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+token = "test-admin-token"
+[state]
+dir = "{state}"
+[[origin]]
+name = "o"
+url = "http://{origin}"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+channel = 1
+auth = ["token"]
+[[user]]
+id = "alice"
+tokens = ["alice-token"]
+[[user]]
+id = "carol"
+tokens = ["carol-token"]
+"#,
+        state = state.display()
+    )
+}
+
 /// Start the proxy with config text (relative paths resolve against `base`).
 pub async fn start_proxy_in(toml: &str, base: &std::path::Path) -> TestProxy {
     let config = Config::parse(toml, base).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
