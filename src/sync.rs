@@ -109,11 +109,11 @@ impl Status {
     pub fn not_ready(&self, cp: &ControlPlaneConfig, now: u64) -> Option<&'static str> {
         let h = self.health();
         if h.last_success.is_none() && !h.loaded {
-            return Some("no control-plane state yet");
+            return Some("no control-plane state yet\n");
         }
         let max = cp.max_stale?.as_secs();
         let since = h.last_success.unwrap_or(h.started);
-        (now.saturating_sub(since) > max).then_some("control-plane state is stale")
+        (now.saturating_sub(since) > max).then_some("control-plane state is stale\n")
     }
 
     /// Note the start of pull sync (the age of a state loaded at start
@@ -596,7 +596,7 @@ mod tests {
         status.started(40);
         assert_eq!(
             status.not_ready(&cp, 100),
-            Some("no control-plane state yet")
+            Some("no control-plane state yet\n")
         );
         status.update(|h| h.loaded = true);
         assert_eq!(status.not_ready(&cp, 100), None);
@@ -605,13 +605,13 @@ mod tests {
         assert_eq!(status.not_ready(&cp, 70), None);
         assert_eq!(
             status.not_ready(&cp, 71),
-            Some("control-plane state is stale")
+            Some("control-plane state is stale\n")
         );
         status.update(|h| h.last_success = Some(90));
         assert_eq!(status.not_ready(&cp, 120), None);
         assert_eq!(
             status.not_ready(&cp, 121),
-            Some("control-plane state is stale")
+            Some("control-plane state is stale\n")
         );
     }
 }
