@@ -91,10 +91,16 @@ pub async fn handle(
 /// Phase 4: walk the route's methods; the synchronous ones in
 /// [`crate::auth`], and at a `backend` entry await the backends, going on
 /// with the next method when it passes.
-async fn authenticate(live: &Live, methods: &[AuthMethod], req: &AuthRequest<'_>) -> Decision {
+async fn authenticate(
+    live: &Live,
+    shared: &Shared,
+    methods: &[AuthMethod],
+    req: &AuthRequest<'_>,
+) -> Decision {
+    let api = shared.entitlements();
     let mut start = 0;
     loop {
-        let at = match live.auth.decide_from(methods, start, req) {
+        let at = match live.auth.decide_from(methods, start, req, Some(&api)) {
             Step::Done(decision) => return decision,
             Step::Backend(at) => at,
         };
@@ -244,6 +250,14 @@ async fn forward(
         }
     };
     record.user = claims.user.clone();
+    // A token on a blocklist is refused wherever it is presented, whatever
+    // method read it (checked at entry: capabilities carry no token).
+    let presented = match capability {
+        Some(_) => None,
+        None => query
+            .and_then(|q| crate::auth::query::param(q, "token"))
+            .map(|t| String::from_utf8_lossy(&crate::auth::query::percent_decode(t)).into_owned()),
+    };
 
     // 5. Admit: create or refresh the session. (Entitlements, limits and
     //    blocklists hook in here.)
@@ -256,6 +270,7 @@ async fn forward(
             Admission {
                 entry: capability.is_none(),
                 limit,
+                token: presented.as_deref(),
             },
             now,
         )
@@ -316,9 +331,11 @@ enum Through {
 
 /// How a request asks to be admitted.
 #[derive(Debug, Clone, Copy)]
-struct Admission {
+struct Admission<'a> {
     /// The viewer just presented fresh credentials (clears a kick).
     entry: bool,
+    /// The `?token=` the viewer presented at entry (for the blocklists).
+    token: Option<&'a str>,
     /// A limit the auth method set (the backend's `X-Max-Sessions` /
     /// `X-Unique`).
     limit: Option<SessionLimit>,
@@ -333,7 +350,7 @@ async fn admit(
     shared: &Shared,
     claims: &Claims,
     scope: &Scope<'_>,
-    how: Admission,
+    how: Admission<'_>,
     now: u64,
 ) -> Result<Arc<Session>, ProxyError> {
     let policy = match (how.limit, live.config.sessions.on_limit) {
@@ -350,16 +367,18 @@ async fn admit(
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
     shared
-        .check_deny(claims.user.as_deref(), None, scope.client_ip)
+        .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
         .map_err(ProxyError::from)?;
     let grant = match claims.user.as_deref() {
         Some(user) if ents.user(user).is_some() => {
-            ents.decide(Some(user), None, scope.channel, scope.client_ip, now)
+            ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
         }
         // Users the auth method vouches for but the entitlements do not
         // list (a backend's X-UserId, a WMSAuth id) only meet the blocklist.
-        Some(user) if ents.is_user_blocked(user) => Err(crate::entitlements::Denial::Blocked),
-        _ => ents.decide(None, None, scope.channel, scope.client_ip, now),
+        Some(user) => ents
+            .check_blocklist(Some(user), how.token, scope.client_ip)
+            .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
+        None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
     }
     .map_err(ProxyError::from)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
@@ -520,7 +539,7 @@ async fn entry(
         channel: record.channel.as_deref(),
         now,
     };
-    let decision = authenticate(live, &route.auth, &auth_request).await;
+    let decision = authenticate(live, shared, &route.auth, &auth_request).await;
     shared
         .metrics
         .auth_decisions
@@ -844,6 +863,7 @@ async fn serve_key(
     let again = Admission {
         entry: false,
         limit: None,
+        token: None,
     };
     record.session = Some(admit(live, shared, &claims, &scope, again, now).await?);
     let key = live

@@ -298,7 +298,7 @@ impl Authenticator {
     /// synchronously: it denies (500, fail closed); callers that serve
     /// `backend` routes use [`Authenticator::decide_from`].
     pub fn decide(&self, methods: &[AuthMethod], req: &AuthRequest<'_>) -> Decision {
-        match self.decide_from(methods, 0, req) {
+        match self.decide_from(methods, 0, req, None) {
             Step::Done(d) => d,
             Step::Backend(_) => Decision {
                 result: Err(ProxyError::Internal),
@@ -310,7 +310,16 @@ impl Authenticator {
     /// Run `methods[start..]` in order for `req`, stopping at a `backend`
     /// entry. The `[ip] deny` list is checked on every call, whatever
     /// `start` is; a `start` past the end means every method passed.
-    pub fn decide_from(&self, methods: &[AuthMethod], start: usize, req: &AuthRequest<'_>) -> Step {
+    ///
+    /// `api`: the users the admin API and the control plane set, which the
+    /// `token` method knows besides the config's `[[user]]`.
+    pub fn decide_from(
+        &self,
+        methods: &[AuthMethod],
+        start: usize,
+        req: &AuthRequest<'_>,
+        api: Option<&crate::entitlements::Entitlements>,
+    ) -> Step {
         if self.deny.contains(req.client_ip) {
             return Step::Done(Decision {
                 result: Err(ProxyError::IpDenied),
@@ -324,6 +333,10 @@ impl Authenticator {
                     Verdict::Allow(Identity::default())
                 }
                 AuthMethod::Ip => Verdict::Pass,
+                AuthMethod::Token => Verdict::from_check(
+                    method,
+                    token::check_all(self.schemes.token.as_deref(), api, req),
+                ),
                 // Config validation guarantees a listed scheme is configured;
                 // if not, fail closed.
                 other => match self.schemes.get(other) {
@@ -429,26 +442,26 @@ mod tests {
         let methods = [Backend, Ip, Backend];
         // The backend comes first: ask it.
         assert_eq!(
-            a.decide_from(&methods, 0, &req("10.1.1.1")),
+            a.decide_from(&methods, 0, &req("10.1.1.1"), None),
             Step::Backend(0)
         );
         // It passed: `ip` allows 10/8 without reaching the second backend.
-        let Step::Done(d) = a.decide_from(&methods, 1, &req("10.1.1.1")) else {
+        let Step::Done(d) = a.decide_from(&methods, 1, &req("10.1.1.1"), None) else {
             panic!("ip decides");
         };
         assert_eq!((d.result, d.method), (Ok(Identity::default()), Some(Ip)));
         // Not on the allow list: on to the second backend, then all passed.
         assert_eq!(
-            a.decide_from(&methods, 1, &req("192.0.2.1")),
+            a.decide_from(&methods, 1, &req("192.0.2.1"), None),
             Step::Backend(2)
         );
-        let Step::Done(d) = a.decide_from(&methods, 3, &req("192.0.2.1")) else {
+        let Step::Done(d) = a.decide_from(&methods, 3, &req("192.0.2.1"), None) else {
             panic!("past the end");
         };
         assert_eq!(d.result, Err(ProxyError::Forbidden));
         // The deny list wins at any start.
         for start in 0..4 {
-            let Step::Done(d) = a.decide_from(&methods, start, &req("203.0.113.1")) else {
+            let Step::Done(d) = a.decide_from(&methods, start, &req("203.0.113.1"), None) else {
                 panic!("deny list decides");
             };
             assert_eq!(d.result, Err(ProxyError::IpDenied));

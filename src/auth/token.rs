@@ -1,6 +1,8 @@
 //! The `token` method: `?token=T` matched against the tokens of `[[user]]`
 //! entries, and `?auth=user:password` against their passwords (SPEC §3.1;
-//! the Flussonic IPTV user `key` and Cesbo built-in users work this way).
+//! the Flussonic IPTV user `key` and Cesbo built-in users work this way),
+//! then against the users the admin API and the control plane set
+//! ([`check_all`]).
 //!
 //! Pure core: no I/O on the request path, no clock, no logging. Files named by
 //! `file:` secrets are read once, at load ([`Tokens::new`], in `load`).
@@ -123,21 +125,87 @@ impl fmt::Debug for Tokens {
     }
 }
 
+/// The credential a request presents to the `token` method: `token` wins
+/// over `auth` when both are present; the first occurrence of each
+/// parameter counts. Percent-decoded.
+enum Credential<'a> {
+    Token(std::borrow::Cow<'a, [u8]>),
+    Password(std::borrow::Cow<'a, [u8]>),
+}
+
+fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
+    let q = req.query?;
+    if let Some(token) = query::param(q, "token") {
+        Some(Credential::Token(query::percent_decode(token)))
+    } else {
+        query::param(q, "auth").map(|a| Credential::Password(query::percent_decode(a)))
+    }
+}
+
+/// The `token` method over both sources of users: the config's `[[user]]`
+/// (`config`) first, then the users the admin API and the control plane set
+/// (`api`, the effective entitlements, whose tokens and password digests
+/// are indexed there). Either allowing is an allow; a presented credential
+/// neither knows is `Forbidden`; none at all is `Pass`.
+pub fn check_all(
+    config: Option<&Tokens>,
+    api: Option<&crate::entitlements::Entitlements>,
+    req: &AuthRequest<'_>,
+) -> Check {
+    let Some(cred) = credential(req) else {
+        return Check::Pass;
+    };
+    let from_config = config.map_or(Check::Forbidden, |t| t.check_credential(&cred));
+    match (from_config, api) {
+        (Check::Allow(id), _) => Check::Allow(id),
+        (_, Some(ents)) => check_api(ents, &cred),
+        (other, None) => other,
+    }
+}
+
+/// `cred` against the API's users (constant-time compares inside
+/// [`crate::entitlements::Entitlements`]).
+fn check_api(ents: &crate::entitlements::Entitlements, cred: &Credential<'_>) -> Check {
+    let user = match cred {
+        Credential::Token(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|t| ents.user_by_token(t)),
+        Credential::Password(c) => {
+            let colon = c.iter().position(|&b| b == b':');
+            colon.and_then(|at| {
+                let (id, rest) = c.split_at(at);
+                let id = std::str::from_utf8(id).ok()?;
+                ents.check_password(id, rest.get(1..).unwrap_or_default())
+                    .then_some(id)
+            })
+        }
+    };
+    match user {
+        Some(id) => Check::Allow(Identity {
+            user: Some(id.to_owned()),
+            session_limit: None,
+        }),
+        None => Check::Forbidden,
+    }
+}
+
+impl Tokens {
+    fn check_credential(&self, cred: &Credential<'_>) -> Check {
+        match cred {
+            Credential::Token(t) => self.check_token(t),
+            Credential::Password(c) => self.check_password(c),
+        }
+    }
+}
+
 impl Scheme for Tokens {
-    /// `token` wins over `auth` when both are present; the first occurrence
-    /// of each parameter counts. A presented but unknown credential is
-    /// `Forbidden` (so list `cesbo` before `token` when both read `?token=`);
-    /// no credential at all is `Pass`.
+    /// The config's users only ([`check_all`] adds the API's). A presented
+    /// but unknown credential is `Forbidden` (so list `cesbo` before `token`
+    /// when both read `?token=`); no credential at all is `Pass`.
     fn check(&self, req: &AuthRequest<'_>) -> Check {
-        let Some(q) = req.query else {
-            return Check::Pass;
-        };
-        if let Some(token) = query::param(q, "token") {
-            self.check_token(&query::percent_decode(token))
-        } else if let Some(auth) = query::param(q, "auth") {
-            self.check_password(&query::percent_decode(auth))
-        } else {
-            Check::Pass
+        match credential(req) {
+            Some(cred) => self.check_credential(&cred),
+            None => Check::Pass,
         }
     }
 

@@ -137,12 +137,12 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
                 AuthMethod::Wowza => raw.auth.wowza.is_some(),
                 AuthMethod::Akamai => raw.auth.akamai.is_some(),
                 AuthMethod::Cesbo => raw.auth.cesbo.is_some(),
-                AuthMethod::Token => !raw.user.is_empty(),
+                // Users may come from the admin API or the control plane.
+                AuthMethod::Token => true,
                 AuthMethod::Backend => !raw.auth.backend.is_empty(),
             };
             if !present && auth.get(*method).is_none() {
                 let needs = match method {
-                    AuthMethod::Token => "at least one [[user]]".to_owned(),
                     AuthMethod::Backend => "at least one [[auth.backend]]".to_owned(),
                     m => format!("an [auth.{}] section", m.as_str()),
                 };
