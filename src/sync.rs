@@ -480,6 +480,7 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
     };
     let before = shared.sync.persisted();
     let mut next = before.clone();
+    let users_before = shared.entitlements();
     let mut ended = Vec::new();
     let mut gap = None;
     match protocol::plan(before.version, answer.version, &answer.change) {
@@ -500,13 +501,25 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
                 Change::Full(ents) => shared.replace_all(*ents).map_err(storage)?,
                 Change::Delta(delta) => shared
                     .change(|s| {
-                        ended = delta.apply(s);
+                        delta.apply(s);
                         Ok(())
                     })
                     .map_err(storage)?,
                 Change::Unchanged => {}
             }
             next.version = Some(answer.version);
+            // Users the control plane dropped: end their sessions now (a
+            // capability alone would otherwise carry them on).
+            let users_after = shared.entitlements();
+            for s in shared.sessions.list() {
+                if let Some(u) = s.user.as_deref()
+                    && users_before.user(u).is_some()
+                    && users_after.user(u).is_none()
+                    && !ended.iter().any(|e| e == u)
+                {
+                    ended.push(u.to_owned());
+                }
+            }
         }
     }
     let mut deny_layer = None;

@@ -78,11 +78,10 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// Apply to `state` (deleting what is absent is not an error: deltas
-    /// are idempotent). Returns the users whose sessions must end: deleted,
-    /// or newly on the blocklist.
-    pub fn apply(self, state: &mut Snapshot) -> Vec<String> {
-        let mut ended = Vec::new();
+    /// Apply to `state`. Deleting what is absent is not an error, so a
+    /// delta applied twice gives the same state. Passwords are stored as
+    /// digests only.
+    pub fn apply(self, state: &mut Snapshot) {
         for (id, user) in self.users {
             match user {
                 Some(mut u) => {
@@ -90,9 +89,7 @@ impl Delta {
                     state.users.insert(id, u);
                 }
                 None => {
-                    if state.users.remove(&id).is_some() {
-                        ended.push(id);
-                    }
+                    state.users.remove(&id);
                 }
             }
         }
@@ -107,16 +104,8 @@ impl Delta {
             }
         }
         if let Some(blocklist) = self.blocklist {
-            ended.extend(
-                blocklist
-                    .users
-                    .iter()
-                    .filter(|u| !state.blocklist.users.contains(u))
-                    .cloned(),
-            );
             state.blocklist = blocklist;
         }
-        ended
     }
 }
 

@@ -1,0 +1,644 @@
+//! Pull sync against a real HTTP control plane in the test (SPEC §4,
+//! docs/control-plane.md): users added, changed, deleted and blocked through
+//! full and delta snapshots and the deny list; usage reports carry sessions
+//! and bytes; a control plane that is down, slow or answering garbage
+//! leaves the last good state serving (also across a restart); in
+//! `nimble_ppv` mode the report is Nimble's, `DenyList.ID` blocks at once
+//! and an answer with a wrong Solution is refused and counted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+const CP_TOKEN: &str = "cp-secret-token";
+
+/// What the test control plane answers.
+#[derive(Clone)]
+enum Behaviour {
+    /// 200 with this JSON.
+    Answer(Value),
+    /// 200 with a body computed from the report (Nimble's puzzle).
+    Compute(Arc<dyn Fn(&Value) -> String + Send + Sync>),
+    /// This status, empty body.
+    Status(u16),
+    /// 200 with bytes that are not JSON.
+    Garbage,
+}
+
+#[derive(Default)]
+struct Seen {
+    reports: Vec<(Option<String>, Value)>,
+}
+
+/// A control plane: a real hyper server answering every POST as told.
+struct ControlPlane {
+    server: Option<TestOrigin>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl ControlPlane {
+    async fn start() -> Self {
+        let behaviour = Arc::new(Mutex::new(Behaviour::Status(503)));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (b, s) = (behaviour.clone(), seen.clone());
+        let server = start_origin(move |req: Request<Incoming>| {
+            let (b, s) = (b.clone(), s.clone());
+            async move {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let report: Value = serde_json::from_slice(&body).expect("report is JSON");
+                s.lock().unwrap().reports.push((auth, report.clone()));
+                let behaviour = b.lock().unwrap().clone();
+                let mut resp = match behaviour {
+                    Behaviour::Answer(v) => Response::new(full(v.to_string())),
+                    Behaviour::Compute(f) => Response::new(full(f(&report))),
+                    Behaviour::Status(code) => {
+                        let mut r = Response::new(full(Bytes::new()));
+                        *r.status_mut() = StatusCode::from_u16(code).unwrap();
+                        r
+                    }
+                    Behaviour::Garbage => Response::new(full("<html>oops</html>")),
+                };
+                // No keep-alive: once stopped, the control plane is down for real.
+                resp.headers_mut()
+                    .insert("connection", "close".parse().unwrap());
+                resp
+            }
+        })
+        .await;
+        Self {
+            server: Some(server),
+            behaviour,
+            seen,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().addr
+    }
+
+    fn answer(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+
+    fn reports(&self) -> Vec<(Option<String>, Value)> {
+        self.seen.lock().unwrap().reports.clone()
+    }
+
+    fn report_count(&self) -> usize {
+        self.seen.lock().unwrap().reports.len()
+    }
+
+    /// Wait until the edge has sent `n` more reports than now.
+    async fn wait_reports(&self, n: usize) {
+        let target = self.report_count() + n;
+        eventually("control-plane reports", async || {
+            let c = self.report_count();
+            if c >= target {
+                Ok(())
+            } else {
+                Err(format!("{c} of {target}"))
+            }
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        self.server = None;
+    }
+}
+
+fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+token = "test-admin-token"
+[state]
+dir = "{state}"
+[[origin]]
+name = "o"
+url = "http://{origin}"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+channel = 1
+auth = ["token"]
+[control_plane]
+url = "http://{cp}/sync"
+token = "{CP_TOKEN}"
+interval = "200ms"
+timeout = "1s"
+max_backoff = "400ms"
+edge_id = "edge-test-1"
+{extra}
+"#,
+        state = state.display()
+    )
+}
+
+async fn metrics(proxy: &TestProxy) -> String {
+    get_text(&proxy.admin_url("/metrics")).await
+}
+
+fn syncs(text: &str, result: &str) -> f64 {
+    metric(
+        text,
+        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
+    )
+}
+
+/// Wait until `/metrics` counts one more sync with `result` than `before`.
+async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
+    eventually(&format!("a sync with result {result}"), async || {
+        let n = syncs(&metrics(proxy).await, result);
+        if n > before {
+            Ok(())
+        } else {
+            Err(format!("{result} = {n}"))
+        }
+    })
+    .await;
+}
+
+/// GET until the status and body are `want` (a sync lands within a few
+/// hundred milliseconds).
+async fn wait_fetch(proxy: &TestProxy, path: &str, want: (u16, &str)) {
+    eventually(&format!("GET {path} -> {want:?}"), async || {
+        let (s, b) = fetch(proxy, path).await;
+        if s == want.0 && (want.1.is_empty() || b == want.1) {
+            Ok(())
+        } else {
+            Err(format!("{s} {b}"))
+        }
+    })
+    .await;
+}
+
+/// The first segment URI of a rewritten playlist, as a proxy path.
+fn first_segment(channel: &str, playlist: &str) -> String {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    format!("/live/{channel}/{line}")
+}
+
+async fn play(proxy: &TestProxy, channel: &str, token: &str) -> String {
+    let (s, body) = fetch(proxy, &format!("/live/{channel}/index.m3u8?token={token}")).await;
+    assert_eq!(s, 200, "{channel} as {token}: {body}");
+    first_segment(channel, &body)
+}
+
+fn full_v1() -> Value {
+    json!({
+        "version": 1,
+        "snapshot": {
+            "users": {
+                "alice": {"tokens": ["alice-tok"], "packages": ["basic"], "max_sessions": 2},
+                "bob": {"tokens": ["bob-tok"], "packages": ["basic"]},
+            },
+            "packages": {"basic": {"channels": ["ch1"]}},
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fails() {
+    let origin = content_origin().await;
+    let mut cp = ControlPlane::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let text = config(origin.addr, cp.addr(), state.path(), "");
+    let proxy = start_proxy(&text).await;
+
+    // Before any good sync (and with nothing persisted) the edge is not ready.
+    cp.wait_reports(1).await;
+    let r = h1_client()
+        .get(proxy.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "no control-plane state yet\n");
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok").await,
+        (403, error_body("forbidden"))
+    );
+
+    // 1. A full snapshot: users appear.
+    cp.answer(Behaviour::Answer(full_v1()));
+    wait_fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok", (200, "")).await;
+    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    let alice_seg = play(&proxy, "ch1", "alice-tok").await;
+    let bob_seg = play(&proxy, "ch1", "bob-tok").await;
+    assert_eq!(fetch(&proxy, &alice_seg).await.0, 200);
+    assert_eq!(fetch(&proxy, &bob_seg).await.0, 200);
+    assert_eq!(
+        fetch(&proxy, "/live/ch2/index.m3u8?token=alice-tok").await,
+        (403, error_body("not_entitled"))
+    );
+
+    // The reports: bearer token, edge id, the version held, and the
+    // sessions with their viewing and bytes.
+    cp.wait_reports(2).await;
+    let reports = cp.reports();
+    for (auth, r) in &reports {
+        assert_eq!(auth.as_deref(), Some(&*format!("Bearer {CP_TOKEN}")));
+        assert_eq!(r["edge"], "edge-test-1");
+    }
+    assert_eq!(reports[0].1["version"], Value::Null);
+    let last = &reports.last().unwrap().1;
+    assert_eq!(last["version"], 1);
+    let bytes_for = |user: &str| -> u64 {
+        cp.reports()
+            .iter()
+            .flat_map(|(_, r)| r["sessions"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["user"] == user)
+            .map(|s| s["bytes"].as_u64().unwrap())
+            .sum()
+    };
+    let alice_line = cp
+        .reports()
+        .iter()
+        .flat_map(|(_, r)| r["sessions"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["user"] == "alice")
+        .expect("alice reported");
+    assert_eq!(alice_line["channel"], "ch1");
+    assert_eq!(alice_line["route"], "live");
+    assert_eq!(alice_line["ip"], "127.0.0.1");
+    assert_eq!(alice_line["ended"], false);
+    assert_eq!(alice_line["id"].as_str().unwrap().len(), 16);
+    // Deltas add up to what was sent: the playlist and the "ok" segment.
+    assert!(
+        bytes_for("alice") > 2,
+        "alice's bytes: {}",
+        bytes_for("alice")
+    );
+
+    // 2. A delta: alice gets a second package, carol is added, bob deleted.
+    cp.answer(Behaviour::Answer(json!({
+        "version": 2,
+        "delta": {
+            "since": 1,
+            "users": {
+                "alice": {"tokens": ["alice-tok"], "packages": ["basic", "extra"], "max_sessions": 2},
+                "carol": {"tokens": ["carol-tok"], "password": "carol-pw", "packages": ["extra"]},
+                "bob": null,
+            },
+            "packages": {"extra": {"channels": ["ch2"]}},
+        }
+    })));
+    wait_fetch(&proxy, "/live/ch2/index.m3u8?token=alice-tok", (200, "")).await;
+    play(&proxy, "ch2", "carol-tok").await;
+    let (s, _) = fetch(&proxy, "/live/ch2/index.m3u8?auth=carol:carol-pw").await;
+    assert_eq!(s, 200, "password login of a control-plane user");
+    // Bob's playing session ended with his deletion; his token is unknown.
+    assert_eq!(
+        fetch(&proxy, &bob_seg).await,
+        (403, error_body("session_evicted"))
+    );
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=bob-tok").await,
+        (403, error_body("forbidden"))
+    );
+    // The state held is version 2, and the password is stored as a digest.
+    let saved = std::fs::read_to_string(state.path().join("snapshot.json")).unwrap();
+    assert!(!saved.contains("carol-pw"), "{saved}");
+    let sync: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("sync.json")).unwrap())
+            .unwrap();
+    assert_eq!(sync["version"], 2);
+
+    // The same answer again changes nothing (idempotent).
+    let m = metrics(&proxy).await;
+    wait_sync(&proxy, "unchanged", syncs(&m, "unchanged")).await;
+    assert_eq!(syncs(&metrics(&proxy).await, "version_gap"), 0.0);
+
+    // 3. Blocked through a delta: alice's next segment is refused.
+    cp.answer(Behaviour::Answer(json!({
+        "version": 3,
+        "delta": {"since": 2, "blocklist": {"users": ["alice"]}},
+    })));
+    wait_fetch(&proxy, &alice_seg, (403, &error_body("blocked"))).await;
+
+    // 4. The deny list (any version): carol is refused at once.
+    let carol_seg = play(&proxy, "ch2", "carol-tok").await;
+    assert_eq!(fetch(&proxy, &carol_seg).await.0, 200);
+    cp.answer(Behaviour::Answer(json!({
+        "version": 3,
+        "deny": {"users": ["carol"], "tokens": [], "ips": []},
+    })));
+    wait_fetch(&proxy, &carol_seg, (403, &error_body("blocked"))).await;
+    let m = metrics(&proxy).await;
+    assert_eq!(metric(&m, "tollgate_control_plane_denied"), 1.0);
+    assert_eq!(metric(&m, "tollgate_control_plane_version"), 3.0);
+
+    // A delta from a version the edge does not hold is refused, counted,
+    // and the next report asks for a full snapshot (version null).
+    let m = metrics(&proxy).await;
+    cp.answer(Behaviour::Answer(json!({
+        "version": 9,
+        "delta": {"since": 7, "users": {"mallory": {"tokens": ["m-tok"]}}},
+    })));
+    wait_sync(&proxy, "version_gap", syncs(&m, "version_gap")).await;
+    cp.answer(Behaviour::Status(503));
+    cp.wait_reports(1).await;
+    assert_eq!(cp.reports().last().unwrap().1["version"], Value::Null);
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=m-tok").await,
+        (403, error_body("forbidden"))
+    );
+
+    // 5. Failures: a 503, garbage, an invalid snapshot, then no control
+    // plane at all. Each is counted; the last good state keeps serving.
+    let dave = json!({
+        "version": 4,
+        "snapshot": {
+            "users": {
+                "dave": {"tokens": ["dave-tok"], "packages": ["all"]},
+                "carol": {"tokens": ["carol-tok"], "packages": ["all"]},
+            },
+            "packages": {"all": {"channels": ["*"]}},
+        },
+    });
+    cp.answer(Behaviour::Answer(dave));
+    wait_fetch(&proxy, "/live/ch9/index.m3u8?token=dave-tok", (200, "")).await;
+    // Alice is no longer in the control plane's state.
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok").await,
+        (403, error_body("forbidden"))
+    );
+    // The deny list persists until the control plane sends another.
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-tok").await,
+        (403, error_body("blocked"))
+    );
+    for (behaviour, result) in [
+        (Behaviour::Status(503), "bad_status"),
+        (Behaviour::Garbage, "bad_answer"),
+        (
+            Behaviour::Answer(json!({
+                "version": 5,
+                "snapshot": {"users": {"x": {"ips": ["not-a-network"]}}},
+            })),
+            "bad_answer",
+        ),
+    ] {
+        let m = metrics(&proxy).await;
+        cp.answer(behaviour);
+        wait_sync(&proxy, result, syncs(&m, result)).await;
+        assert_eq!(
+            fetch(&proxy, "/live/ch9/index.m3u8?token=dave-tok").await.0,
+            200
+        );
+    }
+    let m = metrics(&proxy).await;
+    cp.stop();
+    wait_sync(&proxy, "unreachable", syncs(&m, "unreachable")).await;
+    let dave_seg = play(&proxy, "ch9", "dave-tok").await;
+    assert_eq!(fetch(&proxy, &dave_seg).await.0, 200);
+    let health: Value =
+        serde_json::from_str(&get_text(&proxy.admin_url("/healthz")).await).unwrap();
+    let cph = &health["control_plane"];
+    assert!(cph["consecutive_failures"].as_u64().unwrap() >= 2, "{cph}");
+    assert!(
+        cph["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{cph}"
+    );
+    assert_eq!(cph["version"], 4);
+    // Still ready: the last good state serves (no max_stale set).
+    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    assert!(
+        metric(
+            &metrics(&proxy).await,
+            "tollgate_control_plane_consecutive_failures"
+        ) >= 2.0
+    );
+
+    // 6. A restart with the control plane still down serves the last good
+    // state from the state dir, and is ready.
+    drop(proxy);
+    let proxy = start_proxy(&text).await;
+    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    assert_eq!(
+        fetch(&proxy, "/live/ch9/index.m3u8?token=dave-tok").await.0,
+        200
+    );
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=carol-tok").await,
+        (403, error_body("blocked"))
+    );
+    let health: Value =
+        serde_json::from_str(&get_text(&proxy.admin_url("/healthz")).await).unwrap();
+    assert_eq!(health["control_plane"]["loaded"], true);
+    assert_eq!(health["control_plane"]["version"], 4);
+}
+
+/// With `max_stale`, an edge whose control plane has been failing for
+/// longer than that leaves rotation, and comes back with the next good sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_stale_fails_readiness_until_the_next_good_sync() {
+    let origin = content_origin().await;
+    let cp = ControlPlane::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let text = config(origin.addr, cp.addr(), state.path(), "max_stale = \"1s\"");
+    let proxy = start_proxy(&text).await;
+    cp.answer(Behaviour::Answer(full_v1()));
+    wait_fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok", (200, "")).await;
+    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    cp.answer(Behaviour::Status(500));
+    eventually("readyz to fail", async || {
+        let r = h1_client()
+            .get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = (r.status(), r.text().await.unwrap());
+        if s == 503 && b == "control-plane state is stale\n" {
+            Ok(())
+        } else {
+            Err(format!("{s} {b}"))
+        }
+    })
+    .await;
+    // Still serving the last good state while out of rotation.
+    assert_eq!(
+        fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok")
+            .await
+            .0,
+        200
+    );
+    cp.answer(Behaviour::Answer(full_v1()));
+    eventually("readyz to recover", async || {
+        let r = h1_client()
+            .get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            Ok(())
+        } else {
+            Err(r.status().to_string())
+        }
+    })
+    .await;
+}
+
+fn ppv_config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path) -> String {
+    config(origin, cp, state, "mode = \"nimble_ppv\"").replace(
+        "auth = [\"token\"]",
+        "auth = [\"wmsauth\"]\n[auth.wmsauth]\nkey = \"wms-key\"",
+    )
+}
+
+fn wms_link(text: &str, channel: &str, id: &str) -> String {
+    let config = tollgate::config::Config::parse(text, std::path::Path::new("/")).unwrap();
+    tollgate::sign::sign(
+        &config,
+        &tollgate::sign::SignOptions {
+            route: "live",
+            path: &format!("/live/{channel}/index.m3u8"),
+            ip: None,
+            ttl: Duration::from_secs(600),
+            user: Some(id),
+            scheme: Some("wmsauth"),
+        },
+        tollgate::runtime::unix_now(),
+    )
+    .unwrap()
+}
+
+/// The handler side of Nimble's protocol, as Softvelum's sample does it:
+/// check the Signature, answer the deny list with the Solution.
+fn ppv_handler(deny: &'static [&'static str], token: &'static str) -> Behaviour {
+    Behaviour::Compute(Arc::new(move |report: &Value| {
+        let ids: Vec<String> = deny.iter().map(|s| (*s).to_owned()).collect();
+        tollgate::ppv::handle_sync(&report.to_string(), token, &ids)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("refused: {e}"))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nimble_ppv_mode_reports_like_nimble_and_checks_the_solution() {
+    let origin = content_origin().await;
+    let mut cp = ControlPlane::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let text = ppv_config(origin.addr, cp.addr(), state.path());
+    let proxy = start_proxy(&text).await;
+
+    cp.answer(ppv_handler(&[], CP_TOKEN));
+    wait_sync(&proxy, "unchanged", 0.0).await;
+    let link1 = wms_link(&text, "ch1", "1");
+    let link2 = wms_link(&text, "ch2", "2");
+    let (s, p1) = fetch(&proxy, &link1).await;
+    assert_eq!(s, 200, "{p1}");
+    let (s, p2) = fetch(&proxy, &link2).await;
+    assert_eq!(s, 200, "{p2}");
+    let seg1 = first_segment("ch1", &p1);
+    let seg2 = first_segment("ch2", &p2);
+    assert_eq!(fetch(&proxy, &seg1).await.0, 200);
+    cp.wait_reports(2).await;
+
+    // Nimble's report, exactly: ID, Puzzle, Signature (which the handler
+    // verified), and PayPerViewInfo grouped by vhost/app/instance/stream.
+    let (auth, report) = cp.reports().last().unwrap().clone();
+    assert_eq!(
+        auth, None,
+        "nimble_ppv authenticates by Signature, not a header"
+    );
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["ID", "PayPerViewInfo", "Puzzle", "Signature"]);
+    assert_eq!(
+        report["Signature"],
+        tollgate::ppv::signature(
+            report["ID"].as_str().unwrap(),
+            report["Puzzle"].as_str().unwrap(),
+            CP_TOKEN
+        )
+    );
+    let vhost = &report["PayPerViewInfo"]["VHost"][0];
+    assert_eq!(vhost["name"], "_defaultVHost_");
+    let app = &vhost["Application"][0];
+    assert_eq!(app["name"], "live");
+    assert_eq!(app["Instance"][0]["name"], "_definst_");
+    let streams = app["Instance"][0]["Stream"].as_array().unwrap();
+    let names: Vec<&str> = streams
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ch1", "ch2"]);
+    let player = &streams[0]["Player"][0];
+    assert_eq!(player["id"], "1");
+    assert_eq!(player["ip"], "127.0.0.1");
+    assert!(player["bytes_sent"].as_u64().unwrap() > 0, "{player}");
+    assert!(player["delta"].is_u64());
+    // Puzzles are fresh per sync; the ID is stable.
+    let reports = cp.reports();
+    let (a, b) = (&reports[reports.len() - 2].1, &reports[reports.len() - 1].1);
+    assert_eq!(a["ID"], b["ID"]);
+    assert_ne!(a["Puzzle"], b["Puzzle"]);
+
+    // DenyList.ID blocks viewer 1 at once: its next segment and a new link.
+    cp.answer(ppv_handler(&["1"], CP_TOKEN));
+    wait_fetch(&proxy, &seg1, (403, &error_body("blocked"))).await;
+    assert_eq!(fetch(&proxy, &link1).await, (403, error_body("blocked")));
+    assert_eq!(fetch(&proxy, &seg2).await.0, 200);
+
+    // A handler that does not know the token: wrong Solution, refused and
+    // counted; the deny list it sends (unblocking 1, blocking 2) is ignored.
+    let m = metrics(&proxy).await;
+    cp.answer(ppv_handler(&["2"], "not-the-token"));
+    // (Its Signature check fails, so it answers garbage; then a forged answer.)
+    wait_sync(&proxy, "bad_answer", syncs(&m, "bad_answer")).await;
+    let forged = Behaviour::Compute(Arc::new(|_report: &Value| {
+        json!({"DenyList": {"ID": ["2"]}, "Solution": tollgate::ppv::solution("old-puzzle", CP_TOKEN)})
+            .to_string()
+    }));
+    cp.answer(forged);
+    wait_sync(&proxy, "bad_solution", syncs(&m, "bad_solution")).await;
+    assert_eq!(
+        fetch(&proxy, &seg2).await.0,
+        200,
+        "a forged answer blocked no one"
+    );
+    assert_eq!(fetch(&proxy, &link1).await, (403, error_body("blocked")));
+
+    // Control plane down: the deny list stays.
+    let m = metrics(&proxy).await;
+    cp.stop();
+    wait_sync(&proxy, "unreachable", syncs(&m, "unreachable")).await;
+    assert_eq!(fetch(&proxy, &link1).await, (403, error_body("blocked")));
+    assert_eq!(fetch(&proxy, &link2).await.0, 200);
+    let sync: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("sync.json")).unwrap())
+            .unwrap();
+    assert_eq!(sync["deny"]["users"], json!(["1"]));
+}
