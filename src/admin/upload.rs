@@ -13,6 +13,9 @@
 //!   error, and only a body the feeder saw end is applied.
 //! - Bounded memory in flight: at most [`CHUNKS_IN_FLIGHT`] chunks between
 //!   the connection and the parser; a fast client waits for the parser.
+//! - One bulk load at a time per process ([`ONE_AT_A_TIME`]): a second
+//!   upload waits, its body unread, instead of compiling a second million
+//!   users beside the first.
 
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
@@ -31,6 +34,10 @@ use crate::runtime::{ChangeError, Shared};
 /// Body chunks queued for the parser at most.
 const CHUNKS_IN_FLIGHT: usize = 16;
 
+/// Held for a whole upload. Process-wide, not per listener: the memory it
+/// protects is the process's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the parser receives: a chunk of the body, the end of the body (an
 /// empty chunk), or why the body broke off.
 type Chunk = io::Result<Bytes>;
@@ -45,6 +52,7 @@ pub(super) async fn put_snapshot(
     if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
         return too_large();
     }
+    let _turn = ONE_AT_A_TIME.lock().await;
     let started = std::time::Instant::now();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let s = Arc::clone(shared);
