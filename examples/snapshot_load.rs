@@ -2,6 +2,8 @@
 //! 1,000,000 users): JSON → `Snapshot` → `Entitlements`, with peak RSS.
 //!
 //! Run: `cargo run --release --example snapshot_load -- [USERS] [--reader]`
+//! or, to only write the JSON (for `scripts/bench-snapshot-put.sh`):
+//! `cargo run --release --example snapshot_load -- [USERS] --write FILE`
 //!
 //! The JSON is generated into a temporary file by a first process, then a
 //! fresh process (this binary re-run) measures, so peak RSS (`VmHWM` from
@@ -69,6 +71,14 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let reader = args.iter().any(|a| a == "--reader");
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--write")
+        .and_then(|i| args.get(i + 1))
+    {
+        generate(std::path::Path::new(path), users);
+        return;
+    }
     if let Ok(path) = std::env::var("SNAPSHOT_LOAD_FILE") {
         measure(std::path::Path::new(&path), reader);
         return;

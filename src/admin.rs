@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ChangeError, Shared};
 
+mod upload;
+
 /// Serve the admin endpoints on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
@@ -152,7 +154,8 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
         (&Method::DELETE, ["sessions", id]) => kick_session(shared, id),
         (&Method::GET, ["users", id]) => read(shared, |s| {
-            s.users.get(id).map(|u| serde_json::to_string(&redacted(u)))
+            s.user_record(id)
+                .map(|u| serde_json::to_string(&redacted(&u)))
         }),
         (&Method::PUT, ["users", id]) if valid_name(id) => {
             let id = (*id).to_owned();
@@ -187,9 +190,9 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             }
             r
         }
-        (&Method::GET, ["packages", name]) => {
-            read(shared, |s| s.packages.get(*name).map(serde_json::to_string))
-        }
+        (&Method::GET, ["packages", name]) => read(shared, |s| {
+            s.package(name).map(|p| serde_json::to_string(&p))
+        }),
         (&Method::PUT, ["packages", name]) if valid_name(name) => {
             let name = (*name).to_owned();
             let body = match read_json::<crate::entitlements::Package>(req, SMALL_BODY).await {
@@ -213,7 +216,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await
         }
         (&Method::GET, ["blocklist"]) => {
-            read(shared, |s| Some(serde_json::to_string(&s.blocklist)))
+            read(shared, |s| Some(serde_json::to_string(s.blocklist())))
         }
         (&Method::PUT, ["blocklist"]) => {
             let body = match read_json::<crate::entitlements::Blocklist>(req, SMALL_BODY).await {
@@ -226,17 +229,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             })
             .await
         }
-        (&Method::PUT, ["snapshot"]) => {
-            let body = match read_json::<crate::entitlements::Snapshot>(req, BULK_BODY).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            change(shared, move |s| {
-                *s = body;
-                Ok(())
-            })
-            .await
-        }
+        (&Method::PUT, ["snapshot"]) => upload::put_snapshot(shared, req, BULK_BODY).await,
         (&Method::PUT, [kind @ ("users" | "packages"), _]) => json(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
@@ -309,16 +302,21 @@ fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
 /// Read the API state: 200 with the JSON `f` makes, 404 when it has nothing.
 fn read<T: std::fmt::Display>(
     shared: &Shared,
-    f: impl FnOnce(&crate::entitlements::Snapshot) -> Option<Result<T, serde_json::Error>>,
+    f: impl FnOnce(&crate::entitlements::Entitlements) -> Option<Result<T, serde_json::Error>>,
 ) -> Response<Full<Bytes>> {
     match shared.api_state(f) {
-        Some(Some(Ok(text))) => json(StatusCode::OK, text.to_string()),
-        Some(Some(Err(_))) | None => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"error":"internal"}"#.into(),
-        ),
-        Some(None) => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        Some(Ok(text)) => json(StatusCode::OK, text.to_string()),
+        Some(Err(_)) => internal(),
+        None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
     }
+}
+
+/// 500 `{"error":"internal"}`.
+fn internal() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"error":"internal"}"#.into(),
+    )
 }
 
 /// Apply a change off the async workers; 204 when it is visible to the
@@ -328,7 +326,14 @@ async fn change(
     edit: impl FnOnce(&mut crate::entitlements::Snapshot) -> Result<(), ChangeError> + Send + 'static,
 ) -> Response<Full<Bytes>> {
     let s = Arc::clone(shared);
-    match tokio::task::spawn_blocking(move || s.change(edit)).await {
+    applied(tokio::task::spawn_blocking(move || s.change(edit)).await)
+}
+
+/// The answer to a change run on the blocking pool: 204, or why not.
+fn applied(
+    result: Result<Result<(), ChangeError>, tokio::task::JoinError>,
+) -> Response<Full<Bytes>> {
+    match result {
         Ok(Ok(())) => {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
@@ -337,10 +342,7 @@ async fn change(
         Ok(Err(ChangeError::NotFound)) => {
             json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
         }
-        Ok(Err(ChangeError::Invalid(problems))) => json(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": "invalid", "problems": problems }).to_string(),
-        ),
+        Ok(Err(ChangeError::Invalid(problems))) => invalid(&problems),
         Ok(Err(ChangeError::Storage(e))) => {
             tracing::error!(error = %e, "admin change not applied: state dir not writable");
             json(
@@ -348,11 +350,29 @@ async fn change(
                 r#"{"error":"state_write_failed"}"#.into(),
             )
         }
-        Err(_) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"error":"internal"}"#.into(),
-        ),
+        Err(_) => internal(),
     }
+}
+
+/// 400 `{"error":"invalid","problems":[…]}`.
+fn invalid<S: serde::Serialize>(problems: &[S]) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({ "error": "invalid", "problems": problems }).to_string(),
+    )
+}
+
+/// 413 `{"error":"body_too_large"}`.
+fn too_large() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        r#"{"error":"body_too_large"}"#.into(),
+    )
+}
+
+/// 400 `{"error":"bad_body"}`: the body could not be read to its end.
+fn bad_body() -> Response<Full<Bytes>> {
+    json(StatusCode::BAD_REQUEST, r#"{"error":"bad_body"}"#.into())
 }
 
 /// The JSON body of `req`, at most `limit` bytes; the error response otherwise.
@@ -368,28 +388,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Err(json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                r#"{"error":"body_too_large"}"#.into(),
-            ));
+            return Err(too_large());
         }
-        Err(_) => {
-            return Err(json(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"bad_body"}"#.into(),
-            ));
-        }
+        Err(_) => return Err(bad_body()),
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        json(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({
-                "error": "invalid",
-                "problems": [crate::entitlements::redact_json_error(&e)],
-            })
-            .to_string(),
-        )
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&[crate::entitlements::redact_json_error(&e)]))
 }
 
 /// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.

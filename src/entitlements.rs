@@ -231,6 +231,9 @@ struct CompiledPackage {
     globs: Box<[Glob]>,
     /// `channels` as given, in order, for reading the package back.
     source: Vec<String>,
+    /// A placeholder for a package another layer defines (see
+    /// [`Entitlements::build_layer`]): covers nothing, never read back.
+    external: bool,
 }
 
 impl CompiledPackage {
@@ -293,6 +296,13 @@ impl Entitlements {
     /// True when there is no user.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// True when users name packages defined outside these entitlements
+    /// (built with [`Self::build_layer`]): they must be merged with the
+    /// layer defining them before they answer requests.
+    pub fn has_external_packages(&self) -> bool {
+        self.packages.iter().any(|p| p.external)
     }
 
     fn index_of(&self, id: &str) -> Option<usize> {

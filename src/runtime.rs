@@ -18,7 +18,7 @@ use crate::auth_backend::BackendClient;
 use crate::capability::MasterKeys;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
-use crate::entitlements::{Entitlements, Snapshot};
+use crate::entitlements::Entitlements;
 use crate::incarnation::Incarnations;
 use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
@@ -27,6 +27,11 @@ use crate::playlist::PlaylistCache;
 use crate::router::{RouteSpec, RouteTable};
 use crate::segcache::SegmentCache;
 use crate::session::Sessions;
+
+mod api_layer;
+
+use api_layer::build_effective;
+pub use api_layer::{ChangeError, merged};
 
 /// One generation of compiled configuration.
 #[derive(Debug)]
@@ -212,62 +217,25 @@ pub struct Shared {
     /// The fleet's shared session store (`sessions.store = "redis://…"`;
     /// fixed at start).
     pub fleet: Option<crate::fleet::FleetStore>,
-    /// What the admin API (and later the control plane) set; persisted in
-    /// the state dir. Writers hold the lock for a whole change.
-    api_state: std::sync::Mutex<Snapshot>,
+    /// What the admin API and the control plane set, compiled as a layer
+    /// (its users may name the config's packages, see
+    /// [`Entitlements::build_layer`]); persisted in the state dir. Held
+    /// compiled so a bulk load never materializes a
+    /// [`Snapshot`](crate::entitlements::Snapshot). Readers
+    /// load it without waiting for writers.
+    api_state: ArcSwap<Entitlements>,
+    /// Held by a writer for a whole change of `api_state` (and the swap of
+    /// `entitlements` that goes with it), so changes apply one at a time.
+    api_writer: std::sync::Mutex<()>,
     /// The effective entitlements: the config's `[[user]]`/`[[package]]`
-    /// overlaid by `api_state`. One atomic load per request.
+    /// overlaid by `api_state`; the very same `Arc` as `api_state` when the
+    /// config has none. One atomic load per request.
     entitlements: ArcSwap<Entitlements>,
     /// The control plane's deny list, a blocklist-only layer asked on
     /// every request next to `entitlements` (replaced whole by a sync).
     deny: ArcSwap<Entitlements>,
     /// Pull sync's state and health (`[control_plane]`).
     pub sync: crate::sync::Status,
-}
-
-/// Why an admin change was not applied (nothing changed).
-#[derive(Debug)]
-pub enum ChangeError {
-    /// The result would not validate: every problem, with its path.
-    Invalid(Vec<String>),
-    /// Not found (a GET or DELETE of something absent).
-    NotFound,
-    /// The state dir could not be written; the old state stays.
-    Storage(String),
-}
-
-/// The config's entitlements overlaid by the API's: users and packages by
-/// name (the API wins), blocklists joined.
-pub fn merged(config: &Snapshot, api: &Snapshot) -> Snapshot {
-    let mut out = config.clone();
-    // Linear, not one `insert` per user: a bulk load has a million.
-    let overridden: std::collections::HashSet<&str> = api.users.iter().map(|(id, _)| id).collect();
-    out.users
-        .0
-        .retain(|(id, _)| !overridden.contains(id.as_str()));
-    out.users.0.extend(api.users.0.iter().cloned());
-    for (name, package) in &api.packages {
-        out.packages.insert(name.clone(), package.clone());
-    }
-    out.blocklist
-        .users
-        .extend(api.blocklist.users.iter().cloned());
-    out.blocklist
-        .tokens
-        .extend(api.blocklist.tokens.iter().cloned());
-    out.blocklist.ips.extend(api.blocklist.ips.iter().cloned());
-    out
-}
-
-fn build_effective(config: &Config, api: &Snapshot) -> Result<Entitlements, ChangeError> {
-    Entitlements::build(merged(&config.entitlements, api)).map_err(|e| {
-        ChangeError::Invalid(
-            e.problems()
-                .iter()
-                .map(|p| format!("{}: {}", p.path, p.message))
-                .collect(),
-        )
-    })
 }
 
 impl Shared {
@@ -282,12 +250,14 @@ impl Shared {
             );
         }
         let fleet = fleet_store(&live.config);
+        let api = Arc::new(Entitlements::default());
         // The config alone validated when it was loaded.
-        let effective = build_effective(&live.config, &Snapshot::default()).unwrap_or_default();
+        let effective = build_effective(&live.config, &api).unwrap_or_default();
         Self {
             fleet,
-            api_state: std::sync::Mutex::new(Snapshot::default()),
-            entitlements: ArcSwap::from_pointee(effective),
+            api_state: ArcSwap::new(api),
+            api_writer: std::sync::Mutex::new(()),
+            entitlements: ArcSwap::new(effective),
             deny: ArcSwap::from_pointee(Entitlements::default()),
             sync: crate::sync::Status::default(),
             live: ArcSwap::from_pointee(live),
@@ -344,67 +314,6 @@ impl Shared {
         self.deny.store(Arc::new(layer));
     }
 
-    /// Load what the state dir holds (at start, before serving). A corrupt
-    /// state is an error: serving without the operator's blocklist would be
-    /// worse than not starting.
-    pub fn load_state(&self) -> Result<(), String> {
-        let live = self.live();
-        let dir = &live.config.state_dir;
-        let Some(api) = crate::state::load(dir).map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        let effective = build_effective(&live.config, &api).map_err(|e| match e {
-            ChangeError::Invalid(p) => format!("state in {}: {}", dir.display(), p.join("; ")),
-            other => format!("{other:?}"),
-        })?;
-        let mut guard = self
-            .api_state
-            .lock()
-            .map_err(|_| "state lock poisoned".to_owned())?;
-        *guard = api;
-        self.entitlements.store(Arc::new(effective));
-        drop(guard);
-        crate::sync::load(self, dir)
-    }
-
-    /// The API's part of the state, for reads.
-    pub fn api_state<T>(&self, read: impl FnOnce(&Snapshot) -> T) -> Option<T> {
-        self.api_state.lock().ok().map(|g| read(&g))
-    }
-
-    /// Apply one admin change: edit a copy of the API state, validate the
-    /// result, write it to the state dir (temp file, fsync, rename), then
-    /// make it visible to the next request. Blocking: call it from
-    /// `spawn_blocking`. On any error nothing changes.
-    pub fn change(
-        &self,
-        edit: impl FnOnce(&mut Snapshot) -> Result<(), ChangeError>,
-    ) -> Result<(), ChangeError> {
-        let live = self.live();
-        let mut guard = self
-            .api_state
-            .lock()
-            .map_err(|_| ChangeError::Storage("state lock poisoned".into()))?;
-        let mut next = guard.clone();
-        edit(&mut next)?;
-        let effective = build_effective(&live.config, &next)?;
-        crate::state::save(&live.config.state_dir, &next)
-            .map_err(|e| ChangeError::Storage(e.to_string()))?;
-        *guard = next;
-        self.entitlements.store(Arc::new(effective));
-        Ok(())
-    }
-
-    /// Replace the whole API layer with `api`, already compiled (a bulk
-    /// load, a control plane's full snapshot): validated with the config's
-    /// entitlements, saved, then visible. Blocking; on error nothing changes.
-    pub fn replace_all(&self, api: Entitlements) -> Result<(), ChangeError> {
-        self.change(|s| {
-            *s = api.to_snapshot();
-            Ok(())
-        })
-    }
-
     /// The current generation (one atomic load; hold it for one request).
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()
@@ -443,22 +352,22 @@ impl Shared {
     fn reload_from(&self, path: &Path, current: &Live) -> Result<(), ConfigErrors> {
         let config = Config::load(path)?;
         let live = Live::build(config, Some(current))?;
-        // The new config's users and packages with the API's on top.
-        let effective = {
-            let api = self.api_state.lock().map_err(|_| {
-                ConfigErrors(vec![ConfigError {
-                    path: "(state)".into(),
-                    message: "state lock poisoned".into(),
-                }])
-            })?;
-            build_effective(&live.config, &api).map_err(|e| {
+        // The new config's users and packages with the API's on top; no
+        // API change in between.
+        let _writer = self.api_writer.lock().map_err(|_| {
+            ConfigErrors(vec![ConfigError {
+                path: "(state)".into(),
+                message: "state lock poisoned".into(),
+            }])
+        })?;
+        let effective =
+            build_effective(&live.config, &self.api_state.load_full()).map_err(|e| {
                 ConfigErrors(vec![ConfigError {
                     path: "user/package".into(),
                     message: format!("with the admin API's state: {e:?}"),
                 }])
-            })?
-        };
-        self.entitlements.store(Arc::new(effective));
+            })?;
+        self.entitlements.store(effective);
         let ignored = restart_only_changes(&current.config, &live.config);
         if !ignored.is_empty() {
             tracing::warn!(

@@ -17,6 +17,7 @@
 //!   an empty state: serving nobody after a restart must be a decision, not
 //!   an accident. Error messages never quote the file's values (tokens).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -186,10 +187,19 @@ pub fn load(dir: &Path) -> Result<Option<Snapshot>, StateError> {
 /// The saved state compiled while it is read (no `Snapshot` in memory:
 /// the restart path for a million users). An invalid state is `Corrupt`.
 pub fn load_entitlements(dir: &Path) -> Result<Option<Entitlements>, StateError> {
+    load_layer(dir, HashSet::new())
+}
+
+/// [`load_entitlements`] for a layer whose users may also name the
+/// `external` packages (see [`Entitlements::build_layer`]).
+pub fn load_layer(
+    dir: &Path,
+    external: HashSet<String>,
+) -> Result<Option<Entitlements>, StateError> {
     let Some((path, reader)) = open(dir)? else {
         return Ok(None);
     };
-    match Entitlements::from_json_reader(reader) {
+    match Entitlements::layer_from_json_reader(reader, external) {
         Ok(e) => Ok(Some(e)),
         Err(LoadError::Json(message)) => Err(StateError::Corrupt { path, message }),
         Err(LoadError::Invalid(v)) => Err(StateError::Corrupt {

@@ -373,8 +373,10 @@ async fn once(
     let (changed, ended) = tokio::task::spawn_blocking(move || {
         let answer = match (mode, answer) {
             (_, None) => return Ok((false, Vec::new())),
-            (SyncMode::Tollgate, Some(body)) => protocol::parse_answer(&body)
-                .map_err(|e| Failure::new("bad_answer", e.to_string()))?,
+            (SyncMode::Tollgate, Some(body)) => {
+                protocol::parse_answer(&body, |b| s.api_layer_from_json(b))
+                    .map_err(|e| Failure::new("bad_answer", e.to_string()))?
+            }
             (SyncMode::NimblePpv, Some(body)) => {
                 let puzzle = puzzle.unwrap_or_default();
                 let ids = crate::ppv::verify_answer(&body, &puzzle, token.expose()).map_err(

@@ -150,16 +150,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     );
 
     // Restart on the same state dir: everything the API set is still there.
-    proxy.control.stop.cancel();
-    eventually("the first proxy to stop", async || {
-        if proxy.task.is_finished() {
-            Ok(())
-        } else {
-            Err("running".to_owned())
-        }
-    })
-    .await;
-    drop(proxy);
+    stop(proxy).await;
     let proxy = start_proxy(&text).await;
     assert_eq!(
         fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await,

@@ -307,8 +307,6 @@ async fn a_restart_keeps_everything_the_api_set_after_sigterm_or_sigkill() {
 /// `PUT /api/v1/users/{id}` stores only a password's digest; a bulk load
 /// must not be the way a plaintext password reaches the state dir.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: PUT /api/v1/snapshot saves users' passwords in clear in snapshot.json \
-            (only PUT /api/v1/users/{id} hashes them)"]
 async fn a_bulk_load_saves_no_plaintext_password() {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();

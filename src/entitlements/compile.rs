@@ -157,18 +157,34 @@ pub(super) struct Builder {
     users: Vec<CompiledUser>,
     by_id: FpIndex,
     by_token: FpIndex,
+    /// Package names users may name without the snapshot defining them
+    /// (a layer's, see [`Entitlements::build_layer`]).
+    external: HashSet<String>,
 }
 
 impl Entitlements {
     /// Validate and compile a snapshot, consuming it. Either every problem
     /// (with its path) or the compiled entitlements; never panics.
     pub fn build(snapshot: Snapshot) -> Result<Self, ValidationError> {
+        Self::build_layer(snapshot, HashSet::new())
+    }
+
+    /// [`Self::build`] for a layer that is overlaid on another before use
+    /// (the admin API's on the config's): users may also name the packages
+    /// in `external`, which the other layer defines. Such a name compiles to
+    /// an empty placeholder that covers no channel, is not read back as a
+    /// package, and makes [`Self::has_external_packages`] true: merge the
+    /// layer (through [`Self::to_snapshot`]) before asking it anything.
+    pub fn build_layer(
+        snapshot: Snapshot,
+        external: HashSet<String>,
+    ) -> Result<Self, ValidationError> {
         let Snapshot {
             users,
             packages,
             blocklist,
         } = snapshot;
-        let mut b = Builder::new(users.len());
+        let mut b = Builder::new(users.len(), external);
         b.packages(packages);
         b.blocklist(blocklist);
         // Consume from the back of the reversed list (document order) and
@@ -186,9 +202,11 @@ impl Entitlements {
 }
 
 impl Builder {
-    /// A builder expecting about `users` users.
-    pub(super) fn new(users: usize) -> Self {
+    /// A builder expecting about `users` users, whose users may name the
+    /// `external` packages without defining them.
+    pub(super) fn new(users: usize, external: HashSet<String>) -> Self {
         Self {
+            external,
             problems: Problems::default(),
             packages: Vec::new(),
             blocklist: CompiledBlocklist::default(),
@@ -202,6 +220,7 @@ impl Builder {
 
     /// Resolve users' package lists and finish.
     pub(super) fn finish(mut self) -> Result<Entitlements, ValidationError> {
+        self.external_placeholders();
         let index: HashMap<&str, u32> = self
             .packages
             .iter()
@@ -249,6 +268,31 @@ impl Builder {
         })
     }
 
+    /// An empty placeholder package for every external name a user names
+    /// and the snapshot does not define, in name order.
+    fn external_placeholders(&mut self) {
+        if self.external.is_empty() {
+            return;
+        }
+        let mut missing: Vec<String> = {
+            let defined: HashSet<&str> = self.packages.iter().map(|p| p.name.as_str()).collect();
+            self.combo_names
+                .iter()
+                .flatten()
+                .filter(|n| !defined.contains(n.as_str()) && self.external.contains(*n))
+                .cloned()
+                .collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        self.packages
+            .extend(missing.into_iter().map(|name| CompiledPackage {
+                name,
+                external: true,
+                ..CompiledPackage::default()
+            }));
+    }
+
     /// Packages, in name order (so indices and problems are deterministic).
     /// Called once; a second call replaces nothing and adds its packages.
     pub(super) fn packages(&mut self, packages: HashMap<String, Package>) {
@@ -283,6 +327,7 @@ impl Builder {
             }
             out.push(CompiledPackage {
                 name,
+                external: false,
                 exact,
                 globs: globs.into_boxed_slice(),
                 source: pkg.channels,

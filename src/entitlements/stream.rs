@@ -6,7 +6,7 @@
 //! missing keys empty, keys in any order) and the same validation as
 //! [`Entitlements::build`](super::Entitlements::build).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Read;
 
@@ -50,19 +50,29 @@ impl Entitlements {
     /// Parse and compile a snapshot document held in memory.
     pub fn from_json_slice(json: &[u8]) -> Result<Self, LoadError> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        Self::from_deserializer(&mut de)
+        Self::from_deserializer(&mut de, HashSet::new())
     }
 
     /// Parse and compile a snapshot document from a reader (buffer it).
     pub fn from_json_reader<R: Read>(reader: R) -> Result<Self, LoadError> {
+        Self::layer_from_json_reader(reader, HashSet::new())
+    }
+
+    /// [`Self::from_json_reader`] for a layer whose users may also name the
+    /// `external` packages (see [`Entitlements::build_layer`]).
+    pub fn layer_from_json_reader<R: Read>(
+        reader: R,
+        external: HashSet<String>,
+    ) -> Result<Self, LoadError> {
         let mut de = serde_json::Deserializer::from_reader(reader);
-        Self::from_deserializer(&mut de)
+        Self::from_deserializer(&mut de, external)
     }
 
     fn from_deserializer<'de, R: serde_json::de::Read<'de>>(
         de: &mut serde_json::Deserializer<R>,
+        external: HashSet<String>,
     ) -> Result<Self, LoadError> {
-        let mut builder = Builder::new(0);
+        let mut builder = Builder::new(0, external);
         SnapshotSeed(&mut builder)
             .deserialize(&mut *de)
             .and_then(|()| de.end())

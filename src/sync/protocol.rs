@@ -156,16 +156,20 @@ struct RawAnswer<'a> {
     deny: Option<Blocklist>,
 }
 
-/// Parse and validate an answer body. A full snapshot is compiled straight
-/// from its bytes by the streaming loader (no intermediate [`Snapshot`]),
-/// so a million-user answer costs what a bulk load does.
-pub fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
+/// Parse and validate an answer body. A full snapshot's bytes are handed
+/// to `compile` (the shell's streaming loader, which knows the config's
+/// packages: no intermediate [`Snapshot`]), so a million-user answer costs
+/// what a bulk load does.
+pub fn parse_answer(
+    body: &[u8],
+    compile: impl FnOnce(&[u8]) -> Result<Entitlements, LoadError>,
+) -> Result<Answer, AnswerError> {
     let raw: RawAnswer<'_> =
         serde_json::from_slice(body).map_err(|e| AnswerError::Shape(redact_json_error(&e)))?;
     let change = match (raw.snapshot, raw.delta) {
         (Some(_), Some(_)) => return Err(AnswerError::Ambiguous),
-        (Some(s), None) => Change::Full(Box::new(
-            Entitlements::from_json_slice(s.get().as_bytes()).map_err(|e| match e {
+        (Some(s), None) => Change::Full(Box::new(compile(s.get().as_bytes()).map_err(|e| {
+            match e {
                 LoadError::Json(m) => AnswerError::Shape(format!("snapshot: {m}")),
                 LoadError::Invalid(v) => AnswerError::Invalid(
                     v.problems()
@@ -173,8 +177,8 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
                         .map(|p| format!("snapshot.{p}"))
                         .collect(),
                 ),
-            })?,
-        )),
+            }
+        })?)),
         (None, Some(d)) => Change::Delta(d),
         (None, None) => Change::Unchanged,
     };

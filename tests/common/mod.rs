@@ -150,6 +150,11 @@ impl Drop for TestProxy {
 
 /// A config with one origin and one `/live/` route open to loopback, plus `extra` TOML.
 pub fn config_for(origin: SocketAddr, extra: &str) -> String {
+    config_with_auth(origin, "ip", extra)
+}
+
+/// [`config_for`] with the route's auth method `auth` (`ip` allows loopback).
+pub fn config_with_auth(origin: SocketAddr, auth: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -177,7 +182,7 @@ name = "live"
 prefix = "/live/"
 origin = "o"
 channel = 1
-auth = ["ip"]
+auth = ["{auth}"]
 "#
     )
 }
@@ -235,6 +240,20 @@ pub async fn start_proxy_in(toml: &str, base: &std::path::Path) -> TestProxy {
 
 pub async fn start_proxy(toml: &str) -> TestProxy {
     start_proxy_in(toml, std::path::Path::new(".")).await
+}
+
+/// Stop `proxy` at once and wait until its server task has returned (so
+/// its state dir and ports are free for the next one).
+pub async fn stop(proxy: TestProxy) {
+    proxy.control.stop.cancel();
+    eventually("the proxy to stop", async || {
+        if proxy.task.is_finished() {
+            Ok(())
+        } else {
+            Err("running".to_owned())
+        }
+    })
+    .await;
 }
 
 /// A plain HTTP/1.1 client.

@@ -13,6 +13,7 @@ fn full_snapshot_is_compiled() {
     let a = parse_answer(
         br#"{"version":7,"snapshot":{"users":{"alice":{"tokens":["t1"],"packages":["p"]}},
              "packages":{"p":{"channels":["ch*"]}},"blocklist":{"users":["mallory"]}}}"#,
+        Entitlements::from_json_slice,
     )
     .expect("valid");
     assert_eq!(a.version, 7);
@@ -29,6 +30,7 @@ fn delta_and_deny() {
     let a = parse_answer(
         br#"{"version":8,"delta":{"since":7,"users":{"bob":{"max_sessions":2},"alice":null},
              "packages":{"old":null}},"deny":{"users":["eve"],"ips":["203.0.113.0/24"]}}"#,
+        Entitlements::from_json_slice,
     )
     .expect("valid");
     let Change::Delta(d) = &a.change else {
@@ -75,11 +77,15 @@ fn refusals_are_whole_and_redacted() {
         ),
     ];
     for (body, want) in cases {
-        let e = parse_answer(body).expect_err(&String::from_utf8_lossy(body));
+        let e = parse_answer(body, Entitlements::from_json_slice)
+            .expect_err(&String::from_utf8_lossy(body));
         assert!(e.to_string().contains(want), "{e} lacks {want}");
     }
-    let e = parse_answer(br#"{"version":1,"snapshot":{"users":{"a":{"tokens":"SECRET"}}}}"#)
-        .expect_err("wrong type");
+    let e = parse_answer(
+        br#"{"version":1,"snapshot":{"users":{"a":{"tokens":"SECRET"}}}}"#,
+        Entitlements::from_json_slice,
+    )
+    .expect_err("wrong type");
     assert!(!e.to_string().contains("SECRET"), "{e}");
 }
 
@@ -179,9 +185,9 @@ proptest! {
     /// No body panics the parser.
     #[test]
     fn arbitrary_answers_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), text in ".{0,200}") {
-        let _ = parse_answer(&body);
-        let _ = parse_answer(text.as_bytes());
+        let _ = parse_answer(&body, Entitlements::from_json_slice);
+        let _ = parse_answer(text.as_bytes(), Entitlements::from_json_slice);
         let wrapped = format!(r#"{{"version":1,"delta":{{"since":0,"users":{{"a":{text}}}}}}}"#);
-        let _ = parse_answer(wrapped.as_bytes());
+        let _ = parse_answer(wrapped.as_bytes(), Entitlements::from_json_slice);
     }
 }
