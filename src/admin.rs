@@ -164,13 +164,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
                 Err(r) => return r,
             };
             // Only a digest is ever stored (the state dir holds what the API set).
-            if !body.password.is_empty() && !body.password.starts_with("sha256:") {
-                use sha2::Digest;
-                body.password = format!(
-                    "sha256:{}",
-                    hex::encode(sha2::Sha256::digest(body.password.as_bytes()))
-                );
-            }
+            body.hash_password();
             change(shared, move |s| {
                 s.users.insert(id, body);
                 Ok(())
@@ -418,8 +412,8 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
                 "route": &*s.route,
                 "channel": &*s.channel,
                 "ip": s.ip.to_string(),
-                "started": rfc3339(s.started),
-                "last_seen": rfc3339(s.last_seen()),
+                "started": crate::units::rfc3339(s.started),
+                "last_seen": crate::units::rfc3339(s.last_seen()),
                 "bytes": s.bytes(),
             })
         })
@@ -463,17 +457,6 @@ pub fn parse_session_id(text: &str) -> Option<u64> {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
     .then(|| u64::from_str_radix(text, 16).ok())
     .flatten()
-}
-
-fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -526,6 +509,6 @@ mod tests {
         ] {
             assert_eq!(parse_session_id(bad), None, "{bad:?}");
         }
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::units::rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -93,11 +93,8 @@ pub fn save_named<T: Serialize + ?Sized>(
 /// What [`save_named`] last saved as `dir/name`; `None` if nothing was.
 /// A file that does not parse is [`StateError::Corrupt`].
 pub fn load_named<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StateError> {
-    let path = dir.join(name);
-    let reader = match File::open(&path) {
-        Ok(f) => BufReader::new(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&path)(e)),
+    let Some((path, reader)) = open(dir, name)? else {
+        return Ok(None);
     };
     match serde_json::from_reader(reader) {
         Ok(v) => Ok(Some(v)),
@@ -158,9 +155,9 @@ fn write_tmp(
     file.sync_all().map_err(io_err(tmp))
 }
 
-/// Open the state file; `None` if there is none yet.
-fn open(dir: &Path) -> Result<Option<(PathBuf, BufReader<File>)>, StateError> {
-    let path = dir.join(FILE_NAME);
+/// Open `dir/name`; `None` if there is none yet.
+fn open(dir: &Path, name: &str) -> Result<Option<(PathBuf, BufReader<File>)>, StateError> {
+    let path = dir.join(name);
     match File::open(&path) {
         Ok(f) => Ok(Some((path, BufReader::with_capacity(1 << 16, f)))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -171,17 +168,7 @@ fn open(dir: &Path) -> Result<Option<(PathBuf, BufReader<File>)>, StateError> {
 /// The saved snapshot, `None` when nothing was ever saved in `dir`.
 /// Shape only: compile it with [`Entitlements::build`] to validate.
 pub fn load(dir: &Path) -> Result<Option<Snapshot>, StateError> {
-    let Some((path, reader)) = open(dir)? else {
-        return Ok(None);
-    };
-    match serde_json::from_reader(reader) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.is_io() => Err(io_err(&path)(e.into())),
-        Err(e) => Err(StateError::Corrupt {
-            message: crate::entitlements::redact_json_error(&e),
-            path,
-        }),
-    }
+    load_named(dir, FILE_NAME)
 }
 
 /// The saved state compiled while it is read (no `Snapshot` in memory:
@@ -196,7 +183,7 @@ pub fn load_layer(
     dir: &Path,
     external: HashSet<String>,
 ) -> Result<Option<Entitlements>, StateError> {
-    let Some((path, reader)) = open(dir)? else {
+    let Some((path, reader)) = open(dir, FILE_NAME)? else {
         return Ok(None);
     };
     match Entitlements::layer_from_json_reader(reader, external) {

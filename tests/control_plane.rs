@@ -123,25 +123,23 @@ impl ControlPlane {
     }
 }
 
-fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
+/// A proxy whose route authenticates with `auth`, pulling from the control
+/// plane at `cp` every 200 ms (`extra`: more `[control_plane]` keys, then
+/// any other tables).
+fn config_auth(
+    origin: SocketAddr,
+    auth: &str,
+    cp: SocketAddr,
+    state: &std::path::Path,
+    extra: &str,
+) -> String {
+    config_with_auth(
+        origin,
+        auth,
+        &format!(
+            r#"
 [state]
 dir = "{state}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
 [control_plane]
 url = "http://{cp}/sync"
 token = "{CP_TOKEN}"
@@ -151,8 +149,13 @@ max_backoff = "400ms"
 edge_id = "edge-test-1"
 {extra}
 "#,
-        state = state.display()
+            state = state.display()
+        ),
     )
+}
+
+fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &str) -> String {
+    config_auth(origin, "token", cp, state, extra)
 }
 
 async fn metrics(proxy: &TestProxy) -> String {
@@ -506,9 +509,12 @@ async fn max_stale_fails_readiness_until_the_next_good_sync() {
 }
 
 fn ppv_config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path) -> String {
-    config(origin, cp, state, "mode = \"nimble_ppv\"").replace(
-        "auth = [\"token\"]",
-        "auth = [\"wmsauth\"]\n[auth.wmsauth]\nkey = \"wms-key\"",
+    config_auth(
+        origin,
+        "wmsauth",
+        cp,
+        state,
+        "mode = \"nimble_ppv\"\n[auth.wmsauth]\nkey = \"wms-key\"",
     )
 }
 
