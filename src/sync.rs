@@ -542,9 +542,6 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
         let dir = shared.live().config.state_dir.clone();
         crate::state::save_named(&dir, FILE_NAME, &next)
             .map_err(|e| Failure::new("storage", e.to_string()))?;
-        if let Some(layer) = deny_layer {
-            shared.set_deny(layer);
-        }
         let m = &shared.metrics;
         m.sync_version.set(version_gauge(next.version));
         m.sync_denied.set(gauge(denied(&next.deny)));
@@ -553,6 +550,10 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
             h.denied = denied(&next.deny);
         });
         shared.sync.set(next);
+        // Last, so whoever sees the new deny list also sees the figures.
+        if let Some(layer) = deny_layer {
+            shared.set_deny(layer);
+        }
     }
     match gap {
         Some(f) => Err(f),

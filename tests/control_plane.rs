@@ -249,7 +249,8 @@ async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fai
     // 1. A full snapshot: users appear.
     cp.answer(Behaviour::Answer(full_v1()));
     wait_fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok", (200, "")).await;
-    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    // The sync's health is recorded just after its state is published.
+    wait_ready(&proxy).await;
     let alice_seg = play(&proxy, "ch1", "alice-tok").await;
     let bob_seg = play(&proxy, "ch1", "bob-tok").await;
     assert_eq!(fetch(&proxy, &alice_seg).await.0, 200);
@@ -313,11 +314,9 @@ async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fai
     play(&proxy, "ch2", "carol-tok").await;
     let (s, _) = fetch(&proxy, "/live/ch2/index.m3u8?auth=carol:carol-pw").await;
     assert_eq!(s, 200, "password login of a control-plane user");
-    // Bob's playing session ended with his deletion; his token is unknown.
-    assert_eq!(
-        fetch(&proxy, &bob_seg).await,
-        (403, error_body("session_evicted"))
-    );
+    // Bob's playing session ends with his deletion (just after the new
+    // state is published); his token is unknown.
+    wait_fetch(&proxy, &bob_seg, (403, &error_body("session_evicted"))).await;
     assert_eq!(
         fetch(&proxy, "/live/ch1/index.m3u8?token=bob-tok").await,
         (403, error_body("forbidden"))
@@ -325,10 +324,17 @@ async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fai
     // The state held is version 2, and the password is stored as a digest.
     let saved = std::fs::read_to_string(state.path().join("snapshot.json")).unwrap();
     assert!(!saved.contains("carol-pw"), "{saved}");
-    let sync: Value =
-        serde_json::from_str(&std::fs::read_to_string(state.path().join("sync.json")).unwrap())
-            .unwrap();
-    assert_eq!(sync["version"], 2);
+    // (sync.json is written just after the snapshot is published.)
+    eventually("sync.json to hold version 2", async || {
+        let text = std::fs::read_to_string(state.path().join("sync.json")).unwrap();
+        let sync: Value = serde_json::from_str(&text).unwrap();
+        if sync["version"] == 2 {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
 
     // The same answer again changes nothing (idempotent).
     let m = metrics(&proxy).await;
@@ -469,7 +475,8 @@ async fn max_stale_fails_readiness_until_the_next_good_sync() {
     let proxy = start_proxy(&text).await;
     cp.answer(Behaviour::Answer(full_v1()));
     wait_fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok", (200, "")).await;
-    assert_eq!(get_text(&proxy.admin_url("/readyz")).await, "ready\n");
+    // The sync's health is recorded just after its state is published.
+    wait_ready(&proxy).await;
     cp.answer(Behaviour::Status(500));
     eventually("readyz to fail", async || {
         let r = h1_client()
@@ -493,16 +500,22 @@ async fn max_stale_fails_readiness_until_the_next_good_sync() {
         200
     );
     cp.answer(Behaviour::Answer(full_v1()));
-    eventually("readyz to recover", async || {
+    wait_ready(&proxy).await;
+}
+
+/// Wait until `/readyz` answers 200 `ready`.
+async fn wait_ready(proxy: &TestProxy) {
+    eventually("readyz to answer ready", async || {
         let r = h1_client()
             .get(proxy.admin_url("/readyz"))
             .send()
             .await
             .unwrap();
-        if r.status() == 200 {
+        let (s, b) = (r.status(), r.text().await.unwrap());
+        if s == 200 && b == "ready\n" {
             Ok(())
         } else {
-            Err(r.status().to_string())
+            Err(format!("{s} {b}"))
         }
     })
     .await;
