@@ -6,7 +6,9 @@
 //!   segments of a chosen size, for driving a proxy under test;
 //! - `burst`: GET one URL as fast as possible over C keep-alive connections,
 //!   bounded by a request count and a duration, printing requests/s and
-//!   latency percentiles.
+//!   latency percentiles;
+//! - `viewers` and `zap`: virtual players at real pace
+//!   ([`tollgate_loadtest::viewers`], [`tollgate_loadtest::zap`]).
 //!
 //! Every target must be a loopback address; the harness refuses anything else.
 
@@ -47,7 +49,17 @@ enum Command {
         /// Segment duration.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         segment_duration: Duration,
+        /// Channels served: names (`ch1,ch2`) or a count N for ch1..chN.
+        #[arg(long, value_delimiter = ',', default_value = "ch1,ch2")]
+        channels: Vec<String>,
+        /// Segments in the live media playlist.
+        #[arg(long, default_value_t = 5)]
+        window: usize,
     },
+    /// N virtual viewers playing at real pace, with segments verified.
+    Viewers(tollgate_loadtest::cli::CommonArgs),
+    /// Viewers switching channels, with session counts checked.
+    Zap(tollgate_loadtest::cli::ZapArgs),
     /// GET one URL as fast as possible over `connections` keep-alive connections.
     Burst {
         /// Target URL (http://127.0.0.1:PORT/...).
@@ -72,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             segment_bytes,
             segment_duration,
+            channels,
+            window,
         } => {
             if !listen.ip().is_loopback() {
                 bail!("the load harness only listens on loopback addresses");
@@ -81,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
                     bytes: segment_bytes,
                     duration: segment_duration,
                 },
+                channels: tollgate_loadtest::cli::channel_list(&channels),
+                window,
                 ..SimOriginOptions::default()
             });
             let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -103,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
             requests,
             duration,
         } => burst(&url, connections, requests, duration).await,
+        Command::Viewers(args) => std::process::exit(tollgate_loadtest::cli::viewers(args).await),
+        Command::Zap(args) => std::process::exit(tollgate_loadtest::cli::zap(args).await),
     }
 }
 
