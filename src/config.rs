@@ -141,8 +141,26 @@ pub enum SessionStore {
 impl SessionsConfig {
     /// When a capability minted at `now` expires (unix seconds); also how
     /// long an ended session's capability stays refused.
+    ///
+    /// `now + capability_ttl`, rounded up to a multiple of
+    /// [`Self::capability_step`]: every reload of a playlist within one step
+    /// gets the same capability (minting is deterministic), so its key URI
+    /// stays the same and a player's key cache works. Without the rounding
+    /// each reload seconds apart named a new key URI, and players fetched
+    /// the key again on every reload: as many key requests as playlist
+    /// requests.
     pub fn capability_expiry(&self, now: u64) -> u64 {
+        let step = self.capability_step();
         now.saturating_add(self.capability_ttl.as_secs())
+            .div_ceil(step)
+            .saturating_mul(step)
+    }
+
+    /// How long one capability is handed out unchanged: an eighth of
+    /// `capability_ttl`, between 1 s and 10 min (so a capability is always
+    /// valid for at least its TTL and at most 9/8 of it).
+    pub fn capability_step(&self) -> u64 {
+        (self.capability_ttl.as_secs() / 8).clamp(1, 600)
     }
 }
 
@@ -350,4 +368,52 @@ fn unknown_field(message: &str) -> Option<&str> {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split_once('`'))
         .map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions(ttl: u64) -> SessionsConfig {
+        let mut c = Config::parse(
+            "[[origin]]\nname = \"o\"\nurl = \"http://127.0.0.1:1\"\n\
+             [[route]]\nname = \"r\"\nprefix = \"/\"\norigin = \"o\"\nauth = [\"ip\"]\n",
+            Path::new("."),
+        )
+        .expect("config")
+        .sessions;
+        c.capability_ttl = Duration::from_secs(ttl);
+        c
+    }
+
+    /// Expiry is at least the TTL away, less than a step more, and the same
+    /// for every `now` within one step (so reloads reuse one capability).
+    #[test]
+    fn capability_expiry_is_stepped() {
+        let c = sessions(12 * 3600);
+        assert_eq!(c.capability_step(), 600);
+        for now in [0, 1, 599, 600, 1_763_000_123] {
+            let e = c.capability_expiry(now);
+            assert!(
+                e >= now + 12 * 3600 && e < now + 12 * 3600 + 600,
+                "{now}: {e}"
+            );
+            assert_eq!(e % 600, 0);
+        }
+        // 1_000_200 + 12 h is a multiple of 600: the step is (…200, …800].
+        assert_eq!(
+            c.capability_expiry(1_000_201),
+            c.capability_expiry(1_000_800)
+        );
+        assert_ne!(
+            c.capability_expiry(1_000_800),
+            c.capability_expiry(1_000_801)
+        );
+        // Short TTLs (tests, tight setups) are exact to the second.
+        let short = sessions(3);
+        assert_eq!(short.capability_step(), 1);
+        assert_eq!(short.capability_expiry(100), 103);
+        assert_eq!(sessions(80).capability_step(), 10);
+        assert_eq!(sessions(3600).capability_expiry(u64::MAX), u64::MAX);
+    }
 }

@@ -159,3 +159,33 @@ async fn capabilities_are_per_channel_and_tamper_proof() {
         }
     }
 }
+
+/// Reloads seconds apart, within one capability step (`capability_ttl / 8`),
+/// carry the same capability, so the key URIs in them, and players' key
+/// caches, stay put: one key request per key period, not per reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_within_a_step_reuse_the_capability() {
+    let origin = origin().await;
+    let text = config(origin.addr).replace(
+        "idle_timeout = \"1s\"",
+        "idle_timeout = \"30s\"\ncapability_ttl = \"80s\"",
+    );
+    let proxy = start_proxy(&text).await;
+    let master = get_text(&proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
+    let media = child(&proxy.url("/live/ch1/"), &master);
+    // Three reloads 1.1 s apart: each in another second, so a capability
+    // minted per second would differ every time; a 10 s step is crossed at
+    // most once.
+    let mut bodies = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        bodies.push(get_text(&media).await);
+    }
+    assert!(bodies[0].contains("seg-3.ts?tg="), "{}", bodies[0]);
+    assert!(
+        bodies[0] == bodies[1] || bodies[1] == bodies[2],
+        "every reload carried another capability: {bodies:#?}"
+    );
+}
