@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# tollgate vs nginx (secure_link + proxy_pass + proxy_cache), side by side in
+# one run on this machine, everything on 127.0.0.1, every run bounded.
+#
+#   loadtest/compare-nginx.sh            # installs nginx if missing, builds, runs
+#
+# One simulated live origin (tollgate-loadtest origin, synthetic segments) sits
+# behind both proxies, each on its own port:
+#   - nginx: worker_processes 2, keep-alive upstream, secure_link (the
+#     nginx.org documented form), proxy_cache keyed on $uri: segments valid
+#     10m, playlists 1s (origin Cache-Control ignored, as operators do for
+#     live), sendfile on, access_log off;
+#   - tollgate (release): the same secure_link secret and md5 expression, so
+#     ONE signed URL works on both; route with encrypt = true, [keys] master,
+#     segment cache 10m, playlist cache 1s, access log off.
+# Both proxies, the origin and the load generator share the machine's cores.
+#
+# Phases (tollgate-loadtest burst, same load for both):
+#   playlist  the signed entry media playlist: tollgate authenticates, admits
+#             the session and rewrites it (capability, segment tags, key
+#             line); nginx checks secure_link and serves its cached copy.
+#   segment   warm segment throughput: nginx serves a cached plaintext
+#             segment (URL signed with secure_link); tollgate serves the same
+#             segment AES-128 encrypted from its encrypt-once cache (URI with
+#             tg/tgs from its own rewritten playlist). Both warmed first.
+# Per proxy and phase: req/s, MB/s, p50/p99, CPU seconds (utime+stime from
+# /proc/<pid>/stat; nginx: master + children, reaped children included), peak
+# RSS (VmHWM, reset before each phase; nginx: sum over workers).
+#
+# Writes the table to target/compare-nginx.md (OUT=...). Knobs (environment):
+#   SEG_BYTES (1048576) DURATION (8s) PL_CONNS (32) PL_REQS (2000000)
+#   SEG_CONNS (8) SEG_REQS (40000) BASE_PORT (27080: tollgate, +1 origin,
+#   +2 nginx, +3 tollgate admin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEG_BYTES=${SEG_BYTES:-1048576}
+DURATION=${DURATION:-8s}
+PL_CONNS=${PL_CONNS:-32}
+PL_REQS=${PL_REQS:-2000000}
+SEG_CONNS=${SEG_CONNS:-8}
+SEG_REQS=${SEG_REQS:-40000}
+BASE_PORT=${BASE_PORT:-27080}
+OUT=${OUT:-target/compare-nginx.md}
+TG_PORT=$BASE_PORT
+ORIGIN_PORT=$((BASE_PORT + 1))
+NGX_PORT=$((BASE_PORT + 2))
+ADMIN_PORT=$((BASE_PORT + 3))
+SECRET=bench-secure-link-secret
+R=target/release
+
+die() { echo "compare-nginx: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+# --- prerequisites ----------------------------------------------------------
+if ! command -v nginx >/dev/null; then
+  log "installing nginx from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
+fi
+nginx -V 2>&1 | grep -q -- --with-http_secure_link_module ||
+  die "this nginx has no secure_link module"
+NGINX_VERSION=$(nginx -v 2>&1 | sed 's/.*nginx\///')
+log "building release binaries"
+cargo build --release --workspace --quiet
+for port in "$TG_PORT" "$ORIGIN_PORT" "$NGX_PORT" "$ADMIN_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "127.0.0.1:$port is in use (set BASE_PORT)"
+  fi
+done
+
+work=$(mktemp -d /tmp/compare-nginx.XXXXXX)
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- configs ----------------------------------------------------------------
+cat >"$work/tollgate.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$TG_PORT"]
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[log]
+access = false
+[keys]
+master = "hex:5f1e0c3a9b7d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
+[cache]
+segments = "256MiB"
+segment_ttl = "10m"
+playlist_ttl = "1s"
+[auth.secure_link]
+secret = "$SECRET"
+hash_arg = "md5"
+expires_arg = "expires"
+template = "\$secure_link_expires\$uri\$remote_addr \$secret"
+[[origin]]
+name = "sim"
+url = "http://127.0.0.1:$ORIGIN_PORT"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "sim"
+auth = ["secure_link"]
+encrypt = true
+TOML
+
+mkdir -p "$work/nginx/cache" "$work/nginx/logs"
+cat >"$work/nginx/nginx.conf" <<NGINX
+user root;
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx/client_body;
+  proxy_temp_path $work/nginx/proxy_temp;
+  fastcgi_temp_path $work/nginx/fastcgi_temp;
+  uwsgi_temp_path $work/nginx/uwsgi_temp;
+  scgi_temp_path $work/nginx/scgi_temp;
+  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=hls:16m max_size=1g inactive=10m use_temp_path=off;
+  upstream origin {
+    server 127.0.0.1:$ORIGIN_PORT;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_cache hls;
+    proxy_cache_key \$uri;
+    proxy_cache_lock on;
+    proxy_cache_use_stale updating;
+    proxy_ignore_headers Cache-Control Expires Set-Cookie;
+    add_header X-Cache-Status \$upstream_cache_status;
+    secure_link \$arg_md5,\$arg_expires;
+    secure_link_md5 "\$secure_link_expires\$uri\$remote_addr $SECRET";
+    location ~ \.m3u8\$ {
+      if (\$secure_link = "")  { return 403; }
+      if (\$secure_link = "0") { return 410; }
+      proxy_cache_valid 200 1s;
+      proxy_pass http://origin;
+    }
+    location ~ \.ts\$ {
+      if (\$secure_link = "")  { return 403; }
+      if (\$secure_link = "0") { return 410; }
+      proxy_cache_valid 200 10m;
+      proxy_pass http://origin;
+    }
+  }
+}
+NGINX
+
+# --- start ------------------------------------------------------------------
+$R/tollgate-loadtest origin --listen "127.0.0.1:$ORIGIN_PORT" \
+  --segment-bytes "$SEG_BYTES" --segment-duration 6s >"$work/origin.log" 2>&1 &
+pids+=($!)
+nginx -t -q -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" ||
+  die "nginx -t failed"
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" \
+  -g 'daemon off;' &
+NGX_PID=$!
+pids+=("$NGX_PID")
+$R/tollgate run -c "$work/tollgate.toml" 2>"$work/tollgate.log" &
+TG_PID=$!
+pids+=("$TG_PID")
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 &&
+    curl -s -o /dev/null "http://127.0.0.1:$NGX_PORT/" 2>/dev/null &&
+    curl -s -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/live/ch1/media.m3u8" && break
+  sleep 0.1
+done
+
+# --- one signed URL for both, checked -----------------------------------------
+sign() { $R/tollgate sign -c "$work/tollgate.toml" --route live --path "$1" --ip 127.0.0.1 --ttl 2h; }
+PLAYLIST=$(sign /live/ch1/media.m3u8)
+status() { curl -s -o "${2:-/dev/null}" -w '%{http_code}' "$1"; }
+for target in "nginx $NGX_PORT" "tollgate $TG_PORT"; do
+  read -r name port <<<"$target"
+  got=$(status "http://127.0.0.1:$port$PLAYLIST" "$work/$name.m3u8")
+  [ "$got" = 200 ] || die "$name answered $got to the signed playlist URL $PLAYLIST"
+  bad=$(status "http://127.0.0.1:$port${PLAYLIST/md5=/md5=A}")
+  [ "$bad" = 403 ] || die "$name answered $bad (not 403) to a tampered signature"
+  none=$(status "http://127.0.0.1:$port/live/ch1/media.m3u8")
+  [ "$none" = 403 ] || die "$name answered $none (not 403) without a signature"
+done
+grep -q '^#EXT-X-KEY:METHOD=AES-128' "$work/tollgate.m3u8" ||
+  die "tollgate's playlist has no EXT-X-KEY line"
+grep -q 'tgs=e\.' "$work/tollgate.m3u8" || die "tollgate's playlist has no encrypt tags"
+log "one signed URL validates on both: $PLAYLIST"
+
+# The newest segment of tollgate's rewritten playlist (tg + tgs), and the same
+# segment signed for nginx.
+TG_SEG=/live/ch1/$(grep -v '^#' "$work/tollgate.m3u8" | grep . | tail -n 1)
+SEG_PATH=${TG_SEG%%\?*}
+NGX_SEG=$(sign "$SEG_PATH")
+ENC_BYTES=$((16 * (SEG_BYTES / 16 + 1)))
+size() { curl -fs -o /dev/null -w '%{size_download}' "$1"; }
+for _ in 1 2; do
+  n=$(size "http://127.0.0.1:$NGX_PORT$NGX_SEG") || die "nginx refused $NGX_SEG"
+  [ "$n" = "$SEG_BYTES" ] || die "nginx sent $n bytes of $SEG_PATH, not $SEG_BYTES"
+  n=$(size "http://127.0.0.1:$TG_PORT$TG_SEG") || die "tollgate refused $TG_SEG"
+  [ "$n" = "$ENC_BYTES" ] || die "tollgate sent $n bytes of $SEG_PATH, not $ENC_BYTES"
+done
+cached=$(curl -fs -D - -o /dev/null "http://127.0.0.1:$NGX_PORT$NGX_SEG" | tr -d '\r' |
+  sed -n 's/^X-Cache-Status: //Ip')
+[ "$cached" = HIT ] || die "nginx did not serve $SEG_PATH from its cache ($cached)"
+log "segment $SEG_PATH: nginx cached plaintext $SEG_BYTES B, tollgate encrypted $ENC_BYTES B"
+
+# --- measurement ------------------------------------------------------------
+TCK=$(getconf CLK_TCK)
+# CPU ticks (utime+stime) of the given pids, plus the reaped children of the
+# first one (cutime+cstime) so short-lived nginx helpers are not lost.
+cpu_ticks() {
+  local total=0 first=1 pid stat
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    # shellcheck disable=SC2086 # split the fields after "(comm) "
+    set -- ${stat##*) }
+    total=$((total + ${12} + ${13}))
+    [ $first = 1 ] && total=$((total + ${14} + ${15}))
+    first=0
+  done
+  echo "$total"
+}
+proc_pids() { # proxy -> its processes, the main one first
+  if [ "$1" = nginx ]; then echo "$NGX_PID" $(pgrep -P "$NGX_PID"); else echo "$TG_PID"; fi
+}
+rss_pids() { # proxy -> processes whose VmHWM counts
+  if [ "$1" = nginx ]; then pgrep -f -P "$NGX_PID" 'nginx: worker'; else echo "$TG_PID"; fi
+}
+reset_hwm() { local p; for p in $(rss_pids "$1"); do echo 5 >"/proc/$p/clear_refs"; done; }
+peak_rss_kib() {
+  local p total=0 kib
+  for p in $(rss_pids "$1"); do
+    kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$p/status")
+    total=$((total + kib))
+  done
+  echo "$total"
+}
+jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
+burst() { $R/tollgate-loadtest burst "$@"; }
+
+# phase NAME PROXY CONNS REQS URL: warm 1 s, then measure; appends one result row.
+phase() {
+  local name=$1 proxy=$2 conns=$3 reqs=$4 url=$5 json="$work/$1-$2.json" c0 c1
+  burst --url "$url" -c "$conns" -n "$reqs" -d 1s >/dev/null
+  reset_hwm "$proxy"
+  # shellcheck disable=SC2046 # pid lists
+  c0=$(cpu_ticks $(proc_pids "$proxy"))
+  log "$name via $proxy: -c $conns -n $reqs -d $DURATION"
+  burst --url "$url" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >&2
+  # shellcheck disable=SC2046
+  c1=$(cpu_ticks $(proc_pids "$proxy"))
+  [ "$(jnum "$json" errors)" = 0 ] || die "$name via $proxy had errors (see above)"
+  printf '%s %s %s %s %s %s %s %s %s %s\n' "$name" "$proxy" \
+    "$(jnum "$json" requests_ok)" "$(jnum "$json" rps)" "$(jnum "$json" bytes_per_sec)" \
+    "$(jnum "$json" p50)" "$(jnum "$json" p99)" \
+    "$(awk -v t=$((c1 - c0)) -v k="$TCK" 'BEGIN{print t/k}')" \
+    "$(peak_rss_kib "$proxy")" "$(jnum "$json" bytes)" >>"$work/results"
+}
+
+: >"$work/results"
+for proxy in nginx tollgate; do
+  port=$NGX_PORT; [ $proxy = tollgate ] && port=$TG_PORT
+  phase playlist $proxy "$PL_CONNS" "$PL_REQS" "http://127.0.0.1:$port$PLAYLIST"
+done
+for proxy in nginx tollgate; do
+  if [ $proxy = nginx ]; then url="http://127.0.0.1:$NGX_PORT$NGX_SEG"; else url="http://127.0.0.1:$TG_PORT$TG_SEG"; fi
+  phase segment $proxy "$SEG_CONNS" "$SEG_REQS" "$url"
+done
+
+# --- report -----------------------------------------------------------------
+mkdir -p "$(dirname "$OUT")"
+awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VERSION" \
+  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" '
+  { k = $1 SUBSEP $2; ok[k] = $3; rps[k] = $4; bps[k] = $5; p50[k] = $6; p99[k] = $7
+    cpu[k] = $8; rss[k] = $9; bytes[k] = $10 }
+  function row(label, ph, a, b, fmt) {
+    printf "| %s | %s | " fmt " | " fmt " | %.2f |\n", ph, label, a, b, (a > 0 ? b / a : 0)
+  }
+  END {
+    printf "tollgate vs nginx %s, %s cores, %s, segments %d B, bursts of %s\n\n", ngx, cores, date, seg, dur
+    print "| phase | metric | nginx | tollgate | tollgate/nginx |"
+    print "|---|---|---|---|---|"
+    for (i = 1; i <= 2; i++) {
+      ph = (i == 1 ? "playlist" : "segment")
+      n = ph SUBSEP "nginx"; t = ph SUBSEP "tollgate"
+      row("requests/s (c=" (i == 1 ? pc : sc) ")", ph, rps[n], rps[t], "%.0f")
+      row("MB/s", ph, bps[n] / 1e6, bps[t] / 1e6, "%.1f")
+      row("p50 ms", ph, p50[n], p50[t], "%.3f")
+      row("p99 ms", ph, p99[n], p99[t], "%.3f")
+      row("CPU s", ph, cpu[n], cpu[t], "%.2f")
+      if (i == 1) row("CPU ms per 1k requests", ph, cpu[n] * 1e6 / ok[n], cpu[t] * 1e6 / ok[t], "%.1f")
+      else row("CPU s per GB", ph, cpu[n] * 1e9 / bytes[n], cpu[t] * 1e9 / bytes[t], "%.2f")
+      row("peak RSS MiB", ph, rss[n] / 1024, rss[t] / 1024, "%.1f")
+    }
+  }' "$work/results" | tee "$OUT"
+log "table written to $OUT"
