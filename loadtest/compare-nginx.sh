@@ -25,11 +25,12 @@
 #             tg/tgs from its own rewritten playlist). Both warmed first.
 # Per proxy and phase: req/s, MB/s, p50/p99, CPU seconds (utime+stime from
 # /proc/<pid>/stat; nginx: master + children, reaped children included), peak
-# RSS (VmHWM, reset before each phase; nginx: sum over workers).
+# RSS (VmHWM, reset before each phase; nginx: sum over workers), and the load
+# generator's own CPU. ROUNDS rounds in ABBA order; the table shows medians.
 #
 # Writes the table to target/compare-nginx.md (OUT=...). Knobs (environment):
 #   SEG_BYTES (1048576) DURATION (8s) PL_CONNS (32) PL_REQS (2000000)
-#   SEG_CONNS (8) SEG_REQS (40000) BASE_PORT (27080: tollgate, +1 origin,
+#   SEG_CONNS (8) SEG_REQS (40000) ROUNDS (3) BASE_PORT (27080: tollgate, +1 origin,
 #   +2 nginx, +3 tollgate admin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,7 @@ PL_CONNS=${PL_CONNS:-32}
 PL_REQS=${PL_REQS:-2000000}
 SEG_CONNS=${SEG_CONNS:-8}
 SEG_REQS=${SEG_REQS:-40000}
+ROUNDS=${ROUNDS:-3}
 BASE_PORT=${BASE_PORT:-27080}
 OUT=${OUT:-target/compare-nginx.md}
 TG_PORT=$BASE_PORT
@@ -251,59 +253,82 @@ peak_rss_kib() {
 jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
 burst() { $R/tollgate-loadtest burst "$@"; }
 
-# phase NAME PROXY CONNS REQS URL: warm 1 s, then measure; appends one result row.
+# phase ROUND NAME PROXY CONNS REQS URL: warm 1 s, then measure; appends one
+# result row.
 phase() {
-  local name=$1 proxy=$2 conns=$3 reqs=$4 url=$5 json="$work/$1-$2.json" c0 c1
+  local round=$1 name=$2 proxy=$3 conns=$4 reqs=$5 url=$6 c0 c1
+  local json="$work/$name-$proxy-$round.json"
   burst --url "$url" -c "$conns" -n "$reqs" -d 1s >/dev/null
   reset_hwm "$proxy"
   # shellcheck disable=SC2046 # pid lists
   c0=$(cpu_ticks $(proc_pids "$proxy"))
-  log "$name via $proxy: -c $conns -n $reqs -d $DURATION"
+  log "round $round, $name via $proxy: -c $conns -n $reqs -d $DURATION"
   burst --url "$url" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >&2
   # shellcheck disable=SC2046
   c1=$(cpu_ticks $(proc_pids "$proxy"))
   [ "$(jnum "$json" errors)" = 0 ] || die "$name via $proxy had errors (see above)"
-  printf '%s %s %s %s %s %s %s %s %s %s\n' "$name" "$proxy" \
+  echo "$round" "$name" "$proxy" \
     "$(jnum "$json" requests_ok)" "$(jnum "$json" rps)" "$(jnum "$json" bytes_per_sec)" \
     "$(jnum "$json" p50)" "$(jnum "$json" p99)" \
     "$(awk -v t=$((c1 - c0)) -v k="$TCK" 'BEGIN{print t/k}')" \
-    "$(peak_rss_kib "$proxy")" "$(jnum "$json" bytes)" >>"$work/results"
+    "$(peak_rss_kib "$proxy")" "$(jnum "$json" bytes)" "$(jnum "$json" client_cpu_s)" \
+    >>"$work/results"
 }
 
+# Rounds interleave the proxies (ABBA order) so drift in the machine's other
+# load hits both alike; the report takes the median of every figure.
 : >"$work/results"
-for proxy in nginx tollgate; do
-  port=$NGX_PORT; [ $proxy = tollgate ] && port=$TG_PORT
-  phase playlist $proxy "$PL_CONNS" "$PL_REQS" "http://127.0.0.1:$port$PLAYLIST"
-done
-for proxy in nginx tollgate; do
-  if [ $proxy = nginx ]; then url="http://127.0.0.1:$NGX_PORT$NGX_SEG"; else url="http://127.0.0.1:$TG_PORT$TG_SEG"; fi
-  phase segment $proxy "$SEG_CONNS" "$SEG_REQS" "$url"
+for round in $(seq "$ROUNDS"); do
+  order="nginx tollgate"; [ $((round % 2)) = 0 ] && order="tollgate nginx"
+  for proxy in $order; do
+    if [ "$proxy" = nginx ]; then port=$NGX_PORT; else port=$TG_PORT; fi
+    phase "$round" playlist "$proxy" "$PL_CONNS" "$PL_REQS" "http://127.0.0.1:$port$PLAYLIST"
+  done
+  for proxy in $order; do
+    if [ "$proxy" = nginx ]; then url="http://127.0.0.1:$NGX_PORT$NGX_SEG"; else url="http://127.0.0.1:$TG_PORT$TG_SEG"; fi
+    phase "$round" segment "$proxy" "$SEG_CONNS" "$SEG_REQS" "$url"
+  done
 done
 
 # --- report -----------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VERSION" \
-  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" '
-  { k = $1 SUBSEP $2; ok[k] = $3; rps[k] = $4; bps[k] = $5; p50[k] = $6; p99[k] = $7
-    cpu[k] = $8; rss[k] = $9; bytes[k] = $10 }
-  function row(label, ph, a, b, fmt) {
+  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" -v rounds="$ROUNDS" '
+  function add(m, v) { k = m SUBSEP $2 SUBSEP $3; n[k]++; val[k, n[k]] = v }
+  function median(m, ph, px,   k, c, i, j, t, a) {
+    k = m SUBSEP ph SUBSEP px; c = n[k]
+    for (i = 1; i <= c; i++) a[i] = val[k, i]
+    for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+  }
+  { add("rps", $5); add("mbs", $6 / 1e6); add("p50", $7); add("p99", $8); add("cpu", $9)
+    add("rss", $10 / 1024); add("cpu_k", $9 * 1e6 / $4); add("cpu_gb", $9 * 1e9 / $11)
+    add("client", $12); r[$1, $2, $3] = $5 }
+  function row(label, ph, m, fmt,   a, b) {
+    a = median(m, ph, "nginx"); b = median(m, ph, "tollgate")
     printf "| %s | %s | " fmt " | " fmt " | %.2f |\n", ph, label, a, b, (a > 0 ? b / a : 0)
   }
   END {
-    printf "tollgate vs nginx %s, %s cores, %s, segments %d B, bursts of %s\n\n", ngx, cores, date, seg, dur
+    printf "tollgate vs nginx %s, %s cores, %s, segments %d B, %d rounds of %s bursts (medians)\n\n", ngx, cores, date, seg, rounds, dur
     print "| phase | metric | nginx | tollgate | tollgate/nginx |"
     print "|---|---|---|---|---|"
     for (i = 1; i <= 2; i++) {
       ph = (i == 1 ? "playlist" : "segment")
-      n = ph SUBSEP "nginx"; t = ph SUBSEP "tollgate"
-      row("requests/s (c=" (i == 1 ? pc : sc) ")", ph, rps[n], rps[t], "%.0f")
-      row("MB/s", ph, bps[n] / 1e6, bps[t] / 1e6, "%.1f")
-      row("p50 ms", ph, p50[n], p50[t], "%.3f")
-      row("p99 ms", ph, p99[n], p99[t], "%.3f")
-      row("CPU s", ph, cpu[n], cpu[t], "%.2f")
-      if (i == 1) row("CPU ms per 1k requests", ph, cpu[n] * 1e6 / ok[n], cpu[t] * 1e6 / ok[t], "%.1f")
-      else row("CPU s per GB", ph, cpu[n] * 1e9 / bytes[n], cpu[t] * 1e9 / bytes[t], "%.2f")
-      row("peak RSS MiB", ph, rss[n] / 1024, rss[t] / 1024, "%.1f")
+      row("requests/s (c=" (i == 1 ? pc : sc) ")", ph, "rps", "%.0f")
+      row("MB/s", ph, "mbs", "%.1f")
+      row("p50 ms", ph, "p50", "%.3f")
+      row("p99 ms", ph, "p99", "%.3f")
+      row("proxy CPU s", ph, "cpu", "%.2f")
+      if (i == 1) row("proxy CPU ms per 1k requests", ph, "cpu_k", "%.2f")
+      else row("proxy CPU s per GB", ph, "cpu_gb", "%.3f")
+      row("load generator CPU s", ph, "client", "%.2f")
+      row("peak RSS MiB", ph, "rss", "%.1f")
     }
+    for (i = 1; i <= 2; i++) {
+      ph = (i == 1 ? "playlist" : "segment")
+      printf "\n%s requests/s tollgate/nginx per round:", ph
+      for (j = 1; j <= rounds; j++) printf " %.2f", r[j, ph, "tollgate"] / r[j, ph, "nginx"]
+    }
+    print ""
   }' "$work/results" | tee "$OUT"
 log "table written to $OUT"

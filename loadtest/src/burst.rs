@@ -9,8 +9,9 @@
 //! generator does as little work as possible per request.
 //!
 //! Reports requests ok, errors by status (`io` for a transport failure),
-//! requests/s, bytes/s and latency percentiles (p50, p90, p99, p99.9, max),
-//! on stdout and optionally as JSON (`--json`) for scripts.
+//! requests/s, bytes/s, latency percentiles (p50, p90, p99, p99.9, max) and
+//! the CPU seconds the generator itself used, on stdout and optionally as
+//! JSON (`--json`) for scripts.
 //!
 //! Every target must be a loopback address; the harness refuses anything else.
 
@@ -112,7 +113,7 @@ pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
         total.merge(w.await??)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let summary = summary(&total, elapsed);
+    let summary = summary(&total, elapsed, own_cpu_seconds());
     print!("{}", text(&summary));
     if let Some(path) = &args.json {
         let body = serde_json::to_string_pretty(&summary)?;
@@ -247,8 +248,20 @@ async fn request(
     Ok((status, n))
 }
 
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (clock ticks of `USER_HZ` = 100 on Linux); `None`
+/// elsewhere. Lets a script see what the load generator itself cost.
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, fields) = stat.rsplit_once(") ")?;
+    let mut f = fields.split_ascii_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The merged result, in the shape `--json` writes.
-fn summary(t: &Tally, elapsed_s: f64) -> serde_json::Value {
+fn summary(t: &Tally, elapsed_s: f64, client_cpu_s: Option<f64>) -> serde_json::Value {
     let ok = t.latency_us.len();
     let errors: u64 = t.errors.values().sum();
     let ms = |q: f64| t.latency_us.value_at_quantile(q) as f64 / 1e3;
@@ -260,6 +273,7 @@ fn summary(t: &Tally, elapsed_s: f64) -> serde_json::Value {
         "rps": ok as f64 / elapsed_s,
         "bytes": t.bytes,
         "bytes_per_sec": t.bytes as f64 / elapsed_s,
+        "client_cpu_s": client_cpu_s,
         "latency_ms": {
             "p50": ms(0.50),
             "p90": ms(0.90),
@@ -284,9 +298,10 @@ fn text(s: &serde_json::Value) -> String {
         }
     }
     out += &format!(
-        "requests/s    {:.0}\nMB/s          {:.1}\n",
+        "requests/s    {:.0}\nMB/s          {:.1}\nclient CPU s  {:.2}\n",
         f(&s["rps"]),
-        f(&s["bytes_per_sec"]) / 1e6
+        f(&s["bytes_per_sec"]) / 1e6,
+        f(&s["client_cpu_s"])
     );
     for (name, key) in [
         ("p50", "p50"),
