@@ -185,9 +185,17 @@ async fn connection(
     let mut next = worker % targets.paths.len();
     while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < limit {
         let t = Instant::now();
-        let s = match sender.take() {
-            Some(s) if !s.is_closed() => s,
-            _ => match connect(&targets.addr).await {
+        // A connection the server closed (say after its keep-alive request
+        // limit) is replaced, not counted as an error.
+        let mut reusable = sender.take();
+        if let Some(s) = reusable.as_mut()
+            && s.ready().await.is_err()
+        {
+            reusable = None;
+        }
+        let mut s = match reusable {
+            Some(s) => s,
+            None => match connect(&targets.addr).await {
                 Ok(s) => s,
                 Err(_) => {
                     tally.error("io");
@@ -197,7 +205,6 @@ async fn connection(
                 }
             },
         };
-        let mut s = s;
         let uri = targets.paths[next].clone();
         next = (next + 1) % targets.paths.len();
         let outcome = request(&mut s, uri, &targets.host_header).await;
