@@ -23,6 +23,12 @@
 #             segment (URL signed with secure_link); tollgate serves the same
 #             segment AES-128 encrypted from its encrypt-once cache (URI with
 #             tg/tgs from its own rewritten playlist). Both warmed first.
+#   cold      (COLD=1, the default) every request misses: nginx with
+#             proxy_cache bypassed (?nocache=1: fetch and relay plaintext);
+#             a second tollgate whose segment cache is too small to keep a
+#             segment (fetch + encrypt every time; concurrent requests for
+#             one segment still share one fill, counted in the report),
+#             spread over the playlist's newest segments.
 # Per proxy and phase: req/s, MB/s, p50/p99, CPU seconds (utime+stime from
 # /proc/<pid>/stat; nginx: master + children, reaped children included), peak
 # RSS (VmHWM, reset before each phase; nginx: sum over workers), and the load
@@ -30,8 +36,9 @@
 #
 # Writes the table to target/compare-nginx.md (OUT=...). Knobs (environment):
 #   SEG_BYTES (1048576) DURATION (8s) PL_CONNS (32) PL_REQS (2000000)
-#   SEG_CONNS (8) SEG_REQS (40000) ROUNDS (3) BASE_PORT (27080: tollgate, +1 origin,
-#   +2 nginx, +3 tollgate admin).
+#   SEG_CONNS (8) SEG_REQS (40000) ROUNDS (3) COLD (1) COLD_CONNS (2)
+#   COLD_REQS (20000) BASE_PORT (27080: tollgate, +1 origin, +2 nginx,
+#   +3 tollgate admin, +4 cold tollgate, +5 its admin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,12 +49,17 @@ PL_REQS=${PL_REQS:-2000000}
 SEG_CONNS=${SEG_CONNS:-8}
 SEG_REQS=${SEG_REQS:-40000}
 ROUNDS=${ROUNDS:-3}
+COLD=${COLD:-1}
+COLD_CONNS=${COLD_CONNS:-2}
+COLD_REQS=${COLD_REQS:-20000}
 BASE_PORT=${BASE_PORT:-27080}
 OUT=${OUT:-target/compare-nginx.md}
 TG_PORT=$BASE_PORT
 ORIGIN_PORT=$((BASE_PORT + 1))
 NGX_PORT=$((BASE_PORT + 2))
 ADMIN_PORT=$((BASE_PORT + 3))
+COLD_PORT=$((BASE_PORT + 4))
+COLD_ADMIN_PORT=$((BASE_PORT + 5))
 SECRET=bench-secure-link-secret
 R=target/release
 
@@ -66,7 +78,7 @@ nginx -V 2>&1 | grep -q -- --with-http_secure_link_module ||
 NGINX_VERSION=$(nginx -v 2>&1 | sed 's/.*nginx\///')
 log "building release binaries"
 cargo build --release --workspace --quiet
-for port in "$TG_PORT" "$ORIGIN_PORT" "$NGX_PORT" "$ADMIN_PORT"; do
+for port in "$TG_PORT" "$ORIGIN_PORT" "$NGX_PORT" "$ADMIN_PORT" "$COLD_PORT" "$COLD_ADMIN_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "127.0.0.1:$port is in use (set BASE_PORT)"
   fi
@@ -112,6 +124,12 @@ origin = "sim"
 auth = ["secure_link"]
 encrypt = true
 TOML
+# The cold instance: the same but for ports and a segment cache too small to
+# keep a segment (entries over max(1/8 of it, 1 MiB) are not kept).
+sed -e "s/127.0.0.1:$TG_PORT/127.0.0.1:$COLD_PORT/" \
+  -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$COLD_ADMIN_PORT/" \
+  -e 's/^segments = .*/segments = "1KiB"/' "$work/tollgate.toml" >"$work/tollgate-cold.toml"
+[ "$SEG_BYTES" -ge $((1 << 20)) ] || COLD=0
 
 mkdir -p "$work/nginx/cache" "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<NGINX
@@ -157,6 +175,8 @@ http {
       if (\$secure_link = "")  { return 403; }
       if (\$secure_link = "0") { return 410; }
       proxy_cache_valid 200 10m;
+      proxy_cache_bypass \$arg_nocache;
+      proxy_no_cache \$arg_nocache;
       proxy_pass http://origin;
     }
   }
@@ -176,8 +196,15 @@ pids+=("$NGX_PID")
 $R/tollgate run -c "$work/tollgate.toml" 2>"$work/tollgate.log" &
 TG_PID=$!
 pids+=("$TG_PID")
+TG_CUR=$TG_PID
+if [ "$COLD" = 1 ]; then
+  $R/tollgate run -c "$work/tollgate-cold.toml" 2>"$work/tollgate-cold.log" &
+  TGC_PID=$!
+  pids+=("$TGC_PID")
+fi
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 &&
+    { [ "$COLD" = 0 ] || curl -fs "http://127.0.0.1:$COLD_ADMIN_PORT/readyz" >/dev/null 2>&1; } &&
     curl -s -o /dev/null "http://127.0.0.1:$NGX_PORT/" 2>/dev/null &&
     curl -s -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/live/ch1/media.m3u8" && break
   sleep 0.1
@@ -236,10 +263,10 @@ cpu_ticks() {
   echo "$total"
 }
 proc_pids() { # proxy -> its processes, the main one first
-  if [ "$1" = nginx ]; then echo "$NGX_PID" $(pgrep -P "$NGX_PID"); else echo "$TG_PID"; fi
+  if [ "$1" = nginx ]; then echo "$NGX_PID" $(pgrep -P "$NGX_PID"); else echo "$TG_CUR"; fi
 }
 rss_pids() { # proxy -> processes whose VmHWM counts
-  if [ "$1" = nginx ]; then pgrep -f -P "$NGX_PID" 'nginx: worker'; else echo "$TG_PID"; fi
+  if [ "$1" = nginx ]; then pgrep -f -P "$NGX_PID" 'nginx: worker'; else echo "$TG_CUR"; fi
 }
 reset_hwm() { local p; for p in $(rss_pids "$1"); do echo 5 >"/proc/$p/clear_refs"; done; }
 peak_rss_kib() {
@@ -253,17 +280,18 @@ peak_rss_kib() {
 jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
 burst() { $R/tollgate-loadtest burst "$@"; }
 
-# phase ROUND NAME PROXY CONNS REQS URL: warm 1 s, then measure; appends one
-# result row.
+# phase ROUND NAME PROXY CONNS REQS TARGET: warm 1 s, then measure; appends one
+# result row. TARGET is a URL, or @FILE for a list of URLs.
 phase() {
   local round=$1 name=$2 proxy=$3 conns=$4 reqs=$5 url=$6 c0 c1
-  local json="$work/$name-$proxy-$round.json"
-  burst --url "$url" -c "$conns" -n "$reqs" -d 1s >/dev/null
+  local json="$work/$name-$proxy-$round.json" target=(--url "$6")
+  [ "${url#@}" != "$url" ] && target=(--urls-file "${url#@}")
+  burst "${target[@]}" -c "$conns" -n "$reqs" -d 1s >/dev/null
   reset_hwm "$proxy"
   # shellcheck disable=SC2046 # pid lists
   c0=$(cpu_ticks $(proc_pids "$proxy"))
   log "round $round, $name via $proxy: -c $conns -n $reqs -d $DURATION"
-  burst --url "$url" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >&2
+  burst "${target[@]}" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >&2
   # shellcheck disable=SC2046
   c1=$(cpu_ticks $(proc_pids "$proxy"))
   [ "$(jnum "$json" errors)" = 0 ] || die "$name via $proxy had errors (see above)"
@@ -273,6 +301,47 @@ phase() {
     "$(awk -v t=$((c1 - c0)) -v k="$TCK" 'BEGIN{print t/k}')" \
     "$(peak_rss_kib "$proxy")" "$(jnum "$json" bytes)" "$(jnum "$json" client_cpu_s)" \
     >>"$work/results"
+}
+
+# lookups RESULT: the cold instance's segment cache lookups so far.
+lookups() {
+  curl -fs "http://127.0.0.1:$COLD_ADMIN_PORT/metrics" |
+    awk -v r="$1" '$1 ~ /^tollgate_segment_cache_lookups_total/ && $1 ~ "result=\"" r "\"" {print $2; f = 1}
+      END {if (!f) print 0}'
+}
+
+# One cold round: URL lists for the playlist's newest segments (fresh, so the
+# origin still has them), then both proxies; counts how the cold tollgate's
+# lookups went (miss = one fetch and one encryption).
+cold_round() {
+  local round=$1 order=$2 uris uri m0 j0 h0
+  curl -fs -o "$work/cold.m3u8" "http://127.0.0.1:$COLD_PORT$PLAYLIST" ||
+    die "the cold tollgate refused the playlist"
+  mapfile -t uris < <(grep -v '^#' "$work/cold.m3u8" | grep .)
+  [ "${#uris[@]}" -ge 3 ] || die "the cold playlist has ${#uris[@]} segments"
+  : >"$work/cold-tollgate.urls"
+  : >"$work/cold-nginx.urls"
+  for uri in "${uris[@]}"; do
+    echo "http://127.0.0.1:$COLD_PORT/live/ch1/$uri" >>"$work/cold-tollgate.urls"
+    echo "http://127.0.0.1:$NGX_PORT$(sign "/live/ch1/${uri%%\?*}")&nocache=1" >>"$work/cold-nginx.urls"
+  done
+  if [ "$round" = 1 ]; then
+    bypass=$(curl -fs -D - -o /dev/null "$(head -n 1 "$work/cold-nginx.urls")" | tr -d '\r' |
+      sed -n 's/^X-Cache-Status: //Ip')
+    [ "$bypass" = BYPASS ] || die "nginx did not bypass its cache for nocache=1 ($bypass)"
+  fi
+  m0=$(lookups miss) j0=$(lookups joined) h0=$(lookups hit)
+  for proxy in $order; do
+    if [ "$proxy" = nginx ]; then
+      phase "$round" cold nginx "$COLD_CONNS" "$COLD_REQS" "@$work/cold-nginx.urls"
+    else
+      TG_CUR=$TGC_PID
+      phase "$round" cold tollgate "$COLD_CONNS" "$COLD_REQS" "@$work/cold-tollgate.urls"
+      TG_CUR=$TG_PID
+    fi
+  done
+  echo "$round $(($(lookups miss) - m0)) $(($(lookups joined) - j0)) $(($(lookups hit) - h0))" \
+    >>"$work/cold-lookups"
 }
 
 # Rounds interleave the proxies (ABBA order) so drift in the machine's other
@@ -288,12 +357,13 @@ for round in $(seq "$ROUNDS"); do
     if [ "$proxy" = nginx ]; then url="http://127.0.0.1:$NGX_PORT$NGX_SEG"; else url="http://127.0.0.1:$TG_PORT$TG_SEG"; fi
     phase "$round" segment "$proxy" "$SEG_CONNS" "$SEG_REQS" "$url"
   done
+  [ "$COLD" = 1 ] && cold_round "$round" "$order"
 done
 
 # --- report -----------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VERSION" \
-  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" -v rounds="$ROUNDS" '
+  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" -v cc="$COLD_CONNS" -v rounds="$ROUNDS" '
   function add(m, v) { k = m SUBSEP $2 SUBSEP $3; n[k]++; val[k, n[k]] = v }
   function median(m, ph, px,   k, c, i, j, t, a) {
     k = m SUBSEP ph SUBSEP px; c = n[k]
@@ -312,9 +382,10 @@ awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VER
     printf "tollgate vs nginx %s, %s cores, %s, segments %d B, %d rounds of %s bursts (medians)\n\n", ngx, cores, date, seg, rounds, dur
     print "| phase | metric | nginx | tollgate | tollgate/nginx |"
     print "|---|---|---|---|---|"
-    for (i = 1; i <= 2; i++) {
-      ph = (i == 1 ? "playlist" : "segment")
-      row("requests/s (c=" (i == 1 ? pc : sc) ")", ph, "rps", "%.0f")
+    for (i = 1; i <= 3; i++) {
+      ph = (i == 1 ? "playlist" : i == 2 ? "segment" : "cold")
+      if (!n["rps" SUBSEP ph SUBSEP "nginx"]) continue
+      row("requests/s (c=" (i == 1 ? pc : i == 2 ? sc : cc) ")", ph, "rps", "%.0f")
       row("MB/s", ph, "mbs", "%.1f")
       row("p50 ms", ph, "p50", "%.3f")
       row("p99 ms", ph, "p99", "%.3f")
@@ -324,11 +395,17 @@ awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VER
       row("load generator CPU s", ph, "client", "%.2f")
       row("peak RSS MiB", ph, "rss", "%.1f")
     }
-    for (i = 1; i <= 2; i++) {
-      ph = (i == 1 ? "playlist" : "segment")
+    for (i = 1; i <= 3; i++) {
+      ph = (i == 1 ? "playlist" : i == 2 ? "segment" : "cold")
+      if (!n["rps" SUBSEP ph SUBSEP "nginx"]) continue
       printf "\n%s requests/s tollgate/nginx per round:", ph
       for (j = 1; j <= rounds; j++) printf " %.2f", r[j, ph, "tollgate"] / r[j, ph, "nginx"]
     }
     print ""
   }' "$work/results" | tee "$OUT"
+if [ -s "$work/cold-lookups" ]; then
+  awk '{m += $2; j += $3; h += $4}
+    END {printf "\ncold tollgate segment cache lookups (all rounds, warm-ups included): %d miss (fetch + encrypt), %d joined a running fill, %d hit\n", m, j, h}' \
+    "$work/cold-lookups" | tee -a "$OUT"
+fi
 log "table written to $OUT"
