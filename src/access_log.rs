@@ -27,7 +27,8 @@ pub struct RequestRecord {
     pub method: Method,
     /// HTTP version of the viewer's connection.
     pub version: Version,
-    /// Request path as received, with the query stripped of credentials.
+    /// Request path as received, with the query stripped of credentials;
+    /// empty when the access log is off (nothing else reads it).
     pub path: String,
     /// Matched route name.
     pub route: Option<String>,

@@ -71,11 +71,11 @@ impl CredentialParams {
 
 fn strip_with(query: &str, is_credential: impl Fn(&str) -> bool) -> Option<String> {
     let mut out = String::with_capacity(query.len());
-    for pair in query.split('&') {
+    for pair in crate::auth::query::split_pairs(query) {
         if pair.is_empty() {
             continue;
         }
-        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        let name = crate::auth::query::split_name(pair).map_or(pair, |(n, _)| n);
         if is_credential(name) {
             continue;
         }

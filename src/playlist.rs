@@ -101,12 +101,28 @@ impl PlaylistCache {
         let Some(cache) = &self.cache else {
             return fetch(origin, uri, c).await.map(Arc::new);
         };
-        let key = uri.to_string();
+        let key = cache_key(&uri);
         cache
             .try_get_with(key, async { fetch(origin, uri, c).await.map(Arc::new) })
             .await
             .map_err(|e: Arc<ProxyError>| *e)
     }
+}
+
+/// The cache key of `uri`: its text, as `Uri`'s `Display` writes it, built
+/// with plain copies (the formatter machinery cost more than the lookup).
+fn cache_key(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let pq = uri.path_and_query().map_or("", |pq| pq.as_str());
+    let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + pq.len());
+    if !scheme.is_empty() {
+        key.push_str(scheme);
+        key.push_str("://");
+    }
+    key.push_str(authority);
+    key.push_str(pq);
+    key
 }
 
 /// Fetch, decode and compile one origin playlist.
@@ -272,6 +288,20 @@ fn decode(encoding: Option<&str>, raw: Bytes, max: usize) -> Result<Bytes, Proxy
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn cache_key_is_the_uri_text() {
+        let uris = [
+            "http://127.0.0.1:8081/live/ch1/media.m3u8",
+            "http://o.example/base/live/ch1/media.m3u8?_HLS_msn=5&x=%20",
+            "http://o.example",
+            "/relative/only.m3u8?q=1",
+        ];
+        for text in uris {
+            let uri: Uri = text.parse().unwrap();
+            assert_eq!(cache_key(&uri), uri.to_string(), "{text}");
+        }
+    }
 
     #[test]
     fn decodes_gzip_and_deflate_within_the_limit() {

@@ -55,7 +55,12 @@ pub async fn handle(
         client_ip,
         method: req.method().clone(),
         version: req.version(),
-        path: loggable_target(req.uri().path(), req.uri().query(), &live.credentials),
+        // Only the access log reads it: no strip and no allocation without one.
+        path: if live.config.log.access {
+            loggable_target(req.uri().path(), req.uri().query(), &live.credentials)
+        } else {
+            String::new()
+        },
         route: None,
         channel: None,
         status: 0,

@@ -1,28 +1,24 @@
 //! `tollgate-loadtest`: a bounded, loopback-only load harness for tollgate.
 //!
-//! This is the skeleton the load-testing issue grows into `viewers`, `burst`
-//! and `zap` scenarios. Today it has:
+//! Scenarios:
 //! - `origin`: the simulated live origin of `tollgate demo`, with synthetic
 //!   segments of a chosen size, for driving a proxy under test;
-//! - `burst`: GET one URL as fast as possible over C keep-alive connections,
-//!   bounded by a request count and a duration, printing requests/s and
-//!   latency percentiles;
+//! - `burst` (`burst.rs`): GET one or more URLs as fast as possible over C
+//!   keep-alive connections, bounded by a request count and a duration,
+//!   printing requests/s, bytes/s, errors by status and HDR latency
+//!   percentiles (optionally as JSON).
 //! - `viewers` and `zap`: virtual players at real pace
 //!   ([`tollgate_loadtest::viewers`], [`tollgate_loadtest::zap`]).
 //!
 //! Every target must be a loopback address; the harness refuses anything else.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod burst;
 
-use anyhow::{Context as _, bail};
-use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::bail;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tollgate::simorigin::{SegmentSource, SimOrigin, SimOriginOptions};
 
 #[derive(Parser)]
@@ -60,21 +56,9 @@ enum Command {
     Viewers(tollgate_loadtest::cli::CommonArgs),
     /// Viewers switching channels, with session counts checked.
     Zap(tollgate_loadtest::cli::ZapArgs),
-    /// GET one URL as fast as possible over `connections` keep-alive connections.
-    Burst {
-        /// Target URL (http://127.0.0.1:PORT/...).
-        #[arg(long)]
-        url: String,
-        /// Concurrent connections.
-        #[arg(long, short = 'c', default_value_t = 32)]
-        connections: usize,
-        /// Stop after this many requests in total.
-        #[arg(long, short = 'n', default_value_t = 100_000)]
-        requests: u64,
-        /// Stop after this long, whatever the count.
-        #[arg(long, short = 'd', default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-    },
+    /// GET one or more URLs as fast as possible over `connections` keep-alive
+    /// connections; latency histograms, errors by status, optional JSON.
+    Burst(burst::BurstArgs),
 }
 
 #[tokio::main]
@@ -113,86 +97,8 @@ async fn main() -> anyhow::Result<()> {
             origin.serve(listener, stop).await?;
             Ok(())
         }
-        Command::Burst {
-            url,
-            connections,
-            requests,
-            duration,
-        } => burst(&url, connections, requests, duration).await,
+        Command::Burst(args) => burst::run(args).await,
         Command::Viewers(args) => std::process::exit(tollgate_loadtest::cli::viewers(args).await),
         Command::Zap(args) => std::process::exit(tollgate_loadtest::cli::zap(args).await),
     }
-}
-
-async fn burst(
-    url: &str,
-    connections: usize,
-    requests: u64,
-    duration: Duration,
-) -> anyhow::Result<()> {
-    let uri: hyper::Uri = url.parse().context("invalid --url")?;
-    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("the load harness only targets loopback addresses, not {host}");
-    }
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(connections)
-        .build_http();
-    let issued = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut workers = Vec::new();
-    for _ in 0..connections.max(1) {
-        let (client, uri) = (client.clone(), uri.clone());
-        let (issued, errors, bytes) = (issued.clone(), errors.clone(), bytes.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < requests {
-                let t = Instant::now();
-                match client.get(uri.clone()).await {
-                    Ok(resp) if resp.status().is_success() => {
-                        match resp.into_body().collect().await {
-                            Ok(b) => {
-                                bytes.fetch_add(b.to_bytes().len() as u64, Ordering::Relaxed);
-                                latencies.push(t.elapsed());
-                            }
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await?);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    println!("requests ok   {}", all.len());
-    println!("errors        {}", errors.load(Ordering::Relaxed));
-    println!("requests/s    {:.0}", all.len() as f64 / elapsed);
-    println!(
-        "MB/s          {:.1}",
-        bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6
-    );
-    println!("p50 ms        {:.3}", pct(0.50));
-    println!("p99 ms        {:.3}", pct(0.99));
-    Ok(())
 }

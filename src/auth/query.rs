@@ -33,20 +33,69 @@ const VALUE_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The raw `name=value` pieces of `query`, split at `&` (empty pieces
+/// included), like `query.split('&')`.
+///
+/// Scans bytes rather than using a `char` pattern: queries are a few dozen
+/// bytes, where the searcher behind `split('&')` spends more on setting up
+/// each search than on the scan (BENCHMARKS.md, "Playlist path"). `&` is
+/// ASCII, so every split point is a char boundary.
+pub fn split_pairs(query: &str) -> impl DoubleEndedIterator<Item = &str> {
+    SplitAmp { rest: Some(query) }
+}
+
+/// `pair` split at its first `=` into name and value, like
+/// `pair.split_once('=')` (a byte scan, for the reason of [`split_pairs`]).
+pub fn split_name(pair: &str) -> Option<(&str, &str)> {
+    let i = pair.bytes().position(|b| b == b'=')?;
+    Some((pair.get(..i)?, pair.get(i + 1..)?))
+}
+
+/// The iterator behind [`split_pairs`]; `None` once the last piece is out.
+struct SplitAmp<'q> {
+    rest: Option<&'q str>,
+}
+
+impl<'q> Iterator for SplitAmp<'q> {
+    type Item = &'q str;
+
+    fn next(&mut self) -> Option<&'q str> {
+        let rest = self.rest?;
+        match rest.bytes().position(|b| b == b'&') {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => self.rest.take(),
+        }
+    }
+}
+
+impl<'q> DoubleEndedIterator for SplitAmp<'q> {
+    fn next_back(&mut self) -> Option<&'q str> {
+        let rest = self.rest?;
+        match rest.bytes().rposition(|b| b == b'&') {
+            Some(i) => {
+                self.rest = rest.get(..i);
+                rest.get(i + 1..)
+            }
+            None => self.rest.take(),
+        }
+    }
+}
+
 /// Every `(name, value)` of `query` (no leading `?`), raw, in order; a
 /// parameter without `=` has the empty value. Reversible, for "last wins".
 pub fn pairs(query: &str) -> impl DoubleEndedIterator<Item = (&str, &str)> {
-    query
-        .split('&')
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+    split_pairs(query).map(|pair| split_name(pair).unwrap_or((pair, "")))
 }
 
 /// nginx `$arg_NAME` (`ngx_http_arg`): the raw value of the first argument
 /// whose name equals `name` ASCII case-insensitively. An argument without
 /// `=` does not count (the search goes on past it).
 pub fn arg<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
+    split_pairs(query).find_map(|pair| {
+        let (k, v) = split_name(pair)?;
         k.eq_ignore_ascii_case(name).then_some(v)
     })
 }
@@ -87,6 +136,30 @@ pub fn is_param_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_name_is_split_once_at_equals() {
+        for pair in ["", "=", "a", "a=", "=b", "a=b=c", "é=ü", "a%3D=b"] {
+            assert_eq!(split_name(pair), pair.split_once('='), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn split_pairs_is_split_at_ampersand_both_ways() {
+        let cases = ["", "&", "&&", "a", "a=1&b=2", "&a&", "é=ü&&ß", "x=%26&y"];
+        for q in cases {
+            let want: Vec<&str> = q.split('&').collect();
+            assert_eq!(split_pairs(q).collect::<Vec<_>>(), want, "{q:?}");
+            let want: Vec<&str> = q.split('&').rev().collect();
+            assert_eq!(split_pairs(q).rev().collect::<Vec<_>>(), want, "{q:?}");
+        }
+        let mut both = split_pairs("a&b&c&d");
+        assert_eq!(
+            [both.next(), both.next_back(), both.next(), both.next_back()],
+            [Some("a"), Some("d"), Some("b"), Some("c")]
+        );
+        assert_eq!((both.next(), both.next_back()), (None, None));
+    }
 
     #[test]
     fn arg_table() {
