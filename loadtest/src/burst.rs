@@ -37,23 +37,23 @@ pub struct BurstArgs {
     /// Target URL (http://127.0.0.1:PORT/...); repeat to spread requests
     /// round-robin over several URLs. All must share one host and port.
     #[arg(long = "url")]
-    urls: Vec<String>,
+    pub urls: Vec<String>,
     /// File with one target URL per line (blank lines and `#` comments
     /// skipped), added to the `--url`s.
     #[arg(long)]
-    urls_file: Option<PathBuf>,
+    pub urls_file: Option<PathBuf>,
     /// Concurrent connections (one request in flight on each).
     #[arg(long, short = 'c', default_value_t = 32)]
-    connections: usize,
+    pub connections: usize,
     /// Stop after this many requests in total.
     #[arg(long, short = 'n', default_value_t = 100_000)]
-    requests: u64,
+    pub requests: u64,
     /// Stop after this long, whatever the count.
     #[arg(long, short = 'd', default_value = "10s", value_parser = humantime::parse_duration)]
-    duration: Duration,
+    pub duration: Duration,
     /// Also write the summary as JSON to this file.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
 }
 
 /// One target: where to connect and what to send.
@@ -96,7 +96,18 @@ impl Tally {
 
 /// Runs the burst and prints (and optionally writes) the summary.
 pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
-    let targets = Arc::new(targets(&args)?);
+    let summary = measure(&args).await?;
+    print!("{}", text(&summary));
+    if let Some(path) = &args.json {
+        let body = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, body + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the burst and returns the summary, in the shape `--json` writes.
+pub async fn measure(args: &BurstArgs) -> anyhow::Result<serde_json::Value> {
+    let targets = Arc::new(targets(args)?);
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + args.duration;
@@ -113,13 +124,7 @@ pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
         total.merge(w.await??)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let summary = summary(&total, elapsed, own_cpu_seconds());
-    print!("{}", text(&summary));
-    if let Some(path) = &args.json {
-        let body = serde_json::to_string_pretty(&summary)?;
-        std::fs::write(path, body + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(summary(&total, elapsed, own_cpu_seconds()))
 }
 
 /// Parses and checks every URL: http, loopback, one host:port for all.
@@ -141,21 +146,12 @@ fn targets(args: &BurstArgs) -> anyhow::Result<Targets> {
     let mut authority: Option<hyper::http::uri::Authority> = None;
     let mut paths = Vec::with_capacity(urls.len());
     for url in &urls {
+        let parsed = url::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+        crate::ensure_loopback(&parsed).map_err(anyhow::Error::msg)?;
         let uri: hyper::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
-        if uri.scheme_str() != Some("http") {
-            bail!("only http:// targets are supported, not {url}");
-        }
         let Some(auth) = uri.authority().cloned() else {
             bail!("URL without a host: {url}");
         };
-        let host = auth.host().trim_matches(['[', ']']);
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            bail!("the load harness only targets loopback addresses, not {host}");
-        }
         match &authority {
             Some(a) if *a != auth => bail!("every URL must share one host:port ({a} vs {auth})"),
             _ => authority = Some(auth),

@@ -17,6 +17,7 @@
 //! else. Every run is bounded in time and in requests.
 
 pub mod admin;
+pub mod burst;
 pub mod cli;
 pub mod client;
 pub mod entry;

@@ -12,14 +12,13 @@
 //!
 //! Every target must be a loopback address; the harness refuses anything else.
 
-mod burst;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tollgate::simorigin::{SegmentSource, SimOrigin, SimOriginOptions};
+use tollgate_loadtest::burst;
 
 #[derive(Parser)]
 #[command(

@@ -354,3 +354,57 @@ async fn key_flipper(proxy: SocketAddr) -> SocketAddr {
     });
     addr
 }
+
+/// `burst` against the real proxy: every request of the budget is counted
+/// once, as ok or as an error by status, and the bytes are the bodies'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_counts_against_the_real_proxy() {
+    let live = origin("/live/", SEGMENT_BYTES).await;
+    let paid = origin("/paid/", SEGMENT_BYTES).await;
+    let proxy = proxy(live.addr, paid.addr).await;
+    let master = format!("http://{}/live/ch1/index.m3u8", proxy.http);
+    let missing = format!("http://{}/nowhere/x.m3u8", proxy.http);
+    let args = |urls: Vec<String>| tollgate_loadtest::burst::BurstArgs {
+        urls,
+        urls_file: None,
+        connections: 4,
+        requests: 300,
+        duration: Duration::from_secs(20),
+        json: None,
+    };
+
+    let s = tollgate_loadtest::burst::measure(&args(vec![master.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(s["requests_ok"], 300, "{s:#}");
+    assert_eq!(s["errors"], 0, "{s:#}");
+    // Every answer is the rewritten master playlist of one session, whose
+    // length does not change (a capability has a fixed length).
+    let body = plain_get(&master).await;
+    assert_eq!(s["bytes"], 300 * body.len() as u64, "{s:#}");
+
+    // Round-robin over an answering and a missing URL: every request is
+    // counted once, the misses by their status.
+    let s = tollgate_loadtest::burst::measure(&args(vec![master, missing]))
+        .await
+        .unwrap();
+    let (ok, errors) = (
+        s["requests_ok"].as_u64().unwrap(),
+        s["errors"].as_u64().unwrap(),
+    );
+    assert_eq!(ok + errors, 300, "{s:#}");
+    assert!(ok > 0 && errors > 0, "{s:#}");
+    assert_eq!(s["errors_by_status"]["404"], errors, "{s:#}");
+    assert_eq!(s["bytes"], ok * body.len() as u64, "{s:#}");
+
+    // A target off loopback is refused before any request.
+    let far = tollgate_loadtest::burst::measure(&args(vec!["http://192.0.2.1/x".into()])).await;
+    assert!(far.unwrap_err().to_string().contains("loopback"));
+}
+
+/// GET `url` with a plain hyper client: the body.
+async fn plain_get(url: &str) -> Bytes {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.get(url.parse().unwrap()).await.unwrap();
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
