@@ -478,20 +478,7 @@ async fn max_stale_fails_readiness_until_the_next_good_sync() {
     // The sync's health is recorded just after its state is published.
     wait_ready(&proxy).await;
     cp.answer(Behaviour::Status(500));
-    eventually("readyz to fail", async || {
-        let r = h1_client()
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap();
-        let (s, b) = (r.status(), r.text().await.unwrap());
-        if s == 503 && b == "control-plane state is stale\n" {
-            Ok(())
-        } else {
-            Err(format!("{s} {b}"))
-        }
-    })
-    .await;
+    wait_readyz(&proxy, 503, "control-plane state is stale\n").await;
     // Still serving the last good state while out of rotation.
     assert_eq!(
         fetch(&proxy, "/live/ch1/index.m3u8?token=alice-tok")
@@ -505,14 +492,19 @@ async fn max_stale_fails_readiness_until_the_next_good_sync() {
 
 /// Wait until `/readyz` answers 200 `ready`.
 async fn wait_ready(proxy: &TestProxy) {
-    eventually("readyz to answer ready", async || {
+    wait_readyz(proxy, 200, "ready\n").await;
+}
+
+/// Wait until `/readyz` answers `status` with `body`.
+async fn wait_readyz(proxy: &TestProxy, status: u16, body: &str) {
+    eventually(&format!("readyz to answer {status} {body:?}"), async || {
         let r = h1_client()
             .get(proxy.admin_url("/readyz"))
             .send()
             .await
             .unwrap();
         let (s, b) = (r.status(), r.text().await.unwrap());
-        if s == 200 && b == "ready\n" {
+        if s == status && b == body {
             Ok(())
         } else {
             Err(format!("{s} {b}"))

@@ -310,3 +310,63 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
         "run did not return cleanly: {result:?}"
     );
 }
+
+/// TLS resumption scales past rustls' default 256-session server cache:
+/// after 300 other clients, the first one still resumes (stateless TLS 1.3
+/// tickets), so a returning viewer's handshake stays cheap on a busy edge.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_sessions_resume_after_many_other_clients() {
+    use rustls::client::{ClientSessionMemoryCache, Resumption};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    install_crypto();
+    let origin = content_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let tls =
+        "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let proxy = start_proxy_in(&config_for(origin.addr, tls), dir.path()).await;
+    let addr = proxy.tls.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    // One client (its own session store) per viewer.
+    let client = || {
+        let mut c = rustls::ClientConfig::builder()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        c.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
+        tokio_rustls::TlsConnector::from(Arc::new(c))
+    };
+    // A request and its answer, so the tickets sent after the handshake are read.
+    let visit = async |connector: &tokio_rustls::TlsConnector| {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
+        tls.write_all(
+            b"GET /live/ch1/index.m3u8 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        kind
+    };
+    let first = client();
+    assert_eq!(visit(&first).await, Some(rustls::HandshakeKind::Full));
+    for _ in 0..300 {
+        visit(&client()).await;
+    }
+    assert_eq!(
+        visit(&first).await,
+        Some(rustls::HandshakeKind::Resumed),
+        "the first viewer's session was forgotten"
+    );
+}
