@@ -188,10 +188,12 @@ fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
         crate::fleet::FailMode::Closed
     };
     opts.op_timeout = *timeout;
-    opts.ended_ttl = config
-        .sessions
-        .capability_ttl
-        .max(config.sessions.idle_timeout);
+    // An ended marker must outlive every capability minted before the end:
+    // those expire at most a TTL plus one step later (capability_expiry).
+    let sessions = &config.sessions;
+    opts.ended_ttl = (sessions.capability_ttl
+        + std::time::Duration::from_secs(sessions.capability_step()))
+    .max(sessions.idle_timeout);
     match crate::fleet::FleetStore::new(url.expose(), opts) {
         Ok(store) => Some(store),
         Err(e) => {
