@@ -274,6 +274,7 @@ async fn forward(
             &scope,
             Admission {
                 entry: capability.is_none(),
+                vouched: route.auth.iter().any(|m| m.vouches_for_users()),
                 limit,
                 token: presented.as_deref(),
             },
@@ -339,6 +340,9 @@ enum Through {
 struct Admission<'a> {
     /// The viewer just presented fresh credentials (clears a kick).
     entry: bool,
+    /// The route has a method that names users the entitlements need not
+    /// list ([`AuthMethod::vouches_for_users`]).
+    vouched: bool,
     /// The `?token=` the viewer presented at entry (for the blocklists).
     token: Option<&'a str>,
     /// A limit the auth method set (the backend's `X-Max-Sessions` /
@@ -378,11 +382,15 @@ async fn admit(
         Some(user) if ents.user(user).is_some() => {
             ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
         }
-        // Users the auth method vouches for but the entitlements do not
-        // list (a backend's X-UserId, a WMSAuth id) only meet the blocklist.
-        Some(user) => ents
+        // Users an auth method of the route vouches for but the
+        // entitlements do not list (a backend's X-UserId, a WMSAuth id)
+        // only meet the blocklist.
+        Some(user) if how.vouched => ents
             .check_blocklist(Some(user), how.token, scope.client_ip)
             .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
+        // Anyone else must be listed: a deleted user's capability (even one
+        // re-adopting a session the table forgot) is refused.
+        Some(_) => Err(crate::entitlements::Denial::Forbidden),
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
     }
     .map_err(ProxyError::from)?;
@@ -867,6 +875,7 @@ async fn serve_key(
     // users and entitlements are checked here by the entitlements layer.
     let again = Admission {
         entry: false,
+        vouched: route.auth.iter().any(|m| m.vouches_for_users()),
         limit: None,
         token: None,
     };

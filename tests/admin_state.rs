@@ -192,3 +192,53 @@ async fn changes_apply_at_once_and_survive_a_restart() {
         200
     );
 }
+
+/// A user deleted while their player is paused (the session already
+/// forgotten after `idle_timeout`, so there is nothing to end) is still
+/// refused when the player comes back with its old capability: on a `token`
+/// route every user must be listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_deleted_during_a_pause_cannot_resume() {
+    let origin = content_origin().await;
+    let state = tempfile::tempdir().unwrap();
+    let text = admin_api_config(origin.addr, state.path()) + "[sessions]\nidle_timeout = \"1s\"\n";
+    let proxy = start_proxy(&text).await;
+    let (s, b) = api(
+        &proxy,
+        "PUT",
+        "/api/v1/packages/all",
+        Some(json!({"channels": ["*"]})),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = api(
+        &proxy,
+        "PUT",
+        "/api/v1/users/dave",
+        Some(json!({"tokens": ["dave-token"], "packages": ["all"]})),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=dave-token").await;
+    assert_eq!(status, 200, "{playlist}");
+    let seg = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .map(|l| format!("/live/ch1/{l}"))
+        .unwrap();
+    assert_eq!(fetch(&proxy, &seg).await.0, 200);
+    // Paused: the session is forgotten.
+    eventually("dave's session to be swept", async || {
+        let (_, b) = api(&proxy, "GET", "/api/v1/sessions?user=dave", None).await;
+        if b.contains("\"sessions\":[]") {
+            Ok(())
+        } else {
+            Err(b)
+        }
+    })
+    .await;
+    let (s, b) = api(&proxy, "DELETE", "/api/v1/users/dave", None).await;
+    assert_eq!(s, 204, "{b}");
+    // Resumes with the capability it holds: refused, not re-adopted.
+    assert_eq!(fetch(&proxy, &seg).await, (403, error_body("forbidden")));
+}

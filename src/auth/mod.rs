@@ -58,6 +58,17 @@ pub enum AuthMethod {
     Backend,
 }
 
+impl AuthMethod {
+    /// Whether this method names users of its own, whom the entitlements
+    /// need not list: a WMSAuth `id=`, a Cesbo built-in login, a backend's
+    /// `X-UserId`. The `token` method's users are the entitlements' own, so
+    /// on a route without such a method a user the entitlements no longer
+    /// list (deleted, or removed by a sync) is refused.
+    pub fn vouches_for_users(self) -> bool {
+        matches!(self, Self::WmsAuth | Self::Cesbo | Self::Backend)
+    }
+}
+
 /// Every method, in config-name order.
 pub const ALL_METHODS: [AuthMethod; 8] = [
     AuthMethod::Ip,
