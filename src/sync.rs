@@ -370,11 +370,11 @@ async fn once(
     let token = cp.token.clone();
     let mode = cp.mode;
     let s = shared.clone();
-    let (changed, ended) = tokio::task::spawn_blocking(move || {
+    let (changed, ended, gap) = tokio::task::spawn_blocking(move || {
         let answer = match (mode, answer) {
-            (_, None) => return Ok((false, Vec::new())),
+            (_, None) => return Ok((false, Vec::new(), None)),
             (SyncMode::Tollgate, Some(body)) => {
-                protocol::parse_answer(&body, |b| s.api_layer_from_json(b))
+                protocol::parse_answer(&body, held, |b| s.api_layer_from_json(b))
                     .map_err(|e| Failure::new("bad_answer", e.to_string()))?
             }
             (SyncMode::NimblePpv, Some(body)) => {
@@ -407,8 +407,13 @@ async fn once(
     for user in ended {
         shared.end_user_sessions(&user);
     }
+    // An authentic, well-formed answer acknowledges the report, even one
+    // whose delta could not be used.
     usage.delivered(&lines);
-    Ok(changed)
+    match gap {
+        Some(f) => Err(f),
+        None => Ok(changed),
+    }
 }
 
 fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[Line]) -> Vec<u8> {
@@ -472,9 +477,13 @@ fn nimble_report(cp: &ControlPlaneConfig, puzzle: &str, lines: &[Line]) -> Vec<u
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// Apply an accepted answer (blocking: compiles and saves). Returns whether
-/// anything changed and the users whose sessions must end now.
-fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure> {
+/// What applying an answer did: whether anything changed, the users whose
+/// sessions must end now, and a delta refused for its version (the rest of
+/// the answer, its deny list, still applied).
+type Applied = (bool, Vec<String>, Option<Failure>);
+
+/// Apply an accepted answer (blocking: compiles and saves).
+fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
     let storage = |e: ChangeError| match e {
         ChangeError::Invalid(p) => Failure::new("bad_answer", p.join("; ")),
         ChangeError::NotFound => Failure::new("bad_answer", "not found"),
@@ -528,10 +537,12 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
     if let Some((list, layer)) = answer.deny
         && list != next.deny
     {
+        let was: std::collections::HashSet<&str> =
+            next.deny.users.iter().map(String::as_str).collect();
         ended.extend(
             list.users
                 .iter()
-                .filter(|u| !next.deny.users.contains(u))
+                .filter(|u| !was.contains(u.as_str()))
                 .cloned(),
         );
         next.deny = list;
@@ -555,10 +566,7 @@ fn apply(shared: &Shared, answer: Answer) -> Result<(bool, Vec<String>), Failure
             shared.set_deny(layer);
         }
     }
-    match gap {
-        Some(f) => Err(f),
-        None => Ok((changed, ended)),
-    }
+    Ok((changed, ended, gap))
 }
 
 #[cfg(test)]

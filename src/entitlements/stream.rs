@@ -31,16 +31,23 @@ pub enum LoadError {
 pub fn redact_json_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
     let mut out = String::with_capacity(text.len());
-    let mut inside = false;
+    let mut inside = None;
     for c in text.chars() {
         match (c, inside) {
-            ('"', false) => {
+            ('"', None) => {
                 out.push_str("\"…\"");
-                inside = true;
+                inside = Some('"');
             }
-            ('"', true) => inside = false,
-            (c, false) => out.push(c),
-            (_, true) => {}
+            // serde quotes a number it did not expect in backticks
+            // (`integer `12345``): a numeric token is a value too. Field
+            // names (`unknown field `x``) stay readable.
+            ('`', None) if out.ends_with("integer ") || out.ends_with("floating point ") => {
+                out.push_str("`…`");
+                inside = Some('`');
+            }
+            (c, Some(q)) if c == q => inside = None,
+            (c, None) => out.push(c),
+            (_, Some(_)) => {}
         }
     }
     out

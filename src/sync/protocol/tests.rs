@@ -13,6 +13,7 @@ fn full_snapshot_is_compiled() {
     let a = parse_answer(
         br#"{"version":7,"snapshot":{"users":{"alice":{"tokens":["t1"],"packages":["p"]}},
              "packages":{"p":{"channels":["ch*"]}},"blocklist":{"users":["mallory"]}}}"#,
+        None,
         Entitlements::from_json_slice,
     )
     .expect("valid");
@@ -30,6 +31,7 @@ fn delta_and_deny() {
     let a = parse_answer(
         br#"{"version":8,"delta":{"since":7,"users":{"bob":{"max_sessions":2},"alice":null},
              "packages":{"old":null}},"deny":{"users":["eve"],"ips":["203.0.113.0/24"]}}"#,
+        None,
         Entitlements::from_json_slice,
     )
     .expect("valid");
@@ -77,16 +79,24 @@ fn refusals_are_whole_and_redacted() {
         ),
     ];
     for (body, want) in cases {
-        let e = parse_answer(body, Entitlements::from_json_slice)
+        let e = parse_answer(body, None, Entitlements::from_json_slice)
             .expect_err(&String::from_utf8_lossy(body));
         assert!(e.to_string().contains(want), "{e} lacks {want}");
     }
     let e = parse_answer(
         br#"{"version":1,"snapshot":{"users":{"a":{"tokens":"SECRET"}}}}"#,
+        None,
         Entitlements::from_json_slice,
     )
     .expect_err("wrong type");
     assert!(!e.to_string().contains("SECRET"), "{e}");
+    let e = parse_answer(
+        br#"{"version":1,"snapshot":{"users":{"a":{"tokens":[987654321]}}}}"#,
+        None,
+        Entitlements::from_json_slice,
+    )
+    .expect_err("a number is not a token");
+    assert!(!e.to_string().contains("987654321"), "{e}");
 }
 
 #[test]
@@ -185,9 +195,51 @@ proptest! {
     /// No body panics the parser.
     #[test]
     fn arbitrary_answers_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), text in ".{0,200}") {
-        let _ = parse_answer(&body, Entitlements::from_json_slice);
-        let _ = parse_answer(text.as_bytes(), Entitlements::from_json_slice);
+        let _ = parse_answer(&body, None, Entitlements::from_json_slice);
+        let _ = parse_answer(text.as_bytes(), None, Entitlements::from_json_slice);
         let wrapped = format!(r#"{{"version":1,"delta":{{"since":0,"users":{{"a":{text}}}}}}}"#);
-        let _ = parse_answer(wrapped.as_bytes(), Entitlements::from_json_slice);
+        let _ = parse_answer(wrapped.as_bytes(), None, Entitlements::from_json_slice);
     }
+}
+
+/// A snapshot of the version already held is not compiled (not even read
+/// as users): skipping it costs nothing.
+#[test]
+fn held_snapshot_is_not_compiled() {
+    let body = br#"{"version":7,"snapshot":{"users":{"a":{"ips":["not-a-network"]}}}}"#;
+    let compiled = std::cell::Cell::new(false);
+    let a = parse_answer(body, Some(7), |b| {
+        compiled.set(true);
+        Entitlements::from_json_slice(b)
+    })
+    .expect("skipped, so not validated");
+    assert!(matches!(a.change, Change::Unchanged));
+    assert!(!compiled.get());
+    assert!(parse_answer(body, Some(6), Entitlements::from_json_slice).is_err());
+}
+
+/// New users keep a stable (sorted) order after the existing ones, changed
+/// users stay where they were.
+#[test]
+fn delta_keeps_order() {
+    let mut s = Snapshot::default();
+    for id in ["c", "a", "b"] {
+        s.users.insert(id.into(), user(1));
+    }
+    Delta {
+        since: 0,
+        users: [
+            ("z".to_owned(), Some(user(2))),
+            ("a".to_owned(), Some(user(3))),
+            ("y".to_owned(), Some(user(2))),
+            ("b".to_owned(), None),
+        ]
+        .into_iter()
+        .collect(),
+        ..Delta::default()
+    }
+    .apply(&mut s);
+    let ids: Vec<&str> = s.users.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["c", "a", "y", "z"]);
+    assert_eq!(s.users.get("a"), Some(&user(3)));
 }
