@@ -21,8 +21,14 @@ fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
+/// The proxy with an HTTPS listener too, its self-signed `localhost`
+/// certificate (files in the returned dir) and its origin.
+async fn https_proxy() -> (
+    TestProxy,
+    rcgen::CertifiedKey,
+    tempfile::TempDir,
+    TestOrigin,
+) {
     install_crypto();
     let origin = content_origin().await;
     let dir = tempfile::tempdir().unwrap();
@@ -32,6 +38,12 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
     let tls =
         "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
     let proxy = start_proxy_in(&config_for(origin.addr, tls), dir.path()).await;
+    (proxy, cert, dir, origin)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
+    let (proxy, cert, _dir, _origin) = https_proxy().await;
     let tls_addr = proxy.tls.unwrap();
     let https = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
@@ -319,15 +331,7 @@ async fn tls_sessions_resume_after_many_other_clients() {
     use rustls::client::{ClientSessionMemoryCache, Resumption};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    install_crypto();
-    let origin = content_origin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let tls =
-        "\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
-    let proxy = start_proxy_in(&config_for(origin.addr, tls), dir.path()).await;
+    let (proxy, cert, _dir, _origin) = https_proxy().await;
     let addr = proxy.tls.unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
