@@ -72,9 +72,9 @@ pub struct Health {
     pub consecutive_failures: u32,
     /// The last failure's result label and words (no secrets, no values).
     pub last_error: Option<String>,
-    /// The version held.
+    /// The version held (filled from the state held by [`Status::health`]).
     pub version: Option<u64>,
-    /// Entries on the deny list.
+    /// Entries on the deny list (likewise).
     pub denied: usize,
     /// A state synced earlier was loaded from the state dir at start.
     pub loaded: bool,
@@ -97,9 +97,15 @@ impl Status {
         self.persisted.lock().ok().and_then(|p| p.version)
     }
 
-    /// A copy of the health figures.
+    /// A copy of the health figures (version and deny-list size read from
+    /// the state held).
     pub fn health(&self) -> Health {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        let mut h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        if let Ok(p) = self.persisted.lock() {
+            h.version = p.version;
+            h.denied = denied(&p.deny);
+        }
+        h
     }
 
     /// `Some(reason)` when `/readyz` must fail because of the control plane:
@@ -150,16 +156,17 @@ pub fn load(shared: &Shared, dir: &std::path::Path) -> Result<(), String> {
     let layer = protocol::deny_layer(p.deny.clone())
         .map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))?;
     shared.set_deny(layer);
-    let metrics = &shared.metrics;
-    metrics.sync_version.set(version_gauge(p.version));
-    metrics.sync_denied.set(gauge(denied(&p.deny)));
-    shared.sync.update(|h| {
-        h.loaded = true;
-        h.version = p.version;
-        h.denied = denied(&p.deny);
-    });
-    shared.sync.set(p);
+    shared.sync.update(|h| h.loaded = true);
+    hold(shared, p);
     Ok(())
+}
+
+/// Make `p` the state held, with its figures in the metrics.
+fn hold(shared: &Shared, p: Persisted) {
+    let m = &shared.metrics;
+    m.sync_version.set(version_gauge(p.version));
+    m.sync_denied.set(gauge(denied(&p.deny)));
+    shared.sync.set(p);
 }
 
 fn denied(b: &Blocklist) -> usize {
@@ -553,14 +560,7 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
         let dir = shared.live().config.state_dir.clone();
         crate::state::save_named(&dir, FILE_NAME, &next)
             .map_err(|e| Failure::new("storage", e.to_string()))?;
-        let m = &shared.metrics;
-        m.sync_version.set(version_gauge(next.version));
-        m.sync_denied.set(gauge(denied(&next.deny)));
-        shared.sync.update(|h| {
-            h.version = next.version;
-            h.denied = denied(&next.deny);
-        });
-        shared.sync.set(next);
+        hold(shared, next);
         // Last, so whoever sees the new deny list also sees the figures.
         if let Some(layer) = deny_layer {
             shared.set_deny(layer);
