@@ -1,0 +1,96 @@
+//! The playlist rewriter: compile an origin playlist, render it per
+//! session.
+//!
+//! Input: one byte of options (encrypting or not, the key period, the
+//! playlist's path), then the origin body.
+//!
+//! Asserted: compile never panics and refuses only with `NotPlaylist` or
+//! `TooLarge`; rendering is the template text plus one capability per
+//! splice, and `render("")` is the text itself; the rewriter's own
+//! structural check (`hls::testkit`, independent of the compiler) passes on
+//! valid UTF-8 input: every line the rules do not touch is copied byte for
+//! byte, key lines and capabilities are counted right, and on an encrypting
+//! route every own segment has the key its tag names; a URI that carries
+//! the capability never points at another host as a player reads it
+//! (trimmed of ASCII and Unicode whitespace, `\` as `/`);
+//! `media_window` agrees with the compiled template.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tollgate::hls::testkit::{self, CAP, FakeSigner};
+use tollgate::hls::{Kind, RewriteError, compile, media_window};
+
+const PATHS: [&str; 3] = [
+    "/live/ch1/index.m3u8",
+    "/live/ch1/sub/dir/v.m3u8",
+    "/index.m3u8",
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&opts, body)) = data.split_first() else {
+        return;
+    };
+    let rotate = (opts & 1 != 0).then_some(u64::from(opts >> 3) + 1);
+    let path = PATHS[usize::from((opts >> 1) & 3) % PATHS.len()];
+    let signer = FakeSigner::default();
+    let mut ctx = testkit::context(path, rotate, &signer);
+    if opts & 0x80 != 0 {
+        ctx.max_bytes = body.len() / 2;
+    }
+    let t = match compile(body, &ctx) {
+        Ok(t) => t,
+        Err(RewriteError::TooLarge) => {
+            assert!(body.len() > ctx.max_bytes, "TooLarge under the limit");
+            return;
+        }
+        Err(RewriteError::NotPlaylist) => return,
+    };
+    let empty = t.render("");
+    let out = t.render(CAP);
+    assert_eq!(out.len(), empty.len() + CAP.len() * t.cap_count());
+    assert_eq!(t.render(CAP), out, "render is not deterministic");
+
+    match media_window(body) {
+        None => assert_eq!(t.kind(), Kind::Master),
+        Some((first, _)) => {
+            assert_eq!(t.kind(), Kind::Media);
+            assert_eq!(first, t.media_sequence());
+        }
+    }
+    if t.kind() == Kind::Master {
+        assert!(t.segment_msns().is_empty());
+        assert_eq!(t.injected_key_lines(), 0);
+    }
+
+    let cap_param = format!("tg={CAP}");
+    let origin_has_cap = body.windows(cap_param.len()).any(|w| w == cap_param.as_bytes());
+    for uri in testkit::uris(&out) {
+        if !origin_has_cap && uri.contains(&cap_param) {
+            assert!(!leaves_host(&uri), "capability sent off-host: {uri:?}");
+        }
+    }
+    if std::str::from_utf8(body).is_ok() {
+        testkit::check_structure(body, &t, rotate.is_some());
+        testkit::check_keys(&t, rotate.is_some());
+    }
+});
+
+/// Whether a player resolving `uri` against the playlist's URL would leave
+/// the proxy's host: what remains after trimming like the WHATWG URL parser
+/// and hls.js do (C0 controls, space and Unicode whitespace; tabs and
+/// newlines inside removed) has a scheme or starts like a network path.
+fn leaves_host(uri: &str) -> bool {
+    let trimmed: String = uri
+        .trim_matches(|c: char| c <= ' ' || c.is_whitespace() || c == '\u{feff}')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let t = trimmed.as_str();
+    let network_path = t.len() >= 2 && t.as_bytes()[..2].iter().all(|&b| b == b'/' || b == b'\\');
+    let scheme = t.split_once(':').is_some_and(|(s, _)| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    network_path || scheme
+}
