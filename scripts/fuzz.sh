@@ -7,8 +7,9 @@
 #   bash scripts/fuzz.sh 5                    # the CI smoke
 #   bash scripts/fuzz.sh 60 hls_rewrite ...   # some targets only
 #
-# Seeds come from scripts/fuzz-seeds.sh (test vectors and fixtures). A
-# finding is saved under fuzz/artifacts/<target>/; replay it with
+# Seeds come from scripts/fuzz-seeds.sh (test vectors and fixtures); the
+# inputs of past findings (fuzz/regressions/<target>/, committed) are run
+# too. A finding is saved under fuzz/artifacts/<target>/; replay it with
 # `cargo +nightly fuzz run <target> <file>`. Logs: fuzz/logs/<target>.log.
 # Exits non-zero when a target does not build or finds a crash.
 #
@@ -48,13 +49,16 @@ for t in "${targets[@]}"; do
   log="fuzz/logs/$t.log"
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   set +e
-  (cd fuzz && cargo +nightly fuzz run --sanitizer "$sanitizer" "$t" -- \
+  # Findings fixed so far (fuzz/regressions/<target>/) are replayed first.
+  dirs=("corpus/$t")
+  [ -d "fuzz/regressions/$t" ] && dirs+=("regressions/$t")
+  (cd fuzz && cargo +nightly fuzz run --sanitizer "$sanitizer" "$t" "${dirs[@]}" -- \
       -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
       -timeout=10 -max_len=65536) >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  stats=$(grep -E '^#[0-9]+' "$log" | grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' | tail -1)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  stats=$(grep -E '^#[0-9]+' "$log" | grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' | tail -1 || true)
   cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$stats")
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$stats")
   corp=$(sed -n 's/.*corp: \([0-9]*\).*/\1/p' <<<"$stats")

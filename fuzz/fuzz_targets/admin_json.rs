@@ -70,8 +70,13 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let streamed = Entitlements::layer_from_json_reader(body, external());
+            // serde's derived model also takes a JSON array as a struct
+            // (fields by position), which the streamed loader refuses: the
+            // two are compared on objects only (see docs/security.md).
+            let object = body.trim_ascii_start().starts_with(b"{");
             let modelled = serde_json::from_slice::<Snapshot>(body)
                 .ok()
+                .filter(|_| object)
                 .map(|s| Entitlements::build_layer(s, external()));
             match (&streamed, &modelled) {
                 (Ok(a), Some(Ok(b))) => assert_eq!(a.to_snapshot(), b.to_snapshot()),

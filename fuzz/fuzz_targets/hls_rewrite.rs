@@ -63,15 +63,21 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let cap_param = format!("tg={CAP}");
-    let origin_has_cap = body.windows(cap_param.len()).any(|w| w == cap_param.as_bytes());
+    let origin_has_cap = body
+        .windows(cap_param.len())
+        .any(|w| w == cap_param.as_bytes());
     for uri in testkit::uris(&out) {
         if !origin_has_cap && uri.contains(&cap_param) {
             assert!(!leaves_host(&uri), "capability sent off-host: {uri:?}");
         }
     }
-    if std::str::from_utf8(body).is_ok() {
+    // The structural check counts `tg=CAP` in the output: an origin body
+    // that already holds that text cannot be judged by it.
+    if !origin_has_cap && std::str::from_utf8(body).is_ok() {
         testkit::check_structure(body, &t, rotate.is_some());
-        testkit::check_keys(&t, rotate.is_some());
+        if parts_have_uris(body) {
+            testkit::check_keys(&t, rotate.is_some());
+        }
     }
 });
 
@@ -93,4 +99,23 @@ fn leaves_host(uri: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     });
     network_path || scheme
+}
+
+/// Whether every part and preload hint has a well-formed `URI="…"`: the key
+/// check reads a part line without one as a foreign part, where players
+/// see no part at all (hls.js finds no URI in `DURATION=1:URI="x`).
+fn parts_have_uris(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).lines().all(|line| {
+        let Some(list) = line
+            .strip_prefix("#EXT-X-PART:")
+            .or_else(|| line.strip_prefix("#EXT-X-PRELOAD-HINT:"))
+        else {
+            return true;
+        };
+        testkit::split_attrs(list).iter().any(|a| {
+            a.split_once('=').is_some_and(|(n, v)| {
+                n.trim() == "URI" && v.len() >= 2 && v.starts_with('"') && v.ends_with('"')
+            })
+        })
+    })
 }

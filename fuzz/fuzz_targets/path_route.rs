@@ -7,7 +7,8 @@
 //! Asserted for a normalized path `p` of raw `r` (module docs of
 //! `tollgate::path`): `p` starts with `/`, has no `//`, no `.`/`..`
 //! segment, no control byte or `\`, is no longer than `r`, keeps a
-//! trailing `/`; normalization is idempotent; the origin's re-encoding
+//! trailing `/`; normalization is idempotent (on paths without `%`, which
+//! are raw input again); the origin's re-encoding
 //! of `p` is plain ASCII and normalizes back to `p`. The route table
 //! agrees with a naive longest-prefix scan, and a channel is a whole
 //! non-empty segment of the path. Stripping leaves no credential
@@ -64,7 +65,10 @@ fn check_normalized(raw: &str, p: &str) {
     if raw.ends_with('/') {
         assert!(p.ends_with('/'), "{raw:?} lost its trailing slash: {p:?}");
     }
-    assert_eq!(normalize(p, usize::MAX).as_deref(), Ok(p), "not idempotent");
+    // A normalized path is decoded: it is raw input again only without `%`.
+    if !p.contains('%') {
+        assert_eq!(normalize(p, usize::MAX).as_deref(), Ok(p), "not idempotent");
+    }
     let wire = encode_for_origin(p);
     assert!(
         wire.bytes()

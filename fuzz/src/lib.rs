@@ -105,7 +105,8 @@ pub fn config(sections: &str) -> Config {
          [[route]]\nname = \"live\"\nprefix = \"/live/\"\norigin = \"o\"\nchannel = 1\n\
          auth = [\"token\"]\n\
          [[user]]\nid = \"alice\"\ntokens = [\"3f9c1e7a5b2d4c68a1e0f9b7c3d5e2a4\"]\n\
-         password = \"open sesame\"\npackages = [\"*\"]\n\
+         password = \"open sesame\"\npackages = [\"all\"]\n\
+         [[package]]\nname = \"all\"\nchannels = [\"*\"]\n\
          {sections}\n"
     );
     match Config::parse(&text, Path::new(".")) {
