@@ -226,7 +226,11 @@ async fn tampered_stripped_or_replayed_answers_are_refused_and_the_last_good_sta
     let m = metrics(&proxy).await;
     wait_sync(&proxy, "bad_signature", syncs(&m, "bad_signature")).await;
     wait_sync(&proxy, "bad_signature", syncs(&m, "bad_signature") + 1.0).await;
-    assert_eq!(fetch(&proxy, MALLORY).await.0, 403, "tampered user admitted");
+    assert_eq!(
+        fetch(&proxy, MALLORY).await.0,
+        403,
+        "tampered user admitted"
+    );
     assert_eq!(fetch(&proxy, ALICE).await.0, 200);
 
     // The signature header removed: refused too (fail closed).
@@ -248,7 +252,11 @@ async fn tampered_stripped_or_replayed_answers_are_refused_and_the_last_good_sta
     let m = metrics(&proxy).await;
     wait_sync(&proxy, "bad_status", syncs(&m, "bad_status")).await;
     wait_sync(&proxy, "bad_signature", syncs(&m, "bad_signature")).await;
-    assert_eq!(fetch(&proxy, MALLORY).await.0, 403, "replayed answer applied");
+    assert_eq!(
+        fetch(&proxy, MALLORY).await.0,
+        403,
+        "replayed answer applied"
+    );
     assert_eq!(fetch(&proxy, ALICE).await.0, 200);
     let health: Value =
         serde_json::from_str(&get_text(&proxy.admin_url("/healthz")).await).unwrap();
@@ -314,7 +322,10 @@ fn check_refuses_http_to_a_non_loopback_control_plane() {
     }
     for cp in [
         "url = \"https://cp.example.net/sync\"".to_owned(),
-        format!("url = \"https://cp.example.net/sync\"\nca = \"{}\"", ca.display()),
+        format!(
+            "url = \"https://cp.example.net/sync\"\nca = \"{}\"",
+            ca.display()
+        ),
         "url = \"http://127.0.0.1:8000/sync\"".to_owned(),
         "url = \"http://localhost:8000/sync\"".to_owned(),
         "url = \"http://[::1]:8000/sync\"".to_owned(),
@@ -323,6 +334,12 @@ fn check_refuses_http_to_a_non_loopback_control_plane() {
         let (code, out) = check(dir.path(), &control_plane_toml(&cp));
         assert_eq!(code, Some(0), "{cp}:\n{out}");
     }
+    // Credentials in the URL are refused, and not repeated.
+    let cp = "url = \"https://edge:SECRET-userinfo@cp.example.net/sync\"";
+    let (code, out) = check(dir.path(), &control_plane_toml(cp));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("control_plane.url: "), "{out}");
+    assert!(!out.contains("SECRET-userinfo"), "{out}");
     // A CA file that is missing or holds no certificate is named.
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     for ca in ["missing.pem", "empty.pem"] {
@@ -491,20 +508,28 @@ async fn secrets_never_in_debug_parse_errors_or_redis_failure_logs() {
         .trim_start_matches("redis://")
         .trim_end_matches('/');
     for addr in [redis_addr.to_owned(), closed.to_string()] {
-        let text = all_secrets_toml(&addr)
-            .replace("url = \"https://cp.example.net/sync\"", "url = \"http://127.0.0.1:1/sync\"");
+        let text = all_secrets_toml(&addr).replace(
+            "url = \"https://cp.example.net/sync\"",
+            "url = \"http://127.0.0.1:1/sync\"",
+        );
         let mut edge = common::process::Tollgate::start(&text).await;
         let client = common::process::client();
-        let (status, _) =
-            common::process::get(&client, &edge.url("/live/ch1/index.m3u8?token=SECRET-user-token-2"))
-                .await;
+        let (status, _) = common::process::get(
+            &client,
+            &edge.url("/live/ch1/index.m3u8?token=SECRET-user-token-2"),
+        )
+        .await;
         assert_ne!(status, 200);
         edge.log_line("the store failure logged", |v| {
             v["target"] == "tollgate::fleet"
-                || v["error"].as_str().is_some_and(|e| e.contains("fleet store"))
+                || v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("fleet store"))
         })
         .await;
-        let health = common::process::get(&client, &edge.admin_url("/healthz")).await.1;
+        let health = common::process::get(&client, &edge.admin_url("/healthz"))
+            .await
+            .1;
         let health = String::from_utf8_lossy(&health).into_owned();
         assert!(health.contains("\"healthy\":false"), "{health}");
         assert_no_secret("/healthz", &health);

@@ -238,8 +238,12 @@ mod tests {
         }
         let d: Doc = toml::from_str("s = \"hunter2\"\nu = \"redis://me:pw123@h:6379/0\"").unwrap();
         assert_eq!(&*d.s, "hunter2");
+        assert!(d.u.is_some());
         let shown = format!("{d:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pw123"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw123"),
+            "{shown}"
+        );
         assert!(shown.contains("redis://me:MASKED@h:6379/0"), "{shown}");
         for bad in ["s = 987654321", "s = 98765.4321", "s = true"] {
             let e = toml::from_str::<Doc>(bad).unwrap_err();
@@ -252,7 +256,10 @@ mod tests {
     #[test]
     fn redact_url_masks_only_the_password() {
         for (url, want) in [
-            ("redis://:pw@127.0.0.1:6379", "redis://:MASKED@127.0.0.1:6379"),
+            (
+                "redis://:pw@127.0.0.1:6379",
+                "redis://:MASKED@127.0.0.1:6379",
+            ),
             ("rediss://u:p@ss@h:1/2?x=y", "rediss://u:MASKED@h:1/2?x=y"),
             ("redis://pw@h", "redis://MASKED@h"),
             ("redis://h:6379/0", "redis://h:6379/0"),

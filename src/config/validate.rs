@@ -748,12 +748,19 @@ fn control_plane(
 /// (`127.0.0.0/8`, `::1`, `localhost`) unless `allow_http`: the token, the
 /// report and the entitlements would cross the network in clear.
 fn parse_control_plane_url(text: &str, allow_http: bool) -> Result<http::Uri, String> {
+    let shown = super::secret::redact_url(text);
     let uri: http::Uri = text
         .parse()
-        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+        .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "invalid URL {shown:?}: user info in the URL is not sent; the control plane \
+             authenticates the edge by control_plane.token"
+        ));
+    }
     let host = uri
         .host()
-        .ok_or_else(|| format!("invalid URL {text:?}: no host"))?;
+        .ok_or_else(|| format!("invalid URL {shown:?}: no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") if allow_http || is_loopback_host(host) => Ok(uri),
@@ -762,7 +769,7 @@ fn parse_control_plane_url(text: &str, allow_http: bool) -> Result<http::Uri, St
              entitlements in clear: use https://, or set control_plane.allow_http = true"
         )),
         _ => Err(format!(
-            "invalid URL {text:?}: expected https://host[:port]/path"
+            "invalid URL {shown:?}: expected https://host[:port]/path"
         )),
     }
 }

@@ -80,9 +80,17 @@ mod tests {
         let sig = sign(b"cp-token", nonce, body);
         assert_eq!(sig.len(), 64);
         assert_eq!(sig, KNOWN);
-        assert_eq!(verify(b"cp-token", nonce, body, Some(sig.as_bytes())), Ok(()));
         assert_eq!(
-            verify(b"cp-token", nonce, body, Some(sig.to_uppercase().as_bytes())),
+            verify(b"cp-token", nonce, body, Some(sig.as_bytes())),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                b"cp-token",
+                nonce,
+                body,
+                Some(sig.to_uppercase().as_bytes())
+            ),
             Ok(())
         );
         assert_eq!(

@@ -31,7 +31,10 @@ pub fn load_ca(path: &Path) -> Result<RootCertStore, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("no certificate found in CA file {}", path.display()));
+        return Err(format!(
+            "no certificate found in CA file {}",
+            path.display()
+        ));
     }
     let mut roots = RootCertStore::empty();
     for cert in certs {

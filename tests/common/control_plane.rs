@@ -59,8 +59,9 @@ impl Drop for ControlPlane {
 /// `dir` as `cp-cert.pem` / `cp-key.pem`; returns the certificate's path
 /// (the CA file an edge trusts it by).
 pub fn write_cp_cert(dir: &std::path::Path) -> std::path::PathBuf {
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap();
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
     let cert = dir.join("cp-cert.pem");
     std::fs::write(&cert, c.cert.pem()).unwrap();
     std::fs::write(dir.join("cp-key.pem"), c.key_pair.serialize_pem()).unwrap();
