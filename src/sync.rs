@@ -36,7 +36,7 @@ pub mod signature;
 pub mod transport;
 pub mod usage;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ControlPlaneConfig, SyncMode};
 use crate::entitlements::Blocklist;
 use crate::metrics::ResultLabel;
-use crate::runtime::{ChangeError, Shared, unix_now};
+use crate::runtime::{ChangeError, Live, Shared, unix_now};
 use protocol::{Answer, Change, Plan, Report, SessionUsage};
 use transport::SyncClient;
 use usage::{Line, Usage};
@@ -205,22 +205,30 @@ impl Failure {
 /// current generation before each sync, so a reload applies; without the
 /// section it idles.
 pub async fn run(shared: Arc<Shared>) {
-    // The client for the transport (https or not, which CA) it was built
-    // for; rebuilt when a reload changes either.
-    let mut client: Option<(TransportKey, SyncClient)> = None;
+    // The client and the config generation it was built for: a reload
+    // builds a new one, so a changed `url` scheme, `ca` path or CA file
+    // applies (a `Weak` keeps the generation's address from being reused).
+    let mut client: Option<(Weak<Live>, SyncClient)> = None;
     let mut usage = Usage::default();
     shared.sync.started(unix_now());
     loop {
-        let Some(cp) = shared.live().config.control_plane.clone() else {
+        let live = shared.live();
+        let Some(cp) = live.config.control_plane.clone() else {
+            drop(live);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let key = (cp.url.scheme_str() == Some("https"), cp.ca.clone());
-        if client.as_ref().is_none_or(|(k, _)| *k != key) {
-            client = transport::client(key.0, key.1.as_deref())
+        let generation = Arc::downgrade(&live);
+        drop(live);
+        if client
+            .as_ref()
+            .is_none_or(|(g, _)| !Weak::ptr_eq(g, &generation))
+        {
+            let https = cp.url.scheme_str() == Some("https");
+            client = transport::client(https, cp.ca.as_deref())
                 .map_err(|e| tracing::warn!(error = %e, "control-plane client not built"))
                 .ok()
-                .map(|c| (key.clone(), c));
+                .map(|c| (generation, c));
         }
         let result = match &client {
             Some((_, c)) => once(&shared, c, &cp, &mut usage).await,
@@ -283,9 +291,6 @@ pub async fn run(shared: Arc<Shared>) {
         tokio::time::sleep(next_wait(&cp, failures)).await;
     }
 }
-
-/// What a sync client is built for: https or not, and the CA file.
-type TransportKey = (bool, Option<std::path::PathBuf>);
 
 /// `interval` after a good sync; after `failures` bad ones in a row,
 /// `interval · 2^(failures-1)` capped at `max_backoff`, less up to a
