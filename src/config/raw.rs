@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use super::secret::{RawSecret, RawSecretUrl};
+
 /// Top level of `tollgate.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +46,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawControlPlane {
     pub url: String,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
     pub mode: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
@@ -52,6 +54,8 @@ pub struct RawControlPlane {
     pub max_answer: Option<String>,
     pub max_stale: Option<String>,
     pub edge_id: Option<String>,
+    pub ca: Option<String>,
+    pub allow_http: Option<bool>,
 }
 
 /// `[state]`: where what the admin API and the control plane set is kept.
@@ -74,7 +78,7 @@ pub struct RawPackage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
-    pub master: Option<String>,
+    pub master: Option<RawSecret>,
     pub rotate_every: Option<String>,
 }
 
@@ -87,7 +91,7 @@ pub struct RawSessions {
     pub capability_param: Option<String>,
     pub bind_ip: Option<bool>,
     pub on_limit: Option<String>,
-    pub store: Option<String>,
+    pub store: Option<RawSecretUrl>,
     pub store_fail: Option<String>,
     pub store_timeout: Option<String>,
 }
@@ -158,7 +162,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
 }
 
 /// `[log]`.

@@ -665,7 +665,14 @@ fn control_plane(
     raw: &super::raw::RawControlPlane,
     base: &Path,
 ) -> Option<ControlPlaneConfig> {
-    let url = errs.check("control_plane.url", parse_backend_url(&raw.url));
+    let url = errs.check(
+        "control_plane.url",
+        parse_control_plane_url(&raw.url, raw.allow_http.unwrap_or(false)),
+    );
+    let ca = raw.ca.as_deref().map(|p| base.join(p));
+    if let Some(path) = &ca {
+        errs.check("control_plane.ca", crate::sync::transport::load_ca(path));
+    }
     let mode = match raw.mode.as_deref() {
         None | Some("tollgate") => SyncMode::Tollgate,
         Some("nimble_ppv") => SyncMode::NimblePpv,
@@ -725,6 +732,7 @@ fn control_plane(
     }
     Some(ControlPlaneConfig {
         url: url?,
+        ca,
         token: token?,
         mode,
         interval,
@@ -734,6 +742,45 @@ fn control_plane(
         max_stale,
         edge_id,
     })
+}
+
+/// `[control_plane] url`: `https://`, or `http://` only to a loopback host
+/// (`127.0.0.0/8`, `::1`, `localhost`) unless `allow_http`: the token, the
+/// report and the entitlements would cross the network in clear.
+fn parse_control_plane_url(text: &str, allow_http: bool) -> Result<http::Uri, String> {
+    let shown = super::secret::redact_url(text);
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "invalid URL {shown:?}: user info in the URL is not sent; the control plane \
+             authenticates the edge by control_plane.token"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("invalid URL {shown:?}: no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_http || is_loopback_host(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "http:// to {host}, which is not a loopback address, sends the token and the \
+             entitlements in clear: use https://, or set control_plane.allow_http = true"
+        )),
+        _ => Err(format!(
+            "invalid URL {shown:?}: expected https://host[:port]/path"
+        )),
+    }
+}
+
+/// `localhost`, or an IP literal of the loopback range.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host name (`/proc/sys/kernel/hostname`), else `"tollgate"`.

@@ -2,6 +2,7 @@
 // Not every test file uses every helper; tests fail loudly by design.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod control_plane;
 pub mod media;
 pub mod process;
 pub mod redis;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::template::{BUILTINS, Template, Var};
 use super::{Form, Md5Form, SecureLink};
 use crate::config::Secret;
+use crate::config::secret::RawSecret;
 
 /// Template used when `template` is not given: nginx's documented form with
 /// the secret moved into `$secret`.
@@ -28,7 +29,7 @@ pub struct RawConfig {
     /// (`secure_link_secret`).
     pub mode: Option<String>,
     /// The secret: inline, `env:NAME` or `file:PATH`; `$secret` in templates.
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     /// Query argument carrying the base64url MD5 (default `md5`).
     pub hash_arg: Option<String>,
     /// Query argument carrying the expiry (default `expires`; `""`: none).
@@ -49,7 +50,7 @@ impl fmt::Debug for RawConfig {
         let masked = |o: &Option<String>| o.as_ref().map(|_| "MASKED");
         f.debug_struct("RawConfig")
             .field("mode", &self.mode)
-            .field("secret", &masked(&self.secret))
+            .field("secret", &self.secret)
             .field("hash_arg", &self.hash_arg)
             .field("expires_arg", &self.expires_arg)
             .field("template", &masked(&self.template))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::{Digest, Tokens, User, digest};
 use crate::config::Secret;
+use crate::config::secret::RawSecret;
 
 /// Prefix of a pre-hashed password: `sha256:` and 64 hex digits.
 const SHA256_PREFIX: &str = "sha256:";
@@ -31,10 +32,10 @@ pub struct RawUser {
     /// Play tokens (`?token=`), each a secret (inline, `env:`, `file:`),
     /// non-empty and unique across all users.
     #[serde(default)]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<RawSecret>,
     /// Password for `?auth=id:password`: a secret whose value is either the
     /// plaintext or `sha256:<64 hex digits>` (the SHA-256 of the plaintext).
-    pub password: Option<String>,
+    pub password: Option<RawSecret>,
     /// Concurrent sessions allowed (0 = unlimited); entitlements.
     pub max_sessions: Option<u32>,
     /// Packages (`[[package]]` names) the user may watch; absent = every

@@ -40,7 +40,7 @@ fn users() -> impl Strategy<Value = Vec<RawUser>> {
                     .map(|id| RawUser {
                         id: id.clone(),
                         tokens: Vec::new(),
-                        password: Some(format!("p{pw}{id}")),
+                        password: Some(format!("p{pw}{id}").into()),
                         max_sessions: None,
                         packages: None,
                         ips: Vec::new(),
@@ -50,7 +50,7 @@ fn users() -> impl Strategy<Value = Vec<RawUser>> {
                     .collect();
                 let n = users.len();
                 for (i, token) in tokens.into_iter().enumerate() {
-                    users[i % n].tokens.push(token);
+                    users[i % n].tokens.push(token.into());
                 }
                 users
             },
