@@ -90,6 +90,7 @@ pub struct RawSessions {
     pub store: Option<String>,
     pub store_fail: Option<String>,
     pub store_timeout: Option<String>,
+    pub store_heartbeat: Option<String>,
 }
 
 /// `[cache]`: the encrypted-segment cache and the playlist micro-cache.

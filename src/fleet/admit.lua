@@ -5,7 +5,8 @@
 -- ARGV[3] liveness ms     ARGV[4] max sessions (0 = unlimited)
 -- ARGV[5] session id      ARGV[6] '1' = evict oldest, '0' = reject
 -- ARGV[7] ended-key prefix (the key is prefix .. sid .. '}')
--- ARGV[8] ended marker ms
+-- ARGV[8] ended marker ms  ARGV[9] the ended channel (each evicted sid is
+--                           published there, so every edge ends it at once)
 -- Reply: {'R'} refreshed, {'A'} admitted, {'J'} rejected,
 --        {'E', sid...} admitted after ending the listed sessions.
 local key = KEYS[1]
@@ -28,6 +29,7 @@ if max > 0 and n >= max then
   for _, v in ipairs(victims) do
     redis.call('ZREM', key, v)
     redis.call('SET', ARGV[7] .. v .. '}', '1', 'PX', ARGV[8])
+    redis.call('PUBLISH', ARGV[9], v)
     reply[#reply + 1] = v
   end
 end
