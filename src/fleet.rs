@@ -45,8 +45,11 @@
 //!    ended marker for each, then admit → [`Admission::Evicted`] with their ids;
 //! 4. else add `sid` at `now` → [`Admission::Admitted`].
 //!
-//! Admitting a session also deletes its own ended marker: an evicted or
-//! kicked viewer who comes back through the entry URL is a new admission.
+//! Admitting a session ([`FleetStore::admit`], an entry request) also
+//! deletes its own ended marker: an evicted or kicked viewer who comes back
+//! through the entry URL is a new admission. A capability request new to an
+//! edge ([`FleetStore::readmit`]) meets the marker first and gets
+//! [`Admission::Ended`], writing nothing.
 //! Needs Redis >= 6.2 (`ZADD GT`).
 //!
 //! # The heartbeat script's contract (`fleet/beat.lua`)
@@ -127,6 +130,9 @@ pub enum Admission {
     /// Admitted after ending these older sessions of the user (oldest first);
     /// each now has an ended marker ([`FleetStore::is_ended`]).
     Evicted(Vec<u64>),
+    /// [`FleetStore::readmit`] only: the session was evicted or kicked
+    /// somewhere in the fleet; its capability no longer plays anywhere.
+    Ended,
 }
 
 /// What one [`FleetStore::beat`] found.
@@ -272,9 +278,11 @@ impl FleetStore {
         })
     }
 
-    /// Admit, refresh, reject or evict (see the module docs for the script's
-    /// contract). `max_sessions = 0` means unlimited; the session is still
-    /// tracked. While Redis is unavailable the answer follows
+    /// Admit, refresh, reject or evict a session whose viewer came with
+    /// fresh credentials (an entry request: an ended marker of `sid` is
+    /// cleared, it is a new admission); see the module docs for the
+    /// script's contract. `max_sessions = 0` means unlimited; the session is
+    /// still tracked. While Redis is unavailable the answer follows
     /// [`FleetOptions::fail`].
     pub async fn admit(
         &self,
@@ -283,6 +291,35 @@ impl FleetStore {
         max_sessions: u32,
         policy: Policy,
         now_ms: u64,
+    ) -> Result<Admission, FleetError> {
+        self.admission(user, sid, max_sessions, policy, now_ms, true)
+            .await
+    }
+
+    /// [`Self::admit`] for a session new to this edge that came with a
+    /// capability (another edge's viewer, a session this edge forgot):
+    /// [`Admission::Ended`] if it was evicted or kicked anywhere in the
+    /// fleet, so a kick reaches edges that had not seen the session yet.
+    pub async fn readmit(
+        &self,
+        user: &str,
+        sid: u64,
+        max_sessions: u32,
+        policy: Policy,
+        now_ms: u64,
+    ) -> Result<Admission, FleetError> {
+        self.admission(user, sid, max_sessions, policy, now_ms, false)
+            .await
+    }
+
+    async fn admission(
+        &self,
+        user: &str,
+        sid: u64,
+        max_sessions: u32,
+        policy: Policy,
+        now_ms: u64,
+        entry: bool,
     ) -> Result<Admission, FleetError> {
         let s = &self.shared;
         let ttl = millis(s.opts.session_ttl);
@@ -301,7 +338,8 @@ impl FleetStore {
             })
             .arg(s.keys.ended_prefix())
             .arg(millis(s.opts.ended_ttl))
-            .arg(s.keys.ended_channel());
+            .arg(s.keys.ended_channel())
+            .arg(if entry { "1" } else { "0" });
         let reply = self
             .bounded(|mut conn| {
                 let inv = &inv;

@@ -425,7 +425,7 @@ async fn admit(
         })?;
     if let Some((store, user)) = fleet {
         fleet_admit(
-            shared, store, user, &session, &admitted, max, policy, until, now,
+            shared, store, user, &session, &admitted, max, policy, how.entry, until, now,
         )
         .await?;
     }
@@ -453,6 +453,7 @@ async fn fleet_admit(
     admitted: &Admitted,
     max: u32,
     policy: Policy,
+    entry: bool,
     until: u64,
     now: u64,
 ) -> Result<(), ProxyError> {
@@ -465,7 +466,17 @@ async fn fleet_admit(
         Policy::Reject => FleetPolicy::Reject,
         Policy::EvictOldest => FleetPolicy::EvictOldest,
     };
-    match store.admit(user, session.id, max, policy, now_ms).await {
+    let admission = if entry {
+        store.admit(user, session.id, max, policy, now_ms).await
+    } else {
+        store.readmit(user, session.id, max, policy, now_ms).await
+    };
+    match admission {
+        Ok(Fleet::Ended) => {
+            // Kicked or evicted on another edge before this one saw it.
+            shared.sessions.end(session.id, until);
+            Err(ProxyError::SessionEvicted)
+        }
         Ok(Fleet::Admitted | Fleet::Refreshed) => {
             session.set_in_fleet();
             Ok(())

@@ -328,6 +328,27 @@ async fn end_kicks_a_session_everywhere() {
         edge_b.admit("u", 2, 1, r, T0 + 3).await.unwrap(),
         Admission::Admitted
     );
+    // A capability of the kicked session does not bring it back on an edge
+    // new to it; only a fresh entry request may, as a newcomer within the
+    // limit.
+    assert_eq!(
+        edge_b.readmit("u", 1, 2, r, T0 + 4).await.unwrap(),
+        Admission::Ended
+    );
+    assert_eq!(
+        edge_b.readmit("u", 3, 2, r, T0 + 4).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        edge_b.admit("u", 1, 2, r, T0 + 5).await.unwrap(),
+        Admission::Rejected,
+        "the kicked viewer is a newcomer, over the limit"
+    );
+    assert_eq!(
+        edge_b.readmit("u", 1, 2, r, T0 + 5).await.unwrap(),
+        Admission::Ended,
+        "a refused entry clears nothing"
+    );
     // Without the user, only the marker is written (anonymous sessions).
     edge_a.end(77, None).await.unwrap();
     assert!(edge_b.is_ended(77).await.unwrap());

@@ -375,8 +375,26 @@ async fn a_kick_or_an_eviction_on_one_edge_ends_playback_on_the_other_within_two
     // session at a time, evict_oldest): B stops serving channel 2.
     let second = enter(&b, "ch2").await;
     assert_eq!(code(&b, &second).await.0, 200);
-    enter(&a, "ch3").await;
+    let third = enter(&a, "ch3").await;
     let took = ended_on(&b, &second).await;
     eprintln!("the eviction reached edge B after {took:?}");
     assert!(took < bound, "the eviction reached edge B after {took:?}");
+
+    // A kick also holds on an edge that had not seen the session yet: the
+    // kicked capability does not start it again there.
+    let list = admin_call(
+        &a,
+        "GET",
+        "/api/v1/sessions?channel=ch3",
+        Some("test-admin-token"),
+        None,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&list.1).unwrap();
+    let id = v["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/sessions/{id}");
+    let kicked = admin_call(&a, "DELETE", &path, Some("test-admin-token"), None).await;
+    assert_eq!(kicked.0, 204, "{}", kicked.1);
+    assert_eq!(code(&b, &third).await, (403, error_body("session_evicted")));
+    assert_eq!(code(&a, &third).await, (403, error_body("session_evicted")));
 }

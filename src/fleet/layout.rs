@@ -57,6 +57,7 @@ pub(crate) fn parse_admission(reply: &[String]) -> Result<Admission, FleetError>
         ("A", true) => Ok(Admission::Admitted),
         ("R", true) => Ok(Admission::Refreshed),
         ("J", true) => Ok(Admission::Rejected),
+        ("K", true) => Ok(Admission::Ended),
         ("E", false) => rest
             .iter()
             .map(|s| s.parse::<u64>().map_err(|_| bad()))
@@ -105,6 +106,8 @@ mod tests {
             (&["A"], Some(Admission::Admitted)),
             (&["R"], Some(Admission::Refreshed)),
             (&["J"], Some(Admission::Rejected)),
+            (&["K"], Some(Admission::Ended)),
+            (&["K", "1"], None),
             (
                 &["E", "1", "18446744073709551615"],
                 Some(Admission::Evicted(vec![1, u64::MAX])),
