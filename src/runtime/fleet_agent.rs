@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 
 use super::{Shared, unix_now};
 use crate::config::SessionStore;
-use crate::fleet::{FleetStore, PROBE_EVERY};
+use crate::fleet::{FleetError, FleetStore, PROBE_EVERY};
 
 /// Heartbeat calls in flight at once (each one user's sessions).
 const BEATS_IN_FLIGHT: usize = 16;
@@ -107,11 +107,17 @@ async fn beat(shared: &Shared, store: &FleetStore) {
         .map(|(user, sessions)| async move { store.beat(&user, &sessions, now_ms).await })
         .buffer_unordered(BEATS_IN_FLIGHT);
     while let Some(result) = calls.next().await {
-        // An unreachable store ends nothing: only an ended marker does.
-        if let Ok(found) = result {
-            for id in found.ended {
-                shared.sessions.end(id, until);
+        match result {
+            Ok(found) => {
+                for id in found.ended {
+                    shared.sessions.end(id, until);
+                }
             }
+            // Unreachable: end nothing (only an ended marker does) and stop
+            // this beat rather than wait out every user's call; the next
+            // period, or the probe seeing the store back, beats again.
+            Err(FleetError::Unavailable(_)) => break,
+            Err(_) => {}
         }
     }
 }
