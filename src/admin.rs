@@ -102,6 +102,7 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
                         "fail_open": s.fail_open,
                         "fail_closed": s.fail_closed,
                         "errors": s.errors,
+                        "readopted": s.readopted,
                     })
                 }),
             });

@@ -135,6 +135,9 @@ pub enum SessionStore {
         fail_open: bool,
         /// Bound on every Redis call.
         timeout: Duration,
+        /// How often the edge's heartbeat carries its playing sessions to
+        /// Redis (re-adding those Redis lost, learning those ended).
+        heartbeat: Duration,
     },
 }
 

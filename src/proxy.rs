@@ -425,7 +425,7 @@ async fn admit(
         })?;
     if let Some((store, user)) = fleet {
         fleet_admit(
-            live, shared, store, user, &session, &admitted, max, policy, until, now,
+            shared, store, user, &session, &admitted, max, policy, how.entry, until, now,
         )
         .await?;
     }
@@ -440,12 +440,12 @@ async fn admit(
 }
 
 /// The fleet half of admission: a session new to this edge asks the shared
-/// store (which counts the user's sessions on every edge); a live one sends
-/// a heartbeat a few times per idle timeout and learns whether another edge
-/// evicted it or an operator kicked it.
+/// store (which counts the user's sessions on every edge). A live one asks
+/// nothing: the edge's heartbeat (`runtime::fleet_agent`) carries it, adds
+/// it back if Redis lost it, and ends it here when another edge evicted it
+/// or an operator kicked it.
 #[allow(clippy::too_many_arguments)]
 async fn fleet_admit(
-    live: &Live,
     shared: &Shared,
     store: &crate::fleet::FleetStore,
     user: &str,
@@ -453,29 +453,36 @@ async fn fleet_admit(
     admitted: &Admitted,
     max: u32,
     policy: Policy,
+    entry: bool,
     until: u64,
     now: u64,
 ) -> Result<(), ProxyError> {
     use crate::fleet::{Admission as Fleet, Policy as FleetPolicy};
     let now_ms = now.saturating_mul(1000);
     if matches!(admitted, Admitted::Existing) {
-        let every = (live.config.sessions.idle_timeout.as_secs() / 3).max(1);
-        if session.heartbeat_due(now, every) {
-            // An unreachable store never ends a session that is playing.
-            if let Ok(false) = store.heartbeat(user, session.id, now_ms).await {
-                shared.sessions.end(session.id, until);
-                return Err(ProxyError::SessionEvicted);
-            }
-        }
         return Ok(());
     }
     let policy = match policy {
         Policy::Reject => FleetPolicy::Reject,
         Policy::EvictOldest => FleetPolicy::EvictOldest,
     };
-    match store.admit(user, session.id, max, policy, now_ms).await {
-        Ok(Fleet::Admitted | Fleet::Refreshed) => Ok(()),
+    let admission = if entry {
+        store.admit(user, session.id, max, policy, now_ms).await
+    } else {
+        store.readmit(user, session.id, max, policy, now_ms).await
+    };
+    match admission {
+        Ok(Fleet::Ended) => {
+            // Kicked or evicted on another edge before this one saw it.
+            shared.sessions.end(session.id, until);
+            Err(ProxyError::SessionEvicted)
+        }
+        Ok(Fleet::Admitted | Fleet::Refreshed) => {
+            session.set_in_fleet();
+            Ok(())
+        }
         Ok(Fleet::Evicted(ids)) => {
+            session.set_in_fleet();
             for id in ids {
                 shared.sessions.end(id, until);
             }

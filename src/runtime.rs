@@ -29,6 +29,7 @@ use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
 mod api_layer;
+pub mod fleet_agent;
 
 use api_layer::build_effective;
 pub use api_layer::{ChangeError, merged};
@@ -177,6 +178,7 @@ fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
         url,
         fail_open,
         timeout,
+        ..
     } = &config.sessions.store
     else {
         return None;
@@ -271,8 +273,8 @@ impl Shared {
         }
     }
 
-    /// End session `id` now, on this edge and in the fleet store (where
-    /// other edges learn of it at their next heartbeat); its capability
+    /// End session `id` now, on this edge and in the fleet store (which
+    /// tells every other edge at once); its capability
     /// stays refused until it would have expired. True if it was live here.
     /// Call from within the runtime (the fleet call is spawned).
     pub fn end_session(&self, id: u64, user: Option<&str>) -> bool {

@@ -104,6 +104,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     let sweeper = tokio::spawn(sweep_sessions(shared.clone()));
+    let fleet = tokio::spawn(crate::runtime::fleet_agent::run(shared.clone()));
     let syncer = tokio::spawn(crate::sync::run(shared.clone()));
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
@@ -154,6 +155,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     }
     admin_stop.cancel();
     sweeper.abort();
+    fleet.abort();
     syncer.abort();
     Ok(())
 }

@@ -94,6 +94,7 @@ pub struct RawSessions {
     pub store: Option<RawSecretUrl>,
     pub store_fail: Option<String>,
     pub store_timeout: Option<String>,
+    pub store_heartbeat: Option<String>,
 }
 
 /// `[cache]`: the encrypted-segment cache and the playlist micro-cache.

@@ -515,6 +515,9 @@ fn schemes(errs: &mut Errors, raw: &RawConfig, base: &Path) -> Schemes {
 
 /// Longest capability lifetime: the wire format holds expiry as u32 seconds.
 const MAX_CAPABILITY_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The shortest `sessions.store_heartbeat` (each beat is one script call
+/// per user with sessions on the edge).
+const MIN_STORE_HEARTBEAT: Duration = Duration::from_millis(100);
 
 fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig {
     let master = raw.master.as_deref().and_then(|m| {
@@ -590,6 +593,22 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
         raw.store_timeout.as_deref(),
         Duration::from_millis(250),
     );
+    // Shorter than idle_timeout, or Redis would expire playing sessions
+    // between two beats; at most 5 s by default, so a Redis that restarted
+    // empty holds exact limits again within 5 s.
+    let heartbeat = match raw.store_heartbeat.as_deref() {
+        None => (idle_timeout / 3).clamp(MIN_STORE_HEARTBEAT, Duration::from_secs(5)),
+        Some(text) => {
+            let d = errs.timeout("sessions.store_heartbeat", Some(text), idle_timeout / 3);
+            if d < MIN_STORE_HEARTBEAT || d >= idle_timeout {
+                errs.push(
+                    "sessions.store_heartbeat",
+                    "must be at least 100ms and shorter than sessions.idle_timeout",
+                );
+            }
+            d
+        }
+    };
     let store = match raw.store.as_deref() {
         None | Some("local") => SessionStore::Local,
         Some(text) => match Secret::resolve(text, base) {
@@ -614,6 +633,7 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
                     url,
                     fail_open,
                     timeout,
+                    heartbeat,
                 }
             }
         },
