@@ -24,11 +24,13 @@ use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::PlaylistCache;
+use crate::revocation::Revocations;
 use crate::router::{RouteSpec, RouteTable};
 use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
 mod api_layer;
+mod revoke;
 
 use api_layer::build_effective;
 pub use api_layer::{ChangeError, merged};
@@ -238,6 +240,11 @@ pub struct Shared {
     deny: ArcSwap<Entitlements>,
     /// Pull sync's state and health (`[control_plane]`).
     pub sync: crate::sync::Status,
+    /// Revoked sessions and what admitted each session; persisted in the
+    /// state dir ([`crate::revocation::FILE_NAME`]).
+    pub revocations: Revocations,
+    /// Held while the revocation file is written, so saves apply in order.
+    revocation_writer: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -262,6 +269,8 @@ impl Shared {
             entitlements: ArcSwap::new(effective),
             deny: ArcSwap::from_pointee(Entitlements::default()),
             sync: crate::sync::Status::default(),
+            revocations: Revocations::default(),
+            revocation_writer: std::sync::Mutex::new(()),
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
@@ -284,8 +293,16 @@ impl Shared {
                 }
             });
         }
-        let until = self.live().config.sessions.capability_expiry(unix_now());
-        self.sessions.end(id, until)
+        let now = unix_now();
+        let until = self.live().config.sessions.capability_expiry(now);
+        let was_live = self.sessions.end(id, until);
+        if was_live {
+            // Durable: the capability stays refused after a restart too
+            // (the caller saves with [`Self::save_revocations`]).
+            self.revocations
+                .revoke(id, until, crate::revocation::Reason::Ended, now);
+        }
+        was_live
     }
 
     /// End every live session of `user` on this edge (and in the fleet).
@@ -314,6 +331,7 @@ impl Shared {
     /// Replace the control plane's deny list (a blocklist-only layer).
     pub fn set_deny(&self, layer: Entitlements) {
         self.deny.store(Arc::new(layer));
+        self.after_state_change();
     }
 
     /// The current generation (one atomic load; hold it for one request).

@@ -225,9 +225,33 @@ fn key_periods() {
 fn media_sequence_edges() {
     let body =
         "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n";
-    let (_, t, _) = rewrite(body, Some(60));
+    let (_, t, _) = rewrite(body, None);
     // Saturates rather than wrapping (or panicking) past u64::MAX.
     assert_eq!(t.segment_msns(), [u64::MAX, u64::MAX]);
+    // Encrypting, the second segment would reuse the first one's (key, IV).
+    let signer = FakeSigner::default();
+    let enc = compile(body.as_bytes(), &context(PATH, Some(60), &signer));
+    assert_eq!(enc.err(), Some(RewriteError::MsnOverflow));
+    // So would a part of the segment after the last, or an EXT-X-SKIP past the end.
+    for tail in [
+        "#EXT-X-PART:DURATION=1,URI=\"p.ts\"\n",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p.ts\"\n",
+    ] {
+        let body = format!(
+            "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n{tail}"
+        );
+        let enc = compile(body.as_bytes(), &context(PATH, Some(60), &signer));
+        assert_eq!(enc.err(), Some(RewriteError::MsnOverflow), "{tail}");
+    }
+    let skip = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551610\n\
+        #EXT-X-SKIP:SKIPPED-SEGMENTS=10\n#EXTINF:1,\na.ts\n";
+    let enc = compile(skip.as_bytes(), &context(PATH, Some(60), &signer));
+    assert_eq!(enc.err(), Some(RewriteError::MsnOverflow));
+    // The very last MSN alone is fine (explicit IV, hls.js keeps 32 bits).
+    let last = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n";
+    let (out, t, _) = rewrite(last, Some(60));
+    assert_eq!(t.segment_msns(), [u64::MAX]);
+    assert!(out.contains(",IV=0x0000000000000000ffffffffffffffff"), "{out}");
     let body = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-3\n#EXTINF:1,\na.ts\n";
     let (_, t, _) = rewrite(body, Some(60));
     assert_eq!((t.media_sequence(), t.segment_msns()), (0, &[0][..]));
