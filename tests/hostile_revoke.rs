@@ -36,7 +36,7 @@ const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
 const HUGE_MSN: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
     #EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:2.000,\na.ts\n#EXTINF:2.000,\nb.ts\n";
 
-/// Playlists as above; anything else is 4 KiB of segment.
+/// Playlists as above; anything else is one 188-byte TS packet.
 async fn origin() -> TestOrigin {
     start_origin(|req: Request<Incoming>| async move {
         let path = req.uri().path().to_owned();
@@ -45,7 +45,7 @@ async fn origin() -> TestOrigin {
         } else if path.ends_with(".m3u8") {
             PLAYLIST.as_bytes().to_vec()
         } else {
-            vec![0x47; 4096]
+            vec![0x47; 188]
         };
         let mut resp = Response::new(full(body));
         if path.ends_with(".m3u8") {

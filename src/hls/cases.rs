@@ -91,7 +91,14 @@ fn attribute_syntax_is_kept() {
 fn key_goes_before_the_segment_block() {
     // No EXTINF: the key goes right before the URI line.
     let (out, t, _) = rewrite("#EXTM3U\n#EXT-X-TARGETDURATION:6\nx.ts\n", Some(60));
-    let key = "#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP\"";
+    let tag = super::testkit::fake_tag(
+        "/.tollgate/key/live/ch1/7/0.key",
+        &Serve::Key {
+            until: super::testkit::KEY_UNTIL,
+        },
+    );
+    let key = format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP&tgs={tag}\"");
+    let key = key.as_str();
     assert_eq!(out.lines().nth(2), Some(key));
     assert_eq!(t.injected_key_lines(), 1);
     // Comments, unknown tags and DATERANGE are not segment-scoped: the key
@@ -122,9 +129,11 @@ fn foreign_parts_and_maps_between_parts() {
     assert_eq!(t.injected_key_lines(), 5);
     let msns: Vec<Option<u64>> = calls
         .iter()
+        // Key URIs are signed too; only the URIs of the playlist count here.
+        .filter(|(_, s)| !matches!(s, Serve::Key { .. }))
         .map(|(_, s)| match s {
             Serve::Encrypt { msn, .. } => Some(*msn),
-            Serve::Clear { .. } => None,
+            Serve::Clear { .. } | Serve::Key { .. } => None,
         })
         .collect();
     // p1, p3, init (clear), p4: all parts of segment 5.
@@ -189,7 +198,15 @@ fn variables_resolve_tag_paths() {
     let (out, _, calls) = rewrite(body, Some(60));
     assert_eq!(
         calls,
-        [("/live/ch1/hd/a.ts".to_owned(), encrypt((0, 0), None))]
+        [
+            (
+                "/.tollgate/key/live/ch1/7/0.key".to_owned(),
+                Serve::Key {
+                    until: super::testkit::KEY_UNTIL
+                }
+            ),
+            ("/live/ch1/hd/a.ts".to_owned(), encrypt((0, 0), None))
+        ]
     );
     assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));
     // An imported variable in the path: unknown here, left alone (clear).
@@ -204,7 +221,7 @@ fn key_periods() {
             .iter()
             .filter_map(|(_, s)| match s {
                 Serve::Encrypt { period, .. } => Some(*period),
-                Serve::Clear { .. } => None,
+                Serve::Clear { .. } | Serve::Key { .. } => None,
             })
             .collect()
     };
