@@ -208,8 +208,7 @@ impl CompiledUser {
 
     /// Is `digest` the SHA-256 of the user's password?
     pub fn has_password_digest(&self, digest: &Digest) -> bool {
-        self.password()
-            .is_some_and(|p| bool::from(p.ct_eq(digest)))
+        self.password().is_some_and(|p| bool::from(p.ct_eq(digest)))
     }
 
     /// Constant-time: does the user hold this token?

@@ -188,7 +188,12 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             c.route,
             crate::path::encode_for_origin(c.channel)
         );
-        key_path = format!("{}{}/{}/{inc}/", crate::keyserver::PREFIX, c.route, c.channel);
+        key_path = format!(
+            "{}{}/{}/{inc}/",
+            crate::keyserver::PREFIX,
+            c.route,
+            c.channel
+        );
         Some(hls::Encrypt {
             inc,
             rotate_every_secs: c.rotate_every_secs,

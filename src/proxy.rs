@@ -240,15 +240,15 @@ async fn forward(
     let mut limit = None;
     let mut method = None;
     let claims = match capability {
-        Some(token) => verify_capability(live, shared, token, &scope, now)?,
+        Some(token) => verify_capability(live, token, &scope, now)?,
         None => {
             let (identity, by) = entry(live, shared, route, &path, &req, record, now).await?;
             limit = identity.session_limit;
             method = by;
             let user = identity.user;
-            let sid = live
-                .keys
-                .session_id(user.as_deref(), &route.name, &channel, record.client_ip);
+            let sid =
+                live.keys
+                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip);
             Claims {
                 sid,
                 expires: shared
@@ -416,6 +416,9 @@ async fn admit(
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
     }
     .map_err(ProxyError::from)?;
+    // Revoked (kicked, token blocked, credential replaced): every request
+    // kind comes through here, so playlists, segments and keys alike.
+    check_revoked(shared, claims)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
@@ -598,19 +601,23 @@ async fn entry(
 
 /// The one check of a session capability, for playlists, segments and
 /// keys alike: authentic, unexpired, for this route and channel (and
-/// address, when bound), and not revoked (kicked, its token blocked, its
-/// user's credential replaced), also across a restart.
+/// address, when bound). Whether it was revoked (kicked, its token
+/// blocked, its user's credential replaced, also before a restart) is
+/// [`check_revoked`], in [`admit`], which every request kind passes.
 fn verify_capability(
     live: &Live,
-    shared: &Shared,
     token: &str,
     scope: &Scope<'_>,
     now: u64,
 ) -> Result<Claims, ProxyError> {
-    let claims = live
-        .keys
+    live.keys
         .verify(token, scope, now)
-        .map_err(|_| ProxyError::Forbidden)?;
+        .map_err(|_| ProxyError::Forbidden)
+}
+
+/// Phase 5's revocation check, after the entitlements (a blocked or
+/// deleted user is told so, whatever else happened to the session).
+fn check_revoked(shared: &Shared, claims: &Claims) -> Result<(), ProxyError> {
     shared
         .revocations
         .check(claims.sid, claims.expires)
@@ -618,8 +625,7 @@ fn verify_capability(
             Reason::Ended => ProxyError::SessionEvicted,
             Reason::Blocked => ProxyError::Blocked,
             Reason::Revoked => ProxyError::Forbidden,
-        })?;
-    Ok(claims)
+        })
 }
 
 /// The credential an entry request presented, as revocation remembers it,
@@ -952,7 +958,7 @@ async fn serve_key(
         Ok(Serve::Key { until }) if now <= until => {}
         _ => return Err(ProxyError::Forbidden),
     }
-    let claims = verify_capability(live, shared, token, &scope, now)?;
+    let claims = verify_capability(live, token, &scope, now)?;
     record.user = claims.user.clone();
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked

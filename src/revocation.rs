@@ -392,8 +392,7 @@ impl Revocations {
             }
         }
         for (i, a) in file.admitted.into_iter().enumerate() {
-            let sid =
-                parse_sid(&a.sid).ok_or_else(|| format!("admitted[{i}].sid is malformed"))?;
+            let sid = parse_sid(&a.sid).ok_or_else(|| format!("admitted[{i}].sid is malformed"))?;
             let mut credentials = Vec::with_capacity(a.credentials.len().min(MAX_CREDENTIALS));
             for h in a.credentials.iter().rev().take(MAX_CREDENTIALS).rev() {
                 let credential = Credential::from_text(&h.credential)
@@ -574,7 +573,9 @@ mod tests {
         let file = r.to_file();
         let json = serde_json::to_string(&file).unwrap();
         assert!(!json.contains("secret-password"));
-        assert!(!format!("{c:?}{file:?}").contains(&hex::encode(Sha256::digest(b"secret-password"))));
+        assert!(
+            !format!("{c:?}{file:?}").contains(&hex::encode(Sha256::digest(b"secret-password")))
+        );
         let back: RevocationFile = serde_json::from_str(&json).unwrap();
         let r2 = Revocations::default();
         r2.load(back, 100).unwrap();
@@ -602,7 +603,14 @@ mod tests {
         let r = Revocations::new(10);
         for sid in 0..100u64 {
             r.revoke(sid, 1000 + sid, Reason::Ended, 0);
-            r.admit(sid, None, Credential::token(&sid.to_be_bytes()), false, 1000 + sid, 0);
+            r.admit(
+                sid,
+                None,
+                Credential::token(&sid.to_be_bytes()),
+                false,
+                1000 + sid,
+                0,
+            );
         }
         assert!(r.revoked_count() <= 10, "{}", r.revoked_count());
         assert!(r.admitted_count() <= 10);

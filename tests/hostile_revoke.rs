@@ -130,7 +130,11 @@ async fn enter(tg: &Tollgate, credentials: &str) -> String {
 async fn restart(mut tg: Tollgate, toml: &str) -> Tollgate {
     tg.signal(Signal::SIGTERM);
     let status = tg.exit_within(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status}: {}", tg.stderr_after_exit().await);
+    assert!(
+        status.success(),
+        "{status}: {}",
+        tg.stderr_after_exit().await
+    );
     Tollgate::start(toml).await
 }
 
@@ -188,14 +192,22 @@ async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart
     let list = json!({"users": [], "tokens": ["alice-token"], "ips": []});
     let (status, body) = api(&tg, "PUT", "/api/v1/blocklist", Some(list)).await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(fetch(&tg, &alice).await, blocked, "a playing session on a blocked token");
+    assert_eq!(
+        fetch(&tg, &alice).await,
+        blocked,
+        "a playing session on a blocked token"
+    );
 
     // Admitted before a restart, blocked after it.
     let bob = enter(&tg, "token=bob-token").await;
     assert_eq!(fetch(&tg, &bob).await.0, StatusCode::OK);
     let tg = restart(tg, &toml).await;
     assert_eq!(fetch(&tg, &bob).await.0, StatusCode::OK);
-    assert_eq!(fetch(&tg, &alice).await, blocked, "still blocked after the restart");
+    assert_eq!(
+        fetch(&tg, &alice).await,
+        blocked,
+        "still blocked after the restart"
+    );
     let list = json!({"users": [], "tokens": ["alice-token", "bob-token"], "ips": []});
     let (status, body) = api(&tg, "PUT", "/api/v1/blocklist", Some(list)).await;
     assert_eq!(status, 204, "{body}");
@@ -206,7 +218,10 @@ async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart
     );
     // Unblocking lets new entries in; the old capability stays refused.
     let list = json!({"users": [], "tokens": [], "ips": []});
-    assert_eq!(api(&tg, "PUT", "/api/v1/blocklist", Some(list)).await.0, 204);
+    assert_eq!(
+        api(&tg, "PUT", "/api/v1/blocklist", Some(list)).await.0,
+        204
+    );
     let again = enter(&tg, "token=bob-token").await;
     assert_eq!(fetch(&tg, &again).await.0, StatusCode::OK);
     assert_eq!(fetch(&tg, &bob).await, blocked);
@@ -282,7 +297,11 @@ async fn the_key_endpoint_serves_only_periods_a_playlist_named() {
     let parts: Vec<&str> = path.split('/').collect();
     let inc: u64 = parts[5].parse().unwrap();
     let period: u64 = parts[6].strip_suffix(".key").unwrap().parse().unwrap();
-    assert_eq!(period, 100 / 300, "MSN 100, 300 two-second segments per period");
+    assert_eq!(
+        period,
+        100 / 300,
+        "MSN 100, 300 two-second segments per period"
+    );
 
     let forbidden = (StatusCode::FORBIDDEN, error_body("forbidden"));
     for (what, uri) in [

@@ -97,7 +97,9 @@ fn key_goes_before_the_segment_block() {
             until: super::testkit::KEY_UNTIL,
         },
     );
-    let key = format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP&tgs={tag}\"");
+    let key = format!(
+        "#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP&tgs={tag}\""
+    );
     let key = key.as_str();
     assert_eq!(out.lines().nth(2), Some(key));
     assert_eq!(t.injected_key_lines(), 1);
@@ -268,7 +270,10 @@ fn media_sequence_edges() {
     let last = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n";
     let (out, t, _) = rewrite(last, Some(60));
     assert_eq!(t.segment_msns(), [u64::MAX]);
-    assert!(out.contains(",IV=0x0000000000000000ffffffffffffffff"), "{out}");
+    assert!(
+        out.contains(",IV=0x0000000000000000ffffffffffffffff"),
+        "{out}"
+    );
     let body = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-3\n#EXTINF:1,\na.ts\n";
     let (_, t, _) = rewrite(body, Some(60));
     assert_eq!((t.media_sequence(), t.segment_msns()), (0, &[0][..]));
