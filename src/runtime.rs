@@ -374,7 +374,7 @@ impl Shared {
         let live = Live::build(config, Some(current))?;
         // The new config's users and packages with the API's on top; no
         // API change in between.
-        let _writer = self.api_writer.lock().map_err(|_| {
+        let writer = self.api_writer.lock().map_err(|_| {
             ConfigErrors(vec![ConfigError {
                 path: "(state)".into(),
                 message: "state lock poisoned".into(),
@@ -396,6 +396,10 @@ impl Shared {
             );
         }
         self.live.store(Arc::new(live));
+        // A `[[user]]` token or password the new config dropped no longer
+        // carries the sessions it admitted.
+        drop(writer);
+        self.after_state_change();
         Ok(())
     }
 }

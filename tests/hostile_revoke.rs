@@ -351,3 +351,28 @@ async fn a_media_sequence_that_would_reuse_an_iv_is_a_bad_playlist() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_drops_a_config_token_stops_the_sessions_it_admitted() {
+    let origin = origin().await;
+    let state = tempfile::tempdir().unwrap();
+    let toml = config(origin.addr, state.path(), false);
+    let mut tg = Tollgate::start(&toml).await;
+    let alice = enter(&tg, "token=alice-token").await;
+    let bob = enter(&tg, "token=bob-token").await;
+    tg.rewrite_config(&toml.replace("\"alice-token\"", "\"alice-token-2\""));
+    tg.signal(Signal::SIGHUP);
+    tg.log_line("\"configuration reloaded\"", |v| {
+        common::process::is_message(v, "configuration reloaded")
+    })
+    .await;
+    let forbidden = (StatusCode::FORBIDDEN, error_body("forbidden"));
+    assert_eq!(
+        fetch(&tg, &alice).await,
+        forbidden,
+        "a session on a token the config no longer has"
+    );
+    assert_eq!(fetch(&tg, &bob).await.0, StatusCode::OK);
+    let again = enter(&tg, "token=alice-token-2").await;
+    assert_eq!(fetch(&tg, &again).await.0, StatusCode::OK);
+}
