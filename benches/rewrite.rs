@@ -56,6 +56,9 @@ impl TagSigner for HmacSigner {
                 body.push('c');
                 range(&mut body, r);
             }
+            Serve::Key { until } => {
+                let _ = write!(body, "k.{until}");
+            }
         }
         let mut mac = self.keyed.clone();
         for part in [self.route, self.channel, path] {
@@ -112,6 +115,8 @@ fn bench(c: &mut Criterion) {
             inc: 0x1234_5678_9abc,
             rotate_every_secs: 600,
             key_uri_prefix: "/.tollgate/key/live/ch1/20015998343868/",
+            key_path_prefix: "/.tollgate/key/live/ch1/20015998343868/",
+            key_until: 1_800_000_000,
         }),
         cap_param: "tg",
         tag_param: "tgs",

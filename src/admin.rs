@@ -153,7 +153,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         .map_or_else(Vec::new, |rest| rest.split('/').collect());
     match (&method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
-        (&Method::DELETE, ["sessions", id]) => kick_session(shared, id),
+        (&Method::DELETE, ["sessions", id]) => kick_session(shared, id).await,
         (&Method::GET, ["users", id]) => read(shared, |s| {
             s.user_record(id)
                 .map(|u| serde_json::to_string(&redacted(&u)))
@@ -180,8 +180,11 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             })
             .await;
             if r.status() == StatusCode::NO_CONTENT {
-                // Deleting a user ends their sessions (SPEC §4).
+                // Deleting a user ends their sessions (SPEC §4), for good.
                 shared.end_user_sessions(&user);
+                if let Err(e) = shared.save_revocations_async().await {
+                    return revocations_not_saved(&e);
+                }
             }
             r
         }
@@ -426,9 +429,20 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
     )
 }
 
+/// 500 `{"error":"state_write_failed"}`: a revocation took effect on this
+/// edge but could not be saved, so it would not survive a restart.
+fn revocations_not_saved(e: &str) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "revocation not saved: state dir not writable");
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"error":"state_write_failed"}"#.into(),
+    )
+}
+
 /// `DELETE /api/v1/sessions/{id}`: end a session now; its player's next
-/// request gets 403 `session_evicted`.
-fn kick_session(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
+/// request gets 403 `session_evicted`, also after a restart (the
+/// revocation is in the state dir before this answers).
+async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
     let Some(id) = parse_session_id(id) else {
         return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
     };
@@ -437,6 +451,9 @@ fn kick_session(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
         .get(id)
         .and_then(|s| s.user.as_deref().map(str::to_owned));
     if shared.end_session(id, user.as_deref()) {
+        if let Err(e) = shared.save_revocations_async().await {
+            return revocations_not_saved(&e);
+        }
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r

@@ -198,6 +198,19 @@ impl CompiledUser {
         }
     }
 
+    /// Does the user hold a token whose SHA-256 is `digest`? (Revocation
+    /// knows sessions' credentials only by digest.)
+    pub fn has_token_digest(&self, digest: &Digest) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| bool::from(sha256(t.as_bytes()).ct_eq(digest)))
+    }
+
+    /// Is `digest` the SHA-256 of the user's password?
+    pub fn has_password_digest(&self, digest: &Digest) -> bool {
+        self.password().is_some_and(|p| bool::from(p.ct_eq(digest)))
+    }
+
     /// Constant-time: does the user hold this token?
     fn owns_token(&self, presented: &[u8]) -> bool {
         let mut found = subtle::Choice::from(0);

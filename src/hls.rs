@@ -99,8 +99,15 @@ pub struct Encrypt<'a> {
     /// `[keys] rotate_every` in seconds.
     pub rotate_every_secs: u64,
     /// Key URI up to the period, e.g. `/.tollgate/key/live/ch1/<inc>/`
-    /// (no query); the key URI of period `p` is this + `p.key?tg=<cap>`.
+    /// (no query); the key URI of period `p` is this +
+    /// `p.key?tg=<cap>&tgs=<key tag>`.
     pub key_uri_prefix: &'a str,
+    /// The same as a normalized proxy path (channel not percent-encoded):
+    /// the path a key tag is signed for.
+    pub key_path_prefix: &'a str,
+    /// Until when the key tags of this playlist are valid (unix seconds;
+    /// [`crate::capability::Serve::Key`]).
+    pub key_until: u64,
 }
 
 /// Everything [`compile()`] needs besides the body.
@@ -146,4 +153,8 @@ pub enum RewriteError {
     /// (`bad_playlist`).
     #[error("not an HLS playlist")]
     NotPlaylist,
+    /// Encrypting would give two segments the same media sequence number
+    /// (the IV) under one key: MSNs past `u64::MAX` (`bad_playlist`).
+    #[error("media sequence numbers past 2^64")]
+    MsnOverflow,
 }

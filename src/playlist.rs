@@ -71,6 +71,9 @@ pub struct Compile<'a> {
     pub max_bytes: usize,
     /// Unix seconds.
     pub now: u64,
+    /// Until when key URIs written now may fetch their key (the expiry of
+    /// a capability minted now).
+    pub key_until: u64,
 }
 
 /// The coalescing micro-cache of compiled origin playlists.
@@ -171,7 +174,7 @@ where
 
 /// Compile `body` for the route and channel in `c`.
 pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
-    let key_prefix;
+    let (key_prefix, key_path);
     let encrypt = if c.encrypt {
         // A master playlist gets no key lines: no incarnation to choose
         // (it still needs `Encrypt` for the clear tags of its session data).
@@ -185,10 +188,18 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             c.route,
             crate::path::encode_for_origin(c.channel)
         );
+        key_path = format!(
+            "{}{}/{}/{inc}/",
+            crate::keyserver::PREFIX,
+            c.route,
+            c.channel
+        );
         Some(hls::Encrypt {
             inc,
             rotate_every_secs: c.rotate_every_secs,
             key_uri_prefix: &key_prefix,
+            key_path_prefix: &key_path,
+            key_until: c.key_until,
         })
     } else {
         None

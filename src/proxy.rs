@@ -29,6 +29,7 @@ use crate::headers;
 use crate::metrics::{AuthLabels, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::{Compile, Fetched};
+use crate::revocation::{Credential, Reason};
 use crate::runtime::{Live, Shared, unix_now};
 use crate::session::{Admitted, Ask, Policy, Refused, Session};
 
@@ -102,7 +103,9 @@ async fn authenticate(
     methods: &[AuthMethod],
     req: &AuthRequest<'_>,
 ) -> Decision {
-    let api = shared.entitlements();
+    // The API's own layer: the `token` method asks it which `[[user]]`
+    // ids the API replaced (their config credentials no longer count).
+    let api = shared.api_layer();
     let mut start = 0;
     loop {
         let at = match live.auth.decide_from(methods, start, req, Some(&api)) {
@@ -235,20 +238,22 @@ async fn forward(
     let capability =
         query.and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param));
     let mut limit = None;
+    let mut method = None;
     let claims = match capability {
-        Some(token) => live
-            .keys
-            .verify(token, &scope, now)
-            .map_err(|_| ProxyError::Forbidden)?,
+        Some(token) => verify_capability(live, token, &scope, now)?,
         None => {
-            let identity = entry(live, shared, route, &path, &req, record, now).await?;
+            let (identity, by) = entry(live, shared, route, &path, &req, record, now).await?;
             limit = identity.session_limit;
+            method = by;
             let user = identity.user;
+            let sid =
+                live.keys
+                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip);
             Claims {
-                sid: live
-                    .keys
-                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip),
-                expires: sessions.capability_expiry(now),
+                sid,
+                expires: shared
+                    .revocations
+                    .mint_expiry(sid, sessions.capability_expiry(now)),
                 user,
                 bind_ip: sessions.bind_ip,
             }
@@ -282,6 +287,21 @@ async fn forward(
         )
         .await?,
     );
+    // Remember what admitted it, so a token block or a replaced user finds
+    // the session later (also after a restart).
+    if capability.is_none()
+        && let Some((credential, of_user)) =
+            entry_credential(query, presented.as_deref(), method, claims.user.is_some())
+    {
+        shared.revocations.admit(
+            claims.sid,
+            claims.user.as_deref(),
+            credential,
+            of_user,
+            claims.expires,
+            now,
+        );
+    }
 
     // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
@@ -317,6 +337,8 @@ async fn forward(
             Serve::Clear { range } => {
                 passthrough(&ctx, origin, uri, conn, req, Through::Tagged(range), record).await
             }
+            // Signed for a key path only, so never verifies here.
+            Serve::Key { .. } => Err(ProxyError::Forbidden),
         };
     }
     if is_playlist_path(&path) {
@@ -394,6 +416,9 @@ async fn admit(
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
     }
     .map_err(ProxyError::from)?;
+    // Revoked (kicked, token blocked, credential replaced): every request
+    // kind comes through here, so playlists, segments and keys alike.
+    check_revoked(shared, claims)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
@@ -516,8 +541,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// A fresh capability for this session, for the URIs of a rewritten playlist.
     fn mint(&self) -> String {
+        let sid = self.claims.sid;
+        let revocations = &self.shared.revocations;
+        let expires =
+            revocations.mint_expiry(sid, self.live.config.sessions.capability_expiry(self.now));
+        revocations.extend(sid, expires);
         let claims = Claims {
-            expires: self.live.config.sessions.capability_expiry(self.now),
+            expires,
             ..self.claims.clone()
         };
         self.live.keys.mint(&claims, self.scope)
@@ -537,6 +567,7 @@ impl Ctx<'_> {
             incarnations: &self.shared.incarnations,
             max_bytes: self.live.config.cache.max_playlist,
             now: self.now,
+            key_until: self.live.config.sessions.capability_expiry(self.now),
         }
     }
 }
@@ -550,7 +581,7 @@ async fn entry(
     req: &Request<Incoming>,
     record: &RequestRecord,
     now: u64,
-) -> Result<Identity, ProxyError> {
+) -> Result<(Identity, Option<AuthMethod>), ProxyError> {
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -572,7 +603,60 @@ async fn entry(
             outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    decision.result
+    decision.result.map(|id| (id, decision.method))
+}
+
+/// The one check of a session capability, for playlists, segments and
+/// keys alike: authentic, unexpired, for this route and channel (and
+/// address, when bound). Whether it was revoked (kicked, its token
+/// blocked, its user's credential replaced, also before a restart) is
+/// [`check_revoked`], in [`admit`], which every request kind passes.
+fn verify_capability(
+    live: &Live,
+    token: &str,
+    scope: &Scope<'_>,
+    now: u64,
+) -> Result<Claims, ProxyError> {
+    live.keys
+        .verify(token, scope, now)
+        .map_err(|_| ProxyError::Forbidden)
+}
+
+/// Phase 5's revocation check, after the entitlements (a blocked or
+/// deleted user is told so, whatever else happened to the session).
+fn check_revoked(shared: &Shared, claims: &Claims) -> Result<(), ProxyError> {
+    shared
+        .revocations
+        .check(claims.sid, claims.expires)
+        .map_err(|reason| match reason {
+            Reason::Ended => ProxyError::SessionEvicted,
+            Reason::Blocked => ProxyError::Blocked,
+            Reason::Revoked => ProxyError::Forbidden,
+        })
+}
+
+/// The credential an entry request presented, as revocation remembers it,
+/// and whether the `token` method vouched for the user with it: a
+/// `?token=` whatever method read it (a block of the token must find the
+/// session), or the password of `?auth=` when the `token` method admitted.
+fn entry_credential(
+    query: Option<&str>,
+    token: Option<&str>,
+    method: Option<AuthMethod>,
+    has_user: bool,
+) -> Option<(Credential, bool)> {
+    let by_token = method == Some(AuthMethod::Token) && has_user;
+    if let Some(t) = token {
+        return Some((Credential::token(t.as_bytes()), by_token));
+    }
+    if !by_token {
+        return None;
+    }
+    let auth = crate::auth::query::param(query?, "auth")?;
+    let auth = crate::auth::query::percent_decode(auth);
+    let colon = auth.iter().position(|&b| b == b':')?;
+    let password = auth.get(colon + 1..).unwrap_or_default();
+    Some((Credential::password(password), true))
 }
 
 /// A rewritten playlist for this session.
@@ -872,10 +956,16 @@ async fn serve_key(
         channel: kp.channel,
         client_ip: record.client_ip,
     };
-    let claims = live
-        .keys
-        .verify(token, &scope, now)
-        .map_err(|_| ProxyError::Forbidden)?;
+    // Only a key period a playlist of this channel named, while its tag
+    // lasts: never a far-future period or a foreign incarnation.
+    let tag = query
+        .and_then(|q| crate::auth::query::param_exact(q, &sessions.tag_param))
+        .ok_or(ProxyError::Forbidden)?;
+    match live.keys.verify_tag(tag, &route.name, kp.channel, path) {
+        Ok(Serve::Key { until }) if now <= until => {}
+        _ => return Err(ProxyError::Forbidden),
+    }
+    let claims = verify_capability(live, token, &scope, now)?;
     record.user = claims.user.clone();
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked

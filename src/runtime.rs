@@ -24,12 +24,14 @@ use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::PlaylistCache;
+use crate::revocation::Revocations;
 use crate::router::{RouteSpec, RouteTable};
 use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
 mod api_layer;
 pub mod fleet_agent;
+mod revoke;
 
 use api_layer::build_effective;
 pub use api_layer::{ChangeError, merged};
@@ -240,6 +242,11 @@ pub struct Shared {
     deny: ArcSwap<Entitlements>,
     /// Pull sync's state and health (`[control_plane]`).
     pub sync: crate::sync::Status,
+    /// Revoked sessions and what admitted each session; persisted in the
+    /// state dir ([`crate::revocation::FILE_NAME`]).
+    pub revocations: Revocations,
+    /// Held while the revocation file is written, so saves apply in order.
+    revocation_writer: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -264,6 +271,8 @@ impl Shared {
             entitlements: ArcSwap::new(effective),
             deny: ArcSwap::from_pointee(Entitlements::default()),
             sync: crate::sync::Status::default(),
+            revocations: Revocations::default(),
+            revocation_writer: std::sync::Mutex::new(()),
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
@@ -286,8 +295,16 @@ impl Shared {
                 }
             });
         }
-        let until = self.live().config.sessions.capability_expiry(unix_now());
-        self.sessions.end(id, until)
+        let now = unix_now();
+        let until = self.live().config.sessions.capability_expiry(now);
+        let was_live = self.sessions.end(id, until);
+        if was_live {
+            // Durable: the capability stays refused after a restart too
+            // (the caller saves with [`Self::save_revocations`]).
+            self.revocations
+                .revoke(id, until, crate::revocation::Reason::Ended, now);
+        }
+        was_live
     }
 
     /// End every live session of `user` on this edge (and in the fleet).
@@ -316,6 +333,7 @@ impl Shared {
     /// Replace the control plane's deny list (a blocklist-only layer).
     pub fn set_deny(&self, layer: Entitlements) {
         self.deny.store(Arc::new(layer));
+        self.after_state_change();
     }
 
     /// The current generation (one atomic load; hold it for one request).
@@ -358,7 +376,7 @@ impl Shared {
         let live = Live::build(config, Some(current))?;
         // The new config's users and packages with the API's on top; no
         // API change in between.
-        let _writer = self.api_writer.lock().map_err(|_| {
+        let writer = self.api_writer.lock().map_err(|_| {
             ConfigErrors(vec![ConfigError {
                 path: "(state)".into(),
                 message: "state lock poisoned".into(),
@@ -380,6 +398,10 @@ impl Shared {
             );
         }
         self.live.store(Arc::new(live));
+        // A `[[user]]` token or password the new config dropped no longer
+        // carries the sessions it admitted.
+        drop(writer);
+        self.after_state_change();
         Ok(())
     }
 }

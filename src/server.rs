@@ -78,6 +78,10 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let max_conns = live.config.server.max_connections;
     let shared = Arc::new(Shared::new(live, crate::metrics::Metrics::new()));
+    // Revocations first: loading the state may sweep them.
+    shared
+        .load_revocations()
+        .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     shared
         .load_state()
         .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
@@ -106,6 +110,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     let sweeper = tokio::spawn(sweep_sessions(shared.clone()));
     let fleet = tokio::spawn(crate::runtime::fleet_agent::run(shared.clone()));
     let syncer = tokio::spawn(crate::sync::run(shared.clone()));
+    let revocations = tokio::spawn(persist_revocations(shared.clone()));
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
         log_listening("admin", &listener);
@@ -157,7 +162,23 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     sweeper.abort();
     fleet.abort();
     syncer.abort();
+    revocations.abort();
+    if let Err(e) = shared.save_revocations_async().await {
+        tracing::error!(error = %e, "revocations not saved at shutdown");
+    }
     Ok(())
+}
+
+/// Every second: forget lapsed revocations and save what changed (new
+/// admissions are saved only here and at shutdown).
+async fn persist_revocations(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        shared.revocations.prune(crate::runtime::unix_now());
+        if let Err(e) = shared.save_revocations_async().await {
+            tracing::warn!(error = %e, "revocations not saved in the state dir; retrying");
+        }
+    }
 }
 
 /// Forget idle sessions, a few times per idle timeout.

@@ -455,8 +455,13 @@ async fn once(
     })
     .await
     .map_err(|e| Failure::new("storage", format!("apply task failed: {e}")))??;
-    for user in ended {
-        shared.end_user_sessions(&user);
+    for user in &ended {
+        shared.end_user_sessions(user);
+    }
+    if !ended.is_empty()
+        && let Err(e) = shared.save_revocations_async().await
+    {
+        tracing::error!(error = %e, "revocations not saved in the state dir");
     }
     // An authentic, well-formed answer acknowledges the report, even one
     // whose delta could not be used.

@@ -144,9 +144,13 @@ fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
 
 /// The `token` method over both sources of users: the config's `[[user]]`
 /// (`config`) first, then the users the admin API and the control plane set
-/// (`api`, the effective entitlements, whose tokens and password digests
-/// are indexed there). Either allowing is an allow; a presented credential
-/// neither knows is `Forbidden`; none at all is `Pass`.
+/// (`api`, their layer, whose tokens and password digests are indexed
+/// there). Either allowing is an allow; a presented credential neither
+/// knows is `Forbidden`; none at all is `Pass`.
+///
+/// A user the API layer defines replaces every credential of the
+/// `[[user]]` with the same id (SPEC §6): the config's token or password of
+/// that id no longer admits anyone.
 pub fn check_all(
     config: Option<&Tokens>,
     api: Option<&crate::entitlements::Entitlements>,
@@ -156,7 +160,12 @@ pub fn check_all(
         return Check::Pass;
     };
     let from_config = config.map_or(Check::Forbidden, |t| t.check_credential(&cred));
+    let replaced = |id: &Identity| {
+        api.zip(id.user.as_deref())
+            .is_some_and(|(ents, u)| ents.user(u).is_some())
+    };
     match (from_config, api) {
+        (Check::Allow(id), Some(ents)) if replaced(&id) => check_api(ents, &cred),
         (Check::Allow(id), _) => Check::Allow(id),
         (_, Some(ents)) => check_api(ents, &cred),
         (other, None) => other,
@@ -190,6 +199,25 @@ fn check_api(ents: &crate::entitlements::Entitlements, cred: &Credential<'_>) ->
 }
 
 impl Tokens {
+    /// The id of the user holding the token whose SHA-256 is `digest`.
+    pub fn user_of_token_digest(&self, digest: &[u8; 32]) -> Option<&str> {
+        let i = *self.by_token.get(digest)?;
+        self.users.get(i).map(|u| u.id.as_str())
+    }
+
+    /// Is `digest` the SHA-256 of user `id`'s password?
+    pub fn is_password_digest(&self, id: &str, digest: &[u8; 32]) -> bool {
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.users.get(i)?.password)
+            .is_some_and(|p| bool::from(p.ct_eq(digest)))
+    }
+
+    /// True when user `id` is a `[[user]]` of the config.
+    pub fn has_user(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     fn check_credential(&self, cred: &Credential<'_>) -> Check {
         match cred {
             Credential::Token(t) => self.check_token(t),

@@ -61,6 +61,7 @@ fn arb_serve() -> impl Strategy<Value = Serve> {
             }
         ),
         arb_range().prop_map(|range| Serve::Clear { range }),
+        any::<u64>().prop_map(|until| Serve::Key { until }),
     ]
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! tgs  = <body>.<tag>
-//! body = e.<inc>.<period>.<msn>[.<off>.<len>] | c[.<off>.<len>]
+//! body = e.<inc>.<period>.<msn>[.<off>.<len>] | c[.<off>.<len>] | k.<until>
 //! tag  = base64url_nopad(HMAC-SHA256(K_tag, route ‖ 0 ‖ channel ‖ 0 ‖ path ‖ 0 ‖ body)[0..12])
 //! ```
 //!
@@ -114,6 +114,9 @@ fn parse_body(body: &str) -> Result<Serve, CapError> {
         (["c", ..], 1) => Ok(Serve::Clear { range: None }),
         (["c", off, len, ..], 3) => Ok(Serve::Clear {
             range: Some(range(off, len)?),
+        }),
+        (["k", until, ..], 2) => Ok(Serve::Key {
+            until: number(until)?,
         }),
         _ => Err(CapError::Malformed),
     }

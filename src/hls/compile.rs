@@ -30,8 +30,10 @@ const KEY_LINES_ESTIMATE: usize = 256;
 
 /// Compiles one origin playlist body into a [`Template`].
 ///
-/// Fails only when the body is larger than `ctx.max_bytes` or does not
-/// start with `#EXTM3U` (after an optional UTF-8 BOM). Everything else,
+/// Fails only when the body is larger than `ctx.max_bytes`, does not
+/// start with `#EXTM3U` (after an optional UTF-8 BOM), or, when it injects
+/// keys, counts media sequence numbers past `u64::MAX` (two segments would
+/// share a key and an IV). Everything else,
 /// including bytes that are not UTF-8, compiles: what the rewriter does not
 /// understand it copies.
 pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError> {
@@ -49,6 +51,11 @@ pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError>
     let mut walker = Walker::new(body, &lines, ctx, scan::scan(body, &lines));
     for (i, line) in lines.iter().enumerate() {
         walker.line(i, *line);
+    }
+    if walker.msn_reused && walker.keys.injecting() {
+        // Two segments under one key with one IV (RFC 8216 §5.2): refused,
+        // never served.
+        return Err(RewriteError::MsnOverflow);
     }
     walker.facts.key_lines = walker.keys.written;
     Ok(walker.out.finish(walker.facts))
@@ -92,6 +99,11 @@ struct Walker<'a> {
     facts: Facts,
     keys: Keys<'a>,
     next_msn: u64,
+    /// The next segment's MSN would be past `u64::MAX` (`next_msn` stays
+    /// at the maximum).
+    msn_past_end: bool,
+    /// A segment or part got an MSN already used: its IV would repeat.
+    msn_reused: bool,
     /// The range of the next segment, from an `EXT-X-BYTERANGE` dropped.
     seg_range: Option<ByteRange>,
     seg_ends: RangeEnds,
@@ -129,8 +141,16 @@ impl<'a> Walker<'a> {
             ctx,
             resolver: Resolver::new(ctx.playlist_path, ctx.origin, defines),
             out: Out::new(body, body.len() + uris * per_uri + KEY_LINES_ESTIMATE),
-            keys: Keys::new(inject, ctx.cap_param, eol, rotate / target),
+            keys: Keys::new(
+                inject,
+                (ctx.cap_param, ctx.tag_param),
+                ctx.signer,
+                eol,
+                rotate / target,
+            ),
             next_msn: facts.media_sequence,
+            msn_past_end: false,
+            msn_reused: false,
             facts,
             seg_range: None,
             seg_ends: RangeEnds::default(),
@@ -213,11 +233,13 @@ impl<'a> Walker<'a> {
                 self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Map);
             }
             b"EXT-X-PART" => {
+                self.msn_reused |= self.msn_past_end;
                 self.keys.scoped(&self.out);
                 self.uri_tag(l, from, b"URI", media, RangeAttrs::Part);
             }
             b"EXT-X-PRELOAD-HINT" => match attrs::find(content, from, b"TYPE") {
                 Some(a) if a.value(content) == b"PART" => {
+                    self.msn_reused |= self.msn_past_end;
                     self.keys.scoped(&self.out);
                     self.uri_tag(l, from, b"URI", media, RangeAttrs::Hint);
                 }
@@ -241,7 +263,10 @@ impl<'a> Walker<'a> {
                 let skipped = attrs::find(content, from, b"SKIPPED-SEGMENTS")
                     .and_then(|a| scan::parse_u64(a.value(content)))
                     .unwrap_or(0);
-                self.next_msn = self.next_msn.saturating_add(skipped);
+                match self.next_msn.checked_add(skipped) {
+                    Some(next) => self.next_msn = next,
+                    None => self.msn_past_end = true,
+                }
                 self.verbatim(l);
             }
             _ => self.verbatim(l),
@@ -256,7 +281,12 @@ impl<'a> Walker<'a> {
         let serve = if self.facts.kind == Kind::Media {
             self.keys.scoped(&self.out);
             let msn = self.next_msn;
-            self.next_msn = msn.saturating_add(1);
+            self.msn_reused |= self.msn_past_end;
+            match msn.checked_add(1) {
+                Some(next) => self.next_msn = next,
+                // Saturates: a later segment would reuse this MSN.
+                None => self.msn_past_end = true,
+            }
             self.facts.msns.push(msn);
             let range = self.seg_range.take();
             let own = matches!(target, Target::Own { .. });

@@ -21,6 +21,8 @@ pub(crate) const ORIGIN: OriginBase<'static> = OriginBase {
 /// The incarnation and key URI prefix of every encrypting test context.
 pub(crate) const INC: u64 = 7;
 pub(crate) const KEY_PREFIX: &str = "/.tollgate/key/live/ch1/7/";
+/// The key tags' validity in every encrypting test context.
+pub(crate) const KEY_UNTIL: u64 = 1_800_000_000;
 
 /// A signer whose tags spell out the wire format of docs/hls.md §5
 /// (`e.<inc>.<period>.<msn>[.<off>.<len>]` or `c[.<off>.<len>]`) followed by
@@ -54,6 +56,7 @@ pub(crate) fn fake_tag(path: &str, serve: &Serve) -> String {
             range: r,
         } => format!("e.{inc}.{period}.{msn}{}", range(r)),
         Serve::Clear { range: r } => format!("c{}", range(r)),
+        Serve::Key { until } => format!("k.{until}"),
     };
     let mut h: u32 = 0x811c_9dc5;
     for b in path.bytes().chain([0]).chain(body.bytes()) {
@@ -75,6 +78,8 @@ pub(crate) fn context<'a>(
             inc: INC,
             rotate_every_secs,
             key_uri_prefix: KEY_PREFIX,
+            key_path_prefix: KEY_PREFIX,
+            key_until: KEY_UNTIL,
         }),
         cap_param: "tg",
         tag_param: "tgs",
