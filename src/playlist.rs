@@ -183,7 +183,7 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             "{}{}/{}/{inc}/",
             crate::keyserver::PREFIX,
             c.route,
-            crate::path::encode_for_origin(c.channel)
+            crate::path::encode_canonical(c.channel)
         );
         Some(hls::Encrypt {
             inc,
