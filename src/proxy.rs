@@ -241,16 +241,19 @@ async fn forward(
             .verify(token, &scope, now)
             .map_err(|_| ProxyError::Forbidden)?,
         None => {
-            let identity = entry(live, shared, route, &path, &req, record, now).await?;
+            let (identity, method) = entry(live, shared, route, &path, &req, record, now).await?;
             limit = identity.session_limit;
             let user = identity.user;
+            // An entry the `ip` method allowed had its address as its only
+            // credential: the capability never works from elsewhere.
+            let by_address = method == Some(AuthMethod::Ip);
             Claims {
                 sid: live
                     .keys
                     .session_id(user.as_deref(), &route.name, &channel, record.client_ip),
                 expires: sessions.capability_expiry(now),
                 user,
-                bind_ip: sessions.bind_ip,
+                bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
             }
         }
     };
@@ -534,7 +537,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Phase 4 for an entry request: run the route's methods, count the decision.
+/// Phase 4 for an entry request: run the route's methods, count the decision;
+/// the identity and the method that allowed it.
 async fn entry(
     live: &Live,
     shared: &Shared,
@@ -543,7 +547,7 @@ async fn entry(
     req: &Request<Incoming>,
     record: &RequestRecord,
     now: u64,
-) -> Result<Identity, ProxyError> {
+) -> Result<(Identity, Option<AuthMethod>), ProxyError> {
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -565,7 +569,7 @@ async fn entry(
             outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    decision.result
+    decision.result.map(|id| (id, decision.method))
 }
 
 /// A rewritten playlist for this session.
