@@ -110,11 +110,15 @@ fn width(ip: IpAddr) -> u8 {
 pub(super) fn network(ip: IpAddr, bits: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(a) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
             IpAddr::from((u32::from(a) & mask).to_be_bytes())
         }
         IpAddr::V6(a) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
             IpAddr::from((u128::from(a) & mask).to_be_bytes())
         }
     }
@@ -247,7 +251,9 @@ impl MasterKeys {
         if bind_ip.for_ip(scope.client_ip) != bind_ip {
             return Err(CapError::BadSignature);
         }
-        let signed = raw.get(..raw.len().saturating_sub(MAC_LEN)).ok_or(CapError::Malformed)?;
+        let signed = raw
+            .get(..raw.len().saturating_sub(MAC_LEN))
+            .ok_or(CapError::Malformed)?;
         let want = self.cap_mac(signed, scope, bind_ip);
         let want = want.get(..MAC_LEN).unwrap_or_default();
         if !bool::from(want.ct_eq(mac)) {

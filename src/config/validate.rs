@@ -10,9 +10,9 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, BackendConfig, BindIp, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
-    ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig,
-    Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
+    AdminConfig, BackendConfig, BackendEndpoint, BindIp, CacheConfig, Config, ConfigError,
+    ConfigErrors, ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig,
+    RouteConfig, Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
 };
 use std::sync::Arc;
 

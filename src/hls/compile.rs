@@ -11,8 +11,8 @@
 
 use crate::capability::{ByteRange, Serve};
 
-use super::hostile_uris;
 use super::attrs::{self, Attr};
+use super::hostile_uris;
 use super::keys::Keys;
 use super::lines::{self, BOM, Class, Line};
 use super::scan::{self, RangeEnds};
@@ -287,7 +287,9 @@ impl<'a> Walker<'a> {
         }
         let content = self.content(l);
         let parsed = scan::parse_range(content.get(from..).unwrap_or_default());
-        let uri = self.next_uri_line(i).map(|j| (self.uri_of(j), self.line_of(j)));
+        let uri = self
+            .next_uri_line(i)
+            .map(|j| (self.uri_of(j), self.line_of(j)));
         if let (Some((length, offset)), Some((uri, uri_line))) = (parsed, uri) {
             let range = self.seg_ends.next(uri, length, offset);
             let target = self.resolve(uri, uri_line);

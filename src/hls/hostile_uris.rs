@@ -28,9 +28,9 @@ pub(crate) fn is_hostile(uri: &str) -> bool {
     if edges.into_iter().flatten().any(is_trimmed) {
         return true;
     }
-    let odd_ascii = uri
-        .bytes()
-        .fold(false, |acc, b| acc | (b < 0x20) | (b == 0x7f) | (b == b'\\'));
+    let odd_ascii = uri.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == 0x7f) | (b == b'\\')
+    });
     odd_ascii || (!uri.is_ascii() && uri.chars().any(is_line_break))
 }
 
