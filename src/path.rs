@@ -193,7 +193,7 @@ pub fn encode_canonical(normalized: &str) -> String {
 /// folds are branch-free so that they vectorize: this runs on every request.
 fn is_already_canonical(bytes: &[u8]) -> bool {
     let odd_byte = bytes.iter().fold(false, |acc, &b| {
-        acc | (b == b'%') | (b == b'\\') | (b < 0x20) | (b >= 0x7f)
+        acc | (b == b'%') | (b == b'\\') | !(0x20..0x7f).contains(&b)
     });
     let next = bytes.get(1..).unwrap_or_default();
     let odd_pair = bytes.iter().zip(next).fold(false, |acc, (&a, &b)| {

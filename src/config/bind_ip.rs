@@ -17,13 +17,31 @@ use serde::Deserialize;
 use crate::capability::Binding;
 
 /// The value as written in the file: a boolean or a prefix text.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawBindIp {
     /// `true` / `false`.
     Flag(bool),
     /// `"/24"`, `"/56"`, `"/24,/56"`.
     Prefix(String),
+}
+
+impl<'de> Deserialize<'de> for RawBindIp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawBindIp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a prefix such as \"/24\", \"/56\" or \"/24,/56\"")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawBindIp, E> {
+                Ok(RawBindIp::Flag(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawBindIp, E> {
+                Ok(RawBindIp::Prefix(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// How many leading bits of a client's address its capabilities are bound
@@ -140,6 +158,19 @@ mod tests {
         ] {
             assert!(from(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn reads_booleans_and_strings_only() {
+        #[derive(Deserialize)]
+        struct S {
+            bind_ip: RawBindIp,
+        }
+        let read = |text: &str| toml::from_str::<S>(text).map(|s| s.bind_ip);
+        assert!(matches!(read("bind_ip = true"), Ok(RawBindIp::Flag(true))));
+        assert!(matches!(read("bind_ip = \"/24\""), Ok(RawBindIp::Prefix(p)) if p == "/24"));
+        let err = read("bind_ip = 24").err().unwrap().to_string();
+        assert!(err.contains("true, false or a prefix"), "{err}");
     }
 
     #[test]
