@@ -74,6 +74,7 @@ fn is_trimmed(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{CAP, FakeSigner, context};
     use super::*;
 
     /// Characters that JavaScript's `trim` or the WHATWG URL parser strip.
@@ -153,5 +154,56 @@ mod tests {
         }
         // Not UTF-8, with the bytes of a separator: judged as splitting.
         assert!(splits_line(b"\xff\xe2\x80\xa8"));
+    }
+
+    /// The whole rewriter (`compile` and `render`), rendering [`CAP`].
+    fn rewrite(body: &str, rotate: Option<u64>) -> String {
+        let signer = FakeSigner::default();
+        let ctx = context("/live/ch1/index.m3u8", rotate, &signer);
+        let t = super::super::compile(body.as_bytes(), &ctx).unwrap();
+        String::from_utf8(t.render(CAP).to_vec()).unwrap()
+    }
+
+    /// URIs a trimming player (hls.js, the WHATWG URL parser) would send to
+    /// another host, and every URI on a line some player splits, are copied
+    /// without a capability; an ordinary URI on a clean line still gets one.
+    #[test]
+    fn player_trimmed_and_split_uris_get_no_capability() {
+        let foreign = [
+            " //evil.example/a.ts",
+            "\u{a0}//evil.example/a.ts",
+            "\u{feff}https://evil.example/a.ts",
+            "\u{3000}//evil.example/a.ts",
+            "\u{2009}//evil.example/a.ts",
+            "\u{1}//evil.example/a.ts",
+            "1http://evil.example/a.ts",
+        ];
+        for uri in foreign {
+            for encrypting in [None, Some(2)] {
+                let body = format!(
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"{uri}\"\n\
+                     #EXTINF:2,\nseg-1.ts\n#EXT-X-PART:DURATION=1,URI=\"{uri}\"\n"
+                );
+                let out = rewrite(&body, encrypting);
+                for line in out.lines().filter(|l| l.contains("evil.example")) {
+                    assert!(!line.contains(CAP), "{uri:?}: {line:?}");
+                }
+                assert!(out.contains(&format!("seg-1.ts?tg={CAP}")), "{out}");
+            }
+        }
+        // One line to tollgate, two to hls.js/ExoPlayer/ffmpeg: nothing on it
+        // is signed, the lines around it are.
+        for split in ["\r", "\u{0}", "\u{2028}", "\u{b}"] {
+            let body = format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+                 #EXT-X-MAP:X-A=\"{split}//evil.example/m\",URI=\"init.mp4\"\n\
+                 #EXTINF:2,\nseg-1.ts?x{split}//evil.example/a.ts\n#EXTINF:2,\nseg-2.ts\n"
+            );
+            let out = rewrite(&body, None);
+            for line in out.split('\n').filter(|l| l.contains("evil.example")) {
+                assert!(!line.contains(CAP), "{split:?}: {line:?}");
+            }
+            assert!(out.contains(&format!("seg-2.ts?tg={CAP}")), "{out}");
+        }
     }
 }
