@@ -6,6 +6,7 @@
 //! from reading the file, `env:`/`file:` secrets and TLS key files' existence;
 //! certificates themselves are parsed by [`crate::tls`] when the runtime is built.
 
+pub mod bind_ip;
 pub mod raw;
 pub mod secret;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::AuthMethod;
+pub use bind_ip::BindIp;
 pub use secret::Secret;
 
 /// One problem found in a config file, with the dotted key path it concerns.
@@ -114,8 +116,8 @@ pub struct SessionsConfig {
     /// Query parameter carrying segment tags: `capability_param` + `s`
     /// (`tgs` by default).
     pub tag_param: String,
-    /// Bind capabilities to the client IP.
-    pub bind_ip: bool,
+    /// To which client addresses capabilities are bound.
+    pub bind_ip: BindIp,
     /// Policy for users over their session limit.
     pub on_limit: OnLimit,
     /// Where session limits are counted.

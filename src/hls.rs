@@ -13,8 +13,9 @@
 //!
 //! Layout (private modules): `lines` splits and classifies lines, `attrs`
 //! scans attribute lists, `scan` reads the playlist-wide facts first, `uri`
-//! resolves URIs to proxy paths, `compile` walks the playlist, `keys` places
-//! key lines, `template` holds the result. Tests: `golden` (the fixtures in
+//! resolves URIs to proxy paths, `hostile_uris` picks out text a player
+//! would read differently (trimmed whitespace, split lines), `compile` walks
+//! the playlist, `keys` places key lines, `template` holds the result. Tests: `golden` (the fixtures in
 //! `tests/fixtures/hls/`), `cases`, `props`, with `testkit`'s checks.
 //!
 //! Pure core: no I/O, no clock, no logging; segment tags come from a
@@ -25,7 +26,9 @@
 //! Invariants of a compiled template: rendering it adds exactly one
 //! capability per own URI and per injected AES-128 key line, and loses or
 //! adds no URI; the segment tags and key lines are the same for every
-//! session; a foreign or unresolvable URI is never given a capability; on an
+//! session; a foreign or unresolvable URI, and one that a player trimming
+//! it as hls.js and the WHATWG URL parser do could send elsewhere, is never
+//! given a capability; on an
 //! encrypting route every own segment and part is covered by the key its
 //! tag names, and a clear (`c`) tag goes only to init sections, keys,
 //! session data, steering manifests and the segments of a playlist the
@@ -33,6 +36,7 @@
 
 mod attrs;
 mod compile;
+mod hostile_uris;
 mod keys;
 mod lines;
 mod scan;

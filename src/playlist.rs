@@ -186,7 +186,7 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             "{}{}/{}/{inc}/",
             crate::keyserver::PREFIX,
             c.route,
-            crate::path::encode_for_origin(c.channel)
+            crate::path::encode_canonical(c.channel)
         );
         key_path = format!(
             "{}{}/{}/{inc}/",

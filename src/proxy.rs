@@ -249,13 +249,16 @@ async fn forward(
             let sid =
                 live.keys
                     .session_id(user.as_deref(), &route.name, &channel, record.client_ip);
+            // An entry the `ip` method allowed had its address as its only
+            // credential: the capability never works from elsewhere.
+            let by_address = method == Some(AuthMethod::Ip);
             Claims {
                 sid,
                 expires: shared
                     .revocations
                     .mint_expiry(sid, sessions.capability_expiry(now)),
                 user,
-                bind_ip: sessions.bind_ip,
+                bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
             }
         }
     };
@@ -572,7 +575,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Phase 4 for an entry request: run the route's methods, count the decision.
+/// Phase 4 for an entry request: run the route's methods, count the decision;
+/// the identity and the method that allowed it.
 async fn entry(
     live: &Live,
     shared: &Shared,

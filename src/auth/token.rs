@@ -252,7 +252,7 @@ impl Scheme for Tokens {
         })?;
         Ok(format!(
             "{}?token={}",
-            crate::path::encode_for_origin(req.path),
+            crate::path::encode_canonical(req.path),
             query::percent_encode(token.expose())
         ))
     }

@@ -89,7 +89,7 @@ pub struct RawSessions {
     pub idle_timeout: Option<String>,
     pub capability_ttl: Option<String>,
     pub capability_param: Option<String>,
-    pub bind_ip: Option<bool>,
+    pub bind_ip: Option<super::bind_ip::RawBindIp>,
     pub on_limit: Option<String>,
     pub store: Option<RawSecretUrl>,
     pub store_fail: Option<String>,

@@ -10,9 +10,9 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, BackendConfig, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
-    ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig,
-    Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
+    AdminConfig, BackendConfig, BackendEndpoint, BindIp, CacheConfig, Config, ConfigError,
+    ConfigErrors, ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig,
+    RouteConfig, Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -643,7 +643,10 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
         capability_ttl,
         tag_param: format!("{capability_param}s"),
         capability_param,
-        bind_ip: raw.bind_ip.unwrap_or(false),
+        bind_ip: raw.bind_ip.as_ref().map_or(BindIp::default(), |b| {
+            errs.check("sessions.bind_ip", BindIp::from_raw(b))
+                .unwrap_or_default()
+        }),
         on_limit,
         store,
     }

@@ -12,6 +12,7 @@
 use crate::capability::{ByteRange, Serve};
 
 use super::attrs::{self, Attr};
+use super::hostile_uris;
 use super::keys::Keys;
 use super::lines::{self, BOM, Class, Line};
 use super::scan::{self, RangeEnds};
@@ -162,7 +163,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn resolve(&mut self, raw: &[u8]) -> Target {
+    /// The target of the URI text `raw` found on a line whose content is
+    /// `line`. Every URI on a line some player would split is foreign
+    /// ([`hostile_uris::splits_line`]).
+    fn resolve(&mut self, raw: &[u8], line: &[u8]) -> Target {
+        if hostile_uris::splits_line(line) {
+            return Target::Foreign;
+        }
         let buf = std::mem::take(&mut self.spare);
         self.resolver.resolve(raw, buf)
     }
@@ -276,7 +283,7 @@ impl<'a> Walker<'a> {
     fn uri_line(&mut self, l: Line, at: (usize, usize)) {
         let content = self.content(l);
         let raw = content.get(at.0..at.1).unwrap_or_default();
-        let target = self.resolve(raw);
+        let target = self.resolve(raw, content);
         let (raw_start, raw_end) = (l.start + at.0, l.start + at.1);
         let serve = if self.facts.kind == Kind::Media {
             self.keys.scoped(&self.out);
@@ -310,10 +317,12 @@ impl<'a> Walker<'a> {
         }
         let content = self.content(l);
         let parsed = scan::parse_range(content.get(from..).unwrap_or_default());
-        let uri = self.next_uri_line(i).map(|j| self.uri_of(j));
-        if let (Some((length, offset)), Some(uri)) = (parsed, uri) {
+        let uri = self
+            .next_uri_line(i)
+            .map(|j| (self.uri_of(j), self.line_of(j)));
+        if let (Some((length, offset)), Some((uri, uri_line))) = (parsed, uri) {
             let range = self.seg_ends.next(uri, length, offset);
-            let target = self.resolve(uri);
+            let target = self.resolve(uri, uri_line);
             let own = matches!(target, Target::Own { .. });
             self.recycle(target);
             if own {
@@ -322,6 +331,11 @@ impl<'a> Walker<'a> {
             }
         }
         self.verbatim(l);
+    }
+
+    /// The content of line `j`.
+    fn line_of(&self, j: usize) -> &'a [u8] {
+        self.lines.get(j).map_or(&[][..], |&l| self.content(l))
     }
 
     /// The URI text of line `j` (a URI line).
@@ -375,7 +389,7 @@ impl<'a> Walker<'a> {
             return self.write_attrs(l, from, None, &[]);
         };
         let raw = attr.value(content);
-        let target = self.resolve(raw);
+        let target = self.resolve(raw, content);
         let own = matches!(target, Target::Own { .. });
         let (range, drop) = if own && self.keys.injecting() {
             self.own_range(content, from, raw, ranges)

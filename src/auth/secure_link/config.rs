@@ -231,7 +231,7 @@ fn secret_form(raw: &RawConfig, has_secret: bool, errs: &mut Errors) -> Option<F
     let prefix = raw.path_prefix.clone();
     if let Some(p) = &prefix {
         let canonical = crate::path::normalize(p, usize::MAX).is_ok_and(|n| n == *p)
-            && crate::path::encode_for_origin(p) == *p;
+            && crate::path::encode_canonical(p) == *p;
         if !canonical || !p.starts_with('/') || !p.ends_with('/') || p.len() < 2 {
             err(
                 errs,
