@@ -344,31 +344,28 @@ impl Config {
         Ok(config)
     }
 
-    /// Parse and validate config text; relative paths resolve against `base_dir`.
+    /// Parse and validate config text; relative paths resolve against
+    /// `base_dir`. Every error is reported at once, each with its key path:
+    /// shape errors (unknown keys, wrong types) and then, on what is left
+    /// once those keys are taken out, validation errors.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigErrors> {
-        let de = toml::Deserializer::new(text);
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let mut path = e.path().to_string();
-            let message = e.into_inner().message().trim().to_owned();
-            // An unknown key at the top level has path "."; name the key itself.
-            if path == "." {
-                path = unknown_field(&message).unwrap_or("(top level)").to_owned();
+        let (raw, mut errors) = shape::read(text);
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(errors));
+        };
+        match validate::validate(raw, base_dir) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(more) => {
+                errors.extend(more.0);
+                Err(ConfigErrors(errors))
             }
-            ConfigErrors(vec![ConfigError { path, message }])
-        })?;
-        validate::validate(raw, base_dir)
+        }
     }
 }
 
+mod shape;
 mod validate;
-
-/// The key named in serde's "unknown field `x`, expected ..." message.
-fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(name, _)| name)
-}
 
 #[cfg(test)]
 mod tests {

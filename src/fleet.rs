@@ -317,6 +317,16 @@ impl FleetStore {
             .await
     }
 
+    /// Free `sid`'s slot among `user`'s sessions without marking it ended
+    /// (a viewer refused at admission: it may come back once allowed).
+    pub async fn release(&self, sid: u64, user: &str) -> Result<(), FleetError> {
+        let s = &self.shared;
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(s.keys.user(user)).arg(sid);
+        self.bounded(|mut conn| async move { cmd.query_async::<()>(&mut conn).await })
+            .await
+    }
+
     /// Whether the last Redis call succeeded (readiness); true before the
     /// first call of a lazy store.
     pub fn healthy(&self) -> bool {

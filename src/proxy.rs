@@ -375,25 +375,30 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
-    shared
+    let grant = shared
         .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
-        .map_err(ProxyError::from)?;
-    let grant = match claims.user.as_deref() {
-        Some(user) if ents.user(user).is_some() => {
-            ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
-        }
-        // Users an auth method of the route vouches for but the
-        // entitlements do not list (a backend's X-UserId, a WMSAuth id)
-        // only meet the blocklist.
-        Some(user) if how.vouched => ents
-            .check_blocklist(Some(user), how.token, scope.client_ip)
-            .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
-        // Anyone else must be listed: a deleted user's capability (even one
-        // re-adopting a session the table forgot) is refused.
-        Some(_) => Err(crate::entitlements::Denial::Forbidden),
-        None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
-    }
-    .map_err(ProxyError::from)?;
+        .and_then(|()| match claims.user.as_deref() {
+            Some(user) if ents.user(user).is_some() => {
+                ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
+            }
+            // Users an auth method of the route vouches for but the
+            // entitlements do not list (a backend's X-UserId, a WMSAuth id)
+            // only meet the blocklist.
+            Some(user) if how.vouched => ents
+                .check_blocklist(Some(user), how.token, scope.client_ip)
+                .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
+            // Anyone else must be listed: a deleted user's capability (even one
+            // re-adopting a session the table forgot) is refused.
+            Some(_) => Err(crate::entitlements::Denial::Forbidden),
+            None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
+        })
+        .map_err(|denial| {
+            // A refused viewer (no longer entitled, blocked, …) holds no
+            // `max_sessions` slot: its session, if it had one, goes now, not
+            // when it would have gone idle.
+            shared.release_session(claims.sid, claims.user.as_deref());
+            ProxyError::from(denial)
+        })?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
@@ -786,6 +791,8 @@ async fn passthrough(
     *out.headers_mut() = parts.headers;
     let h = out.headers_mut();
     headers::strip_hop_by_hop(h);
+    // Cookies, headers and `Authorization` carrying viewer credentials.
+    ctx.live.credentials.strip_headers(h);
     h.remove(header::HOST);
     if range.is_some() {
         // The tag names the range; the viewer sees it as a whole resource.

@@ -288,6 +288,26 @@ impl Shared {
         self.sessions.end(id, until)
     }
 
+    /// Drop session `id` of `user` without a tombstone, here and in the
+    /// fleet: its viewer was just refused (not entitled, blocked, …), so it
+    /// holds no `max_sessions` slot; allowed again, it is a new session.
+    pub fn release_session(&self, id: u64, user: Option<&str>) {
+        if !self.sessions.forget(id) {
+            return;
+        }
+        if let (Some(store), Some(user)) = (self.fleet.clone(), user) {
+            let user = user.to_owned();
+            tokio::spawn(async move {
+                if let Err(e) = store.release(id, &user).await {
+                    tracing::warn!(error = %e, "session release not recorded in the fleet store");
+                }
+            });
+        }
+        self.metrics
+            .sessions
+            .set(i64::try_from(self.sessions.len()).unwrap_or(i64::MAX));
+    }
+
     /// End every live session of `user` on this edge (and in the fleet).
     pub fn end_user_sessions(&self, user: &str) {
         for id in self.sessions.user_sessions(user) {

@@ -245,20 +245,20 @@ fn validation_reports_every_problem_with_its_path() {
     }"#,
     );
     let want = [
-        r#"packages[""]: must not be empty"#,
+        r#"packages[""]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
         r#"packages["basic"].channels[1]: empty channel name"#,
         r#"packages["basic"].channels[2]: channel contains a control character"#,
         r#"blocklist.ips[0]: invalid network "300.1.1.1""#,
-        r#"blocklist.users[0]: empty user id"#,
-        r#"blocklist.tokens[0]: empty token"#,
+        r#"blocklist.users[0]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+        r#"blocklist.tokens[0]: token must not be empty"#,
         r#"users["alice"].password: a pre-hashed password is sha256: followed by 64 hex digits"#,
         r#"users["alice"].ips[2]: invalid network "x""#,
         r#"users["alice"].expires_at: invalid RFC 3339 time "soon""#,
-        r#"users["alice"].tokens[1]: empty token"#,
+        r#"users["alice"].tokens[1]: token must not be empty"#,
         r#"users["alice"].tokens[2]: duplicate token: listed twice for this user"#,
         r#"users["bob"].tokens[0]: duplicate token: users["alice"] has the same one; a token must identify one user"#,
-        r#"users["a:b"]: a user id must not contain ':' (it ends the id in ?auth=id:password)"#,
-        r#"users[""]: must not be empty"#,
+        r#"users["a:b"]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+        r#"users[""]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
         r#"users["alice"].packages[1]: unknown package "gold""#,
     ];
     assert_eq!(got, want);
