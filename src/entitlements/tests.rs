@@ -446,3 +446,94 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn star_means_every_channel_and_is_no_package() {
+    let e = Entitlements::from_json_slice(
+        br#"{"users":{"all":{"tokens":["t"],"packages":["*"]},
+                      "some":{"tokens":["u"],"packages":["basic"]}},
+             "packages":{"basic":{"channels":["ch1"]}}}"#,
+    )
+    .unwrap();
+    let ok = Ok(Grant { max_sessions: 0 });
+    for channel in ["ch1", "ch2", "sports/final", ""] {
+        assert_eq!(
+            e.decide(Some("all"), None, channel, ip("192.0.2.1"), NOW),
+            ok
+        );
+    }
+    assert_eq!(
+        e.decide(Some("some"), None, "ch2", ip("192.0.2.1"), NOW),
+        Err(Denial::NotEntitled)
+    );
+    // Read back as the name the user gave, never as a package of its own.
+    assert_eq!(e.user_record("all").unwrap().packages, ["*"]);
+    assert!(e.package("*").is_none());
+    let snapshot = e.to_snapshot();
+    assert!(!snapshot.packages.contains_key("*"), "{snapshot:?}");
+    let again = Entitlements::build(snapshot).unwrap();
+    assert_eq!(
+        again.decide(Some("all"), None, "ch9", ip("192.0.2.1"), NOW),
+        ok
+    );
+    // A layer over other packages (the admin API's over the config's).
+    let layer = Entitlements::build_layer(
+        Snapshot {
+            users: [(
+                "x".to_owned(),
+                User {
+                    packages: vec!["*".to_owned()],
+                    ..User::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Snapshot::default()
+        },
+        ["basic".to_owned()].into_iter().collect(),
+    )
+    .unwrap();
+    assert!(!layer.has_external_packages());
+    assert_eq!(
+        layer.decide(Some("x"), None, "ch7", ip("192.0.2.1"), NOW),
+        ok
+    );
+    // No package may be called `*`.
+    assert_eq!(
+        problems(r#"{"packages":{"*":{"channels":["ch1"]}}}"#),
+        [
+            r#"packages["*"]: "*" is not a package name: in a user's packages it means every channel"#
+        ]
+    );
+}
+
+#[test]
+fn ids_follow_one_rule_and_secrets_hold_no_control_characters() {
+    let got = problems(
+        r#"{"users":{".":{},"..":{},"a b":{},"ok":{"tokens":["a\u0000b","c\r\nd"],"password":"p\nq"}},
+            "packages":{"..":{}},
+            "blocklist":{"users":["."],"tokens":["x\ny"]}}"#,
+    );
+    let rule = rules::ID_RULE;
+    let want = [
+        format!(r#"users["."]: {rule}"#),
+        format!(r#"users[".."]: {rule}"#),
+        format!(r#"users["a b"]: {rule}"#),
+        r#"users["ok"].password: contains a control character (NUL, CR, LF, ...)"#.to_owned(),
+        r#"users["ok"].tokens[0]: token contains a control character (NUL, CR, LF, ...)"#
+            .to_owned(),
+        r#"users["ok"].tokens[1]: token contains a control character (NUL, CR, LF, ...)"#
+            .to_owned(),
+        format!(r#"packages[".."]: {rule}"#),
+        format!(r#"blocklist.users[0]: {rule}"#),
+        r#"blocklist.tokens[0]: token contains a control character (NUL, CR, LF, ...)"#.to_owned(),
+    ];
+    assert_eq!(got, want);
+    // Hashing leaves such a password as it is, for validation to refuse.
+    let mut u = User {
+        password: "p\nq".to_owned(),
+        ..User::default()
+    };
+    u.hash_password();
+    assert_eq!(u.password, "p\nq");
+}
