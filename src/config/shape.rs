@@ -72,7 +72,7 @@ enum Step {
 /// The error as reported (`server.listn: unknown field ...`) and the path of
 /// the value to take out, if one can be.
 fn describe(path: &serde_path_to_error::Path, message: &str) -> (ConfigError, Option<Vec<Step>>) {
-    let message = message.trim().to_owned();
+    let message = redact(message.trim());
     let mut steps: Vec<Step> = Vec::new();
     for segment in path.iter() {
         match segment {
@@ -105,6 +105,21 @@ fn describe(path: &serde_path_to_error::Path, message: &str) -> (ConfigError, Op
         },
         fault,
     )
+}
+
+/// serde's "invalid type: string \"s3cret\", expected a sequence" without
+/// the value: a secret given the wrong shape (`tokens = "s3cret"`) must not
+/// reach a terminal or a reload's log line.
+fn redact(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected")
+        {
+            let kind = found.split([' ', '`', '"']).next().unwrap_or_default();
+            return format!("{prefix}{kind}, expected{expected}");
+        }
+    }
+    message.to_owned()
 }
 
 /// `server.tls[0].cert`.
@@ -227,6 +242,17 @@ max_session = 1
         );
         // With the faults taken out the rest reads: validation runs on it.
         assert!(raw.is_some());
+    }
+
+    #[test]
+    fn values_are_not_shown() {
+        let (_, errors) = read("[[user]]\nid = \"a\"\ntokens = \"s3cret-token\"\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "user[0].tokens");
+        assert_eq!(
+            errors[0].message,
+            "invalid type: string, expected a sequence"
+        );
     }
 
     #[test]
