@@ -375,30 +375,32 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
-    let grant = shared
+    // A refused viewer (no longer entitled, blocked, …) holds no
+    // `max_sessions` slot: its session, if it had one, goes now, not when it
+    // would have gone idle.
+    let denied = |denial: crate::entitlements::Denial| {
+        shared.release_session(claims.sid, claims.user.as_deref());
+        ProxyError::from(denial)
+    };
+    shared
         .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
-        .and_then(|()| match claims.user.as_deref() {
-            Some(user) if ents.user(user).is_some() => {
-                ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
-            }
-            // Users an auth method of the route vouches for but the
-            // entitlements do not list (a backend's X-UserId, a WMSAuth id)
-            // only meet the blocklist.
-            Some(user) if how.vouched => ents
-                .check_blocklist(Some(user), how.token, scope.client_ip)
-                .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
-            // Anyone else must be listed: a deleted user's capability (even one
-            // re-adopting a session the table forgot) is refused.
-            Some(_) => Err(crate::entitlements::Denial::Forbidden),
-            None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
-        })
-        .map_err(|denial| {
-            // A refused viewer (no longer entitled, blocked, …) holds no
-            // `max_sessions` slot: its session, if it had one, goes now, not
-            // when it would have gone idle.
-            shared.release_session(claims.sid, claims.user.as_deref());
-            ProxyError::from(denial)
-        })?;
+        .map_err(denied)?;
+    let grant = match claims.user.as_deref() {
+        Some(user) if ents.user(user).is_some() => {
+            ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
+        }
+        // Users an auth method of the route vouches for but the
+        // entitlements do not list (a backend's X-UserId, a WMSAuth id)
+        // only meet the blocklist.
+        Some(user) if how.vouched => ents
+            .check_blocklist(Some(user), how.token, scope.client_ip)
+            .map(|()| crate::entitlements::Grant { max_sessions: 0 }),
+        // Anyone else must be listed: a deleted user's capability (even one
+        // re-adopting a session the table forgot) is refused.
+        Some(_) => Err(crate::entitlements::Denial::Forbidden),
+        None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
+    }
+    .map_err(denied)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
