@@ -375,16 +375,9 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
-    // A refused viewer (no longer entitled, blocked, …) holds no
-    // `max_sessions` slot: its session, if it had one, goes now, not when it
-    // would have gone idle.
-    let denied = |denial: crate::entitlements::Denial| {
-        shared.release_session(claims.sid, claims.user.as_deref());
-        ProxyError::from(denial)
-    };
-    shared
-        .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
-        .map_err(denied)?;
+    if let Err(denial) = shared.check_deny(claims.user.as_deref(), how.token, scope.client_ip) {
+        return Err(refused(shared, claims, denial).await);
+    }
     let grant = match claims.user.as_deref() {
         Some(user) if ents.user(user).is_some() => {
             ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
@@ -399,8 +392,11 @@ async fn admit(
         // re-adopting a session the table forgot) is refused.
         Some(_) => Err(crate::entitlements::Denial::Forbidden),
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
-    }
-    .map_err(denied)?;
+    };
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(denial) => return Err(refused(shared, claims, denial).await),
+    };
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
@@ -444,6 +440,20 @@ async fn admit(
             .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
     }
     Ok(session)
+}
+
+/// A viewer refused at admission (no longer entitled, blocked, …) holds no
+/// `max_sessions` slot: its session, if it had one, goes now (here and in the
+/// fleet store, before the answer), not when it would have gone idle.
+async fn refused(
+    shared: &Shared,
+    claims: &Claims,
+    denial: crate::entitlements::Denial,
+) -> ProxyError {
+    shared
+        .release_session(claims.sid, claims.user.as_deref())
+        .await;
+    ProxyError::from(denial)
 }
 
 /// The fleet half of admission: a session new to this edge asks the shared

@@ -289,23 +289,22 @@ impl Shared {
     }
 
     /// Drop session `id` of `user` without a tombstone, here and in the
-    /// fleet: its viewer was just refused (not entitled, blocked, …), so it
-    /// holds no `max_sessions` slot; allowed again, it is a new session.
-    pub fn release_session(&self, id: u64, user: Option<&str>) {
+    /// fleet (awaited: the slot is free when this returns, or the store
+    /// failed and its own expiry frees it): its viewer was just refused (not
+    /// entitled, blocked, …), so it holds no `max_sessions` slot; allowed
+    /// again, it is a new session.
+    pub async fn release_session(&self, id: u64, user: Option<&str>) {
         if !self.sessions.forget(id) {
             return;
-        }
-        if let (Some(store), Some(user)) = (self.fleet.clone(), user) {
-            let user = user.to_owned();
-            tokio::spawn(async move {
-                if let Err(e) = store.release(id, &user).await {
-                    tracing::warn!(error = %e, "session release not recorded in the fleet store");
-                }
-            });
         }
         self.metrics
             .sessions
             .set(i64::try_from(self.sessions.len()).unwrap_or(i64::MAX));
+        if let (Some(store), Some(user)) = (self.fleet.as_ref(), user)
+            && let Err(e) = store.release(id, user).await
+        {
+            tracing::warn!(error = %e, "session release not recorded in the fleet store");
+        }
     }
 
     /// End every live session of `user` on this edge (and in the fleet).

@@ -46,12 +46,13 @@ async fn raw_status(addr: SocketAddr, method: &str, path: &str, body: &str) -> u
 }
 
 /// A proxy whose `/live/` route takes user tokens and whose admin API keeps
-/// its state in a temporary directory.
-fn api_config(origin: SocketAddr, state: &std::path::Path, users: &str) -> String {
+/// its state in a temporary directory, plus `extra` TOML.
+fn api_config(origin: SocketAddr, state: &std::path::Path, extra: &str) -> String {
     format!(
         r#"
 [server]
 listen = ["127.0.0.1:0"]
+{extra}
 [admin]
 listen = "127.0.0.1:0"
 token = "{ADMIN}"
@@ -66,7 +67,6 @@ prefix = "/live/"
 origin = "o"
 channel = 1
 auth = ["token"]
-{users}
 "#,
         state = state.display()
     )
@@ -136,9 +136,21 @@ async fn api_refuses_dot_ids_and_control_characters_in_secrets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_viewer_holds_no_session_slot() {
+    refused_viewer_frees_its_slot("").await;
+}
+
+/// The same with the fleet store: the slot is freed in Redis too, before
+/// the refusal is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_viewer_holds_no_fleet_slot() {
+    let redis = common::redis::RedisServer::start();
+    refused_viewer_frees_its_slot(&format!("[sessions]\nstore = \"{}\"\n", redis.url())).await;
+}
+
+async fn refused_viewer_frees_its_slot(sessions: &str) {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = start_proxy(&api_config(origin.addr, state.path(), "")).await;
+    let proxy = start_proxy(&api_config(origin.addr, state.path(), sessions)).await;
     for (name, channel) in [("pa", "cha"), ("pb", "chb")] {
         let (s, b) = admin_call(
             &proxy,
