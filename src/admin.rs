@@ -233,7 +233,8 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             serde_json::json!({
                 "error": "invalid",
                 "problems": [format!(
-                    "path: the name after /{kind}/ must be 1 to 255 of A-Z a-z 0-9 - _ . @"
+                    "path: the name after /{kind}/ {}",
+                    crate::entitlements::rules::ID_RULE
                 )],
             })
             .to_string(),
@@ -274,14 +275,11 @@ const SMALL_BODY: usize = 1 << 20;
 /// Largest `PUT /api/v1/snapshot` (a million users is about 110 MiB).
 const BULK_BODY: usize = 1 << 30;
 
-/// User ids and package names in paths: what a URL path segment can carry
-/// without escaping, nothing that could hide structure.
+/// User ids and package names in paths: the one id rule
+/// ([`crate::entitlements::rules`]), the same the config and the control
+/// plane follow.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+    crate::entitlements::rules::is_valid_id(name)
 }
 
 /// A user as the API shows it: tokens and password never leave the edge.

@@ -25,6 +25,7 @@ mod compile;
 mod glob;
 mod index;
 mod model;
+pub mod rules;
 mod stream;
 mod view;
 
@@ -48,6 +49,10 @@ pub use stream::{LoadError, redact_json_error};
 
 use glob::Glob;
 use index::FpIndex;
+
+/// In a user's `packages`, every channel (config and admin API alike). Not a
+/// package name: no package may be called `*`.
+pub const ALL_CHANNELS: &str = "*";
 
 /// A SHA-256 digest (of a password).
 type Digest = [u8; 32];
@@ -247,6 +252,9 @@ struct CompiledPackage {
     /// A placeholder for a package another layer defines (see
     /// [`Entitlements::build_layer`]): covers nothing, never read back.
     external: bool,
+    /// The built-in [`ALL_CHANNELS`] package: covers every channel, never
+    /// read back as a package (only as a name in users' `packages`).
+    builtin: bool,
 }
 
 impl CompiledPackage {

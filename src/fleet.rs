@@ -441,6 +441,20 @@ impl FleetStore {
             .await
     }
 
+    /// Free `sid`'s slot among `user`'s sessions without marking it ended
+    /// (a viewer refused at admission: it may come back once allowed).
+    pub async fn release(&self, sid: u64, user: &str) -> Result<(), FleetError> {
+        let s = &self.shared;
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(s.keys.user(user)).arg(sid);
+        // ZREM twice is ZREM once: safe to resend after a reconnect.
+        self.bounded(|mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
     /// One `PING` within [`PROBE_TIMEOUT`] (or `op_timeout` if shorter),
     /// recorded like any call in [`Self::healthy`]; true if Redis answered.
     /// While Redis is unreachable each probe is also a reconnect attempt.

@@ -400,9 +400,9 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
-    shared
-        .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
-        .map_err(ProxyError::from)?;
+    if let Err(denial) = shared.check_deny(claims.user.as_deref(), how.token, scope.client_ip) {
+        return Err(refused(shared, claims, denial).await);
+    }
     let grant = match claims.user.as_deref() {
         Some(user) if ents.user(user).is_some() => {
             ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
@@ -417,8 +417,11 @@ async fn admit(
         // re-adopting a session the table forgot) is refused.
         Some(_) => Err(crate::entitlements::Denial::Forbidden),
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
-    }
-    .map_err(ProxyError::from)?;
+    };
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(denial) => return Err(refused(shared, claims, denial).await),
+    };
     // Revoked (kicked, token blocked, credential replaced): every request
     // kind comes through here, so playlists, segments and keys alike.
     check_revoked(shared, claims)?;
@@ -465,6 +468,20 @@ async fn admit(
             .set(i64::try_from(shared.sessions.len()).unwrap_or(i64::MAX));
     }
     Ok(session)
+}
+
+/// A viewer refused at admission (no longer entitled, blocked, …) holds no
+/// `max_sessions` slot: its session, if it had one, goes now (here and in the
+/// fleet store, before the answer), not when it would have gone idle.
+async fn refused(
+    shared: &Shared,
+    claims: &Claims,
+    denial: crate::entitlements::Denial,
+) -> ProxyError {
+    shared
+        .release_session(claims.sid, claims.user.as_deref())
+        .await;
+    ProxyError::from(denial)
 }
 
 /// The fleet half of admission: a session new to this edge asks the shared
@@ -881,6 +898,8 @@ async fn passthrough(
     *out.headers_mut() = parts.headers;
     let h = out.headers_mut();
     headers::strip_hop_by_hop(h);
+    // Cookies, headers and `Authorization` carrying viewer credentials.
+    ctx.live.credentials.strip_headers(h);
     h.remove(header::HOST);
     if range.is_some() {
         // The tag names the range; the viewer sees it as a whole resource.

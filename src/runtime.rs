@@ -307,6 +307,25 @@ impl Shared {
         was_live
     }
 
+    /// Drop session `id` of `user` without a tombstone, here and in the
+    /// fleet (awaited: the slot is free when this returns, or the store
+    /// failed and its own expiry frees it): its viewer was just refused (not
+    /// entitled, blocked, …), so it holds no `max_sessions` slot; allowed
+    /// again, it is a new session.
+    pub async fn release_session(&self, id: u64, user: Option<&str>) {
+        if !self.sessions.forget(id) {
+            return;
+        }
+        self.metrics
+            .sessions
+            .set(i64::try_from(self.sessions.len()).unwrap_or(i64::MAX));
+        if let (Some(store), Some(user)) = (self.fleet.as_ref(), user)
+            && let Err(e) = store.release(id, user).await
+        {
+            tracing::warn!(error = %e, "session release not recorded in the fleet store");
+        }
+    }
+
     /// End every live session of `user` on this edge (and in the fleet).
     pub fn end_user_sessions(&self, user: &str) {
         for id in self.sessions.user_sessions(user) {

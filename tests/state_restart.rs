@@ -73,7 +73,9 @@ async fn apply(tg: &Tollgate, changes: Vec<(String, Option<Value>)>) {
 fn viewers() -> String {
     ["alice", "bob", "carol", "dave", "erin", "frank"]
         .iter()
-        .map(|id| format!("[[user]]\nid = \"{id}\"\ntokens = [\"{id}-token\"]\n"))
+        .map(|id| {
+            format!("[[user]]\nid = \"{id}\"\npackages = [\"*\"]\ntokens = [\"{id}-token\"]\n")
+        })
         .collect()
 }
 

@@ -81,11 +81,13 @@ impl Tokens {
         }
     }
 
-    /// `?token=T`, already percent-decoded.
+    /// `?token=T`, already percent-decoded. A token no user holds is
+    /// `Pass`: `?token=` is also how Cesbo securetoken and Flussonic
+    /// backends are asked, so a later method of the route may know it.
     fn check_token(&self, token: &[u8]) -> Check {
         match self.by_token.get(&digest(token)) {
             Some(&i) => self.allow(i),
-            None => Check::Forbidden,
+            None => Check::Pass,
         }
     }
 
@@ -144,9 +146,10 @@ fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
 
 /// The `token` method over both sources of users: the config's `[[user]]`
 /// (`config`) first, then the users the admin API and the control plane set
-/// (`api`, their layer, whose tokens and password digests are indexed
-/// there). Either allowing is an allow; a presented credential neither
-/// knows is `Forbidden`; none at all is `Pass`.
+/// (`api`, the effective entitlements, whose tokens and password digests
+/// are indexed there). Either allowing is an allow; a token neither knows,
+/// or none at all, is `Pass` (the route's next method decides: `?token=`
+/// is shared with `cesbo` and `backend`); a wrong `?auth=` is `Forbidden`.
 ///
 /// A user the API layer defines replaces every credential of the
 /// `[[user]]` with the same id (SPEC §6): the config's token or password of
@@ -159,7 +162,11 @@ pub fn check_all(
     let Some(cred) = credential(req) else {
         return Check::Pass;
     };
-    let from_config = config.map_or(Check::Forbidden, |t| t.check_credential(&cred));
+    let unknown = match cred {
+        Credential::Token(_) => Check::Pass,
+        Credential::Password(_) => Check::Forbidden,
+    };
+    let from_config = config.map_or(unknown, |t| t.check_credential(&cred));
     let replaced = |id: &Identity| {
         api.zip(id.user.as_deref())
             .is_some_and(|(ents, u)| ents.user(u).is_some())
@@ -189,12 +196,13 @@ fn check_api(ents: &crate::entitlements::Entitlements, cred: &Credential<'_>) ->
             })
         }
     };
-    match user {
-        Some(id) => Check::Allow(Identity {
+    match (user, cred) {
+        (Some(id), _) => Check::Allow(Identity {
             user: Some(id.to_owned()),
             session_limit: None,
         }),
-        None => Check::Forbidden,
+        (None, Credential::Token(_)) => Check::Pass,
+        (None, Credential::Password(_)) => Check::Forbidden,
     }
 }
 
@@ -227,9 +235,9 @@ impl Tokens {
 }
 
 impl Scheme for Tokens {
-    /// The config's users only ([`check_all`] adds the API's). A presented
-    /// but unknown credential is `Forbidden` (so list `cesbo` before `token`
-    /// when both read `?token=`); no credential at all is `Pass`.
+    /// The config's users only ([`check_all`] adds the API's). An unknown
+    /// token or none at all is `Pass` (so `token`, `cesbo` and `backend`
+    /// share a route in any order); a wrong `?auth=` is `Forbidden`.
     fn check(&self, req: &AuthRequest<'_>) -> Check {
         match credential(req) {
             Some(cred) => self.check_credential(&cred),

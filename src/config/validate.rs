@@ -815,21 +815,19 @@ fn default_edge_id() -> String {
         .unwrap_or_else(|| "tollgate".to_owned())
 }
 
-/// Name of the package a `[[user]]` without `packages` gets: every channel.
-/// (A name `[[package]]` may not take.)
-pub(crate) const ALL_CHANNELS: &str = "*";
-
 /// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked
 /// by compiling it once (so `tollgate check` reports its problems).
 fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snapshot {
-    use crate::entitlements::{Package, Snapshot, User};
+    use crate::entitlements::{ALL_CHANNELS, Package, Snapshot, User, rules};
     let mut snapshot = Snapshot::default();
     for (i, p) in raw.package.iter().enumerate() {
-        if p.name.is_empty() || p.name == ALL_CHANNELS {
-            errs.push(
-                format!("package[{i}].name"),
-                "must be a non-empty name other than \"*\"",
-            );
+        let bad = if p.name == ALL_CHANNELS {
+            Some("\"*\" is not a package name: in a user's packages it means every channel")
+        } else {
+            rules::check_id(&p.name).err()
+        };
+        if let Some(m) = bad {
+            errs.push(format!("package[{i}].name"), m);
             continue;
         }
         let package = Package {
@@ -842,14 +840,18 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             );
         }
     }
-    let mut all = false;
-    for u in &raw.user {
-        let packages = match &u.packages {
-            Some(list) => list.clone(),
-            None => {
-                all = true;
-                vec![ALL_CHANNELS.to_owned()]
-            }
+    for (i, u) in raw.user.iter().enumerate() {
+        if rules::check_id(&u.id).is_err() {
+            continue; // reported as user[i].id by the token method
+        }
+        // One rule for config and API users: a user's channels are what its
+        // packages say, and `["*"]` (never an absent key) means all of them.
+        let Some(packages) = u.packages.clone() else {
+            errs.push(
+                format!("user[{i}].packages"),
+                "missing: list the user's packages, or packages = [\"*\"] for every channel",
+            );
+            continue;
         };
         let user = User {
             max_sessions: u.max_sessions.unwrap_or(0),
@@ -861,14 +863,6 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
         };
         // Duplicate ids are the token method's error to report.
         snapshot.users.insert(u.id.clone(), user);
-    }
-    if all {
-        snapshot.packages.insert(
-            ALL_CHANNELS.to_owned(),
-            Package {
-                channels: vec!["*".to_owned()],
-            },
-        );
     }
     if let Err(e) = crate::entitlements::Entitlements::build(snapshot.clone()) {
         for p in e.problems() {

@@ -213,9 +213,11 @@ auth = ["token"]
 [[user]]
 id = "alice"
 tokens = ["alice-token"]
+packages = ["*"]
 [[user]]
 id = "carol"
 tokens = ["carol-token"]
+packages = ["*"]
 "#,
         state = state.display()
     )

@@ -27,7 +27,8 @@ fn check(t: &Tokens, query: &str) -> Check {
 /// get none); every user has a password, made of any characters.
 fn users() -> impl Strategy<Value = Vec<RawUser>> {
     (
-        prop::collection::btree_set("[A-Za-z0-9_.@-]{1,12}", 1..6),
+        // Ids follow the id rule (never `.` or `..`).
+        prop::collection::btree_set("[A-Za-z0-9_@-][A-Za-z0-9_.@-]{0,11}", 1..6),
         // A leading `t` keeps a token from reading as `env:`/`file:`.
         prop::collection::btree_set("t\\PC{0,24}", 0..12),
         "\\PC{1,16}",
