@@ -347,9 +347,13 @@ pub struct Segment {
 }
 
 impl Clone for Segment {
+    /// Another handle, keeping the fill going but (like a handle that has
+    /// made a body) no byte of it.
     fn clone(&self) -> Self {
+        let reader = self.reader.at(0);
+        reader.unpin();
         Self {
-            reader: self.reader.at(0),
+            reader,
             head: Arc::clone(&self.head),
         }
     }
@@ -368,12 +372,17 @@ impl Segment {
     /// body ends before `end`, it fails with [`SegmentError::RangeBeyondEnd`];
     /// `start > end` gives an empty body. The size hint is exact for a range
     /// and for a whole body of known length.
+    ///
+    /// Until its first body, a handle keeps every byte of a streaming fill
+    /// from its start; from then on the bodies keep what they need.
     pub fn body(&self, range: Option<(u64, u64)>) -> SegmentBody {
-        match range {
+        let body = match range {
             Some((start, end)) => {
                 SegmentBody::new(self.reader.at(start), start, Some(end.saturating_add(1)))
             }
             None => SegmentBody::new(self.reader.at(0), 0, self.head.length),
-        }
+        };
+        self.reader.unpin();
+        body
     }
 }

@@ -132,7 +132,8 @@ struct Growing {
     len: u64,
     /// Offset of the first byte still held (0 unless the fill streamed).
     base: u64,
-    /// Next offset each reader wants, by slot; [`FREE`] for an unused slot.
+    /// Next offset each reader wants, by slot; [`FREE`] for an unused slot,
+    /// [`UNPINNED`] for a hold that needs no byte kept.
     readers: Vec<u64>,
     /// Slots in use.
     live: usize,
@@ -143,6 +144,10 @@ struct Growing {
 
 /// An unused reader slot.
 const FREE: u64 = u64::MAX;
+
+/// A slot that keeps the fill going but no byte in it (a `Segment` whose
+/// bodies have their own slots).
+const UNPINNED: u64 = u64::MAX - 1;
 
 /// Most bytes a streaming fill holds ahead of its slowest reader.
 pub(super) const STREAM_WINDOW: u64 = 1 << 20;
@@ -288,7 +293,7 @@ impl Fill {
             .readers
             .iter()
             .copied()
-            .filter(|&p| p != FREE)
+            .filter(|&p| p < UNPINNED)
             .min()
             .unwrap_or(g.len);
         let keep = g
@@ -431,6 +436,19 @@ impl Fill {
         self.progress.notify_waiters();
     }
 
+    /// Let slot `slot` keep the fill going without keeping any byte.
+    pub(super) fn unpin(&self, slot: usize) {
+        {
+            let mut g = self.lock();
+            if let Some(p) = g.readers.get_mut(slot)
+                && *p != FREE
+            {
+                *p = UNPINNED;
+            }
+        }
+        self.progress.notify_waiters();
+    }
+
     /// Readers holding a slot.
     pub(super) fn readers(&self) -> usize {
         self.lock().live
@@ -454,7 +472,7 @@ impl Fill {
             return read_final(outcome, pos, hint);
         }
         let moved = match slot.and_then(|s| g.readers.get_mut(s)) {
-            Some(p) if *p != FREE && *p != pos => {
+            Some(p) if *p < UNPINNED && *p != pos => {
                 *p = pos;
                 true
             }
@@ -517,6 +535,13 @@ impl Reader {
     pub(super) fn at(&self, pos: u64) -> Self {
         let slot = self.fill.add(pos);
         Self::new(Arc::clone(&self.fill), slot)
+    }
+
+    /// Keep the fill going, but no byte of it (a reader that will not read).
+    pub(super) fn unpin(&self) {
+        if let Some(slot) = self.slot {
+            self.fill.unpin(slot);
+        }
     }
 
     /// The fill.

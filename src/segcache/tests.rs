@@ -21,6 +21,7 @@ use crate::cbc::{CbcStream, encrypted_len, iv_for_msn};
 mod ciphertext;
 mod failures;
 mod flight;
+mod budgets;
 mod limits;
 mod ranges;
 
