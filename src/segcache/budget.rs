@@ -3,9 +3,9 @@
 //! A fill takes bytes before it holds them and gives them back when it no
 //! longer does (it entered the completed cache, which has its own weight
 //! budget; it failed; a streaming fill's readers passed them; it was
-//! dropped). Taking either succeeds at once or not at all
-//! ([`Budget::try_take`]), or waits for room ([`Budget::take`]); the
-//! total taken never exceeds the limit.
+//! dropped). Taking succeeds at once or not at all ([`Budget::try_take`]):
+//! nobody waits on the budget, so fills whose viewers stopped reading
+//! cannot make the others wait; the total taken never exceeds the limit.
 
 use tokio::sync::Semaphore;
 
@@ -40,13 +40,6 @@ impl Budget {
         }
     }
 
-    /// Take `n` bytes (at most `u32::MAX`), waiting until they are free.
-    pub(crate) async fn take(&self, n: u32) {
-        if let Ok(permit) = self.permits.acquire_many(n).await {
-            permit.forget();
-        }
-    }
-
     /// Give back `n` bytes taken earlier.
     pub(crate) fn give(&self, n: u64) {
         if n > 0 {
@@ -65,15 +58,15 @@ impl Budget {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn takes_and_gives_within_the_limit() {
+    #[test]
+    fn takes_and_gives_within_the_limit() {
         let b = Budget::new(100);
         assert!(b.try_take(60));
         assert!(!b.try_take(41));
         assert!(b.try_take(40));
         assert_eq!(b.available(), 0);
         b.give(30);
-        b.take(30).await;
+        assert!(b.try_take(30));
         assert!(!b.try_take(1));
         assert!(!b.try_take(u64::MAX));
         b.give(100);

@@ -14,7 +14,10 @@
 //! the completed cache or is dropped. A fill whose body is larger than
 //! `max_segment` (or does not fit the budget) streams: it holds at most
 //! [`STREAM_WINDOW`] bytes ahead of its slowest reader, which is why
-//! readers of an open fill hold a slot with their position.
+//! readers of an open fill hold a slot with their position. With the
+//! budget spent, a streaming fill still moves one piece at a time (held
+//! outside the budget, at most [`MAX_PIECE`] per fill, like a connection's
+//! own buffers), so viewers who stop reading cannot stall the others.
 
 use std::error::Error;
 use std::mem;
@@ -271,18 +274,22 @@ impl Fill {
         if plan != Plan::Stream {
             return;
         }
-        // Room in the window: wait for the slowest reader.
+        // Room in the window, from the budget; or, with the budget out,
+        // one piece once the readers have taken everything else. Never a
+        // wait on the budget itself: its bytes may be held by fills whose
+        // viewers do not read, and this fill's viewer must not wait on them.
         loop {
             let progress = self.progress.notified();
-            if self.let_go() + n <= STREAM_WINDOW {
-                break;
+            let held = self.let_go();
+            if held + n <= STREAM_WINDOW && self.budget.try_take(n) {
+                self.lock().taken += n;
+                return;
+            }
+            if held == 0 {
+                return;
             }
             progress.await;
         }
-        if !self.budget.try_take(n) {
-            self.budget.take(u32::try_from(n).unwrap_or(u32::MAX)).await;
-        }
-        self.lock().taken += n;
     }
 
     /// Drop the pieces every reader has passed (a streaming fill only),

@@ -185,3 +185,26 @@ async fn a_fill_past_its_deadline_fails_with_a_timeout() {
     assert_eq!(start.elapsed(), deadline);
     assert!(tx.is_closed());
 }
+
+#[tokio::test]
+async fn a_stalled_fill_holding_the_budget_does_not_stall_the_others() {
+    let budget = MIB;
+    let cache = SegmentCache::new(BIG, TTL, BIG).with_fill_limits(MIB, budget);
+    let c = cipher(26);
+    let stalled_pt = plaintext(1_000_000, 26);
+    let (stalled_tx, stalled_body) = channel_body();
+    stalled_tx.send(data(&stalled_pt)).unwrap();
+    let resp = response(200, Some(stalled_pt.len()), stalled_body);
+    let stalled_key = seg_key("http://origin/stalled.ts", &c);
+    // Its viewer never reads: the fill holds (nearly) the whole budget.
+    let (_, stalled) = get_ok(&cache, &stalled_key, &c, fetch_ok(&counter(), resp)).await;
+    let _stalled_body = stalled.body(None);
+    let pt = plaintext(3_000_000, 27);
+    let resp = response(200, Some(pt.len()), body_of(vec![data(&pt)]));
+    let key = seg_key("http://origin/moving.ts", &c);
+    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    let read = read_watching(&cache, seg.body(None), budget, budget).await;
+    assert!(read.error.is_none(), "{:?}", read.error);
+    assert!(read.data == one_shot(&c, &pt));
+    drop(stalled_tx);
+}
