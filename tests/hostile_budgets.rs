@@ -406,6 +406,7 @@ async fn a_segment_of_hundreds_of_mb_streams_within_the_memory_budgets() {
     // Budgets: 16 MiB of fills, 8 MiB cached; the margin covers buffers,
     // allocator slack and the debug build.
     let allowed = rss_before + (24 << 20) + (64 << 20);
+    eprintln!("400 MB segments: RSS before {rss_before}, after {rss_after}, peak {peak}");
     assert!(
         peak < allowed,
         "peak RSS {} MiB (before {} MiB, after {} MiB), allowed {} MiB",
@@ -466,6 +467,7 @@ async fn concurrent_fills_stay_within_max_fill_bytes() {
     let (rss_after, peak) = memory(proxy.pid());
     // 12 MiB of fills, 4 MiB cached, and the same margin as above.
     let allowed = rss_before + (16 << 20) + (64 << 20);
+    eprintln!("{MIDS} fills: RSS before {rss_before}, after {rss_after}, peak {peak}");
     assert!(
         peak < allowed,
         "peak RSS {} MiB (before {} MiB, after {} MiB), allowed {} MiB",
