@@ -301,7 +301,10 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
         let total = Duration::from_secs(30);
         let mut body = Box::pin(Deadline::new(
-            IdleTimeout::new(StreamBody::new(tokio_stream_from(rx)), Duration::from_secs(5)),
+            IdleTimeout::new(
+                StreamBody::new(tokio_stream_from(rx)),
+                Duration::from_secs(5),
+            ),
             Instant::now() + total,
             total,
         ));
@@ -309,7 +312,11 @@ mod tests {
         let feeder = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                if tx.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.is_err() {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -36,8 +36,8 @@ mod token;
 use std::fmt;
 
 pub use self::keys::{MIN_ENCODED_MASTER, MIN_RAW_MASTER, MasterKeys, parse_master};
-pub use self::token::{Claims, MAX_USER_LEN, Scope, wire_user};
 pub use self::tag::{origin_query_of, signed_query};
+pub use self::token::{Claims, MAX_USER_LEN, Scope, wire_user};
 
 /// Why a capability or a segment tag was refused. Every variant is a 403
 /// `forbidden` for the viewer; the distinction is for logs and metrics.

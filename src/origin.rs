@@ -22,9 +22,9 @@ use http::{Request, Response, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use tokio::time::Instant;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 use crate::body::{Deadline, IdleTimeout};
 use crate::config::OriginConfig;

@@ -589,7 +589,11 @@ async fn serve_playlist(
     let compile = ctx.compile(origin);
     let sent = Instant::now();
     let timings = &ctx.shared.metrics.origin_duration;
-    let fetched = ctx.live.playlists.get(origin, uri, &compile, timings).await?;
+    let fetched = ctx
+        .live
+        .playlists
+        .get(origin, uri, &compile, timings)
+        .await?;
     record.origin_latency = Some(sent.elapsed());
     render(ctx, &fetched, record)
 }
@@ -819,7 +823,9 @@ async fn passthrough(
 
     // Fetch the response head.
     let sent = Instant::now();
-    let resp = origin.send(out, &ctx.shared.metrics.origin_duration).await?;
+    let resp = origin
+        .send(out, &ctx.shared.metrics.origin_duration)
+        .await?;
     record.origin_latency = Some(sent.elapsed());
     record.origin_status = Some(resp.status().as_u16());
 

@@ -78,7 +78,10 @@ fn generated(len: u64) -> OriginBody {
 fn trickle(every: Duration) -> OriginBody {
     let stream = futures_util::stream::unfold((), move |()| async move {
         tokio::time::sleep(every).await;
-        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"x"))), ()))
+        Some((
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"x"))),
+            (),
+        ))
     });
     BodyExt::boxed(StreamBody::new(stream))
 }
@@ -175,7 +178,9 @@ impl CountingOrigin {
     async fn wait_all_closed(&self, within: Duration, what: &str) {
         let deadline = Deadline::new(within, what);
         while self.open() > 0 {
-            deadline.tick(format!("{} origin connections open", self.open())).await;
+            deadline
+                .tick(format!("{} origin connections open", self.open()))
+                .await;
         }
     }
 }
@@ -252,13 +257,26 @@ async fn segments(client: &reqwest::Client, base: &str) -> Vec<(String, Seg)> {
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             msn = v.trim().parse().unwrap();
         } else if let Some(rest) = line.strip_prefix("#EXT-X-KEY:") {
-            let uri = rest.split("URI=\"").nth(1).unwrap().split('"').next().unwrap();
+            let uri = rest
+                .split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
             key = Some(url.join(uri).unwrap());
         } else if !line.starts_with('#') && !line.is_empty() {
             let seg = url.join(line).unwrap();
             let name = seg.path().rsplit('/').next().unwrap().to_owned();
             let key = key.clone().expect("a key line before the segments");
-            out.push((name, Seg { url: seg, key, iv: msn }));
+            out.push((
+                name,
+                Seg {
+                    url: seg,
+                    key,
+                    iv: msn,
+                },
+            ));
             msn += 1;
         }
     }
@@ -378,7 +396,8 @@ async fn check_body(client: &reqwest::Client, seg: &Seg, resp: reqwest::Response
     let tail = &tail[tail.len() - TAIL - 16..];
     let (prev, last) = tail.split_at(16);
     let mut last = last.to_vec();
-    let plain = Dec::new(&key.into(), prev.try_into().unwrap())
+    let prev: [u8; 16] = prev.try_into().unwrap();
+    let plain = Dec::new(&key.into(), &prev.into())
         .decrypt_padded_mut::<Pkcs7>(&mut last)
         .unwrap()
         .to_vec();
@@ -457,12 +476,13 @@ async fn concurrent_fills_stay_within_max_fill_bytes() {
         assert_eq!(resp.status(), StatusCode::OK);
         held.push(resp);
     }
-    eventually("every fill to have reached the origin", async || {
-        match origin.requests_for("/live/ch1/mid.ts").len() {
+    eventually(
+        "every fill to have reached the origin",
+        async || match origin.requests_for("/live/ch1/mid.ts").len() {
             MIDS => Ok(()),
             n => Err(format!("{n} origin requests")),
-        }
-    })
+        },
+    )
     .await;
     for (seg, resp) in segs.iter().zip(held) {
         check_body(&client, seg, resp, MID).await;
@@ -491,17 +511,39 @@ async fn a_fill_nobody_waits_for_stops_and_closes_its_origin_connection() {
     let proxy = common::start_proxy(&config(origin.addr, "600s", "")).await;
     let client = h1_client();
     let segs = segments(&client, &proxy.url("")).await;
-    origin.wait_all_closed(PATIENCE, "the playlist's connection to close").await;
+    origin
+        .wait_all_closed(PATIENCE, "the playlist's connection to close")
+        .await;
     let trickle = find(&segs, "trickle.ts");
     // Two viewers on one fill, each on its own connection.
-    let own = || reqwest::Client::builder().http1_only().no_proxy().build().unwrap();
+    let own = || {
+        reqwest::Client::builder()
+            .http1_only()
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
     let (a, b) = (own(), own());
-    let mut first = a.get(trickle.url.clone()).send().await.unwrap().bytes_stream();
-    let mut second = b.get(trickle.url.clone()).send().await.unwrap().bytes_stream();
+    let mut first = a
+        .get(trickle.url.clone())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut second = b
+        .get(trickle.url.clone())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
     // Ciphertext flows (a block per 16 trickled bytes) to both.
     first.next().await.unwrap().unwrap();
     second.next().await.unwrap().unwrap();
-    assert_eq!(origin.requests_for("/live/ch1/trickle.ts").len(), 1, "one fill");
+    assert_eq!(
+        origin.requests_for("/live/ch1/trickle.ts").len(),
+        1,
+        "one fill"
+    );
     assert_eq!(origin.open(), 1, "the fill's origin connection");
     drop((first, a));
     // The other viewer still gets bytes from the same fill.
@@ -539,23 +581,38 @@ async fn a_trickling_origin_is_released_at_total_timeout() {
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(e))) => break Err(e),
             Ok(None) => break Ok(()),
-            Err(_) => panic!("the trickling segment was still open {:?} later", give_up - started),
+            Err(_) => panic!(
+                "the trickling segment was still open {:?} later",
+                give_up - started
+            ),
         }
     };
     assert!(ended.is_err(), "a cut-off segment must not end cleanly");
-    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     // A playlist trickled the same way: 504 once the deadline passes.
     let started = tokio::time::Instant::now();
     let resp = tokio::time::timeout(
         PATIENCE,
-        client.get(proxy.url("/live/ch1/trickle-playlist.m3u8")).send(),
+        client
+            .get(proxy.url("/live/ch1/trickle-playlist.m3u8"))
+            .send(),
     )
     .await
     .expect("the trickling playlist was still not answered")
     .unwrap();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
-    origin.wait_all_closed(PATIENCE, "origin connections to close").await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    origin
+        .wait_all_closed(PATIENCE, "origin connections to close")
+        .await;
 }
 
 /// `tollgate_origin_duration_seconds` counts every origin fetch: the
@@ -571,7 +628,10 @@ async fn origin_duration_is_recorded_for_playlists_and_encrypted_segments() {
     assert_eq!(resp.status(), StatusCode::OK);
     resp.bytes().await.unwrap();
     let text = common::get_text(&proxy.admin_url("/metrics")).await;
-    let count = metric(&text, "tollgate_origin_duration_seconds_count{origin=\"o\"}");
+    let count = metric(
+        &text,
+        "tollgate_origin_duration_seconds_count{origin=\"o\"}",
+    );
     assert_eq!(
         count,
         2.0,

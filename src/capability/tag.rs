@@ -142,60 +142,6 @@ pub fn signed_query<'q>(query: &'q str, cap_param: &str, tag_param: &str) -> &'q
     query
 }
 
-#[cfg(test)]
-mod query_tests {
-    use super::*;
-
-    /// What the rewriter writes after a URI's query (see `hls::compile`):
-    /// `?tg=` without one, `tg=` after one ending in `?` or `&`, else `&tg=`.
-    fn rewritten(ref_query: &str) -> String {
-        let sep = match ref_query {
-            "" => "?",
-            q if q.ends_with('?') || q.ends_with('&') => "",
-            _ => "&",
-        };
-        format!("{ref_query}{sep}tg=CAP&tgs=TAG")
-    }
-
-    #[test]
-    fn request_side_finds_what_the_playlist_side_signed() {
-        let cases = ["", "?", "?a=1", "?a=1&", "?a=1&b=x%26y", "?a&b=", "?a=1&&", "?tgx=1"];
-        assert!(!cases.is_empty());
-        for ref_query in cases {
-            let signed = origin_query_of(ref_query);
-            let url_query = rewritten(ref_query);
-            let url_query = url_query.strip_prefix('?').unwrap_or(&url_query);
-            assert_eq!(signed_query(url_query, "tg", "tgs"), signed, "{ref_query:?}");
-            // A viewer's additions after the proxy's parameters are not signed.
-            let added = format!("{url_query}&cb=1&tg=x");
-            assert_eq!(signed_query(&added, "tg", "tgs"), signed, "{ref_query:?}");
-        }
-        // Before them, they are: and so they break the MAC.
-        assert_eq!(signed_query("cb=1&a=1&tg=C&tgs=T", "tg", "tgs"), "cb=1&a=1");
-        // No capability (an IP-allowed viewer): up to the tag.
-        assert_eq!(signed_query("a=1&tgs=T&cb=2", "tg", "tgs"), "a=1");
-        assert_eq!(signed_query("a=1", "tg", "tgs"), "a=1");
-    }
-
-    #[test]
-    fn the_query_is_signed() {
-        let k = MasterKeys::new(&[9; 32]);
-        let serve = Serve::Clear { range: None };
-        let plain = k.sign_tag("live", "ch1", "/live/ch1/a.ts", &serve);
-        assert_eq!(
-            plain,
-            k.sign_tag_with_query("live", "ch1", "/live/ch1/a.ts", "", &serve)
-        );
-        let with = k.sign_tag_with_query("live", "ch1", "/live/ch1/a.ts", "o=1", &serve);
-        assert_ne!(plain, with);
-        let verify = |tag: &str, q: &str| k.verify_tag_with_query(tag, "live", "ch1", "/live/ch1/a.ts", q);
-        assert_eq!(verify(&with, "o=1"), Ok(serve));
-        assert_eq!(verify(&with, "o=2"), Err(CapError::BadSignature));
-        assert_eq!(verify(&with, ""), Err(CapError::BadSignature));
-        assert_eq!(verify(&plain, "o=1"), Err(CapError::BadSignature));
-    }
-}
-
 impl std::str::FromStr for Serve {
     type Err = CapError;
 
@@ -257,4 +203,72 @@ fn number(text: &str) -> Result<u64, CapError> {
         return Err(CapError::Malformed);
     }
     text.parse().map_err(|_| CapError::Malformed)
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    /// What the rewriter writes after a URI's query (see `hls::compile`):
+    /// `?tg=` without one, `tg=` after one ending in `?` or `&`, else `&tg=`.
+    fn rewritten(ref_query: &str) -> String {
+        let sep = match ref_query {
+            "" => "?",
+            q if q.ends_with('?') || q.ends_with('&') => "",
+            _ => "&",
+        };
+        format!("{ref_query}{sep}tg=CAP&tgs=TAG")
+    }
+
+    #[test]
+    fn request_side_finds_what_the_playlist_side_signed() {
+        let cases = [
+            "",
+            "?",
+            "?a=1",
+            "?a=1&",
+            "?a=1&b=x%26y",
+            "?a&b=",
+            "?a=1&&",
+            "?tgx=1",
+        ];
+        assert!(!cases.is_empty());
+        for ref_query in cases {
+            let signed = origin_query_of(ref_query);
+            let url_query = rewritten(ref_query);
+            let url_query = url_query.strip_prefix('?').unwrap_or(&url_query);
+            assert_eq!(
+                signed_query(url_query, "tg", "tgs"),
+                signed,
+                "{ref_query:?}"
+            );
+            // A viewer's additions after the proxy's parameters are not signed.
+            let added = format!("{url_query}&cb=1&tg=x");
+            assert_eq!(signed_query(&added, "tg", "tgs"), signed, "{ref_query:?}");
+        }
+        // Before them, they are: and so they break the MAC.
+        assert_eq!(signed_query("cb=1&a=1&tg=C&tgs=T", "tg", "tgs"), "cb=1&a=1");
+        // No capability (an IP-allowed viewer): up to the tag.
+        assert_eq!(signed_query("a=1&tgs=T&cb=2", "tg", "tgs"), "a=1");
+        assert_eq!(signed_query("a=1", "tg", "tgs"), "a=1");
+    }
+
+    #[test]
+    fn the_query_is_signed() {
+        let k = MasterKeys::new(&[9; 32]);
+        let serve = Serve::Clear { range: None };
+        let plain = k.sign_tag("live", "ch1", "/live/ch1/a.ts", &serve);
+        assert_eq!(
+            plain,
+            k.sign_tag_with_query("live", "ch1", "/live/ch1/a.ts", "", &serve)
+        );
+        let with = k.sign_tag_with_query("live", "ch1", "/live/ch1/a.ts", "o=1", &serve);
+        assert_ne!(plain, with);
+        let verify =
+            |tag: &str, q: &str| k.verify_tag_with_query(tag, "live", "ch1", "/live/ch1/a.ts", q);
+        assert_eq!(verify(&with, "o=1"), Ok(serve));
+        assert_eq!(verify(&with, "o=2"), Err(CapError::BadSignature));
+        assert_eq!(verify(&with, ""), Err(CapError::BadSignature));
+        assert_eq!(verify(&plain, "o=1"), Err(CapError::BadSignature));
+    }
 }

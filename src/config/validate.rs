@@ -649,7 +649,12 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
     if !(1024..=(256 << 20)).contains(&max_playlist) {
         errs.push("cache.max_playlist", "must be between 1KiB and 256MiB");
     }
-    let max_segment = size(errs, "cache.max_segment", raw.max_segment.as_deref(), 64 << 20);
+    let max_segment = size(
+        errs,
+        "cache.max_segment",
+        raw.max_segment.as_deref(),
+        64 << 20,
+    );
     if !((64 << 10)..=(1 << 30)).contains(&max_segment) {
         errs.push("cache.max_segment", "must be between 64KiB and 1GiB");
     }

@@ -192,7 +192,10 @@ fn variables_resolve_tag_paths() {
     // encrypting route; docs/hls.md §5).
     assert_eq!(
         calls,
-        [("/live/ch1/hd/a.ts?x={$imp}".to_owned(), encrypt((0, 0), None))]
+        [(
+            "/live/ch1/hd/a.ts?x={$imp}".to_owned(),
+            encrypt((0, 0), None)
+        )]
     );
     assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));
     // An imported variable in the path: unknown here, left alone (clear).

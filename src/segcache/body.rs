@@ -115,9 +115,9 @@ impl Body for SegmentBody {
                         this.notified.set(None);
                     }
                     // Register, then look again: a push in between is not lost.
-                    None => this
-                        .notified
-                        .set(Some(Arc::clone(this.reader.fill().notify()).notified_owned())),
+                    None => this.notified.set(Some(
+                        Arc::clone(this.reader.fill().notify()).notified_owned(),
+                    )),
                 },
             }
         }

@@ -106,7 +106,10 @@ pub(super) struct Piece {
 enum Outcome {
     /// Every byte is in; `pieces` are those still held (all of them unless
     /// the fill streamed), `len` the whole body length.
-    Complete { pieces: Box<[Piece]>, len: u64 },
+    Complete {
+        pieces: Box<[Piece]>,
+        len: u64,
+    },
     Failed(SegmentError),
 }
 
@@ -186,7 +189,10 @@ pub(crate) struct Fill {
 
 impl Drop for Fill {
     fn drop(&mut self) {
-        let g = self.growing.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let g = self
+            .growing
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         self.budget.give(mem::take(&mut g.taken));
     }
 }
@@ -262,9 +268,7 @@ impl Fill {
     pub(super) async fn room(&self, n: u64) {
         let plan = {
             let mut g = self.lock();
-            if g.plan == Plan::Grow
-                && (g.len + n > self.max_segment || !self.budget.try_take(n))
-            {
+            if g.plan == Plan::Grow && (g.len + n > self.max_segment || !self.budget.try_take(n)) {
                 g.plan = Plan::Stream;
             } else if g.plan == Plan::Grow {
                 g.taken += n;

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::cbc::{CbcStream, encrypted_len, iv_for_msn};
 
+mod budgets;
 mod ciphertext;
 mod failures;
 mod flight;
-mod budgets;
 mod limits;
 mod ranges;
 

@@ -72,7 +72,10 @@ async fn fills_beyond_the_budget_stream_and_every_byte_is_given_back() {
     let pt = plaintext(1_500_000, 22);
     let (first_tx, first_body) = channel_body();
     let (second_tx, second_body) = channel_body();
-    let (k1, k2) = (seg_key("http://origin/1.ts", &c), seg_key("http://origin/2.ts", &c));
+    let (k1, k2) = (
+        seg_key("http://origin/1.ts", &c),
+        seg_key("http://origin/2.ts", &c),
+    );
     let resp1 = response(200, Some(pt.len()), first_body);
     let resp2 = response(200, Some(pt.len()), second_body);
     let (_, s1) = get_ok(&cache, &k1, &c, fetch_ok(&counter(), resp1)).await;
@@ -181,7 +184,10 @@ async fn a_fill_past_its_deadline_fails_with_a_timeout() {
             None => panic!("a body short of its declared length ended cleanly"),
         }
     };
-    assert!(matches!(segment_error(&error), SegmentError::Origin(_)), "{error}");
+    assert!(
+        matches!(segment_error(&error), SegmentError::Origin(_)),
+        "{error}"
+    );
     assert_eq!(start.elapsed(), deadline);
     assert!(tx.is_closed());
 }
