@@ -29,7 +29,7 @@ struct HmacSigner {
 }
 
 impl TagSigner for HmacSigner {
-    fn tag(&self, path: &str, serve: &Serve) -> String {
+    fn tag(&self, path: &str, _query: &str, serve: &Serve) -> String {
         let mut body = String::with_capacity(48);
         let range = |body: &mut String, r: &Option<tollgate::capability::ByteRange>| {
             if let Some(r) = r {
@@ -77,7 +77,7 @@ impl TagSigner for HmacSigner {
 struct FreeSigner;
 
 impl TagSigner for FreeSigner {
-    fn tag(&self, _path: &str, _serve: &Serve) -> String {
+    fn tag(&self, _path: &str, _query: &str, _serve: &Serve) -> String {
         String::from("e.20015998343868.2057.1234567.AAAAAAAAAAAAAAAA")
     }
 }

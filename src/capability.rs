@@ -36,6 +36,7 @@ mod token;
 use std::fmt;
 
 pub use self::keys::{MIN_ENCODED_MASTER, MIN_RAW_MASTER, MasterKeys, parse_master};
+pub use self::tag::{origin_query_of, signed_query};
 pub use self::token::{Binding, Claims, MAX_USER_LEN, Scope, wire_user};
 
 /// Why a capability or a segment tag was refused. Every variant is a 403

@@ -221,6 +221,12 @@ pub struct CacheConfig {
     pub playlist_ttl: Duration,
     /// Largest origin playlist accepted, after decoding.
     pub max_playlist: usize,
+    /// Largest segment (ciphertext bytes) a fill holds whole; a larger one
+    /// streams through encryption in a bounded window and is not cached.
+    pub max_segment: u64,
+    /// Bytes all fills in flight may hold together; a fill that would go
+    /// over streams instead (and waits for room when even that is full).
+    pub max_fill_bytes: u64,
 }
 
 /// The `backend` auth method's settings (`[[auth.backend]]`).
@@ -315,6 +321,9 @@ pub struct OriginConfig {
     pub first_byte_timeout: Duration,
     /// Longest pause between two body chunks before the response is aborted.
     pub idle_timeout: Duration,
+    /// Whole-fetch deadline: request sent to the last body byte (head and
+    /// body); past it the fetch fails (504 before the head, aborted after).
+    pub total_timeout: Duration,
     /// Idle keep-alive connections are closed after this long.
     pub pool_idle_timeout: Duration,
     /// Most idle keep-alive connections kept to this origin.

@@ -75,9 +75,10 @@ use crate::capability::Serve;
 /// to the route and channel; tests use a deterministic fake.
 pub trait TagSigner {
     /// The whole `tgs` value for the URI at the normalized proxy path
-    /// `path` (no query) served as `serve`. Must be URL-safe and contain no
-    /// `"` or `,` (it is written into quoted attributes as is).
-    fn tag(&self, path: &str, serve: &Serve) -> String;
+    /// `path` with the origin query `query` (`""` for none; see
+    /// `capability::origin_query_of`) served as `serve`. Must be URL-safe
+    /// and contain no `"` or `,` (it is written into quoted attributes as is).
+    fn tag(&self, path: &str, query: &str, serve: &Serve) -> String;
 }
 
 /// The origin a route forwards to, to recognize absolute URIs that point

@@ -121,7 +121,8 @@ pub struct AuthLabels {
     pub outcome: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A histogram per label set, each with the family's buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 100 µs … ~52 s.

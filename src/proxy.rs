@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::access_log::{RequestRecord, loggable_target};
 use crate::auth::{AuthMethod, AuthRequest, Decision, Identity, SessionLimit, Step, Verdict};
-use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
+use crate::body::{BodyEnd, ProxyBody, Tracked};
 use crate::capability::{ByteRange, Claims, Scope, Serve};
 use crate::config::OnLimit;
 use crate::config::RouteConfig;
@@ -329,10 +329,21 @@ async fn forward(
     if route.encrypt
         && let Some(tag) = tag
     {
+        // The tag signs the URI's own query; what a viewer added after the
+        // proxy's parameters is dropped (not forwarded, not a cache key).
+        let signed = crate::capability::signed_query(
+            query.unwrap_or_default(),
+            &sessions.capability_param,
+            &sessions.tag_param,
+        );
         let serve = live
             .keys
-            .verify_tag(tag, &route.name, &channel, &path)
+            .verify_tag_with_query(tag, &route.name, &channel, &path, signed)
             .map_err(|_| ProxyError::Forbidden)?;
+        let uri = origin.uri_for(
+            &crate::path::encode_for_origin(&path),
+            live.credentials.strip(signed).as_deref(),
+        )?;
         return match serve {
             Serve::Encrypt { .. } => {
                 serve_encrypted(&ctx, origin, uri, serve, req.headers(), record).await
@@ -689,7 +700,12 @@ async fn serve_playlist(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let compile = ctx.compile(origin);
     let sent = Instant::now();
-    let fetched = ctx.live.playlists.get(origin, uri, &compile).await?;
+    let timings = &ctx.shared.metrics.origin_duration;
+    let fetched = ctx
+        .live
+        .playlists
+        .get(origin, uri, &compile, timings)
+        .await?;
     record.origin_latency = Some(sent.elapsed());
     render(ctx, &fetched, record)
 }
@@ -765,6 +781,7 @@ async fn serve_encrypted(
     };
     let seg_key = crate::segcache::SegKey::new(uri.to_string(), range, &cipher);
     let fetch_origin = Arc::clone(origin);
+    let timings = ctx.shared.metrics.origin_duration.clone();
     let fetch = move || async move {
         let mut req = Request::get(uri)
             .header(header::ACCEPT_ENCODING, "identity")
@@ -773,16 +790,20 @@ async fn serve_encrypted(
         if let Some(r) = range_header(range) {
             req.headers_mut().insert(header::RANGE, r);
         }
-        let idle = fetch_origin.config().idle_timeout;
-        let resp = fetch_origin.send(req).await?;
+        let resp = fetch_origin.send(req, &timings).await?;
         if range.is_some() && resp.status() == http::StatusCode::OK {
             // The origin ignored `Range:`: encrypting the whole file as the
             // range would serve the wrong bytes to everyone.
             return Err(ProxyError::BadOriginResponse);
         }
-        Ok(resp.map(|b| IdleTimeout::new(b, idle)))
+        Ok(resp)
     };
-    let (lookup, segment) = ctx.shared.segments.get(seg_key, cipher, fetch).await?;
+    let deadline = origin.config().total_timeout;
+    let (lookup, segment) = ctx
+        .shared
+        .segments
+        .get_within(seg_key, cipher, deadline, fetch)
+        .await?;
     let label = match lookup {
         crate::segcache::Lookup::Hit => "hit",
         crate::segcache::Lookup::Joined => "joined",
@@ -916,17 +937,11 @@ async fn passthrough(
 
     // Fetch the response head.
     let sent = Instant::now();
-    let resp = origin.send(out).await?;
-    let latency = sent.elapsed();
-    record.origin_latency = Some(latency);
+    let resp = origin
+        .send(out, &ctx.shared.metrics.origin_duration)
+        .await?;
+    record.origin_latency = Some(sent.elapsed());
     record.origin_status = Some(resp.status().as_u16());
-    ctx.shared
-        .metrics
-        .origin_duration
-        .get_or_create(&crate::metrics::OriginLabel {
-            origin: origin.config().name.clone(),
-        })
-        .observe(latency.as_secs_f64());
 
     let (mut parts, body) = resp.into_parts();
     // A playlist found by its type, not its name: rewrite it like any other.
@@ -948,7 +963,6 @@ async fn passthrough(
     // The viewer's connection has its own version; an HTTP/1.0 origin must
     // not turn the viewer's response into HTTP/1.0.
     parts.version = http::Version::HTTP_11;
-    let body = IdleTimeout::new(body, origin.config().idle_timeout);
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 

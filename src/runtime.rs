@@ -253,7 +253,8 @@ impl Shared {
     /// Start serving generation `live`.
     pub fn new(live: Live, metrics: Metrics) -> Self {
         let c = &live.config.cache;
-        let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20));
+        let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
+            .with_fill_limits(c.max_segment, c.max_fill_bytes);
         if live.config.keys.master.is_none() {
             tracing::warn!(
                 "no [keys] master: using a random one; capabilities this edge mints are \

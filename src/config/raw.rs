@@ -105,6 +105,8 @@ pub struct RawCache {
     pub segment_ttl: Option<String>,
     pub playlist_ttl: Option<String>,
     pub max_playlist: Option<String>,
+    pub max_segment: Option<String>,
+    pub max_fill_bytes: Option<String>,
 }
 
 /// `[auth.*]`: one optional section per signature scheme.
@@ -192,6 +194,7 @@ pub struct RawOrigin {
     pub connect_timeout: Option<String>,
     pub first_byte_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub total_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<usize>,
 }

@@ -315,6 +315,11 @@ fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> 
             raw.idle_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        total_timeout: errs.timeout(
+            &p("total_timeout"),
+            raw.total_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
         pool_idle_timeout: errs.timeout(
             &p("pool_idle_timeout"),
             raw.pool_idle_timeout.as_deref(),
@@ -667,6 +672,24 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
     if !(1024..=(256 << 20)).contains(&max_playlist) {
         errs.push("cache.max_playlist", "must be between 1KiB and 256MiB");
     }
+    let max_segment = size(
+        errs,
+        "cache.max_segment",
+        raw.max_segment.as_deref(),
+        64 << 20,
+    );
+    if !((64 << 10)..=(1 << 30)).contains(&max_segment) {
+        errs.push("cache.max_segment", "must be between 64KiB and 1GiB");
+    }
+    let max_fill_bytes = size(
+        errs,
+        "cache.max_fill_bytes",
+        raw.max_fill_bytes.as_deref(),
+        256 << 20,
+    );
+    if max_fill_bytes < (1 << 20) {
+        errs.push("cache.max_fill_bytes", "must be at least 1MiB");
+    }
     CacheConfig {
         segments,
         segment_ttl: errs.timeout(
@@ -680,6 +703,8 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
             Duration::from_millis(500),
         ),
         max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
+        max_segment,
+        max_fill_bytes,
     }
 }
 

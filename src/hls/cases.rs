@@ -198,6 +198,9 @@ fn variables_resolve_tag_paths() {
     let body = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DEFINE:NAME=\"d\",VALUE=\"hd\"\n\
         #EXT-X-DEFINE:IMPORT=\"imp\"\n#EXTINF:6,\n{$d}/a.ts?x={$imp}\n#EXTINF:6,\n{$imp}/b.ts\n";
     let (out, _, calls) = rewrite(body, Some(60));
+    // The query is signed as written: a variable this playlist does not
+    // define is not substituted (a player that does gets 403 on an
+    // encrypting route; docs/hls.md §5).
     assert_eq!(
         calls,
         [
@@ -207,7 +210,7 @@ fn variables_resolve_tag_paths() {
                     until: super::testkit::KEY_UNTIL
                 }
             ),
-            ("/live/ch1/hd/a.ts".to_owned(), encrypt((0, 0), None))
+            ("/live/ch1/hd/a.ts?x={$imp}".to_owned(), encrypt((0, 0), None))
         ]
     );
     assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));

@@ -499,6 +499,7 @@ impl<'a> Walker<'a> {
             rewritten,
             fragment_at,
             query,
+            signed_query,
         } = target
         else {
             return self.out.copy(start, end);
@@ -517,7 +518,10 @@ impl<'a> Walker<'a> {
         self.out.push_str(prefix);
         self.out.cap();
         if let Some(serve) = serve {
-            let tag = self.ctx.signer.tag(path, &serve);
+            let tag = self
+                .ctx
+                .signer
+                .tag(path, signed_query.as_deref().unwrap_or(""), &serve);
             self.out.push_str(&self.tag_prefix);
             self.out.push_str(&tag);
         }

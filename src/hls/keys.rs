@@ -142,7 +142,7 @@ impl<'a> Keys<'a> {
         out.push(b"&");
         out.push_str(self.tag_param);
         out.push(b"=");
-        out.push_str(&self.signer.tag(&path, &Serve::Key { until }));
+        out.push_str(&self.signer.tag(&path, "", &Serve::Key { until }));
         out.push(b"\"");
         if let Some(iv) = key.iv {
             out.push_str(&format!(",IV=0x{iv:032x}"));

@@ -33,9 +33,16 @@ pub(crate) struct FakeSigner {
 }
 
 impl TagSigner for FakeSigner {
-    fn tag(&self, path: &str, serve: &Serve) -> String {
-        self.calls.borrow_mut().push((path.to_owned(), *serve));
-        fake_tag(path, serve)
+    fn tag(&self, path: &str, query: &str, serve: &Serve) -> String {
+        // A query is recorded (and tagged) as part of the path, `path?query`.
+        let path = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let tag = fake_tag(&path, serve);
+        self.calls.borrow_mut().push((path, *serve));
+        tag
     }
 }
 

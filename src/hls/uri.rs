@@ -37,6 +37,10 @@ pub(crate) enum Target {
         /// a query that ends in `?` or `&`, `Some(false)` after any other
         /// query, `None` when there is no query.
         query: Option<bool>,
+        /// The query the segment tag signs (variables substituted, as the
+        /// player will send it; see `capability::origin_query_of`); `None`
+        /// when it is empty.
+        signed_query: Option<String>,
     },
     /// Another host or scheme, `data:`, `skd://`, or not resolvable: copied
     /// byte for byte, no parameters.
@@ -112,6 +116,9 @@ impl<'a> Resolver<'a> {
             return Target::Foreign;
         }
         let query = query_state(ref_query);
+        let signed_query = Some(crate::capability::origin_query_of(ref_query))
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned);
         // A `:` before any `/` that does not end a scheme is no relative
         // reference either (RFC 3986 §4.2); some players take it for one.
         let absolute = shape.scheme_colon || ref_path.starts_with("//");
@@ -125,6 +132,7 @@ impl<'a> Resolver<'a> {
                         rewritten: Some(head),
                         fragment_at,
                         query,
+                        signed_query,
                     }
                 }
                 None => Target::Foreign,
@@ -157,6 +165,7 @@ impl<'a> Resolver<'a> {
             rewritten: None,
             fragment_at,
             query,
+            signed_query,
         }
     }
 
@@ -404,6 +413,7 @@ mod tests {
             rewritten,
             fragment_at,
             query: q,
+            ..
         } = &got
         else {
             panic!("{raw:?} is foreign");
