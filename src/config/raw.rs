@@ -141,6 +141,8 @@ pub struct RawServer {
     pub max_headers: Option<usize>,
     pub max_uri_bytes: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -159,6 +161,7 @@ pub struct RawTls {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 /// `[log]`.
