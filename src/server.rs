@@ -1,6 +1,6 @@
 //! Listeners and the process lifecycle: binding, one accept loop per
-//! listener (all through [`accept`]: plain HTTP/1.1 + h2c, HTTPS with ALPN h2
-//! + http/1.1, and the admin listener), their connection budgets
+//! listener (all through [`accept`]: plain HTTP/1.1 and h2c, HTTPS with ALPN
+//! h2 and http/1.1, and the admin listener), their connection budgets
 //! ([`budget`]) and lifetime timers ([`lifetime`]), and the reload / drain /
 //! stop control loop.
 //!
