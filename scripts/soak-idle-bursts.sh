@@ -91,7 +91,7 @@ done
 [ -n "$burst_pid" ] && wait "$burst_pid" || true
 status=0
 wait "$viewers_pid" || status=$?
-echo "== viewers harness (exit $status)"; tail -25 "$work/viewers.out"
+echo "== viewers harness (exit $status)"; sed -n "/^scenario/,\$p" "$work/viewers.out"
 echo "== bursts"; cat "$work/bursts.jsonl" 2>/dev/null || true
 echo "== RSS samples: $CSV"
 awk -F, 'NR == 2 {base = $2} NR > 1 {if ($2 > max) max = $2; last = $2}

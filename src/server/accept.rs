@@ -170,12 +170,27 @@ where
                 handler: self.handler.clone(),
             };
             let gauge = gauge.clone();
-            tokio::spawn(async move {
-                gauge.inc();
-                conn.serve(stream).await;
-                gauge.dec();
-                drop(permit);
-            });
+            // Two task types: a plain connection's task is not sized for the
+            // TLS handshake and stream it never has (6.6 KB → 2.9 KB per
+            // connection, measured with size_of_val on a debug build).
+            match self.kind {
+                Kind::Https(index) => {
+                    tokio::spawn(async move {
+                        gauge.inc();
+                        conn.serve_tls(stream, index).await;
+                        gauge.dec();
+                        drop(permit);
+                    });
+                }
+                Kind::Http | Kind::Admin => {
+                    tokio::spawn(async move {
+                        gauge.inc();
+                        conn.serve_plain(stream).await;
+                        gauge.dec();
+                        drop(permit);
+                    });
+                }
+            }
         }
     }
 }
@@ -197,13 +212,18 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    async fn serve(self, stream: TcpStream) {
+    fn settings(&self) -> Settings {
+        Settings::new(&self.shared.live().config, self.kind)
+    }
+
+    async fn serve_plain(self, stream: TcpStream) {
+        let settings = self.settings();
+        self.serve_io(TokioIo::new(stream), settings).await;
+    }
+
+    async fn serve_tls(self, stream: TcpStream, index: usize) {
         let live = self.shared.live();
         let settings = Settings::new(&live.config, self.kind);
-        let Kind::Https(index) = self.kind else {
-            drop(live);
-            return self.serve_io(TokioIo::new(stream), settings).await;
-        };
         let Some(tls) = live.tls_for(index) else {
             // A reload removed this [[server.tls]] entry; the socket stays
             // bound until restart but serves nothing.
