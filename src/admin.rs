@@ -11,44 +11,18 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ChangeError, Shared};
 
 mod upload;
 
-/// Serve the admin endpoints on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&shared, req).await) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// Answer one admin request (the listener's accept loop, budget and timers
+/// are [`crate::server`]'s, shared with the viewer listeners).
+pub async fn respond(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    answer(&shared, req).await
 }
 
-async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path.starts_with("/api/") {
         return api(shared, req).await;
@@ -496,6 +470,7 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 /// GET `url` and return the status code (for `tollgate healthcheck`).
 pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<u16, String> {
     use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
     let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let client: Client<_, http_body_util::Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();

@@ -258,8 +258,12 @@ pub struct ServerConfig {
     pub tls: Vec<TlsListenerConfig>,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// A client must send its whole request head within this time.
+    /// A connection must deliver its first whole request head (TLS
+    /// handshake and h2 preface included) within this time of accept.
     pub header_read_timeout: Duration,
+    /// A keep-alive or HTTP/2 connection with no request in flight is
+    /// closed (h2: GOAWAY) after this long.
+    pub idle_timeout: Duration,
     /// Largest request head (request line + headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
     /// Most header fields in one request.
@@ -268,6 +272,8 @@ pub struct ServerConfig {
     pub max_uri_bytes: usize,
     /// Most viewer connections open at once across all listeners.
     pub max_connections: usize,
+    /// Most viewer connections open at once from one client address; 0 = no cap.
+    pub max_connections_per_ip: usize,
     /// How long SIGTERM waits for in-flight responses before exiting.
     pub shutdown_grace: Duration,
 }
@@ -290,6 +296,8 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Bearer token for `/api/v1/*`; without one the API answers 401 to everyone.
     pub token: Option<Secret>,
+    /// Most admin connections open at once (the viewer timers apply too).
+    pub max_connections: usize,
 }
 
 /// `[log]`.

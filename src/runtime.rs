@@ -440,10 +440,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "cache.segment_ttl",
             old.cache.segment_ttl != new.cache.segment_ttl,
         ),
-        (
-            "server.max_connections",
-            old.server.max_connections != new.server.max_connections,
-        ),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

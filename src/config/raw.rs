@@ -148,6 +148,8 @@ pub struct RawServer {
     pub max_headers: Option<usize>,
     pub max_uri_bytes: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -166,6 +168,7 @@ pub struct RawTls {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<RawSecret>,
+    pub max_connections: Option<usize>,
 }
 
 /// `[log]`.

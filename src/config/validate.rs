@@ -104,6 +104,13 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             .token
             .as_deref()
             .and_then(|t| errs.check("admin.token", Secret::resolve(t, base))),
+        max_connections: connection_cap(
+            &mut errs,
+            "admin.max_connections",
+            raw.admin.max_connections,
+            256,
+            1,
+        ),
     };
     let ip = IpConfig {
         allow: errs.nets("ip.allow", &raw.ip.allow),
@@ -257,13 +264,20 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&(max_header_bytes as u64)) {
         errs.push("server.max_header_bytes", "must be between 8KiB and 1MiB");
     }
-    let max_connections = raw.max_connections.unwrap_or(10_000);
-    if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
-        errs.push(
-            "server.max_connections",
-            format!("must be between 1 and {MAX_CONNECTIONS}"),
-        );
-    }
+    let max_connections = connection_cap(
+        errs,
+        "server.max_connections",
+        raw.max_connections,
+        10_000,
+        1,
+    );
+    let max_connections_per_ip = connection_cap(
+        errs,
+        "server.max_connections_per_ip",
+        raw.max_connections_per_ip,
+        0,
+        0,
+    );
     let max_headers = raw.max_headers.unwrap_or(100);
     if !(1..=MAX_HEADERS).contains(&max_headers) {
         errs.push(
@@ -280,16 +294,38 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
             raw.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        idle_timeout: errs.timeout(
+            "server.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            Duration::from_secs(75),
+        ),
         max_header_bytes,
         max_headers,
         max_uri_bytes: size(errs, "server.max_uri_bytes", &raw.max_uri_bytes, 4 << 10),
         max_connections,
+        max_connections_per_ip,
         shutdown_grace: errs.duration(
             "server.shutdown_grace",
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(30),
         ),
     }
+}
+
+/// A connection count at `path`: `default` when absent, else within
+/// `min..=MAX_CONNECTIONS`.
+fn connection_cap(
+    errs: &mut Errors,
+    path: &str,
+    v: Option<usize>,
+    default: usize,
+    min: usize,
+) -> usize {
+    let n = v.unwrap_or(default);
+    if !(min..=MAX_CONNECTIONS).contains(&n) {
+        errs.push(path, format!("must be between {min} and {MAX_CONNECTIONS}"));
+    }
+    n
 }
 
 fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> {

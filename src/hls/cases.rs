@@ -210,7 +210,10 @@ fn variables_resolve_tag_paths() {
                     until: super::testkit::KEY_UNTIL
                 }
             ),
-            ("/live/ch1/hd/a.ts?x={$imp}".to_owned(), encrypt((0, 0), None))
+            (
+                "/live/ch1/hd/a.ts?x={$imp}".to_owned(),
+                encrypt((0, 0), None)
+            )
         ]
     );
     assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));
