@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tollgate::capability::{ByteRange, Claims, MasterKeys, Scope, Serve};
+use tollgate::capability::{Binding, ByteRange, Claims, MasterKeys, Scope, Serve};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -26,11 +26,11 @@ fn bench(c: &mut Criterion) {
         sid: 0x0123_4567_89ab_cdef,
         expires: NOW + 12 * 3600,
         user: Some("subscriber-1234567@example.com".to_owned()),
-        bind_ip: true,
+        bind_ip: Binding::Address,
     };
     let anonymous = Claims {
         user: None,
-        bind_ip: false,
+        bind_ip: Binding::Unbound,
         ..with_user.clone()
     };
     let tok_user = keys.mint(&with_user, &scope);

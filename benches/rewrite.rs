@@ -29,7 +29,7 @@ struct HmacSigner {
 }
 
 impl TagSigner for HmacSigner {
-    fn tag(&self, path: &str, serve: &Serve) -> String {
+    fn tag(&self, path: &str, _query: &str, serve: &Serve) -> String {
         let mut body = String::with_capacity(48);
         let range = |body: &mut String, r: &Option<tollgate::capability::ByteRange>| {
             if let Some(r) = r {
@@ -56,6 +56,9 @@ impl TagSigner for HmacSigner {
                 body.push('c');
                 range(&mut body, r);
             }
+            Serve::Key { until } => {
+                let _ = write!(body, "k.{until}");
+            }
         }
         let mut mac = self.keyed.clone();
         for part in [self.route, self.channel, path] {
@@ -74,7 +77,7 @@ impl TagSigner for HmacSigner {
 struct FreeSigner;
 
 impl TagSigner for FreeSigner {
-    fn tag(&self, _path: &str, _serve: &Serve) -> String {
+    fn tag(&self, _path: &str, _query: &str, _serve: &Serve) -> String {
         String::from("e.20015998343868.2057.1234567.AAAAAAAAAAAAAAAA")
     }
 }
@@ -112,6 +115,8 @@ fn bench(c: &mut Criterion) {
             inc: 0x1234_5678_9abc,
             rotate_every_secs: 600,
             key_uri_prefix: "/.tollgate/key/live/ch1/20015998343868/",
+            key_path_prefix: "/.tollgate/key/live/ch1/20015998343868/",
+            key_until: 1_800_000_000,
         }),
         cap_param: "tg",
         tag_param: "tgs",

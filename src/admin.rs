@@ -11,44 +11,18 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ChangeError, Shared};
 
 mod upload;
 
-/// Serve the admin endpoints on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&shared, req).await) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// Answer one admin request (the listener's accept loop, budget and timers
+/// are [`crate::server`]'s, shared with the viewer listeners).
+pub async fn respond(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    answer(&shared, req).await
 }
 
-async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path.starts_with("/api/") {
         return api(shared, req).await;
@@ -102,6 +76,7 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
                         "fail_open": s.fail_open,
                         "fail_closed": s.fail_closed,
                         "errors": s.errors,
+                        "readopted": s.readopted,
                     })
                 }),
             });
@@ -152,7 +127,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         .map_or_else(Vec::new, |rest| rest.split('/').collect());
     match (&method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
-        (&Method::DELETE, ["sessions", id]) => kick_session(shared, id),
+        (&Method::DELETE, ["sessions", id]) => kick_session(shared, id).await,
         (&Method::GET, ["users", id]) => read(shared, |s| {
             s.user_record(id)
                 .map(|u| serde_json::to_string(&redacted(&u)))
@@ -179,8 +154,11 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             })
             .await;
             if r.status() == StatusCode::NO_CONTENT {
-                // Deleting a user ends their sessions (SPEC §4).
+                // Deleting a user ends their sessions (SPEC §4), for good.
                 shared.end_user_sessions(&user);
+                if let Err(e) = shared.save_revocations_async().await {
+                    return revocations_not_saved(&e);
+                }
             }
             r
         }
@@ -229,7 +207,8 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             serde_json::json!({
                 "error": "invalid",
                 "problems": [format!(
-                    "path: the name after /{kind}/ must be 1 to 255 of A-Z a-z 0-9 - _ . @"
+                    "path: the name after /{kind}/ {}",
+                    crate::entitlements::rules::ID_RULE
                 )],
             })
             .to_string(),
@@ -270,14 +249,11 @@ const SMALL_BODY: usize = 1 << 20;
 /// Largest `PUT /api/v1/snapshot` (a million users is about 110 MiB).
 const BULK_BODY: usize = 1 << 30;
 
-/// User ids and package names in paths: what a URL path segment can carry
-/// without escaping, nothing that could hide structure.
+/// User ids and package names in paths: the one id rule
+/// ([`crate::entitlements::rules`]), the same the config and the control
+/// plane follow.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+    crate::entitlements::rules::is_valid_id(name)
 }
 
 /// A user as the API shows it: tokens and password never leave the edge.
@@ -425,9 +401,20 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
     )
 }
 
+/// 500 `{"error":"state_write_failed"}`: a revocation took effect on this
+/// edge but could not be saved, so it would not survive a restart.
+fn revocations_not_saved(e: &str) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "revocation not saved: state dir not writable");
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"error":"state_write_failed"}"#.into(),
+    )
+}
+
 /// `DELETE /api/v1/sessions/{id}`: end a session now; its player's next
-/// request gets 403 `session_evicted`.
-fn kick_session(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
+/// request gets 403 `session_evicted`, also after a restart (the
+/// revocation is in the state dir before this answers).
+async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
     let Some(id) = parse_session_id(id) else {
         return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
     };
@@ -436,6 +423,9 @@ fn kick_session(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
         .get(id)
         .and_then(|s| s.user.as_deref().map(str::to_owned));
     if shared.end_session(id, user.as_deref()) {
+        if let Err(e) = shared.save_revocations_async().await {
+            return revocations_not_saved(&e);
+        }
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
@@ -480,6 +470,7 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 /// GET `url` and return the status code (for `tollgate healthcheck`).
 pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<u16, String> {
     use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
     let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let client: Client<_, http_body_util::Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();

@@ -18,10 +18,11 @@
 //! [`STALE_RETRY`] so an outage does not make every playlist request wait
 //! for the timeout.
 //!
-//! Not done here (noted for the session layer): `X-Max-Sessions` and
-//! `X-Unique` are kept in the cached [`SessionParams`] but not enforced; a
-//! backend redirect (301/302 + `Location`) is refused with 403 since
-//! [`ProxyError`] has no redirect outcome yet.
+//! `X-Max-Sessions` and `X-Unique` travel in the cached [`SessionParams`]
+//! and become the viewer's [`crate::auth::SessionLimit`], which admission
+//! (`proxy::admit`, and the fleet store) enforces. A backend redirect
+//! (301/302 + `Location`) is refused with 403 since [`ProxyError`] has no
+//! redirect outcome yet.
 //!
 //! Must not: log or label metrics with a token (the session key holds one);
 //! hold a lock across an await (moka's futures do not).

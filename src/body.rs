@@ -2,6 +2,8 @@
 //!
 //! - [`IdleTimeout`] fails the body when the origin sends nothing for too long,
 //!   so a stalled origin aborts the viewer's response instead of hanging it.
+//! - [`Deadline`] fails the body at a fixed instant (an origin fetch's total
+//!   deadline), so an origin trickling bytes cannot hold it for ever.
 //! - [`Tracked`] counts bytes and calls its completion function exactly once:
 //!   at the end of the stream, on an error, or when the viewer goes away and
 //!   the body is dropped. Access logging and metrics hang off that call.
@@ -77,6 +79,63 @@ where
                 Poll::Ready(Some(Err(IdleTimeoutError(*this.timeout).into())))
             }
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The origin body was still going at the fetch's total deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("origin fetch not finished within its total deadline of {0:?}")]
+pub struct DeadlineError(pub Duration);
+
+pin_project! {
+    /// Fails with [`DeadlineError`] when the body has not ended by `at`.
+    pub struct Deadline<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        total: Duration,
+    }
+}
+
+impl<B> Deadline<B> {
+    /// Wrap `inner`; it must end by `at` (`total` is only for the message).
+    pub fn new(inner: B, at: Instant, total: Duration) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep_until(at),
+            total,
+        }
+    }
+}
+
+impl<B> Body for Deadline<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if this.sleep.poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(DeadlineError(*this.total).into())));
+        }
+        this.inner
+            .poll_frame(cx)
+            .map(|frame| frame.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -235,5 +294,45 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.is::<IdleTimeoutError>(), "{err}");
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_fails_a_trickling_body() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let total = Duration::from_secs(30);
+        let mut body = Box::pin(Deadline::new(
+            IdleTimeout::new(
+                StreamBody::new(tokio_stream_from(rx)),
+                Duration::from_secs(5),
+            ),
+            Instant::now() + total,
+            total,
+        ));
+        // A byte every 2 s never trips the idle timeout, only the deadline.
+        let feeder = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut frames = 0;
+        let err = loop {
+            match body.frame().await.unwrap() {
+                Ok(_) => frames += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is::<DeadlineError>(), "{err}");
+        assert_eq!(start.elapsed(), total);
+        assert!(frames >= 10, "{frames} frames before the deadline");
+        drop(body);
+        feeder.await.unwrap();
     }
 }

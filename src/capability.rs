@@ -36,7 +36,8 @@ mod token;
 use std::fmt;
 
 pub use self::keys::{MIN_ENCODED_MASTER, MIN_RAW_MASTER, MasterKeys, parse_master};
-pub use self::token::{Claims, MAX_USER_LEN, Scope, wire_user};
+pub use self::tag::{origin_query_of, signed_query};
+pub use self::token::{Binding, Claims, MAX_USER_LEN, Scope, wire_user};
 
 /// Why a capability or a segment tag was refused. Every variant is a 403
 /// `forbidden` for the viewer; the distinction is for logs and metrics.
@@ -68,7 +69,7 @@ pub struct ByteRange {
 /// How one URI is served, as its segment tag (`tgs`) says.
 ///
 /// `Display` writes the canonical tag body (docs/hls.md §5, the `tgs` value
-/// without its final `.<tag>`), e.g. `e.7.3.1042` or `c.0.-`.
+/// without its final `.<tag>`), e.g. `e.7.3.1042`, `c.0.-` or `k.1764000000`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Serve {
     /// Encrypt with the content key of (`inc`, `period`), IV = `msn`.
@@ -86,6 +87,14 @@ pub enum Serve {
     Clear {
         /// Serve only this range of the origin resource.
         range: Option<ByteRange>,
+    },
+    /// A key URI (`/.tollgate/key/<route>/<channel>/<inc>/<period>.key`,
+    /// the signed path naming the incarnation and period): a playlist of
+    /// the channel named that key period, and its key may be served until
+    /// unix second `until`.
+    Key {
+        /// Unix seconds after which the tag is refused.
+        until: u64,
     },
 }
 
@@ -115,6 +124,7 @@ impl fmt::Display for Serve {
                 f.write_str("c")?;
                 range
             }
+            Self::Key { until } => return write!(f, "k.{until}"),
         };
         match range {
             Some(r) => write!(f, ".{r}"),

@@ -6,6 +6,7 @@
 //! from reading the file, `env:`/`file:` secrets and TLS key files' existence;
 //! certificates themselves are parsed by [`crate::tls`] when the runtime is built.
 
+pub mod bind_ip;
 pub mod raw;
 pub mod secret;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::AuthMethod;
+pub use bind_ip::BindIp;
 pub use secret::Secret;
 
 /// One problem found in a config file, with the dotted key path it concerns.
@@ -114,8 +116,8 @@ pub struct SessionsConfig {
     /// Query parameter carrying segment tags: `capability_param` + `s`
     /// (`tgs` by default).
     pub tag_param: String,
-    /// Bind capabilities to the client IP.
-    pub bind_ip: bool,
+    /// To which client addresses capabilities are bound.
+    pub bind_ip: BindIp,
     /// Policy for users over their session limit.
     pub on_limit: OnLimit,
     /// Where session limits are counted.
@@ -135,6 +137,9 @@ pub enum SessionStore {
         fail_open: bool,
         /// Bound on every Redis call.
         timeout: Duration,
+        /// How often the edge's heartbeat carries its playing sessions to
+        /// Redis (re-adding those Redis lost, learning those ended).
+        heartbeat: Duration,
     },
 }
 
@@ -178,8 +183,12 @@ pub enum SyncMode {
 /// `[control_plane]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlPlaneConfig {
-    /// Where the usage report is POSTed (`http://host:port/path`).
+    /// Where the usage report is POSTed: `https://host[:port]/path`, or
+    /// `http://` to a loopback host (or anywhere with `allow_http`).
     pub url: http::Uri,
+    /// `ca`: PEM file of the CA certificates an `https` control plane is
+    /// verified against (only these); `None` = the system's roots.
+    pub ca: Option<PathBuf>,
     /// `tollgate`: sent as `Authorization: Bearer`; `nimble_ppv`: the push-API
     /// token of the Signature/Solution check.
     pub token: Secret,
@@ -212,6 +221,12 @@ pub struct CacheConfig {
     pub playlist_ttl: Duration,
     /// Largest origin playlist accepted, after decoding.
     pub max_playlist: usize,
+    /// Largest segment (ciphertext bytes) a fill holds whole; a larger one
+    /// streams through encryption in a bounded window and is not cached.
+    pub max_segment: u64,
+    /// Bytes all fills in flight may hold together; a fill that would go
+    /// over streams instead (and waits for room when even that is full).
+    pub max_fill_bytes: u64,
 }
 
 /// The `backend` auth method's settings (`[[auth.backend]]`).
@@ -243,8 +258,12 @@ pub struct ServerConfig {
     pub tls: Vec<TlsListenerConfig>,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// A client must send its whole request head within this time.
+    /// A connection must deliver its first whole request head (TLS
+    /// handshake and h2 preface included) within this time of accept.
     pub header_read_timeout: Duration,
+    /// A keep-alive or HTTP/2 connection with no request in flight is
+    /// closed (h2: GOAWAY) after this long.
+    pub idle_timeout: Duration,
     /// Largest request head (request line + headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
     /// Most header fields in one request.
@@ -253,6 +272,8 @@ pub struct ServerConfig {
     pub max_uri_bytes: usize,
     /// Most viewer connections open at once across all listeners.
     pub max_connections: usize,
+    /// Most viewer connections open at once from one client address; 0 = no cap.
+    pub max_connections_per_ip: usize,
     /// How long SIGTERM waits for in-flight responses before exiting.
     pub shutdown_grace: Duration,
 }
@@ -275,6 +296,8 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Bearer token for `/api/v1/*`; without one the API answers 401 to everyone.
     pub token: Option<Secret>,
+    /// Most admin connections open at once (the viewer timers apply too).
+    pub max_connections: usize,
 }
 
 /// `[log]`.
@@ -306,6 +329,9 @@ pub struct OriginConfig {
     pub first_byte_timeout: Duration,
     /// Longest pause between two body chunks before the response is aborted.
     pub idle_timeout: Duration,
+    /// Whole-fetch deadline: request sent to the last body byte (head and
+    /// body); past it the fetch fails (504 before the head, aborted after).
+    pub total_timeout: Duration,
     /// Idle keep-alive connections are closed after this long.
     pub pool_idle_timeout: Duration,
     /// Most idle keep-alive connections kept to this origin.
@@ -344,41 +370,28 @@ impl Config {
         Ok(config)
     }
 
-    /// Parse and validate config text; relative paths resolve against `base_dir`.
+    /// Parse and validate config text; relative paths resolve against
+    /// `base_dir`. Every error is reported at once, each with its key path:
+    /// shape errors (unknown keys, wrong types) and then, on what is left
+    /// once those keys are taken out, validation errors.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigErrors> {
-        let de = toml::Deserializer::new(text);
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let mut path = e.path().to_string();
-            let inner = e.into_inner();
-            let mut message = inner.message().trim().to_owned();
-            // Some syntax errors (a control character in a comment) carry no
-            // message; name the place, never the text (it may be a secret).
-            if message.is_empty() {
-                let at = inner.span().map_or(0, |s| s.start);
-                let before = text.get(..at).unwrap_or_default();
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                message = format!("invalid TOML at line {line}, column {column}");
+        let (raw, mut errors) = shape::read(text);
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(errors));
+        };
+        match validate::validate(raw, base_dir) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(more) => {
+                errors.extend(more.0);
+                Err(ConfigErrors(errors))
             }
-            // An unknown key at the top level has path "."; name the key itself.
-            if path == "." {
-                path = unknown_field(&message).unwrap_or("(top level)").to_owned();
-            }
-            ConfigErrors(vec![ConfigError { path, message }])
-        })?;
-        validate::validate(raw, base_dir)
+        }
     }
 }
 
+mod shape;
 mod validate;
-
-/// The key named in serde's "unknown field `x`, expected ..." message.
-fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(name, _)| name)
-}
 
 #[cfg(test)]
 mod tests {

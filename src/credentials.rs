@@ -1,10 +1,18 @@
-//! The proxy's own query parameters: viewer credentials and capabilities.
+//! The proxy's own credentials: viewer credentials and capabilities, the one
+//! place that knows where they ride and removes them.
 //!
 //! They are stripped from the query before a request goes to the origin (the
 //! origin never sees a viewer's token) and before a path is written to the
 //! access log (logs never hold a usable credential). Names are matched
 //! ASCII-case-insensitively on the raw (not percent-decoded) name, the way the
 //! auth schemes themselves read them (nginx `$arg_NAME`).
+//!
+//! The same names are credentials in a cookie (Akamai EdgeAuth's
+//! `__token__` cookie) and as a request header (Akamai's header location),
+//! and `Authorization` always is: [`CredentialParams::strip_headers`] removes
+//! them from every request head forwarded to an origin.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Parameter names every supported scheme uses to carry credentials.
 const NAMES: [&str; 14] = [
@@ -69,6 +77,52 @@ impl CredentialParams {
     }
 }
 
+impl CredentialParams {
+    /// Remove every credential from request headers bound for an origin:
+    /// `Authorization` and `Proxy-Authorization`, any header named like a
+    /// credential parameter (Akamai's `locations = ["header"]`), and every
+    /// cookie so named (other cookies are kept, joined into one `Cookie`).
+    pub fn strip_headers(&self, headers: &mut HeaderMap) {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(header::PROXY_AUTHORIZATION);
+        let named: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| self.is_credential(n.as_str()))
+            .cloned()
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        if !headers.contains_key(header::COOKIE) {
+            return;
+        }
+        let mut kept: Vec<u8> = Vec::new();
+        for value in headers.get_all(header::COOKIE) {
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                if pair.is_empty() {
+                    continue;
+                }
+                let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+                let name = std::str::from_utf8(name.trim_ascii()).unwrap_or_default();
+                if name.is_empty() || self.is_credential(name) {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
+        }
+        headers.remove(header::COOKIE);
+        if let Ok(v) = HeaderValue::from_bytes(&kept)
+            && !kept.is_empty()
+        {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
 fn strip_with(query: &str, is_credential: impl Fn(&str) -> bool) -> Option<String> {
     let mut out = String::with_capacity(query.len());
     for pair in crate::auth::query::split_pairs(query) {
@@ -93,6 +147,35 @@ mod tests {
 
     fn strip(q: &str) -> Option<String> {
         CredentialParams::default().strip(q)
+    }
+
+    #[test]
+    fn headers_lose_every_credential() {
+        let c = CredentialParams::new(["edge_tok".to_owned()]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YTpi"),
+        );
+        h.insert("__token__", HeaderValue::from_static("st=1~exp=2~hmac=ab"));
+        h.insert("edge_tok", HeaderValue::from_static("x"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __token__=st=1~exp=2~hmac=ab"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("EDGE_TOK=y;b=2;;"));
+        c.strip_headers(&mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h.get("x-keep").unwrap(), "1");
+        for gone in ["authorization", "__token__", "edge_tok"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        let mut only = HeaderMap::new();
+        only.insert(header::COOKIE, HeaderValue::from_static("__token__=z"));
+        c.strip_headers(&mut only);
+        assert!(only.is_empty(), "{only:?}");
     }
 
     #[test]

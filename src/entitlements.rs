@@ -25,6 +25,7 @@ mod compile;
 mod glob;
 mod index;
 mod model;
+pub mod rules;
 mod stream;
 mod view;
 
@@ -48,6 +49,10 @@ pub use stream::{LoadError, redact_json_error};
 
 use glob::Glob;
 use index::FpIndex;
+
+/// In a user's `packages`, every channel (config and admin API alike). Not a
+/// package name: no package may be called `*`.
+pub const ALL_CHANNELS: &str = "*";
 
 /// A SHA-256 digest (of a password).
 type Digest = [u8; 32];
@@ -198,6 +203,19 @@ impl CompiledUser {
         }
     }
 
+    /// Does the user hold a token whose SHA-256 is `digest`? (Revocation
+    /// knows sessions' credentials only by digest.)
+    pub fn has_token_digest(&self, digest: &Digest) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| bool::from(sha256(t.as_bytes()).ct_eq(digest)))
+    }
+
+    /// Is `digest` the SHA-256 of the user's password?
+    pub fn has_password_digest(&self, digest: &Digest) -> bool {
+        self.password().is_some_and(|p| bool::from(p.ct_eq(digest)))
+    }
+
     /// Constant-time: does the user hold this token?
     fn owns_token(&self, presented: &[u8]) -> bool {
         let mut found = subtle::Choice::from(0);
@@ -234,6 +252,9 @@ struct CompiledPackage {
     /// A placeholder for a package another layer defines (see
     /// [`Entitlements::build_layer`]): covers nothing, never read back.
     external: bool,
+    /// The built-in [`ALL_CHANNELS`] package: covers every channel, never
+    /// read back as a package (only as a name in users' `packages`).
+    builtin: bool,
 }
 
 impl CompiledPackage {

@@ -4,9 +4,12 @@
 //!
 //! Owns: the connection to Redis (a [`redis::aio::ConnectionManager`], made
 //! by [`FleetStore::connect`] or lazily by the first call of a
-//! [`FleetStore::new`] store, which then reconnects by itself), the two Lua scripts, the key
-//! layout, the time bound on every Redis call, the fail-open/fail-closed
-//! decision and the counters that report it. It is part of the I/O shell.
+//! [`FleetStore::new`] store, which then reconnects by itself), the ended
+//! sessions' pub/sub subscription ([`FleetStore::watch_ended`]), the two Lua
+//! scripts, the key layout, the time bound on every Redis call, the health
+//! probe, the fail-open/fail-closed decision and the counters that report
+//! it. It is part of the I/O shell; what drives the probe, the heartbeat
+//! and the subscription on an edge is `runtime::fleet_agent`.
 //!
 //! Must not: read the clock (every time is the caller's `now_ms`, unix
 //! milliseconds, never Redis `TIME`, so the scripts are deterministic and
@@ -20,6 +23,7 @@
 //! |---|---|---|---|
 //! | `{prefix}user:{<user>}` | ZSET | member = session id (decimal), score = last-seen unix ms | `session_ttl` after the last admit/heartbeat |
 //! | `{prefix}ended:{<sid>}` | string `1` | the session was evicted or kicked somewhere in the fleet | `ended_ttl` |
+//! | `{prefix}ended` | pub/sub channel | each evicted or kicked session id (decimal), as it ends | — |
 //!
 //! The braces are Redis Cluster hash tags: every key of one user is one key,
 //! so a user's admission touches one slot. The admission script also writes
@@ -41,10 +45,35 @@
 //!    ended marker for each, then admit → [`Admission::Evicted`] with their ids;
 //! 4. else add `sid` at `now` → [`Admission::Admitted`].
 //!
-//! Admitting a session also deletes its own ended marker: an evicted or
-//! kicked viewer who comes back through the entry URL is a new admission.
-//! The heartbeat script refreshes a session only while it is held (never
-//! resurrecting an expired or evicted one). Needs Redis >= 6.2 (`ZADD GT`).
+//! Admitting a session ([`FleetStore::admit`], an entry request) also
+//! deletes its own ended marker: an evicted or kicked viewer who comes back
+//! through the entry URL is a new admission. A capability request new to an
+//! edge ([`FleetStore::readmit`]) meets the marker first and gets
+//! [`Admission::Ended`], writing nothing.
+//! Needs Redis >= 6.2 (`ZADD GT`).
+//!
+//! # The heartbeat script's contract (`fleet/beat.lua`)
+//!
+//! An edge is the authority on which of its sessions are playing; Redis is
+//! the authority on which were ended. One `EVALSHA` per user
+//! ([`FleetStore::beat`]) carries the edge's live sessions of that user with
+//! their last-seen times: a session with an ended marker is dropped from the
+//! set and reported ([`Beat::ended`]); any other whose last-seen is within
+//! `session_ttl` gets `ZADD GT` (raised, never lowered) — which also adds it
+//! back when Redis lost it (restarted empty, failed over to a replica that
+//! never saw it), counted in [`Beat::readded`]. So a restart evicts nobody
+//! and the limits are exact again once every edge has beaten once. Between
+//! the restart and that beat, a newcomer may be admitted over the limit; the
+//! beat never evicts to correct that (the sessions it re-adds were admitted
+//! before), the excess ends when one of them does.
+//!
+//! # Ended sessions reach every edge at once
+//!
+//! The admission script (for each session it evicts) and [`FleetStore::end`]
+//! publish the ended id on `{prefix}ended`; every edge subscribes
+//! ([`FleetStore::watch_ended`]) and ends the session locally. Pub/sub is
+//! lossy while an edge is disconnected: the ended markers stay the truth
+//! and the next heartbeat finds them.
 //!
 //! # When Redis is unreachable or slow
 //!
@@ -52,10 +81,13 @@
 //! per [`FailMode`]: `Open` admits (counted in `fail_open`), `Closed` returns
 //! [`FleetError::Unavailable`] (counted in `fail_closed`). The other calls
 //! return the error and leave the policy to the caller. [`FleetStore::healthy`]
-//! says whether the last call reached Redis. A call cut off by the timeout
-//! may still run on the server (a late admission then holds a slot until
-//! `session_ttl` passes). A restarted Redis without persistence forgets every
-//! session: the fleet re-learns them from the next admissions and heartbeats.
+//! says whether the last call reached Redis; [`FleetStore::probe`] (a `PING`
+//! bounded by [`PROBE_TIMEOUT`], run every [`PROBE_EVERY`] by the edge) keeps
+//! that within a second of a failure when no viewer is asking. A call cut
+//! off by the timeout may still run on the server (a late admission then
+//! holds a slot until `session_ttl` passes). A restarted Redis without
+//! persistence forgets every session: the fleet re-learns them from the next
+//! heartbeat.
 
 mod layout;
 mod options;
@@ -67,11 +99,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use tokio::sync::OnceCell;
 
-use layout::{KeyLayout, parse_admission};
+use layout::{KeyLayout, parse_admission, parse_beat};
+
+/// How often an edge probes the store ([`FleetStore::probe`]).
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// The most a probe waits for `PONG` (less when `op_timeout` is shorter):
+/// with [`PROBE_EVERY`], a dead or frozen store shows in
+/// [`FleetStore::healthy`] within 750 ms.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Sessions carried by one heartbeat script call (a user with more on one
+/// edge takes several calls), so one call never holds Redis for long.
+const BEAT_CHUNK: usize = 256;
 
 /// The outcome of [`FleetStore::admit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +130,18 @@ pub enum Admission {
     /// Admitted after ending these older sessions of the user (oldest first);
     /// each now has an ended marker ([`FleetStore::is_ended`]).
     Evicted(Vec<u64>),
+    /// [`FleetStore::readmit`] only: the session was evicted or kicked
+    /// somewhere in the fleet; its capability no longer plays anywhere.
+    Ended,
+}
+
+/// What one [`FleetStore::beat`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Sessions Redis had lost (restart, failover, expiry) and now holds again.
+    pub readded: u32,
+    /// Sessions ended elsewhere in the fleet (evicted or kicked): end them here.
+    pub ended: Vec<u64>,
 }
 
 /// Why a fleet store call failed.
@@ -112,6 +169,8 @@ pub struct FleetStats {
     pub fail_closed: u64,
     /// Redis calls that failed or timed out (any operation).
     pub errors: u64,
+    /// Playing sessions a heartbeat registered again after Redis lost them.
+    pub readopted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -120,13 +179,14 @@ struct Counters {
     fail_open: AtomicU64,
     fail_closed: AtomicU64,
     errors: AtomicU64,
+    readopted: AtomicU64,
 }
 
 struct Shared {
     client: redis::Client,
     config: ConnectionManagerConfig,
     admit: Script,
-    heartbeat: Script,
+    beat: Script,
     keys: KeyLayout,
     opts: FleetOptions,
     counters: Counters,
@@ -210,7 +270,7 @@ impl FleetStore {
                 client,
                 config,
                 admit: Script::new(include_str!("fleet/admit.lua")),
-                heartbeat: Script::new(include_str!("fleet/heartbeat.lua")),
+                beat: Script::new(include_str!("fleet/beat.lua")),
                 keys,
                 opts,
                 counters: Counters::default(),
@@ -218,9 +278,11 @@ impl FleetStore {
         })
     }
 
-    /// Admit, refresh, reject or evict (see the module docs for the script's
-    /// contract). `max_sessions = 0` means unlimited; the session is still
-    /// tracked. While Redis is unavailable the answer follows
+    /// Admit, refresh, reject or evict a session whose viewer came with
+    /// fresh credentials (an entry request: an ended marker of `sid` is
+    /// cleared, it is a new admission); see the module docs for the
+    /// script's contract. `max_sessions = 0` means unlimited; the session is
+    /// still tracked. While Redis is unavailable the answer follows
     /// [`FleetOptions::fail`].
     pub async fn admit(
         &self,
@@ -229,6 +291,35 @@ impl FleetStore {
         max_sessions: u32,
         policy: Policy,
         now_ms: u64,
+    ) -> Result<Admission, FleetError> {
+        self.admission(user, sid, max_sessions, policy, now_ms, true)
+            .await
+    }
+
+    /// [`Self::admit`] for a session new to this edge that came with a
+    /// capability (another edge's viewer, a session this edge forgot):
+    /// [`Admission::Ended`] if it was evicted or kicked anywhere in the
+    /// fleet, so a kick reaches edges that had not seen the session yet.
+    pub async fn readmit(
+        &self,
+        user: &str,
+        sid: u64,
+        max_sessions: u32,
+        policy: Policy,
+        now_ms: u64,
+    ) -> Result<Admission, FleetError> {
+        self.admission(user, sid, max_sessions, policy, now_ms, false)
+            .await
+    }
+
+    async fn admission(
+        &self,
+        user: &str,
+        sid: u64,
+        max_sessions: u32,
+        policy: Policy,
+        now_ms: u64,
+        entry: bool,
     ) -> Result<Admission, FleetError> {
         let s = &self.shared;
         let ttl = millis(s.opts.session_ttl);
@@ -246,9 +337,14 @@ impl FleetStore {
                 "0"
             })
             .arg(s.keys.ended_prefix())
-            .arg(millis(s.opts.ended_ttl));
+            .arg(millis(s.opts.ended_ttl))
+            .arg(s.keys.ended_channel())
+            .arg(if entry { "1" } else { "0" });
         let reply = self
-            .bounded(|mut conn| async move { inv.invoke_async::<Vec<String>>(&mut conn).await })
+            .bounded(|mut conn| {
+                let inv = &inv;
+                async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
+            })
             .await;
         match reply.and_then(|r| parse_admission(&r)) {
             Ok(a) => Ok(a),
@@ -268,28 +364,50 @@ impl FleetStore {
         }
     }
 
-    /// Refresh a held session's last-seen time to `now_ms`. `Ok(false)` when
-    /// the fleet no longer holds it (expired, evicted or kicked); it is not
-    /// re-added.
-    pub async fn heartbeat(&self, user: &str, sid: u64, now_ms: u64) -> Result<bool, FleetError> {
+    /// The heartbeat of `user`'s sessions this edge serves: `sessions` are
+    /// (session id, last-seen unix ms). Raises each one's last-seen, adds
+    /// back those Redis lost, and reports those ended elsewhere (see the
+    /// module docs for the script's contract).
+    pub async fn beat(
+        &self,
+        user: &str,
+        sessions: &[(u64, u64)],
+        now_ms: u64,
+    ) -> Result<Beat, FleetError> {
         let s = &self.shared;
         let ttl = millis(s.opts.session_ttl);
-        let mut inv = s.heartbeat.prepare_invoke();
-        inv.key(s.keys.user(user))
-            .arg(now_ms)
-            .arg(now_ms.saturating_sub(ttl))
-            .arg(ttl)
-            .arg(sid);
-        let held = self
-            .bounded(|mut conn| async move { inv.invoke_async::<i64>(&mut conn).await })
-            .await?;
-        Ok(held == 1)
+        let mut out = Beat::default();
+        for chunk in sessions.chunks(BEAT_CHUNK) {
+            let mut inv = s.beat.prepare_invoke();
+            inv.key(s.keys.user(user))
+                .arg(now_ms.saturating_sub(ttl))
+                .arg(ttl)
+                .arg(s.keys.ended_prefix());
+            for &(sid, seen_ms) in chunk {
+                inv.arg(sid).arg(seen_ms);
+            }
+            let reply = self
+                .bounded(|mut conn| {
+                    let inv = &inv;
+                    async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
+                })
+                .await?;
+            let beat = parse_beat(&reply)?;
+            out.readded = out.readded.saturating_add(beat.readded);
+            out.ended.extend(beat.ended);
+        }
+        if out.readded > 0 {
+            s.counters
+                .readopted
+                .fetch_add(u64::from(out.readded), Ordering::Relaxed);
+        }
+        Ok(out)
     }
 
     /// Whether `sid` was evicted or kicked anywhere in the fleet within the
     /// last `ended_ttl`.
     pub async fn is_ended(&self, sid: u64) -> Result<bool, FleetError> {
-        let key = self.shared.keys.ended(sid);
+        let key = &self.shared.keys.ended(sid);
         self.bounded(|mut conn| async move {
             redis::cmd("EXISTS")
                 .arg(key)
@@ -300,7 +418,8 @@ impl FleetStore {
     }
 
     /// Kick `sid` fleet-wide (admin `DELETE /api/v1/sessions/{id}`): write
-    /// its ended marker and, when the user is known, free its slot at once.
+    /// its ended marker, publish its id to every edge and, when the user is
+    /// known, free its slot at once.
     pub async fn end(&self, sid: u64, user: Option<&str>) -> Result<(), FleetError> {
         let s = &self.shared;
         let mut pipe = redis::pipe();
@@ -313,12 +432,81 @@ impl FleetStore {
         if let Some(user) = user {
             pipe.cmd("ZREM").arg(s.keys.user(user)).arg(sid).ignore();
         }
+        pipe.cmd("PUBLISH")
+            .arg(s.keys.ended_channel())
+            .arg(sid)
+            .ignore();
+        let pipe = &pipe;
         self.bounded(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
     }
 
-    /// Whether the last Redis call succeeded (readiness); true before the
-    /// first call of a lazy store.
+    /// Free `sid`'s slot among `user`'s sessions without marking it ended
+    /// (a viewer refused at admission: it may come back once allowed).
+    pub async fn release(&self, sid: u64, user: &str) -> Result<(), FleetError> {
+        let s = &self.shared;
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(s.keys.user(user)).arg(sid);
+        // ZREM twice is ZREM once: safe to resend after a reconnect.
+        self.bounded(|mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// One `PING` within [`PROBE_TIMEOUT`] (or `op_timeout` if shorter),
+    /// recorded like any call in [`Self::healthy`]; true if Redis answered.
+    /// While Redis is unreachable each probe is also a reconnect attempt.
+    pub async fn probe(&self) -> bool {
+        let within = self.shared.opts.op_timeout.min(PROBE_TIMEOUT);
+        self.bounded_within(within, |mut conn| async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Subscribe to the ids of sessions ended anywhere in the fleet: call
+    /// `subscribed` once the subscription is in place (anything ended before
+    /// it was missed: beat now), then `ended` for each id, as published.
+    /// Returns only when the subscription is lost (or could not be made
+    /// within `op_timeout`), with why; the caller retries. A frozen Redis
+    /// keeps it waiting: drop the future to give up on it.
+    pub async fn watch_ended(
+        &self,
+        subscribed: impl FnOnce(),
+        mut ended: impl FnMut(u64),
+    ) -> FleetError {
+        let s = &self.shared;
+        let timeout = s.opts.op_timeout;
+        let connect = async {
+            let mut pubsub = s.client.get_async_pubsub().await?;
+            pubsub.subscribe(s.keys.ended_channel()).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return from_redis(&e),
+            Err(_) => return timed_out(timeout),
+        };
+        subscribed();
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            // Only tollgate publishes here; anything else is ignored.
+            if let Some(sid) = msg
+                .get_payload::<String>()
+                .ok()
+                .and_then(|p| p.parse::<u64>().ok())
+            {
+                ended(sid);
+            }
+        }
+        FleetError::Unavailable("subscription closed".into())
+    }
+
+    /// Whether the last Redis call (or probe) succeeded (readiness); true
+    /// before the first call of a lazy store.
     pub fn healthy(&self) -> bool {
         !self.shared.counters.unhealthy.load(Ordering::Relaxed)
     }
@@ -331,6 +519,7 @@ impl FleetStore {
             fail_open: c.fail_open.load(Ordering::Relaxed),
             fail_closed: c.fail_closed.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            readopted: c.readopted.load(Ordering::Relaxed),
         }
     }
 
@@ -341,15 +530,23 @@ impl FleetStore {
 
     /// Run one Redis call within `op_timeout` (connecting first if no
     /// connection was ever made), keeping the health flag and error counter.
-    async fn bounded<T, F>(
+    async fn bounded<T, F>(&self, call: impl Fn(ConnectionManager) -> F) -> Result<T, FleetError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        self.bounded_within(self.shared.opts.op_timeout, call).await
+    }
+
+    /// [`Self::bounded`] within `timeout`.
+    async fn bounded_within<T, F>(
         &self,
-        call: impl FnOnce(ConnectionManager) -> F,
+        timeout: Duration,
+        call: impl Fn(ConnectionManager) -> F,
     ) -> Result<T, FleetError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         let s = &self.shared;
-        let timeout = s.opts.op_timeout;
         let attempt = async {
             // Concurrent first callers share one attempt; a failed one leaves
             // the cell empty for the next caller.
@@ -359,23 +556,17 @@ impl FleetStore {
                     ConnectionManager::new_with_config(s.client.clone(), s.config.clone())
                 })
                 .await?;
-            if s.counters.unhealthy.load(Ordering::Relaxed) {
-                // After an outage the manager still holds the dead
-                // connection: the first command fails and starts the
-                // reconnect, the second waits for it. Probe with PING so
-                // the real call (not idempotent in general) runs once, on a
-                // live connection.
-                let mut probe = conn.clone();
-                if redis::cmd("PING")
-                    .query_async::<()>(&mut probe)
-                    .await
-                    .is_err()
-                {
-                    let mut probe = conn.clone();
-                    redis::cmd("PING").query_async::<()>(&mut probe).await?;
-                }
+            // After an outage or a Redis restart the manager still holds
+            // the dead connection: the first command fails and starts the
+            // reconnect, the next one waits for it. Every call of this store
+            // is idempotent (admitting a held session refreshes it; a beat,
+            // an end or a PING twice is the same as once), so one that
+            // failed that way is sent once more, on the new connection,
+            // instead of failing open or closed while Redis is up.
+            match call(conn.clone()).await {
+                Err(e) if e.is_unrecoverable_error() => call(conn.clone()).await,
+                other => other,
             }
-            call(conn.clone()).await
         };
         let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),

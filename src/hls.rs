@@ -13,8 +13,9 @@
 //!
 //! Layout (private modules): `lines` splits and classifies lines, `attrs`
 //! scans attribute lists, `scan` reads the playlist-wide facts first, `uri`
-//! resolves URIs to proxy paths, `compile` walks the playlist, `keys` places
-//! key lines, `template` holds the result. Tests: `golden` (the fixtures in
+//! resolves URIs to proxy paths, `hostile_uris` picks out text a player
+//! would read differently (trimmed whitespace, split lines), `compile` walks
+//! the playlist, `keys` places key lines, `template` holds the result. Tests: `golden` (the fixtures in
 //! `tests/fixtures/hls/`), `cases`, `props`, with `testkit`'s checks.
 //!
 //! Pure core: no I/O, no clock, no logging; segment tags come from a
@@ -25,7 +26,9 @@
 //! Invariants of a compiled template: rendering it adds exactly one
 //! capability per own URI and per injected AES-128 key line, and loses or
 //! adds no URI; the segment tags and key lines are the same for every
-//! session; a foreign or unresolvable URI is never given a capability; on an
+//! session; a foreign or unresolvable URI, and one that a player trimming
+//! it as hls.js and the WHATWG URL parser do could send elsewhere, is never
+//! given a capability; on an
 //! encrypting route every own segment and part is covered by the key its
 //! tag names, and a clear (`c`) tag goes only to init sections, keys,
 //! session data, steering manifests and the segments of a playlist the
@@ -33,6 +36,7 @@
 
 mod attrs;
 mod compile;
+mod hostile_uris;
 mod keys;
 mod lines;
 mod scan;
@@ -74,9 +78,10 @@ use crate::capability::Serve;
 /// to the route and channel; tests use a deterministic fake.
 pub trait TagSigner {
     /// The whole `tgs` value for the URI at the normalized proxy path
-    /// `path` (no query) served as `serve`. Must be URL-safe and contain no
-    /// `"` or `,` (it is written into quoted attributes as is).
-    fn tag(&self, path: &str, serve: &Serve) -> String;
+    /// `path` with the origin query `query` (`""` for none; see
+    /// `capability::origin_query_of`) served as `serve`. Must be URL-safe
+    /// and contain no `"` or `,` (it is written into quoted attributes as is).
+    fn tag(&self, path: &str, query: &str, serve: &Serve) -> String;
 }
 
 /// The origin a route forwards to, to recognize absolute URIs that point
@@ -102,8 +107,15 @@ pub struct Encrypt<'a> {
     /// `[keys] rotate_every` in seconds.
     pub rotate_every_secs: u64,
     /// Key URI up to the period, e.g. `/.tollgate/key/live/ch1/<inc>/`
-    /// (no query); the key URI of period `p` is this + `p.key?tg=<cap>`.
+    /// (no query); the key URI of period `p` is this +
+    /// `p.key?tg=<cap>&tgs=<key tag>`.
     pub key_uri_prefix: &'a str,
+    /// The same as a normalized proxy path (channel not percent-encoded):
+    /// the path a key tag is signed for.
+    pub key_path_prefix: &'a str,
+    /// Until when the key tags of this playlist are valid (unix seconds;
+    /// [`crate::capability::Serve::Key`]).
+    pub key_until: u64,
 }
 
 /// Everything [`compile()`] needs besides the body.
@@ -149,4 +161,8 @@ pub enum RewriteError {
     /// (`bad_playlist`).
     #[error("not an HLS playlist")]
     NotPlaylist,
+    /// Encrypting would give two segments the same media sequence number
+    /// (the IV) under one key: MSNs past `u64::MAX` (`bad_playlist`).
+    #[error("media sequence numbers past 2^64")]
+    MsnOverflow,
 }

@@ -68,6 +68,7 @@ pub mod path;
 pub mod playlist;
 pub mod ppv;
 pub mod proxy;
+pub mod revocation;
 pub mod router;
 pub mod runtime;
 pub mod segcache;

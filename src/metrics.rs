@@ -24,10 +24,15 @@ pub mod names {
     pub const ORIGIN_DURATION: &str = "origin_duration_seconds";
     /// Response body bytes sent to viewers.
     pub const BYTES_SENT: &str = "bytes_sent";
-    /// Viewer connections open now.
+    /// Connections open now, by listener (`http`, `https`, `admin`).
     pub const OPEN_CONNECTIONS: &str = "open_connections";
-    /// Connections closed at once because `server.max_connections` was reached.
+    /// Connections closed at accept because a connection budget was full
+    /// (`server.max_connections`, `server.max_connections_per_ip`,
+    /// `admin.max_connections`).
     pub const CONNECTIONS_REJECTED: &str = "connections_rejected";
+    /// Connections closed by a lifetime timer, by listener and timer
+    /// (`header_read_timeout`, `idle_timeout`).
+    pub const CONNECTIONS_TIMED_OUT: &str = "connections_timed_out";
     /// Config reloads by result (`success` / `failure`).
     pub const CONFIG_RELOADS: &str = "config_reloads";
     /// Authentication decisions by method and outcome.
@@ -98,11 +103,20 @@ pub struct OriginLabel {
     pub origin: String,
 }
 
-/// A single `listener` label (`http`, `https`).
+/// A single `listener` label (`http`, `https`, `admin`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabel {
     /// Listener kind.
     pub listener: &'static str,
+}
+
+/// Labels of [`names::CONNECTIONS_TIMED_OUT`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// Listener kind.
+    pub listener: &'static str,
+    /// Which timer: `header_read_timeout` or `idle_timeout`.
+    pub timer: &'static str,
 }
 
 /// A single `result` label.
@@ -121,7 +135,8 @@ pub struct AuthLabels {
     pub outcome: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A histogram per label set, each with the family's buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 100 µs … ~52 s.
@@ -143,6 +158,8 @@ pub struct Metrics {
     pub open_connections: Family<ListenerLabel, Gauge>,
     /// See [`names::CONNECTIONS_REJECTED`].
     pub connections_rejected: Counter,
+    /// See [`names::CONNECTIONS_TIMED_OUT`].
+    pub connections_timed_out: Family<TimeoutLabels, Counter>,
     /// See [`names::CONFIG_RELOADS`].
     pub config_reloads: Family<ResultLabel, Counter>,
     /// See [`names::AUTH_DECISIONS`].
@@ -194,6 +211,7 @@ impl Metrics {
             bytes_sent: Family::default(),
             open_connections: Family::default(),
             connections_rejected: Counter::default(),
+            connections_timed_out: Family::default(),
             config_reloads: Family::default(),
             auth_decisions: Family::default(),
             sessions: Gauge::default(),
@@ -227,13 +245,18 @@ impl Metrics {
         );
         registry.register(
             names::OPEN_CONNECTIONS,
-            "Viewer connections open now",
+            "Connections open now",
             m.open_connections.clone(),
         );
         registry.register(
             names::CONNECTIONS_REJECTED,
-            "Connections closed because max_connections was reached",
+            "Connections closed at accept because a connection budget was full",
             m.connections_rejected.clone(),
+        );
+        registry.register(
+            names::CONNECTIONS_TIMED_OUT,
+            "Connections closed by header_read_timeout or idle_timeout",
+            m.connections_timed_out.clone(),
         );
         registry.register(
             names::CONFIG_RELOADS,

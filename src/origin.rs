@@ -1,6 +1,14 @@
 //! Origins: one pooled hyper-util client per `[[origin]]`, with connect,
-//! first-byte and idle-body timeouts, and the mapping of transport failures
-//! to [`ProxyError`] (unreachable → 502, timeout → 504).
+//! first-byte and idle-body timeouts and a total deadline, and the mapping
+//! of transport failures to [`ProxyError`] (unreachable → 502, timeout → 504).
+//!
+//! [`Origin::send`] is the one way any request reaches an origin (playlists,
+//! encrypted-segment fills, clear and passthrough resources): every fetch
+//! gets the same timers, and its time to the response head is recorded in
+//! `tollgate_origin_duration_seconds`. Its body is an [`OriginBody`], which
+//! fails once `total_timeout` has passed since the request was sent, so
+//! neither a slow head nor a trickling body holds a fetch (and an origin
+//! connection) for longer than that.
 //!
 //! Clients are kept across reloads when an origin's settings did not change,
 //! so a SIGHUP does not throw away warm keep-alive connections.
@@ -16,9 +24,20 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
+use crate::body::{Deadline, IdleTimeout};
 use crate::config::OriginConfig;
 use crate::error::ProxyError;
+use crate::metrics::{HistogramFamily, OriginLabel};
+
+/// The body of every origin response: the idle timeout between frames and
+/// the fetch's total deadline, both ending it with an error (never a clean
+/// short end).
+pub type OriginBody = Deadline<IdleTimeout<Incoming>>;
+
+/// Where origin fetch times are recorded (`tollgate_origin_duration_seconds`).
+pub type OriginTimings = HistogramFamily<OriginLabel>;
 
 /// A configured origin and its connection pool. Cheap to share (`Arc`).
 #[derive(Debug)]
@@ -85,13 +104,30 @@ impl Origin {
         Uri::from_parts(parts).map_err(|_| ProxyError::Internal)
     }
 
-    /// Send `req` and wait for the response head, at most `first_byte_timeout`.
-    pub async fn send(&self, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req)).await {
-            Err(_) => Err(ProxyError::OriginTimeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e)),
-        }
+    /// Send `req` and wait for the response head, at most
+    /// `first_byte_timeout` and never past `total_timeout`; the body must
+    /// end by then too, and pause at most `idle_timeout` between frames.
+    /// The time to the head is recorded in `timings`.
+    pub async fn send(
+        &self,
+        req: Request<Empty<Bytes>>,
+        timings: &OriginTimings,
+    ) -> Result<Response<OriginBody>, ProxyError> {
+        let sent = Instant::now();
+        let deadline = sent + self.config.total_timeout;
+        let head_by = deadline.min(sent + self.config.first_byte_timeout);
+        let resp = match tokio::time::timeout_at(head_by, self.client.request(req)).await {
+            Err(_) => return Err(ProxyError::OriginTimeout),
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return Err(classify(&e)),
+        };
+        timings
+            .get_or_create(&OriginLabel {
+                origin: self.config.name.clone(),
+            })
+            .observe(sent.elapsed().as_secs_f64());
+        let (idle, total) = (self.config.idle_timeout, self.config.total_timeout);
+        Ok(resp.map(|body| Deadline::new(IdleTimeout::new(body, idle), deadline, total)))
     }
 }
 
@@ -121,6 +157,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             first_byte_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(1),
             pool_max_idle: 1,
         })
@@ -153,9 +190,12 @@ mod tests {
         let req = Request::get(o.uri_for("/", None).unwrap())
             .body(Empty::new())
             .unwrap();
+        let timings = OriginTimings::new_with_constructor(|| {
+            prometheus_client::metrics::histogram::Histogram::new([1.0])
+        });
         assert_eq!(
-            o.send(req).await.unwrap_err(),
-            ProxyError::OriginUnavailable
+            o.send(req, &timings).await.err(),
+            Some(ProxyError::OriginUnavailable)
         );
     }
 }

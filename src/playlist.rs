@@ -17,12 +17,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 
-use crate::body::IdleTimeout;
 use crate::capability::{MasterKeys, Serve};
 use crate::error::ProxyError;
 use crate::hls::{self, Template};
 use crate::incarnation::Incarnations;
-use crate::origin::Origin;
+use crate::origin::{Origin, OriginTimings};
 
 /// What the origin answered for one playlist URI.
 #[derive(Debug)]
@@ -71,6 +70,9 @@ pub struct Compile<'a> {
     pub max_bytes: usize,
     /// Unix seconds.
     pub now: u64,
+    /// Until when key URIs written now may fetch their key (the expiry of
+    /// a capability minted now).
+    pub key_until: u64,
 }
 
 /// The coalescing micro-cache of compiled origin playlists.
@@ -91,19 +93,23 @@ impl PlaylistCache {
         Self { cache }
     }
 
-    /// The compiled answer for `uri`, fetching it at most once per TTL.
+    /// The compiled answer for `uri`, fetching it at most once per TTL
+    /// (fetch times recorded in `timings`).
     pub async fn get(
         &self,
         origin: &Arc<Origin>,
         uri: Uri,
         c: &Compile<'_>,
+        timings: &OriginTimings,
     ) -> Result<Arc<Fetched>, ProxyError> {
         let Some(cache) = &self.cache else {
-            return fetch(origin, uri, c).await.map(Arc::new);
+            return fetch(origin, uri, c, timings).await.map(Arc::new);
         };
         let key = cache_key(&uri);
         cache
-            .try_get_with(key, async { fetch(origin, uri, c).await.map(Arc::new) })
+            .try_get_with(key, async {
+                fetch(origin, uri, c, timings).await.map(Arc::new)
+            })
             .await
             .map_err(|e: Arc<ProxyError>| *e)
     }
@@ -125,28 +131,34 @@ fn cache_key(uri: &Uri) -> String {
     key
 }
 
-/// Fetch, decode and compile one origin playlist.
-pub async fn fetch(origin: &Origin, uri: Uri, c: &Compile<'_>) -> Result<Fetched, ProxyError> {
+/// Fetch, decode and compile one origin playlist (within the origin's
+/// total deadline, like every fetch).
+pub async fn fetch(
+    origin: &Origin,
+    uri: Uri,
+    c: &Compile<'_>,
+    timings: &OriginTimings,
+) -> Result<Fetched, ProxyError> {
     let req = Request::get(uri)
         .header(header::ACCEPT_ENCODING, "gzip, deflate")
         .body(Empty::<Bytes>::new())
         .map_err(|_| ProxyError::Internal)?;
-    let resp = origin.send(req).await?;
+    let resp = origin.send(req, timings).await?;
     let (parts, body) = resp.into_parts();
     from_response(parts, body, c).await
 }
 
-/// Read, decode and compile an origin answer whose head is `parts`.
+/// Read, decode and compile an origin answer whose head is `parts` (its
+/// body, from [`Origin::send`], carries the fetch's timers).
 pub async fn from_response<B>(
     parts: http::response::Parts,
     body: B,
     c: &Compile<'_>,
 ) -> Result<Fetched, ProxyError>
 where
-    B: http_body::Body<Data = Bytes> + Unpin,
+    B: http_body::Body<Data = Bytes>,
     B::Error: Into<crate::body::BoxError>,
 {
-    let body = IdleTimeout::new(body, c.origin.config().idle_timeout);
     let raw = read_bounded(body, c.max_bytes).await?;
     let encoding = parts
         .headers
@@ -171,7 +183,7 @@ where
 
 /// Compile `body` for the route and channel in `c`.
 pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
-    let key_prefix;
+    let (key_prefix, key_path);
     let encrypt = if c.encrypt {
         // A master playlist gets no key lines: no incarnation to choose
         // (it still needs `Encrypt` for the clear tags of its session data).
@@ -183,12 +195,20 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             "{}{}/{}/{inc}/",
             crate::keyserver::PREFIX,
             c.route,
-            crate::path::encode_for_origin(c.channel)
+            crate::path::encode_canonical(c.channel)
+        );
+        key_path = format!(
+            "{}{}/{}/{inc}/",
+            crate::keyserver::PREFIX,
+            c.route,
+            c.channel
         );
         Some(hls::Encrypt {
             inc,
             rotate_every_secs: c.rotate_every_secs,
             key_uri_prefix: &key_prefix,
+            key_path_prefix: &key_path,
+            key_until: c.key_until,
         })
     } else {
         None
@@ -227,8 +247,9 @@ struct Signer<'a> {
 }
 
 impl hls::TagSigner for Signer<'_> {
-    fn tag(&self, path: &str, serve: &Serve) -> String {
-        self.keys.sign_tag(self.route, self.channel, path, serve)
+    fn tag(&self, path: &str, query: &str, serve: &Serve) -> String {
+        self.keys
+            .sign_tag_with_query(self.route, self.channel, path, query, serve)
     }
 }
 
@@ -236,11 +257,12 @@ impl hls::TagSigner for Signer<'_> {
 async fn read_bounded<B>(body: B, max: usize) -> Result<Bytes, ProxyError>
 where
     B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::body::BoxError>,
 {
     let mut body = std::pin::pin!(body);
     let mut out = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ProxyError::OriginUnavailable)?;
+        let frame = frame.map_err(|e| body_error(&e.into()))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > max {
                 return Err(ProxyError::PlaylistTooLarge);
@@ -249,6 +271,16 @@ where
         }
     }
     Ok(out.freeze())
+}
+
+/// A playlist body that failed: past its total deadline is a timeout
+/// (504), anything else the origin being unavailable (502).
+fn body_error(e: &crate::body::BoxError) -> ProxyError {
+    if e.is::<crate::body::DeadlineError>() {
+        ProxyError::OriginTimeout
+    } else {
+        ProxyError::OriginUnavailable
+    }
 }
 
 /// Undo `Content-Encoding`, refusing output larger than `max` (a zip bomb

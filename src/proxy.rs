@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::access_log::{RequestRecord, loggable_target};
 use crate::auth::{AuthMethod, AuthRequest, Decision, Identity, SessionLimit, Step, Verdict};
-use crate::body::{BodyEnd, IdleTimeout, ProxyBody, Tracked};
+use crate::body::{BodyEnd, ProxyBody, Tracked};
 use crate::capability::{ByteRange, Claims, Scope, Serve};
 use crate::config::OnLimit;
 use crate::config::RouteConfig;
@@ -29,6 +29,7 @@ use crate::headers;
 use crate::metrics::{AuthLabels, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::{Compile, Fetched};
+use crate::revocation::{Credential, Reason};
 use crate::runtime::{Live, Shared, unix_now};
 use crate::session::{Admitted, Ask, Policy, Refused, Session};
 
@@ -102,7 +103,9 @@ async fn authenticate(
     methods: &[AuthMethod],
     req: &AuthRequest<'_>,
 ) -> Decision {
-    let api = shared.entitlements();
+    // The API's own layer: the `token` method asks it which `[[user]]`
+    // ids the API replaced (their config credentials no longer count).
+    let api = shared.api_layer();
     let mut start = 0;
     loop {
         let at = match live.auth.decide_from(methods, start, req, Some(&api)) {
@@ -235,22 +238,27 @@ async fn forward(
     let capability =
         query.and_then(|q| crate::auth::query::param_exact(q, &sessions.capability_param));
     let mut limit = None;
+    let mut method = None;
     let claims = match capability {
-        Some(token) => live
-            .keys
-            .verify(token, &scope, now)
-            .map_err(|_| ProxyError::Forbidden)?,
+        Some(token) => verify_capability(live, token, &scope, now)?,
         None => {
-            let identity = entry(live, shared, route, &path, &req, record, now).await?;
+            let (identity, by) = entry(live, shared, route, &path, &req, record, now).await?;
             limit = identity.session_limit;
+            method = by;
             let user = identity.user;
+            let sid =
+                live.keys
+                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip);
+            // An entry the `ip` method allowed had its address as its only
+            // credential: the capability never works from elsewhere.
+            let by_address = method == Some(AuthMethod::Ip);
             Claims {
-                sid: live
-                    .keys
-                    .session_id(user.as_deref(), &route.name, &channel, record.client_ip),
-                expires: sessions.capability_expiry(now),
+                sid,
+                expires: shared
+                    .revocations
+                    .mint_expiry(sid, sessions.capability_expiry(now)),
                 user,
-                bind_ip: sessions.bind_ip,
+                bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
             }
         }
     };
@@ -282,6 +290,21 @@ async fn forward(
         )
         .await?,
     );
+    // Remember what admitted it, so a token block or a replaced user finds
+    // the session later (also after a restart).
+    if capability.is_none()
+        && let Some((credential, of_user)) =
+            entry_credential(query, presented.as_deref(), method, claims.user.is_some())
+    {
+        shared.revocations.admit(
+            claims.sid,
+            claims.user.as_deref(),
+            credential,
+            of_user,
+            claims.expires,
+            now,
+        );
+    }
 
     // 6. Fetch and answer: by segment tag, by playlist path, or straight through.
     let origin = live.origins.get(route.origin).ok_or(ProxyError::Internal)?;
@@ -306,10 +329,21 @@ async fn forward(
     if route.encrypt
         && let Some(tag) = tag
     {
+        // The tag signs the URI's own query; what a viewer added after the
+        // proxy's parameters is dropped (not forwarded, not a cache key).
+        let signed = crate::capability::signed_query(
+            query.unwrap_or_default(),
+            &sessions.capability_param,
+            &sessions.tag_param,
+        );
         let serve = live
             .keys
-            .verify_tag(tag, &route.name, &channel, &path)
+            .verify_tag_with_query(tag, &route.name, &channel, &path, signed)
             .map_err(|_| ProxyError::Forbidden)?;
+        let uri = origin.uri_for(
+            &crate::path::encode_for_origin(&path),
+            live.credentials.strip(signed).as_deref(),
+        )?;
         return match serve {
             Serve::Encrypt { .. } => {
                 serve_encrypted(&ctx, origin, uri, serve, req.headers(), record).await
@@ -317,6 +351,8 @@ async fn forward(
             Serve::Clear { range } => {
                 passthrough(&ctx, origin, uri, conn, req, Through::Tagged(range), record).await
             }
+            // Signed for a key path only, so never verifies here.
+            Serve::Key { .. } => Err(ProxyError::Forbidden),
         };
     }
     if is_playlist_path(&path) {
@@ -375,9 +411,9 @@ async fn admit(
     // Entitlements on every request: a blocked, disabled or removed user's
     // sessions stop at their very next playlist, segment or key request.
     let ents = shared.entitlements();
-    shared
-        .check_deny(claims.user.as_deref(), how.token, scope.client_ip)
-        .map_err(ProxyError::from)?;
+    if let Err(denial) = shared.check_deny(claims.user.as_deref(), how.token, scope.client_ip) {
+        return Err(refused(shared, claims, denial).await);
+    }
     let grant = match claims.user.as_deref() {
         Some(user) if ents.user(user).is_some() => {
             ents.decide(Some(user), how.token, scope.channel, scope.client_ip, now)
@@ -392,8 +428,14 @@ async fn admit(
         // re-adopting a session the table forgot) is refused.
         Some(_) => Err(crate::entitlements::Denial::Forbidden),
         None => ents.decide(None, how.token, scope.channel, scope.client_ip, now),
-    }
-    .map_err(ProxyError::from)?;
+    };
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(denial) => return Err(refused(shared, claims, denial).await),
+    };
+    // Revoked (kicked, token blocked, credential replaced): every request
+    // kind comes through here, so playlists, segments and keys alike.
+    check_revoked(shared, claims)?;
     let max = how.limit.map_or(grant.max_sessions, |l| l.max);
     let until = live.config.sessions.capability_expiry(now);
     // With a fleet store the fleet counts; this edge only keeps its table.
@@ -425,7 +467,7 @@ async fn admit(
         })?;
     if let Some((store, user)) = fleet {
         fleet_admit(
-            live, shared, store, user, &session, &admitted, max, policy, until, now,
+            shared, store, user, &session, &admitted, max, policy, how.entry, until, now,
         )
         .await?;
     }
@@ -439,13 +481,27 @@ async fn admit(
     Ok(session)
 }
 
+/// A viewer refused at admission (no longer entitled, blocked, …) holds no
+/// `max_sessions` slot: its session, if it had one, goes now (here and in the
+/// fleet store, before the answer), not when it would have gone idle.
+async fn refused(
+    shared: &Shared,
+    claims: &Claims,
+    denial: crate::entitlements::Denial,
+) -> ProxyError {
+    shared
+        .release_session(claims.sid, claims.user.as_deref())
+        .await;
+    ProxyError::from(denial)
+}
+
 /// The fleet half of admission: a session new to this edge asks the shared
-/// store (which counts the user's sessions on every edge); a live one sends
-/// a heartbeat a few times per idle timeout and learns whether another edge
-/// evicted it or an operator kicked it.
+/// store (which counts the user's sessions on every edge). A live one asks
+/// nothing: the edge's heartbeat (`runtime::fleet_agent`) carries it, adds
+/// it back if Redis lost it, and ends it here when another edge evicted it
+/// or an operator kicked it.
 #[allow(clippy::too_many_arguments)]
 async fn fleet_admit(
-    live: &Live,
     shared: &Shared,
     store: &crate::fleet::FleetStore,
     user: &str,
@@ -453,29 +509,36 @@ async fn fleet_admit(
     admitted: &Admitted,
     max: u32,
     policy: Policy,
+    entry: bool,
     until: u64,
     now: u64,
 ) -> Result<(), ProxyError> {
     use crate::fleet::{Admission as Fleet, Policy as FleetPolicy};
     let now_ms = now.saturating_mul(1000);
     if matches!(admitted, Admitted::Existing) {
-        let every = (live.config.sessions.idle_timeout.as_secs() / 3).max(1);
-        if session.heartbeat_due(now, every) {
-            // An unreachable store never ends a session that is playing.
-            if let Ok(false) = store.heartbeat(user, session.id, now_ms).await {
-                shared.sessions.end(session.id, until);
-                return Err(ProxyError::SessionEvicted);
-            }
-        }
         return Ok(());
     }
     let policy = match policy {
         Policy::Reject => FleetPolicy::Reject,
         Policy::EvictOldest => FleetPolicy::EvictOldest,
     };
-    match store.admit(user, session.id, max, policy, now_ms).await {
-        Ok(Fleet::Admitted | Fleet::Refreshed) => Ok(()),
+    let admission = if entry {
+        store.admit(user, session.id, max, policy, now_ms).await
+    } else {
+        store.readmit(user, session.id, max, policy, now_ms).await
+    };
+    match admission {
+        Ok(Fleet::Ended) => {
+            // Kicked or evicted on another edge before this one saw it.
+            shared.sessions.end(session.id, until);
+            Err(ProxyError::SessionEvicted)
+        }
+        Ok(Fleet::Admitted | Fleet::Refreshed) => {
+            session.set_in_fleet();
+            Ok(())
+        }
         Ok(Fleet::Evicted(ids)) => {
+            session.set_in_fleet();
             for id in ids {
                 shared.sessions.end(id, until);
             }
@@ -509,8 +572,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// A fresh capability for this session, for the URIs of a rewritten playlist.
     fn mint(&self) -> String {
+        let sid = self.claims.sid;
+        let revocations = &self.shared.revocations;
+        let expires =
+            revocations.mint_expiry(sid, self.live.config.sessions.capability_expiry(self.now));
+        revocations.extend(sid, expires);
         let claims = Claims {
-            expires: self.live.config.sessions.capability_expiry(self.now),
+            expires,
             ..self.claims.clone()
         };
         self.live.keys.mint(&claims, self.scope)
@@ -530,11 +598,13 @@ impl Ctx<'_> {
             incarnations: &self.shared.incarnations,
             max_bytes: self.live.config.cache.max_playlist,
             now: self.now,
+            key_until: self.live.config.sessions.capability_expiry(self.now),
         }
     }
 }
 
-/// Phase 4 for an entry request: run the route's methods, count the decision.
+/// Phase 4 for an entry request: run the route's methods, count the decision;
+/// the identity and the method that allowed it.
 async fn entry(
     live: &Live,
     shared: &Shared,
@@ -543,7 +613,7 @@ async fn entry(
     req: &Request<Incoming>,
     record: &RequestRecord,
     now: u64,
-) -> Result<Identity, ProxyError> {
+) -> Result<(Identity, Option<AuthMethod>), ProxyError> {
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -565,7 +635,60 @@ async fn entry(
             outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
         })
         .inc();
-    decision.result
+    decision.result.map(|id| (id, decision.method))
+}
+
+/// The one check of a session capability, for playlists, segments and
+/// keys alike: authentic, unexpired, for this route and channel (and
+/// address, when bound). Whether it was revoked (kicked, its token
+/// blocked, its user's credential replaced, also before a restart) is
+/// [`check_revoked`], in [`admit`], which every request kind passes.
+fn verify_capability(
+    live: &Live,
+    token: &str,
+    scope: &Scope<'_>,
+    now: u64,
+) -> Result<Claims, ProxyError> {
+    live.keys
+        .verify(token, scope, now)
+        .map_err(|_| ProxyError::Forbidden)
+}
+
+/// Phase 5's revocation check, after the entitlements (a blocked or
+/// deleted user is told so, whatever else happened to the session).
+fn check_revoked(shared: &Shared, claims: &Claims) -> Result<(), ProxyError> {
+    shared
+        .revocations
+        .check(claims.sid, claims.expires)
+        .map_err(|reason| match reason {
+            Reason::Ended => ProxyError::SessionEvicted,
+            Reason::Blocked => ProxyError::Blocked,
+            Reason::Revoked => ProxyError::Forbidden,
+        })
+}
+
+/// The credential an entry request presented, as revocation remembers it,
+/// and whether the `token` method vouched for the user with it: a
+/// `?token=` whatever method read it (a block of the token must find the
+/// session), or the password of `?auth=` when the `token` method admitted.
+fn entry_credential(
+    query: Option<&str>,
+    token: Option<&str>,
+    method: Option<AuthMethod>,
+    has_user: bool,
+) -> Option<(Credential, bool)> {
+    let by_token = method == Some(AuthMethod::Token) && has_user;
+    if let Some(t) = token {
+        return Some((Credential::token(t.as_bytes()), by_token));
+    }
+    if !by_token {
+        return None;
+    }
+    let auth = crate::auth::query::param(query?, "auth")?;
+    let auth = crate::auth::query::percent_decode(auth);
+    let colon = auth.iter().position(|&b| b == b':')?;
+    let password = auth.get(colon + 1..).unwrap_or_default();
+    Some((Credential::password(password), true))
 }
 
 /// A rewritten playlist for this session.
@@ -577,7 +700,12 @@ async fn serve_playlist(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let compile = ctx.compile(origin);
     let sent = Instant::now();
-    let fetched = ctx.live.playlists.get(origin, uri, &compile).await?;
+    let timings = &ctx.shared.metrics.origin_duration;
+    let fetched = ctx
+        .live
+        .playlists
+        .get(origin, uri, &compile, timings)
+        .await?;
     record.origin_latency = Some(sent.elapsed());
     render(ctx, &fetched, record)
 }
@@ -653,6 +781,7 @@ async fn serve_encrypted(
     };
     let seg_key = crate::segcache::SegKey::new(uri.to_string(), range, &cipher);
     let fetch_origin = Arc::clone(origin);
+    let timings = ctx.shared.metrics.origin_duration.clone();
     let fetch = move || async move {
         let mut req = Request::get(uri)
             .header(header::ACCEPT_ENCODING, "identity")
@@ -661,16 +790,20 @@ async fn serve_encrypted(
         if let Some(r) = range_header(range) {
             req.headers_mut().insert(header::RANGE, r);
         }
-        let idle = fetch_origin.config().idle_timeout;
-        let resp = fetch_origin.send(req).await?;
+        let resp = fetch_origin.send(req, &timings).await?;
         if range.is_some() && resp.status() == http::StatusCode::OK {
             // The origin ignored `Range:`: encrypting the whole file as the
             // range would serve the wrong bytes to everyone.
             return Err(ProxyError::BadOriginResponse);
         }
-        Ok(resp.map(|b| IdleTimeout::new(b, idle)))
+        Ok(resp)
     };
-    let (lookup, segment) = ctx.shared.segments.get(seg_key, cipher, fetch).await?;
+    let deadline = origin.config().total_timeout;
+    let (lookup, segment) = ctx
+        .shared
+        .segments
+        .get_within(seg_key, cipher, deadline, fetch)
+        .await?;
     let label = match lookup {
         crate::segcache::Lookup::Hit => "hit",
         crate::segcache::Lookup::Joined => "joined",
@@ -786,6 +919,8 @@ async fn passthrough(
     *out.headers_mut() = parts.headers;
     let h = out.headers_mut();
     headers::strip_hop_by_hop(h);
+    // Cookies, headers and `Authorization` carrying viewer credentials.
+    ctx.live.credentials.strip_headers(h);
     h.remove(header::HOST);
     if range.is_some() {
         // The tag names the range; the viewer sees it as a whole resource.
@@ -802,17 +937,11 @@ async fn passthrough(
 
     // Fetch the response head.
     let sent = Instant::now();
-    let resp = origin.send(out).await?;
-    let latency = sent.elapsed();
-    record.origin_latency = Some(latency);
+    let resp = origin
+        .send(out, &ctx.shared.metrics.origin_duration)
+        .await?;
+    record.origin_latency = Some(sent.elapsed());
     record.origin_status = Some(resp.status().as_u16());
-    ctx.shared
-        .metrics
-        .origin_duration
-        .get_or_create(&crate::metrics::OriginLabel {
-            origin: origin.config().name.clone(),
-        })
-        .observe(latency.as_secs_f64());
 
     let (mut parts, body) = resp.into_parts();
     // A playlist found by its type, not its name: rewrite it like any other.
@@ -834,7 +963,6 @@ async fn passthrough(
     // The viewer's connection has its own version; an HTTP/1.0 origin must
     // not turn the viewer's response into HTTP/1.0.
     parts.version = http::Version::HTTP_11;
-    let body = IdleTimeout::new(body, origin.config().idle_timeout);
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
@@ -865,10 +993,16 @@ async fn serve_key(
         channel: kp.channel,
         client_ip: record.client_ip,
     };
-    let claims = live
-        .keys
-        .verify(token, &scope, now)
-        .map_err(|_| ProxyError::Forbidden)?;
+    // Only a key period a playlist of this channel named, while its tag
+    // lasts: never a far-future period or a foreign incarnation.
+    let tag = query
+        .and_then(|q| crate::auth::query::param_exact(q, &sessions.tag_param))
+        .ok_or(ProxyError::Forbidden)?;
+    match live.keys.verify_tag(tag, &route.name, kp.channel, path) {
+        Ok(Serve::Key { until }) if now <= until => {}
+        _ => return Err(ProxyError::Forbidden),
+    }
+    let claims = verify_capability(live, token, &scope, now)?;
     record.user = claims.user.clone();
     // The session must be live: a capability still valid brings back one the
     // table forgot (idle, restart, another edge). Kicked sessions, blocked

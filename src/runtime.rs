@@ -24,11 +24,14 @@ use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
 use crate::playlist::PlaylistCache;
+use crate::revocation::Revocations;
 use crate::router::{RouteSpec, RouteTable};
 use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
 mod api_layer;
+pub mod fleet_agent;
+mod revoke;
 
 use api_layer::build_effective;
 pub use api_layer::{ChangeError, merged};
@@ -177,6 +180,7 @@ fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
         url,
         fail_open,
         timeout,
+        ..
     } = &config.sessions.store
     else {
         return None;
@@ -238,13 +242,19 @@ pub struct Shared {
     deny: ArcSwap<Entitlements>,
     /// Pull sync's state and health (`[control_plane]`).
     pub sync: crate::sync::Status,
+    /// Revoked sessions and what admitted each session; persisted in the
+    /// state dir ([`crate::revocation::FILE_NAME`]).
+    pub revocations: Revocations,
+    /// Held while the revocation file is written, so saves apply in order.
+    revocation_writer: std::sync::Mutex<()>,
 }
 
 impl Shared {
     /// Start serving generation `live`.
     pub fn new(live: Live, metrics: Metrics) -> Self {
         let c = &live.config.cache;
-        let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20));
+        let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
+            .with_fill_limits(c.max_segment, c.max_fill_bytes);
         if live.config.keys.master.is_none() {
             tracing::warn!(
                 "no [keys] master: using a random one; capabilities this edge mints are \
@@ -262,6 +272,8 @@ impl Shared {
             entitlements: ArcSwap::new(effective),
             deny: ArcSwap::from_pointee(Entitlements::default()),
             sync: crate::sync::Status::default(),
+            revocations: Revocations::default(),
+            revocation_writer: std::sync::Mutex::new(()),
             live: ArcSwap::from_pointee(live),
             metrics,
             draining: AtomicBool::new(false),
@@ -271,8 +283,8 @@ impl Shared {
         }
     }
 
-    /// End session `id` now, on this edge and in the fleet store (where
-    /// other edges learn of it at their next heartbeat); its capability
+    /// End session `id` now, on this edge and in the fleet store (which
+    /// tells every other edge at once); its capability
     /// stays refused until it would have expired. True if it was live here.
     /// Call from within the runtime (the fleet call is spawned).
     pub fn end_session(&self, id: u64, user: Option<&str>) -> bool {
@@ -284,8 +296,35 @@ impl Shared {
                 }
             });
         }
-        let until = self.live().config.sessions.capability_expiry(unix_now());
-        self.sessions.end(id, until)
+        let now = unix_now();
+        let until = self.live().config.sessions.capability_expiry(now);
+        let was_live = self.sessions.end(id, until);
+        if was_live {
+            // Durable: the capability stays refused after a restart too
+            // (the caller saves with [`Self::save_revocations`]).
+            self.revocations
+                .revoke(id, until, crate::revocation::Reason::Ended, now);
+        }
+        was_live
+    }
+
+    /// Drop session `id` of `user` without a tombstone, here and in the
+    /// fleet (awaited: the slot is free when this returns, or the store
+    /// failed and its own expiry frees it): its viewer was just refused (not
+    /// entitled, blocked, …), so it holds no `max_sessions` slot; allowed
+    /// again, it is a new session.
+    pub async fn release_session(&self, id: u64, user: Option<&str>) {
+        if !self.sessions.forget(id) {
+            return;
+        }
+        self.metrics
+            .sessions
+            .set(i64::try_from(self.sessions.len()).unwrap_or(i64::MAX));
+        if let (Some(store), Some(user)) = (self.fleet.as_ref(), user)
+            && let Err(e) = store.release(id, user).await
+        {
+            tracing::warn!(error = %e, "session release not recorded in the fleet store");
+        }
     }
 
     /// End every live session of `user` on this edge (and in the fleet).
@@ -314,6 +353,7 @@ impl Shared {
     /// Replace the control plane's deny list (a blocklist-only layer).
     pub fn set_deny(&self, layer: Entitlements) {
         self.deny.store(Arc::new(layer));
+        self.after_state_change();
     }
 
     /// The current generation (one atomic load; hold it for one request).
@@ -356,7 +396,7 @@ impl Shared {
         let live = Live::build(config, Some(current))?;
         // The new config's users and packages with the API's on top; no
         // API change in between.
-        let _writer = self.api_writer.lock().map_err(|_| {
+        let writer = self.api_writer.lock().map_err(|_| {
             ConfigErrors(vec![ConfigError {
                 path: "(state)".into(),
                 message: "state lock poisoned".into(),
@@ -378,6 +418,10 @@ impl Shared {
             );
         }
         self.live.store(Arc::new(live));
+        // A `[[user]]` token or password the new config dropped no longer
+        // carries the sessions it admitted.
+        drop(writer);
+        self.after_state_change();
         Ok(())
     }
 }
@@ -395,10 +439,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (
             "cache.segment_ttl",
             old.cache.segment_ttl != new.cache.segment_ttl,
-        ),
-        (
-            "server.max_connections",
-            old.server.max_connections != new.server.max_connections,
         ),
     ]
     .into_iter()

@@ -12,20 +12,30 @@
 //!   completed cache (moka, weighted by ciphertext bytes, with a TTL) before
 //!   it leaves the map; a caller that finds neither starts a fill, checking
 //!   the cache again under the map's shard lock, so two fills for one key
-//!   never overlap.
-//! - Only complete encrypted segments of at most `max_entry_bytes` are
-//!   cached. Failed fills, non-2xx answers and errors before the head are
-//!   served to the callers that joined them and then forgotten, so the next
-//!   call fetches again.
+//!   never overlap (but a fill that can no longer be read from its start,
+//!   a streaming one, is replaced by a new one for a new caller).
+//! - Only complete encrypted segments of at most `max_entry_bytes` that were
+//!   held whole are cached. Failed fills, non-2xx answers and errors before
+//!   the head are served to the callers that joined them and then
+//!   forgotten, so the next call fetches again.
+//! - Budgets (`cache.max_fill_bytes`, `cache.max_segment`): the bytes held
+//!   by all open fills never exceed the fill budget; a body over
+//!   `max_segment`, or one the budget has no room for, streams through
+//!   encryption holding a bounded window (see `fill`) and is not cached.
+//! - A fill lives while someone waits on it: when the last caller holding
+//!   an open fill goes away (a viewer disconnects), the fill task stops and
+//!   the origin fetch with it; a fill never runs past its deadline.
 //! - A body whose origin length was declared ends with exactly
 //!   `encrypted_len(n)` bytes or with an error; never with a padding block
 //!   after a short or long body.
 //!
 //! Must not: hold a lock across an await, copy a segment per reader (readers
-//! share `Bytes`), stop a fill because a viewer went away, encrypt a
-//! content-encoded body, or show a content key in `Debug`.
+//! share `Bytes`), stop a fill another caller still waits on, hold more
+//! than its budgets, encrypt a content-encoded body, or show a content key
+//! in `Debug`.
 
 mod body;
+mod budget;
 mod fill;
 mod fill_task;
 mod range;
@@ -43,7 +53,8 @@ use dashmap::mapref::entry::Entry;
 use moka::policy::EvictionPolicy;
 
 pub use self::body::SegmentBody;
-use self::fill::Fill;
+use self::budget::Budget;
+use self::fill::{Fill, Reader};
 pub use self::fill::{SegmentError, SegmentHead};
 pub use self::range::{RangeAnswer, parse_range};
 use crate::body::BoxError;
@@ -148,6 +159,8 @@ pub struct SegmentCache {
     completed: moka::sync::Cache<SegKey, Cached>,
     inflight: Arc<DashMap<SegKey, Arc<Fill>>>,
     max_entry_bytes: u64,
+    max_segment: u64,
+    budget: Arc<Budget>,
 }
 
 impl fmt::Debug for SegmentCache {
@@ -157,6 +170,8 @@ impl fmt::Debug for SegmentCache {
             .field("weighted_bytes", &self.weighted_bytes())
             .field("inflight", &self.inflight.len())
             .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("max_segment", &self.max_segment)
+            .field("fill_bytes_free", &self.budget.available())
             .finish()
     }
 }
@@ -166,7 +181,7 @@ impl SegmentCache {
     /// most `ttl` (capped at a year); segments larger than `max_entry_bytes`
     /// are served but not kept. Eviction is LRU: on a live stream the newest
     /// segments are the ones about to be asked for, so frequency must not
-    /// keep old ones.
+    /// keep old ones. Fills are not limited (see [`SegmentCache::with_fill_limits`]).
     pub fn new(max_bytes: u64, ttl: Duration, max_entry_bytes: u64) -> Self {
         let completed = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
@@ -179,7 +194,23 @@ impl SegmentCache {
             completed,
             inflight: Arc::new(DashMap::new()),
             max_entry_bytes,
+            max_segment: u64::MAX,
+            budget: Arc::new(Budget::new(u64::MAX)),
         }
+    }
+
+    /// The same cache with fills holding whole at most `max_segment` bytes
+    /// each and `max_fill_bytes` together (`cache.max_segment`,
+    /// `cache.max_fill_bytes`); larger bodies stream.
+    pub fn with_fill_limits(mut self, max_segment: u64, max_fill_bytes: u64) -> Self {
+        self.max_segment = max_segment;
+        self.budget = Arc::new(Budget::new(max_fill_bytes));
+        self
+    }
+
+    /// Bytes of the fill budget free now.
+    pub fn fill_bytes_free(&self) -> u64 {
+        self.budget.available()
     }
 
     /// The segment for `key`, encrypted with `cipher` (which `key` must have
@@ -205,12 +236,33 @@ impl SegmentCache {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.get_within(key, cipher, MAX_TTL, fetch).await
+    }
+
+    /// [`SegmentCache::get`] for a fill that must end within `deadline`
+    /// (the origin's `total_timeout`): past it the fill fails, whatever it
+    /// was waiting for (the origin, or room in its budget).
+    pub async fn get_within<F, Fut, B>(
+        &self,
+        key: SegKey,
+        cipher: Cipher,
+        deadline: Duration,
+        fetch: F,
+    ) -> Result<(Lookup, Segment), ProxyError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if !key.is_for(&cipher) {
             return Err(ProxyError::Internal);
         }
-        let (lookup, fill) = self.lookup(key, cipher, fetch);
-        let head = fill.head().await?;
-        Ok((lookup, Segment { fill, head }))
+        // Dropping this future (the viewer left) drops `reader`, which may
+        // end the fill.
+        let (lookup, reader) = self.lookup(key, cipher, deadline, fetch);
+        let head = reader.fill().head().await?;
+        Ok((lookup, Segment { reader, head }))
     }
 
     /// Ciphertext bytes held by completed entries (moka's count: it settles
@@ -224,8 +276,15 @@ impl SegmentCache {
         self.completed.entry_count()
     }
 
-    /// Find the fill for `key`, or start one. Takes no lock across an await.
-    fn lookup<F, Fut, B>(&self, key: SegKey, cipher: Cipher, fetch: F) -> (Lookup, Arc<Fill>)
+    /// Find the fill for `key`, or start one, and hold it. Takes no lock
+    /// across an await.
+    fn lookup<F, Fut, B>(
+        &self,
+        key: SegKey,
+        cipher: Cipher,
+        deadline: Duration,
+        fetch: F,
+    ) -> (Lookup, Reader)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
@@ -233,35 +292,39 @@ impl SegmentCache {
         B::Error: Into<BoxError>,
     {
         if let Some(fill) = self.cached(&key) {
-            return (Lookup::Hit, fill);
+            return (Lookup::Hit, Reader::new(fill, None));
         }
-        let fill = match self.inflight.entry(key) {
-            Entry::Occupied(running) if !running.get().is_failed() => {
-                return (Lookup::Joined, Arc::clone(running.get()));
-            }
-            entry => {
-                // A fill moves to the cache before it leaves this map; with
-                // the shard locked, a second look at the cache is conclusive.
-                if let Some(fill) = self.cached(entry.key()) {
-                    return (Lookup::Hit, fill);
-                }
-                let fill = Arc::new(Fill::default());
-                // Replaces a failed fill: its task removes only its own.
-                let slot = entry.insert(Arc::clone(&fill));
-                let job = fill_task::Job {
-                    key: slot.key().clone(),
-                    cipher,
-                    fill: Arc::clone(&fill),
-                    completed: self.completed.clone(),
-                    inflight: Arc::clone(&self.inflight),
-                    max_entry_bytes: self.max_entry_bytes,
-                };
-                drop(slot);
-                tokio::spawn(fill_task::run(job, fetch));
-                fill
-            }
+        let entry = self.inflight.entry(key);
+        // Joining under the shard lock: the fill task decides that nobody
+        // holds its fill under the same lock, so a fill is never stopped
+        // under a caller that just joined it.
+        if let Entry::Occupied(running) = &entry
+            && let Some(slot) = running.get().join()
+        {
+            return (Lookup::Joined, Reader::new(Arc::clone(running.get()), slot));
+        }
+        // A fill moves to the cache before it leaves this map; with the
+        // shard locked, a second look at the cache is conclusive.
+        if let Some(fill) = self.cached(entry.key()) {
+            return (Lookup::Hit, Reader::new(fill, None));
+        }
+        let fill = Arc::new(Fill::new(Arc::clone(&self.budget), self.max_segment));
+        // Held before the task starts, so it never sees nobody waiting.
+        let reader = Reader::new(Arc::clone(&fill), fill.add(0));
+        // Replaces a failed or streaming fill: its task removes only its own.
+        let slot = entry.insert(Arc::clone(&fill));
+        let job = fill_task::Job {
+            key: slot.key().clone(),
+            cipher,
+            fill,
+            completed: self.completed.clone(),
+            inflight: Arc::clone(&self.inflight),
+            max_entry_bytes: self.max_entry_bytes,
+            deadline,
         };
-        (Lookup::Miss, fill)
+        drop(slot);
+        tokio::spawn(fill_task::run(job, fetch));
+        (Lookup::Miss, reader)
     }
 
     /// The cached fill for `key`. A cached fill cannot have failed (it is
@@ -275,11 +338,25 @@ impl SegmentCache {
     }
 }
 
-/// One caller's handle on a segment: its head, and bodies over it.
-#[derive(Debug, Clone)]
+/// One caller's handle on a segment: its head, and bodies over it. While
+/// it (or a body over it) lives, the fill goes on.
+#[derive(Debug)]
 pub struct Segment {
-    fill: Arc<Fill>,
+    reader: Reader,
     head: Arc<SegmentHead>,
+}
+
+impl Clone for Segment {
+    /// Another handle, keeping the fill going but (like a handle that has
+    /// made a body) no byte of it.
+    fn clone(&self) -> Self {
+        let reader = self.reader.at(0);
+        reader.unpin();
+        Self {
+            reader,
+            head: Arc::clone(&self.head),
+        }
+    }
 }
 
 impl Segment {
@@ -295,11 +372,17 @@ impl Segment {
     /// body ends before `end`, it fails with [`SegmentError::RangeBeyondEnd`];
     /// `start > end` gives an empty body. The size hint is exact for a range
     /// and for a whole body of known length.
+    ///
+    /// Until its first body, a handle keeps every byte of a streaming fill
+    /// from its start; from then on the bodies keep what they need.
     pub fn body(&self, range: Option<(u64, u64)>) -> SegmentBody {
-        let fill = Arc::clone(&self.fill);
-        match range {
-            Some((start, end)) => SegmentBody::new(fill, start, Some(end.saturating_add(1))),
-            None => SegmentBody::new(fill, 0, self.head.length),
-        }
+        let body = match range {
+            Some((start, end)) => {
+                SegmentBody::new(self.reader.at(start), start, Some(end.saturating_add(1)))
+            }
+            None => SegmentBody::new(self.reader.at(0), 0, self.head.length),
+        };
+        self.reader.unpin();
+        body
     }
 }

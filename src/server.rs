@@ -1,27 +1,30 @@
-//! Listeners and the process lifecycle: accept loops for plain HTTP
-//! (HTTP/1.1 + h2c on one port) and HTTPS (ALPN h2 + http/1.1), the
-//! connection cap, header limits, and the reload / drain / stop control loop.
+//! Listeners and the process lifecycle: binding, one accept loop per
+//! listener (all through [`accept`]: plain HTTP/1.1 and h2c, HTTPS with ALPN
+//! h2 and http/1.1, and the admin listener), their connection budgets
+//! ([`budget`]) and lifetime timers ([`lifetime`]), and the reload / drain /
+//! stop control loop.
 //!
 //! [`run`] takes already-bound listeners (mini-redis style) so tests bind
 //! `127.0.0.1:0` and read the real addresses back.
+
+mod accept;
+mod budget;
+mod lifetime;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ServerConfig};
-use crate::metrics::ListenerLabel;
-use crate::proxy::{self, ConnInfo};
+use accept::Kind;
+use budget::Budget;
+
+use crate::config::Config;
+use crate::proxy;
 use crate::runtime::{Live, Shared};
 
 /// Sockets bound for a config, before serving starts.
@@ -76,43 +79,56 @@ pub struct Control {
 /// responses finished or the grace period ran out.
 pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyhow::Result<()> {
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let max_conns = live.config.server.max_connections;
+    let budgets = Budgets::new(&live.config);
     let shared = Arc::new(Shared::new(live, crate::metrics::Metrics::new()));
+    // Revocations first: loading the state may sweep them.
+    shared
+        .load_revocations()
+        .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     shared
         .load_state()
         .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
-    // Accept loops share the graceful handle and hand a watcher to each
-    // connection; once they have all returned, the handle is ours again.
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Viewer accept loops stop on `accepting`; their connections shut down
+    // gracefully on `draining` and are all gone once the viewer budget is
+    // empty again.
     let accepting = CancellationToken::new();
-    let conns = Arc::new(Semaphore::new(max_conns));
+    let draining = CancellationToken::new();
     let mut acceptors = JoinSet::new();
-    let http = listeners.http.into_iter().map(|l| (l, None));
+    let http = listeners.http.into_iter().map(|l| (l, Kind::Http));
     let https = listeners
         .tls
         .into_iter()
         .enumerate()
-        .map(|(i, l)| (l, Some(i)));
-    for (listener, tls) in http.chain(https) {
-        log_listening(if tls.is_some() { "https" } else { "http" }, &listener);
-        let acceptor = Acceptor {
+        .map(|(i, l)| (l, Kind::Https(i)));
+    for (listener, kind) in http.chain(https) {
+        log_listening(kind.label(), &listener);
+        let s = shared.clone();
+        let acceptor = accept::Acceptor {
+            kind,
             shared: shared.clone(),
-            graceful: graceful.clone(),
-            conns: conns.clone(),
-            tls,
+            budget: budgets.viewer.clone(),
+            drain: draining.clone(),
+            handler: move |conn, req| proxy::handle(s.clone(), conn, req),
         };
         acceptors.spawn(acceptor.run(listener, accepting.clone()));
     }
     let sweeper = tokio::spawn(sweep_sessions(shared.clone()));
+    let fleet = tokio::spawn(crate::runtime::fleet_agent::run(shared.clone()));
     let syncer = tokio::spawn(crate::sync::run(shared.clone()));
+    let revocations = tokio::spawn(persist_revocations(shared.clone()));
+    // The admin listener keeps answering during a drain (`/readyz` says 503).
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
-        log_listening("admin", &listener);
-        tokio::spawn(crate::admin::serve(
-            listener,
-            shared.clone(),
-            admin_stop.clone(),
-        ));
+        log_listening(Kind::Admin.label(), &listener);
+        let s = shared.clone();
+        let acceptor = accept::Acceptor {
+            kind: Kind::Admin,
+            shared: shared.clone(),
+            budget: budgets.admin.clone(),
+            drain: admin_stop.clone(),
+            handler: move |_conn, req| crate::admin::respond(s.clone(), req),
+        };
+        tokio::spawn(acceptor.run(listener, admin_stop.clone()));
     }
 
     let drain = loop {
@@ -121,7 +137,10 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
                 // File reads and certificate parsing block: keep them off the workers.
                 let s = shared.clone();
                 match tokio::task::spawn_blocking(move || s.reload()).await {
-                    Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                    Ok(Ok(())) => {
+                        budgets.resize(&shared.live().config);
+                        tracing::info!("configuration reloaded");
+                    }
                     Ok(Err(e)) => tracing::error!(errors = %e, "reload failed; the previous configuration keeps serving"),
                     Err(e) => tracing::error!(error = %e, "reload task failed; the previous configuration keeps serving"),
                 }
@@ -139,13 +158,9 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         let grace = shared.live().config.server.shutdown_grace;
         tracing::info!(grace_secs = grace.as_secs_f64(), "draining");
         while acceptors.join_next().await.is_some() {}
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            anyhow::bail!(
-                "internal: graceful-shutdown handle still shared after accept loops ended"
-            );
-        };
+        draining.cancel();
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            () = budgets.viewer.all_closed() => tracing::info!("all connections finished"),
             () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
             () = control.stop.cancelled() => tracing::info!("stopping now"),
         }
@@ -154,8 +169,52 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     }
     admin_stop.cancel();
     sweeper.abort();
+    fleet.abort();
     syncer.abort();
+    revocations.abort();
+    if let Err(e) = shared.save_revocations_async().await {
+        tracing::error!(error = %e, "revocations not saved at shutdown");
+    }
     Ok(())
+}
+
+/// Every second: forget lapsed revocations and save what changed (new
+/// admissions are saved only here and at shutdown).
+async fn persist_revocations(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        shared.revocations.prune(crate::runtime::unix_now());
+        if let Err(e) = shared.save_revocations_async().await {
+            tracing::warn!(error = %e, "revocations not saved in the state dir; retrying");
+        }
+    }
+}
+
+/// The connection budgets: one shared by every viewer listener, one for the
+/// admin listener. Sized from the config at start and again on each reload.
+struct Budgets {
+    viewer: Arc<Budget>,
+    admin: Arc<Budget>,
+}
+
+impl Budgets {
+    fn new(config: &Config) -> Self {
+        Self {
+            viewer: Budget::new(
+                config.server.max_connections,
+                config.server.max_connections_per_ip,
+            ),
+            admin: Budget::new(config.admin.max_connections, 0),
+        }
+    }
+
+    fn resize(&self, config: &Config) {
+        self.viewer.resize(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        );
+        self.admin.resize(config.admin.max_connections, 0);
+    }
 }
 
 /// Forget idle sessions, a few times per idle timeout.
@@ -180,117 +239,5 @@ async fn sweep_sessions(shared: Arc<Shared>) {
 fn log_listening(kind: &'static str, listener: &TcpListener) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listener = kind, %addr, "listening");
-    }
-}
-
-/// One listener's accept loop.
-struct Acceptor {
-    shared: Arc<Shared>,
-    graceful: Arc<GracefulShutdown>,
-    conns: Arc<Semaphore>,
-    /// Index into the TLS configs for an HTTPS listener.
-    tls: Option<usize>,
-}
-
-impl Acceptor {
-    async fn run(self, listener: TcpListener, accepting: CancellationToken) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = accepting.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = self.conns.clone().try_acquire_owned() else {
-                self.shared.metrics.connections_rejected.inc();
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = self.shared.clone();
-            let watcher = self.graceful.watcher();
-            let tls = self.tls;
-            tokio::spawn(async move {
-                let kind = if tls.is_some() { "https" } else { "http" };
-                let gauge = shared
-                    .metrics
-                    .open_connections
-                    .get_or_create(&ListenerLabel { listener: kind })
-                    .clone();
-                gauge.inc();
-                match tls {
-                    Some(index) => serve_tls(stream, peer, index, shared, watcher).await,
-                    None => serve_io(TokioIo::new(stream), peer, "http", shared, watcher).await,
-                }
-                gauge.dec();
-                drop(permit);
-            });
-        }
-    }
-}
-
-async fn serve_tls(
-    stream: TcpStream,
-    peer: SocketAddr,
-    index: usize,
-    shared: Arc<Shared>,
-    watcher: Watcher,
-) {
-    let live = shared.live();
-    let Some(config) = live.tls_for(index) else {
-        // A reload removed this [[server.tls]] entry; the socket stays bound
-        // until restart but serves nothing.
-        tracing::warn!(index, "no TLS config for this listener after reload");
-        return;
-    };
-    let timeout = live.config.server.header_read_timeout;
-    drop(live);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_io(TokioIo::new(tls), peer, "https", shared, watcher).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-    }
-}
-
-/// HTTP/1.1 and HTTP/2 builder with this generation's limits.
-fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes)
-        .max_headers(server.max_headers);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
-    b
-}
-
-async fn serve_io<I>(
-    io: TokioIo<I>,
-    peer: SocketAddr,
-    scheme: &'static str,
-    shared: Arc<Shared>,
-    watcher: Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let builder = builder(&shared.live().config.server);
-    let conn_info = ConnInfo { peer, scheme };
-    let service = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, conn_info, req).await) }
-    });
-    let conn = builder.serve_connection(io, service).into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -23,7 +23,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -44,8 +44,9 @@ pub struct Session {
     pub started: u64,
     last_seen: AtomicU64,
     bytes: AtomicU64,
-    /// Unix seconds of the last heartbeat to the fleet store.
-    last_beat: AtomicU64,
+    /// The fleet store admitted it (or admitted it failing open): from then
+    /// on the edge's heartbeat carries it.
+    in_fleet: AtomicBool,
 }
 
 impl Session {
@@ -67,7 +68,7 @@ impl Session {
             started: now,
             last_seen: AtomicU64::new(now),
             bytes: AtomicU64::new(0),
-            last_beat: AtomicU64::new(now),
+            in_fleet: AtomicBool::new(false),
         }
     }
 
@@ -86,15 +87,16 @@ impl Session {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// True (once per period) when the session is due a heartbeat to the
-    /// fleet store: at most every `every` seconds, claimed by one request.
-    pub fn heartbeat_due(&self, now: u64, every: u64) -> bool {
-        let last = self.last_beat.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= every
-            && self
-                .last_beat
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Record that the fleet store admitted this session. Until then the
+    /// heartbeat leaves it out, so it never adds a session the admission
+    /// script has not counted yet.
+    pub fn set_in_fleet(&self) {
+        self.in_fleet.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the fleet store admitted this session ([`Self::set_in_fleet`]).
+    pub fn in_fleet(&self) -> bool {
+        self.in_fleet.load(Ordering::Relaxed)
     }
 
     /// Record a request at `now`.

@@ -3,7 +3,8 @@
 //!
 //! Every `interval` the edge POSTs a usage report and applies the answer:
 //! - `mode = "tollgate"`: [`protocol`]'s JSON, a versioned full or delta
-//!   snapshot plus the deny list;
+//!   snapshot plus the deny list, accepted only with the HMAC of
+//!   [`signature`] (over the report's nonce and the answer body);
 //! - `mode = "nimble_ppv"`: Nimble's pay-per-view JSON ([`crate::ppv`]),
 //!   whose `DenyList.ID` becomes the deny list's users, after the answer's
 //!   `Solution` proves the control plane knows the push-API token.
@@ -15,8 +16,11 @@
 //! list costs nothing like a million-user rebuild. The version held and the
 //! deny list persist in `sync.json` beside the snapshot, written after it.
 //!
-//! Failure (control plane down, slow, answering garbage, a wrong Solution,
-//! a full disk) changes nothing: the last good state keeps serving, the
+//! The control plane is reached over `https://` ([`transport`]: system
+//! roots or `[control_plane] ca`), or `http://` to loopback.
+//!
+//! Failure (control plane down, slow, answering garbage, a wrong Solution
+//! or signature, a full disk) changes nothing: the last good state keeps serving, the
 //! next try backs off (doubling from `interval` up to `max_backoff`, with
 //! jitter), the metrics count it by result and `/healthz` shows it;
 //! `/readyz` fails only before a first good sync (nothing persisted either)
@@ -28,24 +32,24 @@
 //! `spawn_blocking`).
 
 pub mod protocol;
+pub mod signature;
+pub mod transport;
 pub mod usage;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ControlPlaneConfig, SyncMode};
 use crate::entitlements::Blocklist;
 use crate::metrics::ResultLabel;
-use crate::runtime::{ChangeError, Shared, unix_now};
+use crate::runtime::{ChangeError, Live, Shared, unix_now};
 use protocol::{Answer, Change, Plan, Report, SessionUsage};
+use transport::SyncClient;
 use usage::{Line, Usage};
 
 /// The file in the state dir holding [`Persisted`].
@@ -201,16 +205,38 @@ impl Failure {
 /// current generation before each sync, so a reload applies; without the
 /// section it idles.
 pub async fn run(shared: Arc<Shared>) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    // The client and the config generation it was built for: a reload
+    // builds a new one, so a changed `url` scheme, `ca` path or CA file
+    // applies (a `Weak` keeps the generation's address from being reused).
+    let mut client: Option<(Weak<Live>, SyncClient)> = None;
     let mut usage = Usage::default();
     shared.sync.started(unix_now());
     loop {
-        let Some(cp) = shared.live().config.control_plane.clone() else {
+        let live = shared.live();
+        let Some(cp) = live.config.control_plane.clone() else {
+            drop(live);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let result = once(&shared, &client, &cp, &mut usage).await;
+        let generation = Arc::downgrade(&live);
+        drop(live);
+        if client
+            .as_ref()
+            .is_none_or(|(g, _)| !Weak::ptr_eq(g, &generation))
+        {
+            let https = cp.url.scheme_str() == Some("https");
+            client = transport::client(https, cp.ca.as_deref())
+                .map_err(|e| tracing::warn!(error = %e, "control-plane client not built"))
+                .ok()
+                .map(|c| (generation, c));
+        }
+        let result = match &client {
+            Some((_, c)) => once(&shared, c, &cp, &mut usage).await,
+            None => Err(Failure::new(
+                "unreachable",
+                "no TLS client (see the log: CA roots could not be loaded)",
+            )),
+        };
         let now = unix_now();
         let failures = {
             let label = match &result {
@@ -320,7 +346,7 @@ fn uuid_text(mut b: [u8; 16], version: u8) -> String {
 /// changed.
 async fn once(
     shared: &Arc<Shared>,
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &SyncClient,
     cp: &ControlPlaneConfig,
     usage: &mut Usage,
 ) -> Result<bool, Failure> {
@@ -341,11 +367,16 @@ async fn once(
             header::USER_AGENT,
             concat!("tollgate/", env!("CARGO_PKG_VERSION")),
         );
+    // `tollgate` answers are authenticated by an HMAC over this nonce and
+    // the body (`signature`); Nimble's by the Solution to the puzzle.
+    let nonce = signature::nonce();
     if cp.mode == SyncMode::Tollgate {
-        req = req.header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", cp.token.expose()),
-        );
+        req = req
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", cp.token.expose()),
+            )
+            .header(signature::NONCE_HEADER, &nonce);
     }
     let req = req
         .body(Full::new(Bytes::from(body)))
@@ -356,18 +387,31 @@ async fn once(
             .await
             .map_err(|e| Failure::new("unreachable", format!("request failed: {e}")))?;
         let status = resp.status();
+        let mac = resp.headers().get(signature::SIGNATURE_HEADER).cloned();
         let body = Limited::new(resp.into_body(), cp.max_answer)
             .collect()
             .await
             .map_err(|e| Failure::new("unreachable", format!("answer body: {e}")))?
             .to_bytes();
-        Ok::<_, Failure>((status, body))
+        Ok::<_, Failure>((status, mac, body))
     };
-    let (status, body) = tokio::time::timeout(cp.timeout, exchange)
+    let (status, mac, body) = tokio::time::timeout(cp.timeout, exchange)
         .await
         .map_err(|_| Failure::new("unreachable", format!("no answer within {:?}", cp.timeout)))??;
     if !status.is_success() {
         return Err(Failure::new("bad_status", format!("answered {status}")));
+    }
+    // Fail closed: an answer (a 204 included, which acknowledges the
+    // report) that is not proven to come from the holder of the token
+    // changes nothing and acknowledges nothing.
+    if cp.mode == SyncMode::Tollgate {
+        signature::verify(
+            cp.token.expose().as_bytes(),
+            &nonce,
+            &body,
+            mac.as_ref().map(http::HeaderValue::as_bytes),
+        )
+        .map_err(|e| Failure::new("bad_signature", e.to_string()))?;
     }
     let answer = if status == StatusCode::NO_CONTENT && cp.mode == SyncMode::Tollgate {
         None
@@ -411,8 +455,13 @@ async fn once(
     })
     .await
     .map_err(|e| Failure::new("storage", format!("apply task failed: {e}")))??;
-    for user in ended {
-        shared.end_user_sessions(&user);
+    for user in &ended {
+        shared.end_user_sessions(user);
+    }
+    if !ended.is_empty()
+        && let Err(e) = shared.save_revocations_async().await
+    {
+        tracing::error!(error = %e, "revocations not saved in the state dir");
     }
     // An authentic, well-formed answer acknowledges the report, even one
     // whose delta could not be used.

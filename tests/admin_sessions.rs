@@ -31,9 +31,11 @@ channel = 1
 auth = ["token"]
 [[user]]
 id = "alice"
+packages = ["*"]
 tokens = ["alice-token"]
 [[user]]
 id = "bob"
+packages = ["*"]
 tokens = ["bob-token"]
 "#
     )

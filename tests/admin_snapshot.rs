@@ -198,6 +198,7 @@ name = "config-pkg"
 channels = ["cfg-*"]
 [[user]]
 id = "alice"
+packages = ["*"]
 tokens = ["alice-token"]
 [[user]]
 id = "bob"

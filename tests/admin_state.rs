@@ -54,7 +54,8 @@ async fn changes_apply_at_once_and_survive_a_restart() {
         json!(["alice"])
     );
 
-    // A package and a user from the API override the config's carol.
+    // A package and a user from the API override the config's carol, her
+    // credentials included (SPEC §6): the API's user lists the token.
     let (s, b) = api(
         &proxy,
         "PUT",
@@ -67,7 +68,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
         &proxy,
         "PUT",
         "/api/v1/users/carol",
-        Some(json!({"packages": ["sports"], "max_sessions": 1})),
+        Some(json!({"tokens": ["carol-token"], "packages": ["sports"], "max_sessions": 1})),
     )
     .await;
     assert_eq!(s, 204, "{b}");

@@ -31,7 +31,7 @@ struct Method {
 const METHODS: [Method; 6] = [
     Method {
         name: "token",
-        section: "[[user]]\nid = \"alice\"\ntokens = [\"alice-token-1\"]\npassword = \"a-long-random-password\"\n",
+        section: "[[user]]\nid = \"alice\"\npackages = [\"*\"]\ntokens = [\"alice-token-1\"]\npassword = \"a-long-random-password\"\n",
         expired: None,
         ip_bound: false,
         user: Some("alice"),

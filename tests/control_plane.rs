@@ -4,124 +4,20 @@
 //! and bytes; a control plane that is down, slow or answering garbage
 //! leaves the last good state serving (also across a restart); in
 //! `nimble_ppv` mode the report is Nimble's, `DenyList.ID` blocks at once
-//! and an answer with a wrong Solution is refused and counted.
+//! and an answer with a wrong Solution is refused and counted. (Transport
+//! and answer authentication: `tests/hostile_cplane.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane};
 use common::*;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
-
-const CP_TOKEN: &str = "cp-secret-token";
-
-/// What the test control plane answers.
-#[derive(Clone)]
-enum Behaviour {
-    /// 200 with this JSON.
-    Answer(Value),
-    /// 200 with a body computed from the report (Nimble's puzzle).
-    Compute(Arc<dyn Fn(&Value) -> String + Send + Sync>),
-    /// This status, empty body.
-    Status(u16),
-    /// 200 with bytes that are not JSON.
-    Garbage,
-}
-
-#[derive(Default)]
-struct Seen {
-    reports: Vec<(Option<String>, Value)>,
-}
-
-/// A control plane: a real hyper server answering every POST as told.
-struct ControlPlane {
-    server: Option<TestOrigin>,
-    behaviour: Arc<Mutex<Behaviour>>,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl ControlPlane {
-    async fn start() -> Self {
-        let behaviour = Arc::new(Mutex::new(Behaviour::Status(503)));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (b, s) = (behaviour.clone(), seen.clone());
-        let server = start_origin(move |req: Request<Incoming>| {
-            let (b, s) = (b.clone(), s.clone());
-            async move {
-                let auth = req
-                    .headers()
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap().to_owned());
-                let body = req.into_body().collect().await.unwrap().to_bytes();
-                let report: Value = serde_json::from_slice(&body).expect("report is JSON");
-                s.lock().unwrap().reports.push((auth, report.clone()));
-                let behaviour = b.lock().unwrap().clone();
-                let mut resp = match behaviour {
-                    Behaviour::Answer(v) => Response::new(full(v.to_string())),
-                    Behaviour::Compute(f) => Response::new(full(f(&report))),
-                    Behaviour::Status(code) => {
-                        let mut r = Response::new(full(Bytes::new()));
-                        *r.status_mut() = StatusCode::from_u16(code).unwrap();
-                        r
-                    }
-                    Behaviour::Garbage => Response::new(full("<html>oops</html>")),
-                };
-                // No keep-alive: once stopped, the control plane is down for real.
-                resp.headers_mut()
-                    .insert("connection", "close".parse().unwrap());
-                resp
-            }
-        })
-        .await;
-        Self {
-            server: Some(server),
-            behaviour,
-            seen,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.as_ref().unwrap().addr
-    }
-
-    fn answer(&self, b: Behaviour) {
-        *self.behaviour.lock().unwrap() = b;
-    }
-
-    fn reports(&self) -> Vec<(Option<String>, Value)> {
-        self.seen.lock().unwrap().reports.clone()
-    }
-
-    fn report_count(&self) -> usize {
-        self.seen.lock().unwrap().reports.len()
-    }
-
-    /// Wait until the edge has sent `n` more reports than now.
-    async fn wait_reports(&self, n: usize) {
-        let target = self.report_count() + n;
-        eventually("control-plane reports", async || {
-            let c = self.report_count();
-            if c >= target {
-                Ok(())
-            } else {
-                Err(format!("{c} of {target}"))
-            }
-        })
-        .await;
-    }
-
-    fn stop(&mut self) {
-        self.server = None;
-    }
-}
 
 /// A proxy whose route authenticates with `auth`, pulling from the control
 /// plane at `cp` every 200 ms (`extra`: more `[control_plane]` keys, then

@@ -38,18 +38,22 @@ packages = ["basic"]
 max_sessions = 1
 [[user]]
 id = "carol"
+packages = ["*"]
 tokens = ["carol-token"]
 disabled = true
 [[user]]
 id = "dave"
+packages = ["*"]
 tokens = ["dave-token"]
 expires_at = "2020-01-01T00:00:00Z"
 [[user]]
 id = "erin"
+packages = ["*"]
 tokens = ["erin-token"]
 ips = ["10.0.0.0/8"]
 [[user]]
 id = "frank"
+packages = ["*"]
 tokens = ["frank-token"]
 "#
     )

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::redis::RedisServer;
-use tollgate::fleet::{Admission, FailMode, FleetError, FleetOptions, FleetStore, Policy};
+use tollgate::fleet::{Admission, Beat, FailMode, FleetError, FleetOptions, FleetStore, Policy};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -114,7 +114,10 @@ async fn evict_oldest_ends_the_oldest_fleet_wide() {
         Admission::Admitted
     );
     // 11 refreshed on A after 12 arrived: 12 is now the oldest.
-    assert!(edge_a.heartbeat("u", 11, T0 + 10).await.unwrap());
+    assert_eq!(
+        edge_a.beat("u", &[(11, T0 + 10)], T0 + 10).await.unwrap(),
+        Beat::default()
+    );
     assert_eq!(
         edge_b.admit("u", 13, 2, e, T0 + 20).await.unwrap(),
         Admission::Evicted(vec![12])
@@ -123,8 +126,15 @@ async fn evict_oldest_ends_the_oldest_fleet_wide() {
     assert!(edge_a.is_ended(12).await.unwrap());
     assert!(!edge_a.is_ended(11).await.unwrap());
     assert!(!edge_a.is_ended(13).await.unwrap());
-    // The evicted session is not brought back by its edge's heartbeat.
-    assert!(!edge_a.heartbeat("u", 12, T0 + 21).await.unwrap());
+    // The evicted session is not brought back by its edge's heartbeat: the
+    // heartbeat tells its edge to end it.
+    assert_eq!(
+        edge_a.beat("u", &[(12, T0 + 21)], T0 + 21).await.unwrap(),
+        Beat {
+            readded: 0,
+            ended: vec![12]
+        }
+    );
     assert_eq!(
         edge_a.admit("u", 11, 2, e, T0 + 22).await.unwrap(),
         Admission::Refreshed
@@ -167,7 +177,10 @@ async fn sessions_expire_after_session_ttl_without_heartbeat() {
         s.admit("u", 1, 1, r, T0).await.unwrap(),
         Admission::Admitted
     );
-    assert!(s.heartbeat("u", 1, T0 + 900).await.unwrap());
+    assert_eq!(
+        s.beat("u", &[(1, T0 + 900)], T0 + 900).await.unwrap(),
+        Beat::default()
+    );
     // Seen at +900: still live at +1500 (600 ms idle)…
     assert_eq!(
         s.admit("u", 2, 1, r, T0 + 1500).await.unwrap(),
@@ -178,10 +191,17 @@ async fn sessions_expire_after_session_ttl_without_heartbeat() {
         s.admit("u", 2, 1, r, T0 + 1900).await.unwrap(),
         Admission::Admitted
     );
-    // A heartbeat neither revives the expired one…
-    assert!(!s.heartbeat("u", 1, T0 + 1950).await.unwrap());
+    // A heartbeat carrying a last-seen time past the expiry revives
+    // nothing (the edge forgets such a session too)…
+    assert_eq!(
+        s.beat("u", &[(1, T0 + 900)], T0 + 1950).await.unwrap(),
+        Beat::default()
+    );
     // …nor keeps alive one already past its expiry when it arrives.
-    assert!(!s.heartbeat("u", 2, T0 + 2900).await.unwrap());
+    assert_eq!(
+        s.beat("u", &[(2, T0 + 1900)], T0 + 2900).await.unwrap(),
+        Beat::default()
+    );
     assert_eq!(
         s.admit("u", 1, 1, r, T0 + 2900).await.unwrap(),
         Admission::Admitted
@@ -295,17 +315,158 @@ async fn end_kicks_a_session_everywhere() {
     );
     edge_b.end(1, Some("u")).await.unwrap();
     assert!(edge_a.is_ended(1).await.unwrap());
-    assert!(!edge_a.heartbeat("u", 1, T0 + 2).await.unwrap());
+    assert_eq!(
+        edge_a
+            .beat("u", &[(1, T0 + 2)], T0 + 2)
+            .await
+            .unwrap()
+            .ended,
+        vec![1]
+    );
     // The slot is free at once.
     assert_eq!(
         edge_b.admit("u", 2, 1, r, T0 + 3).await.unwrap(),
         Admission::Admitted
+    );
+    // A capability of the kicked session does not bring it back on an edge
+    // new to it; only a fresh entry request may, as a newcomer within the
+    // limit.
+    assert_eq!(
+        edge_b.readmit("u", 1, 2, r, T0 + 4).await.unwrap(),
+        Admission::Ended
+    );
+    assert_eq!(
+        edge_b.readmit("u", 3, 2, r, T0 + 4).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        edge_b.admit("u", 1, 2, r, T0 + 5).await.unwrap(),
+        Admission::Rejected,
+        "the kicked viewer is a newcomer, over the limit"
+    );
+    assert_eq!(
+        edge_b.readmit("u", 1, 2, r, T0 + 5).await.unwrap(),
+        Admission::Ended,
+        "a refused entry clears nothing"
     );
     // Without the user, only the marker is written (anonymous sessions).
     edge_a.end(77, None).await.unwrap();
     assert!(edge_b.is_ended(77).await.unwrap());
     // Ending twice is fine.
     edge_a.end(77, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_heartbeat_gives_a_restarted_redis_its_playing_sessions_back() {
+    let mut redis = RedisServer::start();
+    let edge_a = store(&redis, opts("t:")).await;
+    let edge_b = store(&redis, opts("t:")).await;
+    let r = Policy::Reject;
+    assert_eq!(
+        edge_a.admit("u", 1, 1, r, T0).await.unwrap(),
+        Admission::Admitted
+    );
+    // Redis restarts empty: it has forgotten session 1.
+    redis.kill();
+    redis.spawn();
+    // The first call after the restart meets the dead connection and is
+    // sent again on a new one: it neither fails open nor errs.
+    assert_eq!(
+        edge_a.beat("u", &[(1, T0 + 5)], T0 + 5).await.unwrap(),
+        Beat {
+            readded: 1,
+            ended: vec![]
+        }
+    );
+    assert_eq!(edge_a.stats().readopted, 1);
+    assert_eq!(edge_a.stats().fail_open, 0);
+    // The limit is exact again: a second session anywhere is refused.
+    assert_eq!(
+        edge_b.admit("u", 2, 1, r, T0 + 6).await.unwrap(),
+        Admission::Rejected
+    );
+    assert_eq!(edge_b.stats().fail_open, 0);
+    // Idempotent: the next beat only refreshes; the score is the last-seen.
+    assert_eq!(
+        edge_a.beat("u", &[(1, T0 + 7)], T0 + 7).await.unwrap(),
+        Beat::default()
+    );
+    let held: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg("t:user:{u}")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut redis.raw())
+        .unwrap();
+    assert_eq!(held, vec![("1".into(), T0 + 7)]);
+    // A kick written without the user (an edge that did not know it) still
+    // reaches the edge serving it, and frees the slot.
+    edge_b.end(1, None).await.unwrap();
+    assert_eq!(
+        edge_a
+            .beat("u", &[(1, T0 + 8)], T0 + 8)
+            .await
+            .unwrap()
+            .ended,
+        vec![1]
+    );
+    assert_eq!(
+        edge_b.admit("u", 2, 1, r, T0 + 9).await.unwrap(),
+        Admission::Admitted
+    );
+    // A user with more sessions on one edge than one script call carries.
+    let many: Vec<(u64, u64)> = (100..700).map(|sid| (sid, T0 + 10)).collect();
+    let beat = edge_a.beat("w", &many, T0 + 10).await.unwrap();
+    assert_eq!((beat.readded, beat.ended), (600, vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edge_hears_of_a_kick_or_an_eviction_as_it_happens() {
+    let redis = RedisServer::start();
+    let edge_a = store(&redis, opts("t:")).await;
+    let edge_b = store(&redis, opts("t:")).await;
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = {
+        let edge_b = edge_b.clone();
+        tokio::spawn(async move {
+            edge_b
+                .watch_ended(
+                    || {
+                        let _ = subscribed_tx.send(());
+                    },
+                    |sid| {
+                        let _ = ended_tx.send(sid);
+                    },
+                )
+                .await
+        })
+    };
+    subscribed_rx.await.unwrap();
+    edge_a.end(5, None).await.unwrap();
+    assert_eq!(ended_rx.recv().await, Some(5));
+    let e = Policy::EvictOldest;
+    edge_a.admit("u", 6, 1, e, T0).await.unwrap();
+    assert_eq!(
+        edge_a.admit("u", 7, 1, e, T0 + 1).await.unwrap(),
+        Admission::Evicted(vec![6])
+    );
+    assert_eq!(ended_rx.recv().await, Some(6));
+    // Other traffic on the channel is ignored.
+    redis::cmd("PUBLISH")
+        .arg("t:ended")
+        .arg("not a session")
+        .exec(&mut redis.raw())
+        .unwrap();
+    edge_a.end(8, None).await.unwrap();
+    assert_eq!(ended_rx.recv().await, Some(8));
+    // Redis going away ends the watch with an error, for the caller to retry.
+    drop(redis);
+    let err = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("the watch outlived its connection")
+        .unwrap();
+    assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
 }
 
 /// Wait, bounded, until `store` reaches Redis again (the manager reconnects
@@ -373,7 +534,7 @@ async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
     assert!(!open.healthy() && !closed.healthy());
     let t = Instant::now();
     assert!(closed.is_ended(1).await.is_err());
-    assert!(closed.heartbeat("u", 1, T0).await.is_err());
+    assert!(closed.beat("u", &[(1, T0)], T0).await.is_err());
     assert!(closed.end(1, Some("u")).await.is_err());
     assert!(t.elapsed() < bound * 3, "{:?}", t.elapsed());
     nix::sys::signal::kill(redis.pid(), nix::sys::signal::Signal::SIGCONT).unwrap();

@@ -463,7 +463,8 @@ async fn unmatched_requests(proxy: &TestProxy, doc: &Doc) {
 }
 
 /// With the state dir unwritable every change documenting a 500 answers
-/// it and nothing changes; once the dir is back, changes apply again.
+/// it (a kick too: its revocation cannot be saved) and nothing changes;
+/// once the dir is back, changes apply again.
 async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path) {
     // Something for each example to act on: the package the user example
     // names, and a user (naming no package, so the package can go).
@@ -493,8 +494,25 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
         before.push(call(proxy, "GET", path, Some(TOKEN), None).await.body);
     }
 
+    // A live session to kick: a kick is saved in the state dir too.
+    let (status, _) = fetch(proxy, "/live/ch1/index.m3u8?token=alice-token").await;
+    assert_eq!(status, 200);
+    let listed = call(
+        proxy,
+        "GET",
+        "/api/v1/sessions?user=alice",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let listed: Value = serde_json::from_str(&listed.body).unwrap();
+    let kick_id = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+
     std::fs::remove_dir_all(state).unwrap();
     std::fs::write(state, "not a directory").unwrap();
+    let kick = doc.find("DELETE", "/api/v1/sessions/{id}").unwrap();
+    let target = kick.target(&[("id", &kick_id)]);
+    expect(proxy, doc, &kick, &target, Some(TOKEN), None, 500).await;
     let mut changes = 0;
     for op in doc.operations() {
         if op.path.starts_with("/api/v1/sessions") || op.method == "GET" {

@@ -166,7 +166,11 @@ async fn hostile_paths_never_reach_origin_except_normalized_in_route() {
         ("/live/ch2/../ch1/index.m3u8".into(), "", &[200]),
         ("/live/%63h1/index.m3u8".into(), "", &[200]),
         ("/live/ch1%2Findex.m3u8".into(), "", &[200]),
-        ("/live/ch1/%252e%252e/x.ts".into(), "", &[200]),
+        // Decoded once: the literal name "%25x.ts" reaches the origin escaped.
+        ("/live/ch1/%2525x.ts".into(), "", &[200]),
+        // An origin decoding twice would read `..`: refused (SPEC §6).
+        ("/live/ch1/%252e%252e/x.ts".into(), "", &[400]),
+        ("/live/ch1/..;/x.ts".into(), "", &[400]),
     ];
     assert!(!cases.is_empty());
     for (target, headers, allowed) in &cases {
@@ -185,7 +189,7 @@ async fn hostile_paths_never_reach_origin_except_normalized_in_route() {
             "/live/ch1/index.m3u8",
             "/live/ch1/index.m3u8",
             "/live/ch1/index.m3u8",
-            "/live/ch1/%252e%252e/x.ts",
+            "/live/ch1/%2525x.ts",
         ]
     );
 }

@@ -53,9 +53,11 @@ channel = 1
 auth = ["token"]
 [[user]]
 id = "alice"
+packages = ["*"]
 tokens = ["alice-token"]
 [[user]]
 id = "bob"
+packages = ["*"]
 tokens = ["bob-token"]
 "#
     )

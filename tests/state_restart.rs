@@ -6,10 +6,11 @@
 //! state or exactly the new one, never a mix, a corrupt file or a failure
 //! to start, whatever moment the kill hit.
 //!
-//! Viewers authenticate with the `token` method, which reads only the
-//! config's `[[user]]` tokens; the API's user of the same id overrides
-//! everything else about them (packages, ips, expiry, disabled, limit), as
-//! in `admin_state.rs`.
+//! Viewers authenticate with the `token` method and the token `<id>-token`
+//! of the config's `[[user]]`; the API's user of the same id replaces
+//! everything about them, credentials included (SPEC §6), so each API user
+//! lists that token again, and decides the rest (packages, ips, expiry,
+//! disabled, limit), as in `admin_state.rs`.
 //!
 //! Timings steer when the bulk-load test kills the process; no assertion
 //! depends on them.
@@ -72,7 +73,9 @@ async fn apply(tg: &Tollgate, changes: Vec<(String, Option<Value>)>) {
 fn viewers() -> String {
     ["alice", "bob", "carol", "dave", "erin", "frank"]
         .iter()
-        .map(|id| format!("[[user]]\nid = \"{id}\"\ntokens = [\"{id}-token\"]\n"))
+        .map(|id| {
+            format!("[[user]]\nid = \"{id}\"\npackages = [\"*\"]\ntokens = [\"{id}-token\"]\n")
+        })
         .collect()
 }
 
@@ -91,7 +94,7 @@ const ALICE_PASSWORD: &str = "alice-plaintext-password";
 /// config also has (so frank falls back to the config's: every channel).
 fn first_changes() -> Vec<(String, Option<Value>)> {
     let alice = json!({
-        "tokens": ["alice-api-1", "alice-api-2"],
+        "tokens": ["alice-token", "alice-api-2"],
         "password": ALICE_PASSWORD,
         "max_sessions": 1,
         "packages": ["sports"],
@@ -108,15 +111,24 @@ fn first_changes() -> Vec<(String, Option<Value>)> {
         ("users/alice", Some(alice)),
         (
             "users/bob",
-            Some(json!({"packages": ["news"], "disabled": true})),
+            Some(json!({"tokens": ["bob-token"], "packages": ["news"], "disabled": true})),
         ),
         (
             "users/carol",
-            Some(json!({"expires_at": "2020-01-01T00:00:00Z"})),
+            Some(json!({"tokens": ["carol-token"], "expires_at": "2020-01-01T00:00:00Z"})),
         ),
-        ("users/dave", Some(json!({"ips": ["10.0.0.0/8"]}))),
-        ("users/erin", Some(json!({"packages": ["news"]}))),
-        ("users/frank", Some(json!({"packages": ["news"]}))),
+        (
+            "users/dave",
+            Some(json!({"tokens": ["dave-token"], "ips": ["10.0.0.0/8"]})),
+        ),
+        (
+            "users/erin",
+            Some(json!({"tokens": ["erin-token"], "packages": ["news"]})),
+        ),
+        (
+            "users/frank",
+            Some(json!({"tokens": ["frank-token"], "packages": ["news"]})),
+        ),
         ("users/gina", Some(json!({"tokens": ["gina-api-token"]}))),
         ("blocklist", Some(blocklist(&["erin"]))),
         ("users/gina", None),
@@ -193,7 +205,7 @@ fn expected(second: bool) -> Vec<(String, u16, Value)> {
     let denied = |code: &str| (403, json!({ "error": code }));
     let user = |packages: Value, extra: Value| {
         let mut u = json!({
-            "tokens": [], "password": "", "max_sessions": 0, "packages": packages,
+            "tokens": ["***"], "password": "", "max_sessions": 0, "packages": packages,
             "ips": [], "expires_at": null, "disabled": false,
         });
         u.as_object_mut()

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::Secret;
+use crate::config::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 use token::{Algorithm, KeyedMac};
 
@@ -34,7 +34,7 @@ pub struct RawConfig {
     /// Hex keys (secrets: inline, `env:`, `file:`). The first signs; all
     /// verify, so a new key can be rolled out before the old one is removed.
     #[serde(default)]
-    pub keys: Vec<String>,
+    pub keys: Vec<RawSecret>,
     /// `sha256` (default), `sha1` or `md5`.
     pub algorithm: Option<String>,
     /// `__token__` (default), `hdnts` or `__hdnea__`.
@@ -42,7 +42,7 @@ pub struct RawConfig {
     /// Where to look, in order: any of `query`, `cookie`, `header`.
     pub locations: Option<Vec<String>>,
     /// Optional salt appended to the HMAC input (a secret).
-    pub salt: Option<String>,
+    pub salt: Option<RawSecret>,
     /// URL-encode `ip`, `id`, `data` and `url` before hashing.
     #[serde(default)]
     pub escape_early: bool,

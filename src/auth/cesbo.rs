@@ -23,7 +23,7 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::Secret;
+use crate::config::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 pub use rules::{IpRule, ip_rules};
@@ -34,7 +34,7 @@ pub use users::{User, user_auth};
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The securetoken secret (inline, `env:` or `file:`).
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     /// What the hash binds: `path` (default, the request path — what Cesbo's
     /// own example token uses) or `channel` (the route's channel id — what
     /// Cesbo's doc text says).

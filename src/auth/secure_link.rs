@@ -42,7 +42,7 @@ use subtle::ConstantTimeEq;
 use self::template::{Template, Values, Var};
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::config::Secret;
-use crate::path::encode_for_origin;
+use crate::path::encode_canonical;
 
 pub use self::config::RawConfig;
 
@@ -207,13 +207,13 @@ impl SecureLink {
     ///
     /// nginx hashes the raw request target (query included, nothing
     /// decoded). [`AuthRequest`] carries only the normalized path, so the
-    /// target is rebuilt as its canonical encoding ([`encode_for_origin`])
+    /// target is rebuilt as its canonical encoding ([`encode_canonical`])
     /// plus the raw query. Links made by [`Scheme::sign`] (and any client
     /// sending canonical escapes) verify exactly as in nginx; a client that
     /// escapes differently (`%7e` for `~`, lowercase hex, `//`) fails here
     /// where nginx would compare its raw bytes.
     fn check_secret(&self, prefix: Option<&str>, req: &AuthRequest<'_>) -> Check {
-        let mut target = encode_for_origin(req.path);
+        let mut target = encode_canonical(req.path);
         if let Some(q) = req.query {
             target.push('?');
             target.push_str(q);
@@ -296,7 +296,7 @@ impl SecureLink {
 /// The wire form of a normalized path, refusing paths that are not normalized
 /// (the link would hash a path the proxy never sees).
 fn encoded_normalized(path: &str) -> Result<String, String> {
-    let encoded = encode_for_origin(path);
+    let encoded = encode_canonical(path);
     match crate::path::normalize(&encoded, usize::MAX) {
         Ok(p) if p == path => Ok(encoded),
         Ok(p) => Err(format!("{path:?} is not a normalized path (it is {p:?})")),

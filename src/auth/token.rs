@@ -81,11 +81,13 @@ impl Tokens {
         }
     }
 
-    /// `?token=T`, already percent-decoded.
+    /// `?token=T`, already percent-decoded. A token no user holds is
+    /// `Pass`: `?token=` is also how Cesbo securetoken and Flussonic
+    /// backends are asked, so a later method of the route may know it.
     fn check_token(&self, token: &[u8]) -> Check {
         match self.by_token.get(&digest(token)) {
             Some(&i) => self.allow(i),
-            None => Check::Forbidden,
+            None => Check::Pass,
         }
     }
 
@@ -145,8 +147,13 @@ fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
 /// The `token` method over both sources of users: the config's `[[user]]`
 /// (`config`) first, then the users the admin API and the control plane set
 /// (`api`, the effective entitlements, whose tokens and password digests
-/// are indexed there). Either allowing is an allow; a presented credential
-/// neither knows is `Forbidden`; none at all is `Pass`.
+/// are indexed there). Either allowing is an allow; a token neither knows,
+/// or none at all, is `Pass` (the route's next method decides: `?token=`
+/// is shared with `cesbo` and `backend`); a wrong `?auth=` is `Forbidden`.
+///
+/// A user the API layer defines replaces every credential of the
+/// `[[user]]` with the same id (SPEC §6): the config's token or password of
+/// that id no longer admits anyone.
 pub fn check_all(
     config: Option<&Tokens>,
     api: Option<&crate::entitlements::Entitlements>,
@@ -155,8 +162,17 @@ pub fn check_all(
     let Some(cred) = credential(req) else {
         return Check::Pass;
     };
-    let from_config = config.map_or(Check::Forbidden, |t| t.check_credential(&cred));
+    let unknown = match cred {
+        Credential::Token(_) => Check::Pass,
+        Credential::Password(_) => Check::Forbidden,
+    };
+    let from_config = config.map_or(unknown, |t| t.check_credential(&cred));
+    let replaced = |id: &Identity| {
+        api.zip(id.user.as_deref())
+            .is_some_and(|(ents, u)| ents.user(u).is_some())
+    };
     match (from_config, api) {
+        (Check::Allow(id), Some(ents)) if replaced(&id) => check_api(ents, &cred),
         (Check::Allow(id), _) => Check::Allow(id),
         (_, Some(ents)) => check_api(ents, &cred),
         (other, None) => other,
@@ -180,16 +196,36 @@ fn check_api(ents: &crate::entitlements::Entitlements, cred: &Credential<'_>) ->
             })
         }
     };
-    match user {
-        Some(id) => Check::Allow(Identity {
+    match (user, cred) {
+        (Some(id), _) => Check::Allow(Identity {
             user: Some(id.to_owned()),
             session_limit: None,
         }),
-        None => Check::Forbidden,
+        (None, Credential::Token(_)) => Check::Pass,
+        (None, Credential::Password(_)) => Check::Forbidden,
     }
 }
 
 impl Tokens {
+    /// The id of the user holding the token whose SHA-256 is `digest`.
+    pub fn user_of_token_digest(&self, digest: &[u8; 32]) -> Option<&str> {
+        let i = *self.by_token.get(digest)?;
+        self.users.get(i).map(|u| u.id.as_str())
+    }
+
+    /// Is `digest` the SHA-256 of user `id`'s password?
+    pub fn is_password_digest(&self, id: &str, digest: &[u8; 32]) -> bool {
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.users.get(i)?.password)
+            .is_some_and(|p| bool::from(p.ct_eq(digest)))
+    }
+
+    /// True when user `id` is a `[[user]]` of the config.
+    pub fn has_user(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     fn check_credential(&self, cred: &Credential<'_>) -> Check {
         match cred {
             Credential::Token(t) => self.check_token(t),
@@ -199,9 +235,9 @@ impl Tokens {
 }
 
 impl Scheme for Tokens {
-    /// The config's users only ([`check_all`] adds the API's). A presented
-    /// but unknown credential is `Forbidden` (so list `cesbo` before `token`
-    /// when both read `?token=`); no credential at all is `Pass`.
+    /// The config's users only ([`check_all`] adds the API's). An unknown
+    /// token or none at all is `Pass` (so `token`, `cesbo` and `backend`
+    /// share a route in any order); a wrong `?auth=` is `Forbidden`.
     fn check(&self, req: &AuthRequest<'_>) -> Check {
         match credential(req) {
             Some(cred) => self.check_credential(&cred),
@@ -224,7 +260,7 @@ impl Scheme for Tokens {
         })?;
         Ok(format!(
             "{}?token={}",
-            crate::path::encode_for_origin(req.path),
+            crate::path::encode_canonical(req.path),
             query::percent_encode(token.expose())
         ))
     }

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::Secret;
+use crate::config::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 /// Default query parameter name.
@@ -48,7 +48,7 @@ pub const DEFAULT_TOLERANCE: &str = "90s";
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The WMSAuth rule's password (inline, `env:NAME` or `file:PATH`).
-    pub key: Option<String>,
+    pub key: Option<RawSecret>,
     /// Allowed clock skew; also prolongs expiry (Nimble "Time tolerance").
     pub tolerance: Option<String>,
     /// Query parameter carrying the signature.

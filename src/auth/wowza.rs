@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::Secret;
+use crate::config::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 /// Default parameter prefix.
@@ -44,7 +44,7 @@ pub const DEFAULT_PREFIX: &str = "wowzatoken";
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The shared secret (inline, `env:NAME` or `file:PATH`).
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     /// Query parameter prefix (`wowzatoken`).
     pub prefix: Option<String>,
     /// `sha256` (default), `sha384` or `sha512`.

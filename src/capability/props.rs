@@ -33,7 +33,11 @@ fn arb_claims() -> impl Strategy<Value = Claims> {
         any::<u64>(),
         any::<u32>(),
         proptest::option::of(".{0,300}"),
-        any::<bool>(),
+        prop_oneof![
+            Just(Binding::Unbound),
+            Just(Binding::Address),
+            any::<u8>().prop_map(Binding::Prefix),
+        ],
     )
         .prop_map(|(sid, expires, user, bind_ip)| Claims {
             sid,
@@ -61,6 +65,7 @@ fn arb_serve() -> impl Strategy<Value = Serve> {
             }
         ),
         arb_range().prop_map(|range| Serve::Clear { range }),
+        any::<u64>().prop_map(|until| Serve::Key { until }),
     ]
 }
 
@@ -87,6 +92,7 @@ proptest! {
         let tok = k.mint(&c, &s);
         let want = Claims {
             user: c.user.as_deref().map(|u| wire_user(u).into_owned()),
+            bind_ip: c.bind_ip.for_ip(ip),
             ..c.clone()
         };
         let now = u64::from(now);
@@ -96,6 +102,26 @@ proptest! {
         } else {
             prop_assert_eq!(got, Ok(want));
         }
+    }
+
+    /// A capability bound to a prefix is valid from exactly the addresses
+    /// of that network (of the same family).
+    #[test]
+    fn prefix_binding_accepts_exactly_the_network(
+        c in arb_claims(),
+        ip in arb_ip(),
+        other in arb_ip(),
+        bits in 1u8..=128,
+    ) {
+        let k = keys();
+        let at = |client_ip| Scope { route: "live", channel: "ch1", client_ip };
+        let c = Claims { bind_ip: Binding::Prefix(bits), ..c };
+        let tok = k.mint(&c, &at(ip));
+        let same_family = ip.to_canonical().is_ipv4() == other.to_canonical().is_ipv4();
+        let bits = bits.min(if ip.to_canonical().is_ipv4() { 32 } else { 128 });
+        let same_net = same_family
+            && super::token::network(ip, bits) == super::token::network(other, bits);
+        prop_assert_eq!(k.verify(&tok, &at(other), 0).is_ok(), same_net);
     }
 
     #[test]

@@ -40,7 +40,11 @@ fn claims(user: Option<&str>, bind_ip: bool) -> Claims {
         sid: 0x0123_4567_89ab_cdef,
         expires: 1_700_000_000,
         user: user.map(str::to_owned),
-        bind_ip,
+        bind_ip: if bind_ip {
+            Binding::Address
+        } else {
+            Binding::Unbound
+        },
     }
 }
 

@@ -2,14 +2,16 @@
 //! which route until when.
 //!
 //! ```text
-//! tg  = base64url_nopad( 0x01 ‖ flags ‖ be64(sid) ‖ be32(expires) ‖ u8(len) ‖ user ‖ mac[0..16] )
-//! mac = HMAC-SHA256(K_cap, <the 15 + len bytes before mac> ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])
+//! tg  = base64url_nopad( 0x01 ‖ flags ‖ be64(sid) ‖ be32(expires) ‖ u8(len) ‖ user [‖ u8(prefix)] ‖ mac[0..16] )
+//! mac = HMAC-SHA256(K_cap, <every byte before mac> ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])
 //! ```
 //!
 //! `flags` bit 0: a user is present (`len = 0` with bit 0 set is the empty
 //! user `""`); bit 1: bound to the client IP, whose `ip_enc` (see
-//! [`MasterKeys::session_id`]) is then part of the MAC. Other bits are
-//! refused.
+//! [`MasterKeys::session_id`]) is then part of the MAC; bit 2 (only with
+//! bit 1): bound to the client's network of `prefix` bits instead (the
+//! `prefix` byte, 1–127, is then present, and `ip_enc` is of the address
+//! with every later bit cleared). Other bits are refused.
 //!
 //! Verification allocates nothing but the returned user `String`: the token
 //! is decoded into a stack buffer and the MAC is computed from a cloned,
@@ -34,11 +36,12 @@ pub const MAX_USER_LEN: usize = 255;
 const VERSION: u8 = 1;
 const FLAG_USER: u8 = 0b01;
 const FLAG_BIND_IP: u8 = 0b10;
+const FLAG_PREFIX: u8 = 0b100;
 /// ver ‖ flags ‖ sid ‖ expires ‖ len.
 const HEADER_LEN: usize = 1 + 1 + 8 + 4 + 1;
 const MAC_LEN: usize = 16;
 const MIN_RAW: usize = HEADER_LEN + MAC_LEN;
-const MAX_RAW: usize = HEADER_LEN + MAX_USER_LEN + MAC_LEN;
+const MAX_RAW: usize = HEADER_LEN + MAX_USER_LEN + 1 + MAC_LEN;
 /// Unpadded base64 length of `n` bytes.
 const fn b64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
@@ -61,9 +64,64 @@ pub struct Claims {
     /// [`wire_user`] of them, and come back from
     /// [`MasterKeys::verify`] in that form.
     pub user: Option<String>,
-    /// Whether the capability is only valid from the client IP it was minted
-    /// for (`[sessions] bind_ip`).
-    pub bind_ip: bool,
+    /// From which client addresses the capability is valid (`[sessions]
+    /// bind_ip`, and always the address for an entry the `ip` method
+    /// allowed).
+    pub bind_ip: Binding,
+}
+
+/// To what a capability is bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Binding {
+    /// Valid from any address.
+    #[default]
+    Unbound,
+    /// Valid only from the client address it was minted for.
+    Address,
+    /// Valid from any address sharing the first `n` bits with the one it
+    /// was minted for. [`MasterKeys::mint`] writes `n` at least the
+    /// address's width as [`Binding::Address`] and `n = 0` as
+    /// [`Binding::Unbound`]; see [`Binding::for_ip`].
+    Prefix(u8),
+}
+
+impl Binding {
+    /// This binding as a capability minted for `ip` carries it (and as
+    /// [`MasterKeys::verify`] returns it): a prefix as wide as the address
+    /// is [`Binding::Address`], an empty one [`Binding::Unbound`].
+    pub fn for_ip(self, ip: IpAddr) -> Binding {
+        match self {
+            Binding::Prefix(0) => Binding::Unbound,
+            Binding::Prefix(n) if n >= width(ip) => Binding::Address,
+            other => other,
+        }
+    }
+}
+
+/// Bits in the canonical form of `ip`: 32 or 128.
+fn width(ip: IpAddr) -> u8 {
+    match ip.to_canonical() {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// The canonical `ip` with every bit after the first `bits` cleared.
+pub(super) fn network(ip: IpAddr, bits: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
+            IpAddr::from((u32::from(a) & mask).to_be_bytes())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
+            IpAddr::from((u128::from(a) & mask).to_be_bytes())
+        }
+    }
 }
 
 /// What a capability is checked against: taken from the request, never from
@@ -94,10 +152,10 @@ pub fn wire_user(user: &str) -> Cow<'_, str> {
 }
 
 impl MasterKeys {
-    /// Mint the capability text (unpadded base64url, 42–382 characters) for
-    /// `claims` in `scope`. `scope.client_ip` is used only when
-    /// `claims.bind_ip`. See [`Claims`] for how `expires` and long user ids
-    /// are brought onto the wire.
+    /// Mint the capability text (unpadded base64url, 42–383 characters) for
+    /// `claims` in `scope`. `scope.client_ip` is used only for a bound
+    /// capability. See [`Claims`] for how `expires` and long user ids are
+    /// brought onto the wire, [`Binding::for_ip`] for the binding.
     pub fn mint(&self, claims: &Claims, scope: &Scope<'_>) -> String {
         let user = claims.user.as_deref().map(wire_user);
         let user_bytes = user.as_deref().map(str::as_bytes).unwrap_or_default();
@@ -108,18 +166,24 @@ impl MasterKeys {
         if user.is_some() {
             flags |= FLAG_USER;
         }
-        if claims.bind_ip {
-            flags |= FLAG_BIND_IP;
+        let binding = claims.bind_ip.for_ip(scope.client_ip);
+        match binding {
+            Binding::Unbound => {}
+            Binding::Address => flags |= FLAG_BIND_IP,
+            Binding::Prefix(_) => flags |= FLAG_BIND_IP | FLAG_PREFIX,
         }
         let expires = u32::try_from(claims.expires).unwrap_or(u32::MAX);
 
-        let mut raw = Vec::with_capacity(HEADER_LEN + user_bytes.len() + MAC_LEN);
+        let mut raw = Vec::with_capacity(HEADER_LEN + user_bytes.len() + 1 + MAC_LEN);
         raw.extend_from_slice(&[VERSION, flags]);
         raw.extend_from_slice(&claims.sid.to_be_bytes());
         raw.extend_from_slice(&expires.to_be_bytes());
         raw.push(len);
         raw.extend_from_slice(user_bytes);
-        let mac = self.cap_mac(&raw, scope, claims.bind_ip);
+        if let Binding::Prefix(n) = binding {
+            raw.push(n);
+        }
+        let mac = self.cap_mac(&raw, scope, binding);
         raw.extend_from_slice(mac.get(..MAC_LEN).unwrap_or_default());
         URL_SAFE_NO_PAD.encode(raw)
     }
@@ -131,8 +195,8 @@ impl MasterKeys {
     /// produced (checked first, it is public information);
     /// [`CapError::BadSignature`] when the MAC (compared in constant time)
     /// does not match this master, route, channel and, for a bound
-    /// capability, client IP; [`CapError::Expired`] when authentic but
-    /// `now > expires`.
+    /// capability, client IP (or network); [`CapError::Expired`] when
+    /// authentic but `now > expires`.
     pub fn verify(&self, token: &str, scope: &Scope<'_>, now: u64) -> Result<Claims, CapError> {
         if !(MIN_TEXT..=MAX_TEXT).contains(&token.len()) {
             return Err(CapError::Malformed);
@@ -165,17 +229,31 @@ impl MasterKeys {
         ] = *header;
         let len = usize::from(len);
         if ver != VERSION
-            || flags & !(FLAG_USER | FLAG_BIND_IP) != 0
+            || flags & !(FLAG_USER | FLAG_BIND_IP | FLAG_PREFIX) != 0
             || (flags & FLAG_USER == 0 && len != 0)
+            || (flags & FLAG_PREFIX != 0 && flags & FLAG_BIND_IP == 0)
         {
             return Err(CapError::Malformed);
         }
-        let (user, mac) = rest.split_at_checked(len).ok_or(CapError::Malformed)?;
+        let (user, after) = rest.split_at_checked(len).ok_or(CapError::Malformed)?;
+        let (bind_ip, mac) = match (flags & FLAG_BIND_IP != 0, flags & FLAG_PREFIX != 0) {
+            (false, _) => (Binding::Unbound, after),
+            (true, false) => (Binding::Address, after),
+            (true, true) => match after.split_first() {
+                Some((&n, mac)) if (1..128).contains(&n) => (Binding::Prefix(n), mac),
+                _ => return Err(CapError::Malformed),
+            },
+        };
         if mac.len() != MAC_LEN {
             return Err(CapError::Malformed);
         }
-        let signed = raw.get(..HEADER_LEN + len).ok_or(CapError::Malformed)?;
-        let bind_ip = flags & FLAG_BIND_IP != 0;
+        // A prefix as wide as this client's address is not minted for it.
+        if bind_ip.for_ip(scope.client_ip) != bind_ip {
+            return Err(CapError::BadSignature);
+        }
+        let signed = raw
+            .get(..raw.len().saturating_sub(MAC_LEN))
+            .ok_or(CapError::Malformed)?;
         let want = self.cap_mac(signed, scope, bind_ip);
         let want = want.get(..MAC_LEN).unwrap_or_default();
         if !bool::from(want.ct_eq(mac)) {
@@ -201,17 +279,25 @@ impl MasterKeys {
         })
     }
 
-    /// `HMAC(K_cap, signed ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])`.
-    fn cap_mac(&self, signed: &[u8], scope: &Scope<'_>, bind_ip: bool) -> [u8; 32] {
+    /// `HMAC(K_cap, signed ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])`, the
+    /// address cut to its network for [`Binding::Prefix`].
+    fn cap_mac(&self, signed: &[u8], scope: &Scope<'_>, binding: Binding) -> [u8; 32] {
         let mut m = self.cap.clone();
         m.update(signed);
         m.update(&[0]);
         m.update(scope.route.as_bytes());
         m.update(&[0]);
         m.update(scope.channel.as_bytes());
-        if bind_ip {
-            m.update(&[0]);
-            update_ip(&mut m, scope.client_ip);
+        match binding {
+            Binding::Unbound => {}
+            Binding::Address => {
+                m.update(&[0]);
+                update_ip(&mut m, scope.client_ip);
+            }
+            Binding::Prefix(n) => {
+                m.update(&[0]);
+                update_ip(&mut m, network(scope.client_ip, n));
+            }
         }
         finish(m)
     }

@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use super::secret::{RawSecret, RawSecretUrl};
+
 /// Top level of `tollgate.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +46,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawControlPlane {
     pub url: String,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
     pub mode: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
@@ -52,6 +54,8 @@ pub struct RawControlPlane {
     pub max_answer: Option<String>,
     pub max_stale: Option<String>,
     pub edge_id: Option<String>,
+    pub ca: Option<String>,
+    pub allow_http: Option<bool>,
 }
 
 /// `[state]`: where what the admin API and the control plane set is kept.
@@ -74,7 +78,7 @@ pub struct RawPackage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
-    pub master: Option<String>,
+    pub master: Option<RawSecret>,
     pub rotate_every: Option<String>,
 }
 
@@ -85,11 +89,12 @@ pub struct RawSessions {
     pub idle_timeout: Option<String>,
     pub capability_ttl: Option<String>,
     pub capability_param: Option<String>,
-    pub bind_ip: Option<bool>,
+    pub bind_ip: Option<super::bind_ip::RawBindIp>,
     pub on_limit: Option<String>,
-    pub store: Option<String>,
+    pub store: Option<RawSecretUrl>,
     pub store_fail: Option<String>,
     pub store_timeout: Option<String>,
+    pub store_heartbeat: Option<String>,
 }
 
 /// `[cache]`: the encrypted-segment cache and the playlist micro-cache.
@@ -100,6 +105,8 @@ pub struct RawCache {
     pub segment_ttl: Option<String>,
     pub playlist_ttl: Option<String>,
     pub max_playlist: Option<String>,
+    pub max_segment: Option<String>,
+    pub max_fill_bytes: Option<String>,
 }
 
 /// `[auth.*]`: one optional section per signature scheme.
@@ -141,6 +148,8 @@ pub struct RawServer {
     pub max_headers: Option<usize>,
     pub max_uri_bytes: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -158,7 +167,8 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
+    pub max_connections: Option<usize>,
 }
 
 /// `[log]`.
@@ -187,6 +197,7 @@ pub struct RawOrigin {
     pub connect_timeout: Option<String>,
     pub first_byte_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub total_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<usize>,
 }

@@ -10,9 +10,9 @@ use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
-    AdminConfig, BackendConfig, BackendEndpoint, CacheConfig, Config, ConfigError, ConfigErrors,
-    ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig, RouteConfig,
-    Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
+    AdminConfig, BackendConfig, BackendEndpoint, BindIp, CacheConfig, Config, ConfigError,
+    ConfigErrors, ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig,
+    RouteConfig, Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
 };
 use std::sync::Arc;
 
@@ -104,6 +104,13 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             .token
             .as_deref()
             .and_then(|t| errs.check("admin.token", Secret::resolve(t, base))),
+        max_connections: connection_cap(
+            &mut errs,
+            "admin.max_connections",
+            raw.admin.max_connections,
+            256,
+            1,
+        ),
     };
     let ip = IpConfig {
         allow: errs.nets("ip.allow", &raw.ip.allow),
@@ -257,13 +264,20 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&(max_header_bytes as u64)) {
         errs.push("server.max_header_bytes", "must be between 8KiB and 1MiB");
     }
-    let max_connections = raw.max_connections.unwrap_or(10_000);
-    if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
-        errs.push(
-            "server.max_connections",
-            format!("must be between 1 and {MAX_CONNECTIONS}"),
-        );
-    }
+    let max_connections = connection_cap(
+        errs,
+        "server.max_connections",
+        raw.max_connections,
+        10_000,
+        1,
+    );
+    let max_connections_per_ip = connection_cap(
+        errs,
+        "server.max_connections_per_ip",
+        raw.max_connections_per_ip,
+        0,
+        0,
+    );
     let max_headers = raw.max_headers.unwrap_or(100);
     if !(1..=MAX_HEADERS).contains(&max_headers) {
         errs.push(
@@ -280,16 +294,38 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
             raw.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        idle_timeout: errs.timeout(
+            "server.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            Duration::from_secs(75),
+        ),
         max_header_bytes,
         max_headers,
         max_uri_bytes: size(errs, "server.max_uri_bytes", &raw.max_uri_bytes, 4 << 10),
         max_connections,
+        max_connections_per_ip,
         shutdown_grace: errs.duration(
             "server.shutdown_grace",
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(30),
         ),
     }
+}
+
+/// A connection count at `path`: `default` when absent, else within
+/// `min..=MAX_CONNECTIONS`.
+fn connection_cap(
+    errs: &mut Errors,
+    path: &str,
+    v: Option<usize>,
+    default: usize,
+    min: usize,
+) -> usize {
+    let n = v.unwrap_or(default);
+    if !(min..=MAX_CONNECTIONS).contains(&n) {
+        errs.push(path, format!("must be between {min} and {MAX_CONNECTIONS}"));
+    }
+    n
 }
 
 fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> {
@@ -314,6 +350,11 @@ fn origin(errs: &mut Errors, i: usize, raw: &RawOrigin) -> Option<OriginConfig> 
             &p("idle_timeout"),
             raw.idle_timeout.as_deref(),
             Duration::from_secs(10),
+        ),
+        total_timeout: errs.timeout(
+            &p("total_timeout"),
+            raw.total_timeout.as_deref(),
+            Duration::from_secs(30),
         ),
         pool_idle_timeout: errs.timeout(
             &p("pool_idle_timeout"),
@@ -515,6 +556,9 @@ fn schemes(errs: &mut Errors, raw: &RawConfig, base: &Path) -> Schemes {
 
 /// Longest capability lifetime: the wire format holds expiry as u32 seconds.
 const MAX_CAPABILITY_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The shortest `sessions.store_heartbeat` (each beat is one script call
+/// per user with sessions on the edge).
+const MIN_STORE_HEARTBEAT: Duration = Duration::from_millis(100);
 
 fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig {
     let master = raw.master.as_deref().and_then(|m| {
@@ -590,6 +634,22 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
         raw.store_timeout.as_deref(),
         Duration::from_millis(250),
     );
+    // Shorter than idle_timeout, or Redis would expire playing sessions
+    // between two beats; at most 5 s by default, so a Redis that restarted
+    // empty holds exact limits again within 5 s.
+    let heartbeat = match raw.store_heartbeat.as_deref() {
+        None => (idle_timeout / 3).clamp(MIN_STORE_HEARTBEAT, Duration::from_secs(5)),
+        Some(text) => {
+            let d = errs.timeout("sessions.store_heartbeat", Some(text), idle_timeout / 3);
+            if d < MIN_STORE_HEARTBEAT || d >= idle_timeout {
+                errs.push(
+                    "sessions.store_heartbeat",
+                    "must be at least 100ms and shorter than sessions.idle_timeout",
+                );
+            }
+            d
+        }
+    };
     let store = match raw.store.as_deref() {
         None | Some("local") => SessionStore::Local,
         Some(text) => match Secret::resolve(text, base) {
@@ -614,6 +674,7 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
                     url,
                     fail_open,
                     timeout,
+                    heartbeat,
                 }
             }
         },
@@ -623,7 +684,10 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
         capability_ttl,
         tag_param: format!("{capability_param}s"),
         capability_param,
-        bind_ip: raw.bind_ip.unwrap_or(false),
+        bind_ip: raw.bind_ip.as_ref().map_or(BindIp::default(), |b| {
+            errs.check("sessions.bind_ip", BindIp::from_raw(b))
+                .unwrap_or_default()
+        }),
         on_limit,
         store,
     }
@@ -644,6 +708,24 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
     if !(1024..=(256 << 20)).contains(&max_playlist) {
         errs.push("cache.max_playlist", "must be between 1KiB and 256MiB");
     }
+    let max_segment = size(
+        errs,
+        "cache.max_segment",
+        raw.max_segment.as_deref(),
+        64 << 20,
+    );
+    if !((64 << 10)..=(1 << 30)).contains(&max_segment) {
+        errs.push("cache.max_segment", "must be between 64KiB and 1GiB");
+    }
+    let max_fill_bytes = size(
+        errs,
+        "cache.max_fill_bytes",
+        raw.max_fill_bytes.as_deref(),
+        256 << 20,
+    );
+    if max_fill_bytes < (1 << 20) {
+        errs.push("cache.max_fill_bytes", "must be at least 1MiB");
+    }
     CacheConfig {
         segments,
         segment_ttl: errs.timeout(
@@ -657,6 +739,8 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
             Duration::from_millis(500),
         ),
         max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
+        max_segment,
+        max_fill_bytes,
     }
 }
 
@@ -665,7 +749,14 @@ fn control_plane(
     raw: &super::raw::RawControlPlane,
     base: &Path,
 ) -> Option<ControlPlaneConfig> {
-    let url = errs.check("control_plane.url", parse_backend_url(&raw.url));
+    let url = errs.check(
+        "control_plane.url",
+        parse_control_plane_url(&raw.url, raw.allow_http.unwrap_or(false)),
+    );
+    let ca = raw.ca.as_deref().map(|p| base.join(p));
+    if let Some(path) = &ca {
+        errs.check("control_plane.ca", crate::sync::transport::load_ca(path));
+    }
     let mode = match raw.mode.as_deref() {
         None | Some("tollgate") => SyncMode::Tollgate,
         Some("nimble_ppv") => SyncMode::NimblePpv,
@@ -725,6 +816,7 @@ fn control_plane(
     }
     Some(ControlPlaneConfig {
         url: url?,
+        ca,
         token: token?,
         mode,
         interval,
@@ -736,6 +828,45 @@ fn control_plane(
     })
 }
 
+/// `[control_plane] url`: `https://`, or `http://` only to a loopback host
+/// (`127.0.0.0/8`, `::1`, `localhost`) unless `allow_http`: the token, the
+/// report and the entitlements would cross the network in clear.
+fn parse_control_plane_url(text: &str, allow_http: bool) -> Result<http::Uri, String> {
+    let shown = super::secret::redact_url(text);
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "invalid URL {shown:?}: user info in the URL is not sent; the control plane \
+             authenticates the edge by control_plane.token"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("invalid URL {shown:?}: no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_http || is_loopback_host(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "http:// to {host}, which is not a loopback address, sends the token and the \
+             entitlements in clear: use https://, or set control_plane.allow_http = true"
+        )),
+        _ => Err(format!(
+            "invalid URL {shown:?}: expected https://host[:port]/path"
+        )),
+    }
+}
+
+/// `localhost`, or an IP literal of the loopback range.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The host name (`/proc/sys/kernel/hostname`), else `"tollgate"`.
 fn default_edge_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -745,21 +876,19 @@ fn default_edge_id() -> String {
         .unwrap_or_else(|| "tollgate".to_owned())
 }
 
-/// Name of the package a `[[user]]` without `packages` gets: every channel.
-/// (A name `[[package]]` may not take.)
-pub(crate) const ALL_CHANNELS: &str = "*";
-
 /// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked
 /// by compiling it once (so `tollgate check` reports its problems).
 fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snapshot {
-    use crate::entitlements::{Package, Snapshot, User};
+    use crate::entitlements::{ALL_CHANNELS, Package, Snapshot, User, rules};
     let mut snapshot = Snapshot::default();
     for (i, p) in raw.package.iter().enumerate() {
-        if p.name.is_empty() || p.name == ALL_CHANNELS {
-            errs.push(
-                format!("package[{i}].name"),
-                "must be a non-empty name other than \"*\"",
-            );
+        let bad = if p.name == ALL_CHANNELS {
+            Some("\"*\" is not a package name: in a user's packages it means every channel")
+        } else {
+            rules::check_id(&p.name).err()
+        };
+        if let Some(m) = bad {
+            errs.push(format!("package[{i}].name"), m);
             continue;
         }
         let package = Package {
@@ -772,14 +901,18 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             );
         }
     }
-    let mut all = false;
-    for u in &raw.user {
-        let packages = match &u.packages {
-            Some(list) => list.clone(),
-            None => {
-                all = true;
-                vec![ALL_CHANNELS.to_owned()]
-            }
+    for (i, u) in raw.user.iter().enumerate() {
+        if rules::check_id(&u.id).is_err() {
+            continue; // reported as user[i].id by the token method
+        }
+        // One rule for config and API users: a user's channels are what its
+        // packages say, and `["*"]` (never an absent key) means all of them.
+        let Some(packages) = u.packages.clone() else {
+            errs.push(
+                format!("user[{i}].packages"),
+                "missing: list the user's packages, or packages = [\"*\"] for every channel",
+            );
+            continue;
         };
         let user = User {
             max_sessions: u.max_sessions.unwrap_or(0),
@@ -791,14 +924,6 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
         };
         // Duplicate ids are the token method's error to report.
         snapshot.users.insert(u.id.clone(), user);
-    }
-    if all {
-        snapshot.packages.insert(
-            ALL_CHANNELS.to_owned(),
-            Package {
-                channels: vec!["*".to_owned()],
-            },
-        );
     }
     if let Err(e) = crate::entitlements::Entitlements::build(snapshot.clone()) {
         for p in e.problems() {

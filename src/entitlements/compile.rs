@@ -18,8 +18,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::glob::{Glob, is_glob};
 use super::{
-    Blocklist, CompiledBlocklist, CompiledPackage, CompiledUser, Digest, Entitlements, Extra,
-    FpIndex, IpRule, Package, Snapshot, User, sha256,
+    ALL_CHANNELS, Blocklist, CompiledBlocklist, CompiledPackage, CompiledUser, Digest,
+    Entitlements, Extra, FpIndex, IpRule, Package, Snapshot, User, sha256,
 };
 use crate::ipnet_set::IpNetSet;
 
@@ -98,18 +98,13 @@ impl Problems {
     }
 }
 
-/// A user id or package name: non-empty, no control characters; a user id
-/// also has no `:` (it ends the id in `?auth=id:password`).
+/// A user id or package name: the one id rule ([`super::rules`]); `*` is
+/// not a package name (it means every channel, see [`ALL_CHANNELS`]).
 fn check_name(name: &str, is_user: bool) -> Result<(), &'static str> {
-    if name.is_empty() {
-        Err("must not be empty")
-    } else if is_user && name.contains(':') {
-        Err("a user id must not contain ':' (it ends the id in ?auth=id:password)")
-    } else if name.chars().any(char::is_control) {
-        Err("contains a control character")
-    } else {
-        Ok(())
+    if !is_user && name == ALL_CHANNELS {
+        return Err("\"*\" is not a package name: in a user's packages it means every channel");
     }
+    super::rules::check_id(name)
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
@@ -125,6 +120,7 @@ fn password_digest(text: &str) -> Result<Option<Digest>, &'static str> {
     if text.is_empty() {
         return Ok(None);
     }
+    super::rules::check_secret(text)?;
     match text.strip_prefix(SHA256_PREFIX) {
         None => Ok(Some(sha256(text.as_bytes()))),
         Some(hex_text) => {
@@ -221,6 +217,7 @@ impl Builder {
     /// Resolve users' package lists and finish.
     pub(super) fn finish(mut self) -> Result<Entitlements, ValidationError> {
         self.external_placeholders();
+        self.all_channels();
         let index: HashMap<&str, u32> = self
             .packages
             .iter()
@@ -266,6 +263,19 @@ impl Builder {
             combos,
             blocklist: self.blocklist,
         })
+    }
+
+    /// The built-in package [`ALL_CHANNELS`] (a `*` glob), when a user names it.
+    fn all_channels(&mut self) {
+        let named = self.combo_names.iter().flatten().any(|n| n == ALL_CHANNELS);
+        if named && !self.packages.iter().any(|p| p.name == ALL_CHANNELS) {
+            self.packages.push(CompiledPackage {
+                name: ALL_CHANNELS.to_owned(),
+                globs: vec![Glob::new(ALL_CHANNELS)].into_boxed_slice(),
+                builtin: true,
+                ..CompiledPackage::default()
+            });
+        }
     }
 
     /// An empty placeholder package for every external name a user names
@@ -328,6 +338,7 @@ impl Builder {
             out.push(CompiledPackage {
                 name,
                 external: false,
+                builtin: false,
                 exact,
                 globs: globs.into_boxed_slice(),
                 source: pkg.channels,
@@ -348,19 +359,15 @@ impl Builder {
             }
         }
         for (i, id) in source.users.iter().enumerate() {
-            if id.is_empty() {
-                self.problems.push(
-                    || format!("blocklist.users[{i}]"),
-                    || "empty user id".to_owned(),
-                );
+            if let Err(m) = super::rules::check_id(id) {
+                self.problems
+                    .push(|| format!("blocklist.users[{i}]"), || m.to_owned());
             }
         }
         for (i, t) in source.tokens.iter().enumerate() {
-            if t.is_empty() {
-                self.problems.push(
-                    || format!("blocklist.tokens[{i}]"),
-                    || "empty token".to_owned(),
-                );
+            if let Err(m) = super::rules::check_secret(t) {
+                self.problems
+                    .push(|| format!("blocklist.tokens[{i}]"), || format!("token {m}"));
             }
         }
         self.blocklist = CompiledBlocklist {
@@ -440,8 +447,8 @@ impl Builder {
         };
         let path = |t: usize| format!("users[{:?}].tokens[{t}]", user.id);
         for (t, token) in user.tokens.iter().enumerate() {
-            if token.is_empty() {
-                self.problems.push(|| path(t), || "empty token".to_owned());
+            if let Err(m) = super::rules::check_secret(token) {
+                self.problems.push(|| path(t), || format!("token {m}"));
                 continue;
             }
             let users = &self.users;

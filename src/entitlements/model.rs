@@ -40,8 +40,13 @@ pub struct User {
 impl User {
     /// Replace a plaintext password by its `sha256:` digest, the only form
     /// ever stored (the state dir holds what the API and control plane set).
+    /// A password the rules refuse (control characters) is left as it is,
+    /// for validation to refuse: hashing would hide it.
     pub fn hash_password(&mut self) {
-        if !self.password.is_empty() && !self.password.starts_with("sha256:") {
+        if !self.password.is_empty()
+            && !self.password.starts_with("sha256:")
+            && super::rules::check_secret(&self.password).is_ok()
+        {
             use sha2::Digest as _;
             self.password = format!(
                 "sha256:{}",

@@ -245,20 +245,20 @@ fn validation_reports_every_problem_with_its_path() {
     }"#,
     );
     let want = [
-        r#"packages[""]: must not be empty"#,
+        r#"packages[""]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
         r#"packages["basic"].channels[1]: empty channel name"#,
         r#"packages["basic"].channels[2]: channel contains a control character"#,
         r#"blocklist.ips[0]: invalid network "300.1.1.1""#,
-        r#"blocklist.users[0]: empty user id"#,
-        r#"blocklist.tokens[0]: empty token"#,
+        r#"blocklist.users[0]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+        r#"blocklist.tokens[0]: token must not be empty"#,
         r#"users["alice"].password: a pre-hashed password is sha256: followed by 64 hex digits"#,
         r#"users["alice"].ips[2]: invalid network "x""#,
         r#"users["alice"].expires_at: invalid RFC 3339 time "soon""#,
-        r#"users["alice"].tokens[1]: empty token"#,
+        r#"users["alice"].tokens[1]: token must not be empty"#,
         r#"users["alice"].tokens[2]: duplicate token: listed twice for this user"#,
         r#"users["bob"].tokens[0]: duplicate token: users["alice"] has the same one; a token must identify one user"#,
-        r#"users["a:b"]: a user id must not contain ':' (it ends the id in ?auth=id:password)"#,
-        r#"users[""]: must not be empty"#,
+        r#"users["a:b"]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+        r#"users[""]: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
         r#"users["alice"].packages[1]: unknown package "gold""#,
     ];
     assert_eq!(got, want);
@@ -461,4 +461,95 @@ fn json_errors_redact_values_with_quotes() {
         !message.contains("secret") && !message.contains("tail") && !message.contains("more"),
         "{message}"
     );
+}
+
+#[test]
+fn star_means_every_channel_and_is_no_package() {
+    let e = Entitlements::from_json_slice(
+        br#"{"users":{"all":{"tokens":["t"],"packages":["*"]},
+                      "some":{"tokens":["u"],"packages":["basic"]}},
+             "packages":{"basic":{"channels":["ch1"]}}}"#,
+    )
+    .unwrap();
+    let ok = Ok(Grant { max_sessions: 0 });
+    for channel in ["ch1", "ch2", "sports/final", ""] {
+        assert_eq!(
+            e.decide(Some("all"), None, channel, ip("192.0.2.1"), NOW),
+            ok
+        );
+    }
+    assert_eq!(
+        e.decide(Some("some"), None, "ch2", ip("192.0.2.1"), NOW),
+        Err(Denial::NotEntitled)
+    );
+    // Read back as the name the user gave, never as a package of its own.
+    assert_eq!(e.user_record("all").unwrap().packages, ["*"]);
+    assert!(e.package("*").is_none());
+    let snapshot = e.to_snapshot();
+    assert!(!snapshot.packages.contains_key("*"), "{snapshot:?}");
+    let again = Entitlements::build(snapshot).unwrap();
+    assert_eq!(
+        again.decide(Some("all"), None, "ch9", ip("192.0.2.1"), NOW),
+        ok
+    );
+    // A layer over other packages (the admin API's over the config's).
+    let layer = Entitlements::build_layer(
+        Snapshot {
+            users: [(
+                "x".to_owned(),
+                User {
+                    packages: vec!["*".to_owned()],
+                    ..User::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Snapshot::default()
+        },
+        ["basic".to_owned()].into_iter().collect(),
+    )
+    .unwrap();
+    assert!(!layer.has_external_packages());
+    assert_eq!(
+        layer.decide(Some("x"), None, "ch7", ip("192.0.2.1"), NOW),
+        ok
+    );
+    // No package may be called `*`.
+    assert_eq!(
+        problems(r#"{"packages":{"*":{"channels":["ch1"]}}}"#),
+        [
+            r#"packages["*"]: "*" is not a package name: in a user's packages it means every channel"#
+        ]
+    );
+}
+
+#[test]
+fn ids_follow_one_rule_and_secrets_hold_no_control_characters() {
+    let got = problems(
+        r#"{"users":{".":{},"..":{},"a b":{},"ok":{"tokens":["a\u0000b","c\r\nd"],"password":"p\nq"}},
+            "packages":{"..":{}},
+            "blocklist":{"users":["."],"tokens":["x\ny"]}}"#,
+    );
+    let rule = rules::ID_RULE;
+    let want = [
+        format!(r#"users["."]: {rule}"#),
+        format!(r#"users[".."]: {rule}"#),
+        format!(r#"users["a b"]: {rule}"#),
+        r#"users["ok"].password: contains a control character (NUL, CR, LF, ...)"#.to_owned(),
+        r#"users["ok"].tokens[0]: token contains a control character (NUL, CR, LF, ...)"#
+            .to_owned(),
+        r#"users["ok"].tokens[1]: token contains a control character (NUL, CR, LF, ...)"#
+            .to_owned(),
+        format!(r#"packages[".."]: {rule}"#),
+        format!(r#"blocklist.users[0]: {rule}"#),
+        r#"blocklist.tokens[0]: token contains a control character (NUL, CR, LF, ...)"#.to_owned(),
+    ];
+    assert_eq!(got, want);
+    // Hashing leaves such a password as it is, for validation to refuse.
+    let mut u = User {
+        password: "p\nq".to_owned(),
+        ..User::default()
+    };
+    u.hash_password();
+    assert_eq!(u.password, "p\nq");
 }

@@ -76,7 +76,7 @@ impl Entitlements {
 
     /// The packages these entitlements define (not external placeholders).
     fn own_packages(&self) -> impl Iterator<Item = &CompiledPackage> {
-        self.packages.iter().filter(|p| !p.external)
+        self.packages.iter().filter(|p| !p.external && !p.builtin)
     }
 
     /// The user `id` as the admin API shows it (password as `sha256:<hex>`).

@@ -1,9 +1,10 @@
-//! The fleet store's key names and the admission script's reply: pure, no I/O.
+//! The fleet store's key names and the scripts' replies: pure, no I/O.
 //!
 //! Owns the key layout documented in [`crate::fleet`] and the decoding of the
-//! admission script's reply into [`Admission`]. Must not talk to Redis.
+//! admission and heartbeat scripts' replies into [`Admission`] and [`Beat`].
+//! Must not talk to Redis.
 
-use super::{Admission, FleetError};
+use super::{Admission, Beat, FleetError};
 
 /// Key names under one prefix.
 #[derive(Debug, Clone)]
@@ -40,6 +41,12 @@ impl KeyLayout {
     pub(crate) fn ended_prefix(&self) -> String {
         format!("{}ended:{{", self.prefix)
     }
+
+    /// `{prefix}ended`: the pub/sub channel every ended session id is
+    /// published on (decimal text).
+    pub(crate) fn ended_channel(&self) -> String {
+        format!("{}ended", self.prefix)
+    }
 }
 
 /// Decode the admission script's reply (see `admit.lua`).
@@ -50,6 +57,7 @@ pub(crate) fn parse_admission(reply: &[String]) -> Result<Admission, FleetError>
         ("A", true) => Ok(Admission::Admitted),
         ("R", true) => Ok(Admission::Refreshed),
         ("J", true) => Ok(Admission::Rejected),
+        ("K", true) => Ok(Admission::Ended),
         ("E", false) => rest
             .iter()
             .map(|s| s.parse::<u64>().map_err(|_| bad()))
@@ -57,6 +65,20 @@ pub(crate) fn parse_admission(reply: &[String]) -> Result<Admission, FleetError>
             .map(Admission::Evicted),
         _ => Err(bad()),
     }
+}
+
+/// Decode the heartbeat script's reply (see `beat.lua`): the re-added
+/// count, then the ended session ids.
+pub(crate) fn parse_beat(reply: &[String]) -> Result<Beat, FleetError> {
+    let bad = || FleetError::Reply(format!("unexpected heartbeat reply {reply:?}"));
+    let (added, ended) = reply.split_first().ok_or_else(bad)?;
+    Ok(Beat {
+        readded: added.parse().map_err(|_| bad())?,
+        ended: ended
+            .iter()
+            .map(|s| s.parse::<u64>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 #[cfg(test)]
@@ -73,6 +95,7 @@ mod tests {
         assert_eq!(k.user("alice"), "tg:user:{alice}");
         assert_eq!(k.ended(42), "tg:ended:{42}");
         assert_eq!(format!("{}42}}", k.ended_prefix()), k.ended(42));
+        assert_eq!(k.ended_channel(), "tg:ended");
         assert!(KeyLayout::new("a{b").is_err());
         assert!(KeyLayout::new("a}b").is_err());
     }
@@ -83,6 +106,8 @@ mod tests {
             (&["A"], Some(Admission::Admitted)),
             (&["R"], Some(Admission::Refreshed)),
             (&["J"], Some(Admission::Rejected)),
+            (&["K"], Some(Admission::Ended)),
+            (&["K", "1"], None),
             (
                 &["E", "1", "18446744073709551615"],
                 Some(Admission::Evicted(vec![1, u64::MAX])),
@@ -96,6 +121,17 @@ mod tests {
         for (reply, want) in table {
             let got = parse_admission(&strings(reply)).ok();
             assert_eq!(&got, want, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn beat_replies() {
+        let got = parse_beat(&strings(&["2", "7", "18446744073709551615"])).unwrap();
+        assert_eq!((got.readded, got.ended), (2, vec![7, u64::MAX]));
+        let got = parse_beat(&strings(&["0"])).unwrap();
+        assert_eq!((got.readded, got.ended), (0, vec![]));
+        for bad in [&[][..], &["x"], &["1", "y"], &["-1"]] {
+            assert!(parse_beat(&strings(bad)).is_err(), "{bad:?}");
         }
     }
 }

@@ -91,7 +91,16 @@ fn attribute_syntax_is_kept() {
 fn key_goes_before_the_segment_block() {
     // No EXTINF: the key goes right before the URI line.
     let (out, t, _) = rewrite("#EXTM3U\n#EXT-X-TARGETDURATION:6\nx.ts\n", Some(60));
-    let key = "#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP\"";
+    let tag = super::testkit::fake_tag(
+        "/.tollgate/key/live/ch1/7/0.key",
+        &Serve::Key {
+            until: super::testkit::KEY_UNTIL,
+        },
+    );
+    let key = format!(
+        "#EXT-X-KEY:METHOD=AES-128,URI=\"/.tollgate/key/live/ch1/7/0.key?tg=CAP&tgs={tag}\""
+    );
+    let key = key.as_str();
     assert_eq!(out.lines().nth(2), Some(key));
     assert_eq!(t.injected_key_lines(), 1);
     // Comments, unknown tags and DATERANGE are not segment-scoped: the key
@@ -122,9 +131,11 @@ fn foreign_parts_and_maps_between_parts() {
     assert_eq!(t.injected_key_lines(), 5);
     let msns: Vec<Option<u64>> = calls
         .iter()
+        // Key URIs are signed too; only the URIs of the playlist count here.
+        .filter(|(_, s)| !matches!(s, Serve::Key { .. }))
         .map(|(_, s)| match s {
             Serve::Encrypt { msn, .. } => Some(*msn),
-            Serve::Clear { .. } => None,
+            Serve::Clear { .. } | Serve::Key { .. } => None,
         })
         .collect();
     // p1, p3, init (clear), p4: all parts of segment 5.
@@ -187,9 +198,23 @@ fn variables_resolve_tag_paths() {
     let body = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DEFINE:NAME=\"d\",VALUE=\"hd\"\n\
         #EXT-X-DEFINE:IMPORT=\"imp\"\n#EXTINF:6,\n{$d}/a.ts?x={$imp}\n#EXTINF:6,\n{$imp}/b.ts\n";
     let (out, _, calls) = rewrite(body, Some(60));
+    // The query is signed as written: a variable this playlist does not
+    // define is not substituted (a player that does gets 403 on an
+    // encrypting route; docs/hls.md §5).
     assert_eq!(
         calls,
-        [("/live/ch1/hd/a.ts".to_owned(), encrypt((0, 0), None))]
+        [
+            (
+                "/.tollgate/key/live/ch1/7/0.key".to_owned(),
+                Serve::Key {
+                    until: super::testkit::KEY_UNTIL
+                }
+            ),
+            (
+                "/live/ch1/hd/a.ts?x={$imp}".to_owned(),
+                encrypt((0, 0), None)
+            )
+        ]
     );
     assert!(out.contains("\n{$d}/a.ts?x={$imp}&tg=CAP&tgs=e.7.0.0."));
     // An imported variable in the path: unknown here, left alone (clear).
@@ -204,7 +229,7 @@ fn key_periods() {
             .iter()
             .filter_map(|(_, s)| match s {
                 Serve::Encrypt { period, .. } => Some(*period),
-                Serve::Clear { .. } => None,
+                Serve::Clear { .. } | Serve::Key { .. } => None,
             })
             .collect()
     };
@@ -225,9 +250,36 @@ fn key_periods() {
 fn media_sequence_edges() {
     let body =
         "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n";
-    let (_, t, _) = rewrite(body, Some(60));
+    let (_, t, _) = rewrite(body, None);
     // Saturates rather than wrapping (or panicking) past u64::MAX.
     assert_eq!(t.segment_msns(), [u64::MAX, u64::MAX]);
+    // Encrypting, the second segment would reuse the first one's (key, IV).
+    let signer = FakeSigner::default();
+    let enc = compile(body.as_bytes(), &context(PATH, Some(60), &signer));
+    assert_eq!(enc.err(), Some(RewriteError::MsnOverflow));
+    // So would a part of the segment after the last, or an EXT-X-SKIP past the end.
+    for tail in [
+        "#EXT-X-PART:DURATION=1,URI=\"p.ts\"\n",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p.ts\"\n",
+    ] {
+        let body = format!(
+            "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n{tail}"
+        );
+        let enc = compile(body.as_bytes(), &context(PATH, Some(60), &signer));
+        assert_eq!(enc.err(), Some(RewriteError::MsnOverflow), "{tail}");
+    }
+    let skip = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551610\n\
+        #EXT-X-SKIP:SKIPPED-SEGMENTS=10\n#EXTINF:1,\na.ts\n";
+    let enc = compile(skip.as_bytes(), &context(PATH, Some(60), &signer));
+    assert_eq!(enc.err(), Some(RewriteError::MsnOverflow));
+    // The very last MSN alone is fine (explicit IV, hls.js keeps 32 bits).
+    let last = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n";
+    let (out, t, _) = rewrite(last, Some(60));
+    assert_eq!(t.segment_msns(), [u64::MAX]);
+    assert!(
+        out.contains(",IV=0x0000000000000000ffffffffffffffff"),
+        "{out}"
+    );
     let body = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-3\n#EXTINF:1,\na.ts\n";
     let (_, t, _) = rewrite(body, Some(60));
     assert_eq!((t.media_sequence(), t.segment_msns()), (0, &[0][..]));

@@ -12,6 +12,7 @@
 use crate::capability::{ByteRange, Serve};
 
 use super::attrs::{self, Attr};
+use super::hostile_uris;
 use super::keys::Keys;
 use super::lines::{self, BOM, Class, Line};
 use super::scan::{self, RangeEnds};
@@ -30,8 +31,10 @@ const KEY_LINES_ESTIMATE: usize = 256;
 
 /// Compiles one origin playlist body into a [`Template`].
 ///
-/// Fails only when the body is larger than `ctx.max_bytes` or does not
-/// start with `#EXTM3U` (after an optional UTF-8 BOM). Everything else,
+/// Fails only when the body is larger than `ctx.max_bytes`, does not
+/// start with `#EXTM3U` (after an optional UTF-8 BOM), or, when it injects
+/// keys, counts media sequence numbers past `u64::MAX` (two segments would
+/// share a key and an IV). Everything else,
 /// including bytes that are not UTF-8, compiles: what the rewriter does not
 /// understand it copies.
 pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError> {
@@ -49,6 +52,11 @@ pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError>
     let mut walker = Walker::new(body, &lines, ctx, scan::scan(body, &lines));
     for (i, line) in lines.iter().enumerate() {
         walker.line(i, *line);
+    }
+    if walker.msn_reused && walker.keys.injecting() {
+        // Two segments under one key with one IV (RFC 8216 §5.2): refused,
+        // never served.
+        return Err(RewriteError::MsnOverflow);
     }
     walker.facts.key_lines = walker.keys.written;
     Ok(walker.out.finish(walker.facts))
@@ -92,6 +100,11 @@ struct Walker<'a> {
     facts: Facts,
     keys: Keys<'a>,
     next_msn: u64,
+    /// The next segment's MSN would be past `u64::MAX` (`next_msn` stays
+    /// at the maximum).
+    msn_past_end: bool,
+    /// A segment or part got an MSN already used: its IV would repeat.
+    msn_reused: bool,
     /// The range of the next segment, from an `EXT-X-BYTERANGE` dropped.
     seg_range: Option<ByteRange>,
     seg_ends: RangeEnds,
@@ -129,8 +142,16 @@ impl<'a> Walker<'a> {
             ctx,
             resolver: Resolver::new(ctx.playlist_path, ctx.origin, defines),
             out: Out::new(body, body.len() + uris * per_uri + KEY_LINES_ESTIMATE),
-            keys: Keys::new(inject, ctx.cap_param, eol, rotate / target),
+            keys: Keys::new(
+                inject,
+                (ctx.cap_param, ctx.tag_param),
+                ctx.signer,
+                eol,
+                rotate / target,
+            ),
             next_msn: facts.media_sequence,
+            msn_past_end: false,
+            msn_reused: false,
             facts,
             seg_range: None,
             seg_ends: RangeEnds::default(),
@@ -142,7 +163,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn resolve(&mut self, raw: &[u8]) -> Target {
+    /// The target of the URI text `raw` found on a line whose content is
+    /// `line`. Every URI on a line some player would split is foreign
+    /// ([`hostile_uris::splits_line`]).
+    fn resolve(&mut self, raw: &[u8], line: &[u8]) -> Target {
+        if hostile_uris::splits_line(line) {
+            return Target::Foreign;
+        }
         let buf = std::mem::take(&mut self.spare);
         self.resolver.resolve(raw, buf)
     }
@@ -213,11 +240,13 @@ impl<'a> Walker<'a> {
                 self.uri_tag(l, from, b"URI", Use::Clear, RangeAttrs::Map);
             }
             b"EXT-X-PART" => {
+                self.msn_reused |= self.msn_past_end;
                 self.keys.scoped(&self.out);
                 self.uri_tag(l, from, b"URI", media, RangeAttrs::Part);
             }
             b"EXT-X-PRELOAD-HINT" => match attrs::find(content, from, b"TYPE") {
                 Some(a) if a.value(content) == b"PART" => {
+                    self.msn_reused |= self.msn_past_end;
                     self.keys.scoped(&self.out);
                     self.uri_tag(l, from, b"URI", media, RangeAttrs::Hint);
                 }
@@ -241,7 +270,10 @@ impl<'a> Walker<'a> {
                 let skipped = attrs::find(content, from, b"SKIPPED-SEGMENTS")
                     .and_then(|a| scan::parse_u64(a.value(content)))
                     .unwrap_or(0);
-                self.next_msn = self.next_msn.saturating_add(skipped);
+                match self.next_msn.checked_add(skipped) {
+                    Some(next) => self.next_msn = next,
+                    None => self.msn_past_end = true,
+                }
                 self.verbatim(l);
             }
             _ => self.verbatim(l),
@@ -251,12 +283,17 @@ impl<'a> Walker<'a> {
     fn uri_line(&mut self, l: Line, at: (usize, usize)) {
         let content = self.content(l);
         let raw = content.get(at.0..at.1).unwrap_or_default();
-        let target = self.resolve(raw);
+        let target = self.resolve(raw, content);
         let (raw_start, raw_end) = (l.start + at.0, l.start + at.1);
         let serve = if self.facts.kind == Kind::Media {
             self.keys.scoped(&self.out);
             let msn = self.next_msn;
-            self.next_msn = msn.saturating_add(1);
+            self.msn_reused |= self.msn_past_end;
+            match msn.checked_add(1) {
+                Some(next) => self.next_msn = next,
+                // Saturates: a later segment would reuse this MSN.
+                None => self.msn_past_end = true,
+            }
             self.facts.msns.push(msn);
             let range = self.seg_range.take();
             let own = matches!(target, Target::Own { .. });
@@ -280,10 +317,12 @@ impl<'a> Walker<'a> {
         }
         let content = self.content(l);
         let parsed = scan::parse_range(content.get(from..).unwrap_or_default());
-        let uri = self.next_uri_line(i).map(|j| self.uri_of(j));
-        if let (Some((length, offset)), Some(uri)) = (parsed, uri) {
+        let uri = self
+            .next_uri_line(i)
+            .map(|j| (self.uri_of(j), self.line_of(j)));
+        if let (Some((length, offset)), Some((uri, uri_line))) = (parsed, uri) {
             let range = self.seg_ends.next(uri, length, offset);
-            let target = self.resolve(uri);
+            let target = self.resolve(uri, uri_line);
             let own = matches!(target, Target::Own { .. });
             self.recycle(target);
             if own {
@@ -292,6 +331,11 @@ impl<'a> Walker<'a> {
             }
         }
         self.verbatim(l);
+    }
+
+    /// The content of line `j`.
+    fn line_of(&self, j: usize) -> &'a [u8] {
+        self.lines.get(j).map_or(&[][..], |&l| self.content(l))
     }
 
     /// The URI text of line `j` (a URI line).
@@ -345,7 +389,7 @@ impl<'a> Walker<'a> {
             return self.write_attrs(l, from, None, &[]);
         };
         let raw = attr.value(content);
-        let target = self.resolve(raw);
+        let target = self.resolve(raw, content);
         let own = matches!(target, Target::Own { .. });
         let (range, drop) = if own && self.keys.injecting() {
             self.own_range(content, from, raw, ranges)
@@ -455,6 +499,7 @@ impl<'a> Walker<'a> {
             rewritten,
             fragment_at,
             query,
+            signed_query,
         } = target
         else {
             return self.out.copy(start, end);
@@ -473,7 +518,10 @@ impl<'a> Walker<'a> {
         self.out.push_str(prefix);
         self.out.cap();
         if let Some(serve) = serve {
-            let tag = self.ctx.signer.tag(path, &serve);
+            let tag = self
+                .ctx
+                .signer
+                .tag(path, signed_query.as_deref().unwrap_or(""), &serve);
             self.out.push_str(&self.tag_prefix);
             self.out.push_str(&tag);
         }

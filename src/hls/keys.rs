@@ -12,8 +12,9 @@
 //! before a MAP would declare the init encrypted), so the next segment gets
 //! its key again. Must not decide what is own or how it is served.
 
-use super::Encrypt;
 use super::template::Out;
+use super::{Encrypt, TagSigner};
+use crate::capability::Serve;
 
 /// A key as the playlist names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub(crate) struct Keys<'a> {
     /// origin did not encrypt).
     inject: Option<Encrypt<'a>>,
     cap_param: &'a str,
+    tag_param: &'a str,
+    /// Signs each key URI's tag (docs/hls.md §8).
+    signer: &'a dyn TagSigner,
     eol: &'static [u8],
     /// Segments per key period, at least 1.
     per_period: u64,
@@ -44,13 +48,16 @@ pub(crate) struct Keys<'a> {
 impl<'a> Keys<'a> {
     pub fn new(
         inject: Option<Encrypt<'a>>,
-        cap_param: &'a str,
+        (cap_param, tag_param): (&'a str, &'a str),
+        signer: &'a dyn TagSigner,
         eol: &'static [u8],
         per_period: u64,
     ) -> Self {
         Keys {
             inject,
             cap_param,
+            tag_param,
+            signer,
             eol,
             per_period: per_period.max(1),
             effective: None,
@@ -121,11 +128,21 @@ impl<'a> Keys<'a> {
         };
         out.push(b"#EXT-X-KEY:METHOD=AES-128,URI=\"");
         out.push_str(encrypt.key_uri_prefix);
-        out.push_str(&key.period.to_string());
+        let period = key.period.to_string();
+        out.push_str(&period);
         out.push(b".key?");
         out.push_str(self.cap_param);
         out.push(b"=");
         out.cap();
+        // The key endpoint serves only periods a playlist named: the tag
+        // binds the incarnation and period (in the signed path) and a
+        // validity (research doc §0 "Key URL auth").
+        let path = format!("{}{period}.key", encrypt.key_path_prefix);
+        let until = encrypt.key_until;
+        out.push(b"&");
+        out.push_str(self.tag_param);
+        out.push(b"=");
+        out.push_str(&self.signer.tag(&path, "", &Serve::Key { until }));
         out.push(b"\"");
         if let Some(iv) = key.iv {
             out.push_str(&format!(",IV=0x{iv:032x}"));

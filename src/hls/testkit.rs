@@ -21,6 +21,8 @@ pub const ORIGIN: OriginBase<'static> = OriginBase {
 /// The incarnation and key URI prefix of every encrypting test context.
 pub const INC: u64 = 7;
 pub const KEY_PREFIX: &str = "/.tollgate/key/live/ch1/7/";
+/// The key tags' validity in every encrypting test context.
+pub const KEY_UNTIL: u64 = 1_800_000_000;
 
 /// A signer whose tags spell out the wire format of docs/hls.md §5
 /// (`e.<inc>.<period>.<msn>[.<off>.<len>]` or `c[.<off>.<len>]`) followed by
@@ -31,9 +33,16 @@ pub struct FakeSigner {
 }
 
 impl TagSigner for FakeSigner {
-    fn tag(&self, path: &str, serve: &Serve) -> String {
-        self.calls.borrow_mut().push((path.to_owned(), *serve));
-        fake_tag(path, serve)
+    fn tag(&self, path: &str, query: &str, serve: &Serve) -> String {
+        // A query is recorded (and tagged) as part of the path, `path?query`.
+        let path = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let tag = fake_tag(&path, serve);
+        self.calls.borrow_mut().push((path, *serve));
+        tag
     }
 }
 
@@ -54,6 +63,7 @@ pub fn fake_tag(path: &str, serve: &Serve) -> String {
             range: r,
         } => format!("e.{inc}.{period}.{msn}{}", range(r)),
         Serve::Clear { range: r } => format!("c{}", range(r)),
+        Serve::Key { until } => format!("k.{until}"),
     };
     let mut h: u32 = 0x811c_9dc5;
     for b in path.bytes().chain([0]).chain(body.bytes()) {
@@ -75,6 +85,8 @@ pub fn context<'a>(
             inc: INC,
             rotate_every_secs,
             key_uri_prefix: KEY_PREFIX,
+            key_path_prefix: KEY_PREFIX,
+            key_until: KEY_UNTIL,
         }),
         cap_param: "tg",
         tag_param: "tgs",

@@ -7,14 +7,16 @@
 //! (docs/hls.md §6), `EXT-X-DEFINE` variable substitution for resolution,
 //! and where the proxy's parameters go in a URI (after the query, before
 //! the fragment). Must not sign anything or know about sessions. Anything it
-//! cannot resolve is [`Target::Foreign`]: left alone, never given a
-//! capability.
+//! cannot resolve, and any text a player could read differently
+//! ([`super::hostile_uris`]), is [`Target::Foreign`]: left alone, never given
+//! a capability.
 
 use std::borrow::Cow;
 
-use crate::path::{encode_for_origin, normalize};
+use crate::path::{encode_canonical, normalize};
 
 use super::OriginBase;
+use super::hostile_uris::is_hostile;
 
 /// What a playlist URI is to the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub(crate) enum Target {
         /// a query that is only `?` or ends in `&`, `Some(false)` after any other
         /// query, `None` when there is no query.
         query: Option<bool>,
+        /// The query the segment tag signs (variables substituted, as the
+        /// player will send it; see `capability::origin_query_of`); `None`
+        /// when it is empty.
+        signed_query: Option<String>,
     },
     /// Another host or scheme, `data:`, `skd://`, or not resolvable: copied
     /// byte for byte, no parameters.
@@ -66,7 +72,7 @@ impl<'a> Resolver<'a> {
         // The playlist path is decoded; re-encoding it lets `normalize`
         // decode the merged path exactly once (a `%` in a directory name
         // stays a `%`).
-        let base = encode_for_origin(playlist_path);
+        let base = encode_canonical(playlist_path);
         let dir_end = base.rfind('/').map_or(0, |i| i + 1);
         let base_dir = base.get(..dir_end).unwrap_or_default().to_owned();
         Resolver {
@@ -86,7 +92,7 @@ impl<'a> Resolver<'a> {
         let Ok(raw) = std::str::from_utf8(raw) else {
             return Target::Foreign;
         };
-        if raw.is_empty() {
+        if raw.is_empty() || is_hostile(raw) {
             return Target::Foreign;
         }
         let first = Shape::of(raw);
@@ -95,6 +101,9 @@ impl<'a> Resolver<'a> {
         // Variables are rare: only a `{` costs a second look.
         let (subst, shape) = if first.brace {
             let subst = self.substitute(raw_head);
+            if is_hostile(&subst) {
+                return Target::Foreign;
+            }
             let shape = Shape::of(&subst);
             (subst, shape)
         } else {
@@ -107,17 +116,23 @@ impl<'a> Resolver<'a> {
             return Target::Foreign;
         }
         let query = query_state(ref_query);
+        let signed_query = Some(crate::capability::origin_query_of(ref_query))
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned);
+        // A `:` before any `/` that does not end a scheme is no relative
+        // reference either (RFC 3986 §4.2); some players take it for one.
         let absolute = shape.scheme_colon || ref_path.starts_with("//");
-        if let Some(rest) = absolute.then(|| absolute_rest(ref_path)).flatten() {
-            return match self.origin_path(rest) {
+        if absolute {
+            return match absolute_rest(ref_path).and_then(|rest| self.origin_path(rest)) {
                 Some(path) => {
-                    let mut head = encode_for_origin(&path);
+                    let mut head = encode_canonical(&path);
                     head.push_str(ref_query);
                     Target::Own {
                         path,
                         rewritten: Some(head),
                         fragment_at,
                         query,
+                        signed_query,
                     }
                 }
                 None => Target::Foreign,
@@ -150,6 +165,7 @@ impl<'a> Resolver<'a> {
             rewritten: None,
             fragment_at,
             query,
+            signed_query,
         }
     }
 
@@ -221,7 +237,7 @@ struct Shape {
     brace: bool,
     /// Whether the path part (before `query_at` and `fragment_at`) holds a
     /// byte or pair that `normalize` must look at: `%`, `\\`, a control
-    /// byte, `//` or `/.`.
+    /// byte, a non-ASCII byte, `//`, `/.` or ` .`.
     unclean: bool,
 }
 
@@ -232,7 +248,7 @@ const NOTABLE: [bool; 256] = {
     while b < 256 {
         table[b] = matches!(
             b as u8,
-            b'#' | b'?' | b':' | b'/' | b'.' | b'{' | b'%' | b'\\' | 0..0x20 | 0x7f
+            b'#' | b'?' | b':' | b'/' | b'.' | b'{' | b'%' | b'\\' | 0..0x20 | 0x7f..=0xff
         );
         b += 1;
     }
@@ -269,10 +285,10 @@ impl Shape {
                 _ if !in_path => {}
                 b':' => shape.scheme_colon |= !slash_seen,
                 b'/' | b'.' => {
-                    shape.unclean |= prev == b'/';
+                    shape.unclean |= prev == b'/' || (c == b'.' && prev == b' ');
                     slash_seen |= c == b'/';
                 }
-                // `%`, `\\`, control bytes.
+                // `%`, `\\`, control and non-ASCII bytes.
                 _ => shape.unclean = true,
             }
             prev = c;
@@ -357,7 +373,8 @@ fn has_variable(s: &str) -> bool {
 }
 
 /// True when `s` is a path [`normalize`] returns unchanged through its fast
-/// path (absolute; no `%`, `\\`, control byte, `//` or `/.`), so that a
+/// path (absolute; no `%`, `\\`, control or non-ASCII byte, `//`, `/.` or
+/// ` .`), so that a
 /// path merged onto it needs only the checks [`Shape`] makes. A
 /// conservative subset: anything else goes through `normalize`.
 fn plainly_canonical(s: &str) -> bool {
@@ -398,6 +415,7 @@ mod tests {
             rewritten,
             fragment_at,
             query: q,
+            ..
         } = &got
         else {
             panic!("{raw:?} is foreign");

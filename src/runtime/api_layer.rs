@@ -122,6 +122,12 @@ impl Shared {
         crate::sync::load(self, dir)
     }
 
+    /// The API's part of the state (one atomic load; hold it for one
+    /// request): the `token` method asks it which users the API defines.
+    pub fn api_layer(&self) -> Arc<Entitlements> {
+        self.api_state.load_full()
+    }
+
     /// The API's part of the state, for reads (never waits for a writer).
     pub fn api_state<T>(&self, read: impl FnOnce(&Entitlements) -> T) -> T {
         read(&self.api_state.load())
@@ -187,6 +193,7 @@ impl Shared {
             .map_err(|e| ChangeError::Storage(e.to_string()))?;
         self.api_state.store(api);
         self.entitlements.store(effective);
+        self.after_state_change();
         Ok(())
     }
 }

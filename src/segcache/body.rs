@@ -1,10 +1,12 @@
 //! [`SegmentBody`]: one reader of a fill, as an `http_body::Body`.
 //!
-//! A reader holds only its position and a handle on the fill; each frame is
+//! A reader holds only its position and a [`Reader`] hold on the fill (its
+//! slot, which tells a streaming fill what it may let go); each frame is
 //! a `Bytes` slice of a stored piece (a reference count, never a copy), at
 //! most 64 KiB. While the fill grows the reader parks on the fill's `Notify`
 //! (created before it looks, so a push between look and park still wakes
-//! it). Dropping a reader affects nothing but itself: the fill goes on.
+//! it). Dropping a reader frees its slot; the fill goes on unless it was
+//! the last hold on an open fill (see `fill_task`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
 
-use super::fill::{Fill, MAX_PIECE, Read, SegmentError};
+use super::fill::{MAX_PIECE, Read, Reader, SegmentError};
 use crate::body::BoxError;
 
 pin_project! {
@@ -25,7 +27,7 @@ pin_project! {
     /// Ends with an error (never a short clean end) when the fill fails or
     /// when the fill ends before the requested range does.
     pub struct SegmentBody {
-        fill: Arc<Fill>,
+        reader: Reader,
         // Next byte to send.
         pos: u64,
         // One past the last byte to send; `None` = to the end of the fill.
@@ -50,11 +52,11 @@ impl std::fmt::Debug for SegmentBody {
 }
 
 impl SegmentBody {
-    /// A reader of `fill` over `start..end` (`end` exclusive, `None` = to
-    /// the end of the fill).
-    pub(super) fn new(fill: Arc<Fill>, start: u64, end: Option<u64>) -> Self {
+    /// A reader (holding `reader`, whose slot is at `start`) over
+    /// `start..end` (`end` exclusive, `None` = to the end of the fill).
+    pub(super) fn new(reader: Reader, start: u64, end: Option<u64>) -> Self {
         Self {
-            fill,
+            reader,
             pos: start,
             end,
             hint: 0,
@@ -78,7 +80,7 @@ impl Body for SegmentBody {
                 *this.done = true;
                 return Poll::Ready(None);
             }
-            match this.fill.read(*this.pos, *this.hint) {
+            match this.reader.read(*this.pos, *this.hint) {
                 Read::Data(mut bytes, index) => {
                     let room = this.end.map_or(u64::MAX, |end| end - *this.pos);
                     let take = usize::try_from(room).unwrap_or(usize::MAX).min(MAX_PIECE);
@@ -113,9 +115,9 @@ impl Body for SegmentBody {
                         this.notified.set(None);
                     }
                     // Register, then look again: a push in between is not lost.
-                    None => this
-                        .notified
-                        .set(Some(Arc::clone(this.fill.notify()).notified_owned())),
+                    None => this.notified.set(Some(
+                        Arc::clone(this.reader.fill().notify()).notified_owned(),
+                    )),
                 },
             }
         }

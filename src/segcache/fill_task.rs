@@ -4,9 +4,11 @@
 //! Must not: pad a body that ended short or long (the fill fails instead,
 //! so readers abort rather than receive a well-formed wrong segment),
 //! encrypt a content-encoded body, cache anything but a complete encrypted
-//! segment, or stop because a reader went away. A [`Cleanup`] guard fails
-//! the fill and clears the in-flight slot even if the task is dropped or
-//! `fetch` panics, so no waiter hangs.
+//! segment held whole, hold bytes it has no room for ([`Fill::room`]), run
+//! past its deadline, or go on once nobody holds the fill: then it stops,
+//! dropping the origin response (and so closing its connection). A
+//! [`Cleanup`] guard fails the fill and clears the in-flight slot even if
+//! the task is dropped or `fetch` panics, so no waiter hangs.
 
 use std::future::Future;
 use std::pin::pin;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -36,7 +39,14 @@ pub(super) struct Job {
     pub(super) completed: moka::sync::Cache<SegKey, Cached>,
     pub(super) inflight: Arc<DashMap<SegKey, Arc<Fill>>>,
     pub(super) max_entry_bytes: u64,
+    /// The whole fill must end within this (the origin's `total_timeout`).
+    pub(super) deadline: std::time::Duration,
 }
+
+/// The fill ran past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("segment fill not finished within {0:?}")]
+struct FillDeadline(std::time::Duration);
 
 /// Run one fill to its end (spawned by `SegmentCache::get` on a miss).
 pub(super) async fn run<F, Fut, B>(job: Job, fetch: F)
@@ -51,13 +61,26 @@ where
         fill: &job.fill,
         inflight: &job.inflight,
     };
-    if let Some(len) = produce(&job.fill, &job.cipher, fetch).await {
+    let produced = tokio::select! {
+        biased;
+        () = abandoned(&job) => None,
+        r = tokio::time::timeout(job.deadline, produce(&job.fill, &job.cipher, fetch)) => {
+            r.unwrap_or_else(|_| {
+                job.fill.set_head(Err(ProxyError::OriginTimeout));
+                job.fill.fail(SegmentError::Origin(Arc::new(FillDeadline(job.deadline))));
+                None
+            })
+        }
+    };
+    if let Some(len) = produced {
         // Every byte is in the fill. Cache it before completing it (no await
         // in between, so cancellation cannot leave a cached fill open) and
         // before it leaves the in-flight map, so a caller that misses one
         // finds the other (see `SegmentCache::lookup`) and a reader that saw
         // the end finds the entry cached.
-        if len <= job.max_entry_bytes {
+        if len <= job.max_entry_bytes && !job.fill.is_streaming() {
+            // The cache weighs it from now on.
+            job.fill.release_budget();
             let weight = u32::try_from(len).unwrap_or(u32::MAX);
             let cached = Cached {
                 fill: Arc::clone(&job.fill),
@@ -68,6 +91,33 @@ where
         job.fill.complete();
     }
     drop(cleanup);
+}
+
+/// Resolves once nobody holds the fill and it can no longer be joined (it
+/// was taken out of the in-flight map, or was not in it any more).
+async fn abandoned(job: &Job) {
+    loop {
+        let left = job.fill.left().notified();
+        if job.fill.readers() == 0 && forget(job) {
+            return;
+        }
+        left.await;
+    }
+}
+
+/// Under the map's shard lock (where callers join), take the fill out of
+/// the map if still nobody holds it; true when nobody can hold it again.
+fn forget(job: &Job) -> bool {
+    match job.inflight.entry(job.key.clone()) {
+        Entry::Occupied(e) if Arc::ptr_eq(e.get(), &job.fill) => {
+            let nobody = job.fill.readers() == 0;
+            if nobody {
+                e.remove();
+            }
+            nobody
+        }
+        _ => job.fill.readers() == 0,
+    }
 }
 
 /// Fails a fill that was left open and removes it from the in-flight map.
@@ -130,6 +180,7 @@ where
         return None;
     }
     let declared = content_length(&parts.headers).or_else(|| body.size_hint().exact());
+    fill.plan(declared.map(encrypted_len));
     fill.set_head(Ok(SegmentHead {
         status: StatusCode::OK,
         encrypted: true,
@@ -162,9 +213,12 @@ where
     let mut stream = CbcStream::new(&cipher.key, &cipher.iv);
     let mut out = BytesMut::with_capacity(MAX_PIECE);
     let mut received: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(origin_error)?;
-        let Ok(data) = frame.into_data() else {
+    loop {
+        // Not `while let`: its scrutinee would live across the awaits below.
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let Some(data) = data_of(frame)? else {
             continue; // trailers
         };
         received += data.len() as u64;
@@ -176,7 +230,9 @@ where
         for plain in data.chunks(MAX_PLAIN) {
             out.reserve(plain.len() + 16);
             stream.update(plain, &mut out);
-            fill.push(out.split().freeze());
+            let piece = out.split().freeze();
+            fill.room(piece.len() as u64).await;
+            fill.push(piece);
         }
     }
     if let Some(declared) = declared
@@ -186,7 +242,9 @@ where
     }
     // On a backend failure nothing is appended and the fill fails below.
     stream.finish(&mut out)?;
-    fill.push(out.split().freeze());
+    let piece = out.split().freeze();
+    fill.room(piece.len() as u64).await;
+    fill.push(piece);
     Ok(())
 }
 
@@ -202,13 +260,24 @@ where
         let Some(frame) = body.frame().await else {
             break;
         };
-        if let Ok(mut data) = frame.map_err(origin_error)?.into_data() {
+        if let Some(mut data) = data_of(frame)? {
             data.truncate(room);
             room -= data.len();
+            fill.room(data.len() as u64).await;
             fill.push(data);
         }
     }
     Ok(())
+}
+
+/// The data of a frame (`None` for trailers), or the body's error.
+fn data_of<E: Into<BoxError>>(
+    frame: Result<http_body::Frame<Bytes>, E>,
+) -> Result<Option<Bytes>, SegmentError> {
+    match frame {
+        Ok(frame) => Ok(frame.into_data().ok()),
+        Err(e) => Err(origin_error(e)),
+    }
 }
 
 fn origin_error(e: impl Into<BoxError>) -> SegmentError {

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::cbc::{CbcStream, encrypted_len, iv_for_msn};
 
+mod budgets;
 mod ciphertext;
 mod failures;
 mod flight;

@@ -2,6 +2,7 @@
 // Not every test file uses every helper; tests fail loudly by design.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod control_plane;
 pub mod media;
 pub mod process;
 pub mod redis;
@@ -212,9 +213,11 @@ auth = ["token"]
 [[user]]
 id = "alice"
 tokens = ["alice-token"]
+packages = ["*"]
 [[user]]
 id = "carol"
 tokens = ["carol-token"]
+packages = ["*"]
 "#,
         state = state.display()
     )

@@ -187,6 +187,11 @@ impl Process {
         kill(self.pid, signal).unwrap_or_else(|e| panic!("kill -{signal} {}: {e}", self.pid));
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -283,6 +288,11 @@ impl Tollgate {
 
     pub fn signal(&self, signal: Signal) {
         self.process.signal(signal);
+    }
+
+    /// The process id of the running binary (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
     }
 
     pub fn is_running(&mut self) -> bool {

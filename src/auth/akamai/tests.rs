@@ -13,7 +13,7 @@ const KEY: &str = "52a152a152a152a152a152a152a1";
 
 fn raw(keys: &[&str]) -> RawConfig {
     RawConfig {
-        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        keys: keys.iter().map(|k| (*k).into()).collect(),
         ..RawConfig::default()
     }
 }
@@ -46,7 +46,7 @@ fn every_vector_case() {
     for c in &cases {
         let mut r = raw(&[c.s("key_hex")]);
         r.algorithm = Some(c.s("alg").to_owned());
-        r.salt = c.inputs["salt"].as_str().map(str::to_owned);
+        r.salt = c.inputs["salt"].as_str().map(Into::into);
         r.escape_early = c.inputs["escape_early"].as_bool().unwrap();
         let a = scheme(&r);
         // The token rides in the query; an empty token is a present-but-empty

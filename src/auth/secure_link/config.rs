@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::template::{BUILTINS, Template, Var};
 use super::{Form, Md5Form, SecureLink};
 use crate::config::Secret;
+use crate::config::secret::RawSecret;
 
 /// Template used when `template` is not given: nginx's documented form with
 /// the secret moved into `$secret`.
@@ -28,7 +29,7 @@ pub struct RawConfig {
     /// (`secure_link_secret`).
     pub mode: Option<String>,
     /// The secret: inline, `env:NAME` or `file:PATH`; `$secret` in templates.
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     /// Query argument carrying the base64url MD5 (default `md5`).
     pub hash_arg: Option<String>,
     /// Query argument carrying the expiry (default `expires`; `""`: none).
@@ -49,7 +50,7 @@ impl fmt::Debug for RawConfig {
         let masked = |o: &Option<String>| o.as_ref().map(|_| "MASKED");
         f.debug_struct("RawConfig")
             .field("mode", &self.mode)
-            .field("secret", &masked(&self.secret))
+            .field("secret", &self.secret)
             .field("hash_arg", &self.hash_arg)
             .field("expires_arg", &self.expires_arg)
             .field("template", &masked(&self.template))
@@ -230,7 +231,7 @@ fn secret_form(raw: &RawConfig, has_secret: bool, errs: &mut Errors) -> Option<F
     let prefix = raw.path_prefix.clone();
     if let Some(p) = &prefix {
         let canonical = crate::path::normalize(p, usize::MAX).is_ok_and(|n| n == *p)
-            && crate::path::encode_for_origin(p) == *p;
+            && crate::path::encode_canonical(p) == *p;
         if !canonical || !p.starts_with('/') || !p.ends_with('/') || p.len() < 2 {
             err(
                 errs,

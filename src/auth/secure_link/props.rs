@@ -15,7 +15,7 @@ fn arb_path() -> impl Strategy<Value = String> {
         "normalizable",
         |segs| {
             let p = format!("/{}", segs.join("/"));
-            crate::path::normalize(&encode_for_origin(&p), 4096)
+            crate::path::normalize(&encode_canonical(&p), 4096)
                 .ok()
                 .filter(|n| *n == p)
         },

@@ -87,7 +87,7 @@ fn nginx_secure_link_secret_vectors() {
     let n = run_group("nginx_secure_link_secret", |c| {
         build(&RawConfig {
             mode: Some("secret".into()),
-            secret: Some(c.s("secret").to_owned()),
+            secret: Some(c.s("secret").into()),
             path_prefix: Some(c.s("location").to_owned()),
             ..RawConfig::default()
         })
@@ -97,7 +97,7 @@ fn nginx_secure_link_secret_vectors() {
     let n = run_group("nginx_secure_link_secret", |c| {
         build(&RawConfig {
             mode: Some("secret".into()),
-            secret: Some(c.s("secret").to_owned()),
+            secret: Some(c.s("secret").into()),
             ..RawConfig::default()
         })
     });
@@ -281,7 +281,7 @@ fn sign_refuses_what_it_cannot_sign() {
 
 impl RawConfig {
     pub(super) fn with_secret(mut self, s: &str) -> Self {
-        self.secret = Some(s.to_owned());
+        self.secret = Some(s.into());
         self
     }
 }

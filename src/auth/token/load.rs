@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::{Digest, Tokens, User, digest};
 use crate::config::Secret;
+use crate::config::secret::RawSecret;
 
 /// Prefix of a pre-hashed password: `sha256:` and 64 hex digits.
 const SHA256_PREFIX: &str = "sha256:";
@@ -31,10 +32,10 @@ pub struct RawUser {
     /// Play tokens (`?token=`), each a secret (inline, `env:`, `file:`),
     /// non-empty and unique across all users.
     #[serde(default)]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<RawSecret>,
     /// Password for `?auth=id:password`: a secret whose value is either the
     /// plaintext or `sha256:<64 hex digits>` (the SHA-256 of the plaintext).
-    pub password: Option<String>,
+    pub password: Option<RawSecret>,
     /// Concurrent sessions allowed (0 = unlimited); entitlements.
     pub max_sessions: Option<u32>,
     /// Packages (`[[package]]` names) the user may watch; absent = every
@@ -89,6 +90,10 @@ impl Tokens {
                         continue;
                     }
                 };
+                if let Err(m) = crate::entitlements::rules::check_secret(secret.expose()) {
+                    errs.push((key, format!("token {m}")));
+                    continue;
+                }
                 match seen.entry(digest(secret.expose().as_bytes())) {
                     Entry::Occupied(e) => {
                         let (u, k) = *e.get();
@@ -128,19 +133,9 @@ impl Tokens {
     }
 }
 
-/// An id must be non-empty, free of `:` and of control characters.
+/// The one id rule of every user id ([`crate::entitlements::rules`]).
 fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        Err("must not be empty".to_owned())
-    } else if id.contains(':') {
-        Err(format!(
-            "user id {id:?} contains ':', which ends the id in ?auth=id:password"
-        ))
-    } else if id.chars().any(char::is_control) {
-        Err(format!("user id {id:?} contains a control character"))
-    } else {
-        Ok(())
-    }
+    crate::entitlements::rules::check_id(id).map_err(|m| format!("user id {id:?} {m}"))
 }
 
 /// The message for a token already seen at `first` (user, token index),
@@ -170,6 +165,8 @@ fn duplicate_token(users: &[RawUser], first: (usize, usize), again: (usize, usiz
 /// resolution, so a file may hold the pre-hashed form.
 fn password_digest(text: &str, base_dir: &Path) -> Result<Digest, String> {
     let secret = Secret::resolve(text, base_dir).map_err(|m| format!("password: {m}"))?;
+    crate::entitlements::rules::check_secret(secret.expose())
+        .map_err(|m| format!("password {m}"))?;
     match secret.expose().strip_prefix(SHA256_PREFIX) {
         None => Ok(digest(secret.expose().as_bytes())),
         Some(hex_text) => {

@@ -12,7 +12,7 @@ use crate::auth::vectors;
 
 fn scheme(key: &str, tolerance: u64) -> WmsAuth {
     let raw = RawConfig {
-        key: Some(key.to_owned()),
+        key: Some(key.into()),
         tolerance: Some(format!("{tolerance}s")),
         ..RawConfig::default()
     };

@@ -13,7 +13,7 @@ use crate::auth::vectors::{self, Case};
 
 fn raw(secret: &str) -> RawConfig {
     RawConfig {
-        secret: Some(secret.to_owned()),
+        secret: Some(secret.into()),
         ..RawConfig::default()
     }
 }

@@ -54,6 +54,13 @@ fn all_serves() -> Vec<(Serve, &'static str)> {
             },
             "c.18446744073709551615.-",
         ),
+        (Serve::Key { until: 0 }, "k.0"),
+        (
+            Serve::Key {
+                until: 1_764_000_000,
+            },
+            "k.1764000000",
+        ),
     ]
 }
 
@@ -131,6 +138,11 @@ fn tag_bodies_must_be_canonical() {
         "c.-.1",
         "c.1.--",
         "c.1.-1",
+        "k",
+        "k.",
+        "k.01",
+        "k.1.2",
+        "k.-",
         "c.01.2",
         "c.1.02",
         "x",

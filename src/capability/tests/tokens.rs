@@ -60,6 +60,91 @@ fn bound_capability_checks_the_ip_unbound_does_not() {
 }
 
 #[test]
+fn prefix_binding_covers_the_network_only() {
+    let k = keys();
+    let net = |bits| Claims {
+        bind_ip: Binding::Prefix(bits),
+        ..claims(Some("alice"), false)
+    };
+    let v4 = |a: [u8; 4]| IpAddr::from(a);
+    let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+    // (prefix, minted for, accepted from, refused from)
+    let cases: &[(u8, IpAddr, &[IpAddr], &[IpAddr])] = &[
+        (
+            24,
+            v4([192, 0, 2, 7]),
+            &[
+                v4([192, 0, 2, 8]),
+                v4([192, 0, 2, 255]),
+                v6("::ffff:192.0.2.1"),
+            ],
+            &[v4([192, 0, 3, 7]), v4([193, 0, 2, 7]), v6("2001:db8::1")],
+        ),
+        (
+            56,
+            v6("2001:db8:1:2ff::1"),
+            &[v6("2001:db8:1:200::9"), v6("2001:db8:1:2ff:ffff::")],
+            &[v6("2001:db8:1:300::1"), v4([192, 0, 2, 7])],
+        ),
+        (
+            1,
+            v4([10, 0, 0, 1]),
+            &[v4([127, 255, 255, 255])],
+            &[v4([128, 0, 0, 0])],
+        ),
+    ];
+    assert!(!cases.is_empty());
+    for &(bits, minted, same, others) in cases {
+        let tok = k.mint(&net(bits), &scope(minted));
+        for &ip in same.iter().chain([&minted]) {
+            assert_eq!(
+                k.verify(&tok, &scope(ip), NOW).map(|c| c.bind_ip),
+                Ok(Binding::Prefix(bits)),
+                "/{bits} from {minted} at {ip}"
+            );
+        }
+        for &ip in others {
+            assert_eq!(
+                k.verify(&tok, &scope(ip), NOW),
+                Err(CapError::BadSignature),
+                "/{bits} from {minted} at {ip}"
+            );
+        }
+    }
+    // A prefix as wide as the address is the address; an empty one, none.
+    let whole = k.mint(&net(32), &scope(V4));
+    assert_eq!(whole, k.mint(&claims(Some("alice"), true), &scope(V4)));
+    let none = k.mint(&net(0), &scope(V4));
+    assert_eq!(none, k.mint(&claims(Some("alice"), false), &scope(V4)));
+}
+
+#[test]
+fn prefix_byte_is_checked() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let k = keys();
+    let c = Claims {
+        bind_ip: Binding::Prefix(24),
+        ..claims(None, false)
+    };
+    let raw = URL_SAFE_NO_PAD.decode(k.mint(&c, &scope(V4))).unwrap();
+    // ver, flags, sid(8), expires(4), len = 0, prefix, mac.
+    assert_eq!((raw[1], raw[15]), (0b110, 24));
+    for (flags, prefix) in [(0b100, 24), (0b110, 0), (0b110, 128), (0b110, 255)] {
+        let mut t = raw.clone();
+        t[1] = flags;
+        t[15] = prefix;
+        let tok = URL_SAFE_NO_PAD.encode(&t);
+        assert_eq!(k.verify(&tok, &scope(V4), NOW), Err(CapError::Malformed));
+    }
+    // A /40 cannot have been minted for an IPv4 client.
+    let mut t = raw.clone();
+    t[15] = 40;
+    let tok = URL_SAFE_NO_PAD.encode(&t);
+    assert_eq!(k.verify(&tok, &scope(V4), NOW), Err(CapError::BadSignature));
+}
+
+#[test]
 fn expiry_boundary() {
     let k = keys();
     let c = claims(None, false);

@@ -243,3 +243,34 @@ fn delta_keeps_order() {
     assert_eq!(ids, ["c", "a", "y", "z"]);
     assert_eq!(s.users.get("a"), Some(&user(3)));
 }
+
+#[test]
+fn answers_follow_the_id_rule_and_refuse_control_characters() {
+    let refused = |body: &[u8]| match parse_answer(body, None, Entitlements::from_json_slice) {
+        Err(AnswerError::Invalid(p)) => p,
+        other => panic!("not refused: {other:?}"),
+    };
+    let p = refused(br#"{"version":1,"snapshot":{"users":{"..":{"tokens":["t"]}}}}"#);
+    assert!(p[0].starts_with(r#"snapshot.users[".."]"#), "{p:?}");
+    let p = refused(br#"{"version":1,"snapshot":{"users":{"a":{"tokens":["t\r\nx"]}}}}"#);
+    assert!(p[0].contains("control character"), "{p:?}");
+    let p = refused(br#"{"version":1,"deny":{"users":["."]}}"#);
+    assert!(p[0].starts_with("deny.users[0]"), "{p:?}");
+    let p = refused(br#"{"version":1,"deny":{"tokens":["a\u0000b"]}}"#);
+    assert!(p[0].contains("control character"), "{p:?}");
+    // A delta is applied to the held state, then compiled: the same rule.
+    let a = parse_answer(
+        br#"{"version":2,"delta":{"since":1,"users":{"b":{"tokens":["ok"],"password":"p\nq"}}}}"#,
+        None,
+        Entitlements::from_json_slice,
+    )
+    .expect("shape");
+    let Change::Delta(d) = a.change else {
+        panic!("not a delta")
+    };
+    let mut state = Snapshot::default();
+    d.apply(&mut state);
+    let e = Entitlements::build(state).expect_err("control character in a password");
+    assert!(e.to_string().contains("password"), "{e}");
+    assert!(!format!("{e:?}").contains("p\nq"), "{e:?}");
+}

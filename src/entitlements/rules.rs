@@ -1,0 +1,101 @@
+//! The one rule for names and secrets that come from outside: user ids,
+//! package names and blocklisted user ids, wherever they come from (the
+//! config file, the admin API, a control-plane answer, the state dir), and
+//! the bytes a token or password may hold.
+//!
+//! Ids: 1 to 255 bytes of `A-Z a-z 0-9 - _ . @`, and not `.` or `..`. Such an
+//! id rides unescaped in a URL path segment (`/api/v1/users/{id}`), in
+//! `?auth=id:password` (no `:`), in a log line and a Redis key, and can never
+//! be read as a dot segment.
+//!
+//! Secrets (tokens, passwords): non-empty, no ASCII control character (NUL,
+//! CR, LF, …), so none can split a header, a log line or a line-based file.
+//!
+//! Pure: no I/O; messages never contain the secret itself.
+
+/// Longest id, in bytes.
+pub const MAX_ID_BYTES: usize = 255;
+
+/// What the id rule says, for messages: `"1 to 255 of A-Z a-z 0-9 - _ . @, not . or .."`.
+pub const ID_RULE: &str = "must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not \".\" or \"..\"";
+
+/// True when `id` follows the id rule.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// [`is_valid_id`] as a result whose error is [`ID_RULE`].
+pub fn check_id(id: &str) -> Result<(), &'static str> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ID_RULE)
+    }
+}
+
+/// A token or password: non-empty and free of control characters. The
+/// message never contains the secret.
+pub fn check_secret(secret: &str) -> Result<(), &'static str> {
+    if secret.is_empty() {
+        Err("must not be empty")
+    } else if secret.chars().any(char::is_control) {
+        Err("contains a control character (NUL, CR, LF, ...)")
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        let long = "a".repeat(MAX_ID_BYTES);
+        let too_long = "a".repeat(MAX_ID_BYTES + 1);
+        for good in [
+            "alice",
+            "a",
+            "A-Z_0.9",
+            "bob@example.com",
+            "...",
+            ".hidden",
+            "a..b",
+            long.as_str(),
+        ] {
+            assert!(is_valid_id(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b",
+            "a/b",
+            "a:b",
+            "a%2e",
+            "a\0",
+            "a\r\nb",
+            "é",
+            "a+b",
+            too_long.as_str(),
+        ] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+            assert_eq!(check_id(bad), Err(ID_RULE));
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        assert!(check_secret("3f9c1e7a5b2d4c68").is_ok());
+        assert!(check_secret("p&ss word:é").is_ok());
+        for bad in ["", "a\0b", "a\rb", "a\nb", "a\u{7f}", "a\tb"] {
+            assert!(check_secret(bad).is_err(), "{bad:?}");
+        }
+    }
+}

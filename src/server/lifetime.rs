@@ -1,0 +1,299 @@
+//! The connection-lifetime policy, one for every listener (http, https,
+//! admin), in the manner of nginx's `client_header_timeout` +
+//! `keepalive_timeout`:
+//!
+//! 1. From accept, a connection has `header_read_timeout` to deliver its
+//!    first whole request head. The TLS handshake, the h2c / h2 preface and
+//!    a silent socket all spend this one budget: the clock starts at accept,
+//!    not at the first byte.
+//! 2. While a request is in flight (from its head until its response body
+//!    has been sent or dropped) no timer runs: a long streaming response or
+//!    a slow upload is never cut by these timers.
+//! 3. Once nothing is in flight, the connection may stay idle for
+//!    `idle_timeout`; then it is shut down gracefully (h1: closed between
+//!    requests; h2: GOAWAY). A keep-alive request head that has not arrived
+//!    by then is bounded by this timer too (hyper's own h1 head timer is
+//!    off, because it starts at the first byte).
+//!
+//! [`phase_deadline`] is the pure rule; [`Lifetime`] holds the counters the
+//! service updates through [`InFlight`] guards and turns the rule into a
+//! future that resolves when the connection must go. It must not know about
+//! listeners, budgets or protocols.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// The two timers of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// Accept → first whole request head.
+    pub header_read: Duration,
+    /// Last response done → close, when no new request came.
+    pub idle: Duration,
+}
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No request head yet.
+    AwaitingFirstHead,
+    /// At least one request in flight.
+    Busy,
+    /// Every request so far is done; the last one finished at `since`.
+    Idle {
+        /// When the last response finished.
+        since: Instant,
+    },
+}
+
+/// Which timer ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No whole request head within `header_read_timeout` of accept.
+    HeaderRead,
+    /// Nothing in flight for `idle_timeout`.
+    Idle,
+}
+
+impl Expiry {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expiry::HeaderRead => "header_read_timeout",
+            Expiry::Idle => "idle_timeout",
+        }
+    }
+}
+
+/// The rule: when a connection accepted at `accepted` and now in `phase`
+/// must close, and why; `None` while a request is in flight.
+pub fn phase_deadline(
+    phase: Phase,
+    accepted: Instant,
+    timers: Timers,
+) -> Option<(Instant, Expiry)> {
+    match phase {
+        Phase::AwaitingFirstHead => Some((accepted + timers.header_read, Expiry::HeaderRead)),
+        Phase::Busy => None,
+        Phase::Idle { since } => Some((since + timers.idle, Expiry::Idle)),
+    }
+}
+
+/// One connection's request counters. Cheap to clone (`Arc`).
+#[derive(Debug, Clone)]
+pub struct Lifetime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    accepted: Instant,
+    /// Requests whose head arrived.
+    started: AtomicU64,
+    /// Requests whose response is done; written after `idle_since`.
+    finished: AtomicU64,
+    /// Milliseconds after `accepted` at which a request last finished.
+    idle_since_ms: AtomicU64,
+    /// Woken on every start and finish so the deadline is recomputed.
+    changed: Notify,
+}
+
+impl Lifetime {
+    /// Counters for a connection accepted at `accepted`.
+    pub fn new(accepted: Instant) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                accepted,
+                started: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                idle_since_ms: AtomicU64::new(0),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// When the first request head must have arrived (the TLS handshake
+    /// must end before this too).
+    pub fn head_deadline(&self, timers: Timers) -> Instant {
+        self.inner.accepted + timers.header_read
+    }
+
+    /// Count a request whose head arrived; it is in flight until the guard
+    /// is dropped.
+    pub fn start_request(&self) -> InFlight {
+        self.inner.started.fetch_add(1, Ordering::AcqRel);
+        self.inner.changed.notify_one();
+        InFlight {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Where the connection stands now.
+    pub fn phase(&self) -> Phase {
+        // `finished` is read after `started`: a request that starts and
+        // ends in between only makes `finished` larger, still idle.
+        let started = self.inner.started.load(Ordering::Acquire);
+        let finished = self.inner.finished.load(Ordering::Acquire);
+        if started == 0 && finished == 0 {
+            Phase::AwaitingFirstHead
+        } else if finished < started {
+            Phase::Busy
+        } else {
+            let ms = self.inner.idle_since_ms.load(Ordering::Acquire);
+            Phase::Idle {
+                since: self.inner.accepted + Duration::from_millis(ms),
+            }
+        }
+    }
+
+    /// Resolves when the policy says the connection must close.
+    pub async fn expired(&self, timers: Timers) -> Expiry {
+        loop {
+            // Created before the phase is read: a change after the read
+            // leaves a permit, so it is never missed.
+            let changed = self.inner.changed.notified();
+            match phase_deadline(self.phase(), self.inner.accepted, timers) {
+                None => changed.await,
+                Some((deadline, expiry)) => tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(deadline) => return expiry,
+                },
+            }
+        }
+    }
+}
+
+/// One request in flight on a [`Lifetime`]; dropping it marks it done.
+#[derive(Debug)]
+pub struct InFlight {
+    inner: Arc<Inner>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = Instant::now()
+            .duration_since(self.inner.accepted)
+            .as_millis();
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        self.inner.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
+        self.inner.finished.fetch_add(1, Ordering::AcqRel);
+        self.inner.changed.notify_one();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request [`InFlight`] until hyper has
+    /// sent it whole or dropped it.
+    pub struct InFlightBody<B> {
+        #[pin]
+        inner: B,
+        guard: InFlight,
+    }
+}
+
+impl<B> InFlightBody<B> {
+    /// `inner`, holding `guard` for as long as it lives.
+    pub fn new(inner: B, guard: InFlight) -> Self {
+        Self { inner, guard }
+    }
+}
+
+impl<B: Body> Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMERS: Timers = Timers {
+        header_read: Duration::from_secs(2),
+        idle: Duration::from_secs(75),
+    };
+
+    #[test]
+    fn the_rule() {
+        let t0 = Instant::now();
+        assert_eq!(
+            phase_deadline(Phase::AwaitingFirstHead, t0, TIMERS),
+            Some((t0 + TIMERS.header_read, Expiry::HeaderRead))
+        );
+        assert_eq!(phase_deadline(Phase::Busy, t0, TIMERS), None);
+        let since = t0 + Duration::from_secs(100);
+        assert_eq!(
+            phase_deadline(Phase::Idle { since }, t0, TIMERS),
+            Some((since + TIMERS.idle, Expiry::Idle))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connection_expires_header_read_after_accept() {
+        let life = Lifetime::new(Instant::now());
+        let t0 = Instant::now();
+        assert_eq!(life.expired(TIMERS).await, Expiry::HeaderRead);
+        assert_eq!(t0.elapsed(), TIMERS.header_read);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_request_is_never_cut_then_idle_timer_runs() {
+        let life = Lifetime::new(Instant::now());
+        let guard = life.start_request();
+        let waiter = tokio::spawn({
+            let life = life.clone();
+            async move { life.expired(TIMERS).await }
+        });
+        // Far past both timers, still in flight.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!waiter.is_finished());
+        assert_eq!(life.phase(), Phase::Busy);
+        let done = Instant::now();
+        drop(guard);
+        assert_eq!(waiter.await.unwrap(), Expiry::Idle);
+        assert_eq!(done.elapsed(), TIMERS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_request_restarts_the_idle_timer() {
+        let life = Lifetime::new(Instant::now());
+        drop(life.start_request());
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        drop(life.start_request());
+        let second = Instant::now();
+        assert_eq!(life.expired(TIMERS).await, Expiry::Idle);
+        assert_eq!(second.elapsed(), TIMERS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlapping_requests_keep_it_busy_until_the_last() {
+        let life = Lifetime::new(Instant::now());
+        let a = life.start_request();
+        let b = life.start_request();
+        drop(a);
+        assert_eq!(life.phase(), Phase::Busy);
+        drop(b);
+        assert!(matches!(life.phase(), Phase::Idle { .. }));
+    }
+}
