@@ -5,7 +5,7 @@
 //! then a tamper position and byte, then text tried as a token as is.
 //!
 //! Asserted: verify never panics on any text; a minted capability is
-//! 42–382 URL-safe characters and verifies to its claims (expiry clamped
+//! 42–384 URL-safe characters (a prefix binding adds a byte) and verifies to its claims (expiry clamped
 //! to 32 bits, long user ids in their `sha256:` form); it is refused for
 //! another route or channel, from another address when bound, after its
 //! expiry, and after any one character is changed. Session ids ignore
@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::admin::{parse_session_id, session_id_text};
-use tollgate::capability::{CapError, Claims, MasterKeys, Scope, wire_user};
+use tollgate::capability::{Binding, CapError, Claims, MasterKeys, Scope, wire_user};
 use tollgate_fuzz::{Reader, other_ip};
 
 fn keys() -> &'static MasterKeys {
@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let sid = r.u64();
     let expires = r.u64() >> (r.u8() % 64);
     let user = (flags & 1 != 0).then(|| r.string(usize::from(u8::MAX) + 64));
-    let bind_ip = flags & 2 != 0;
+    let prefix = r.u8() % 129;
+    let bind_ip = match (flags >> 1) & 3 {
+        0 => Binding::Unbound,
+        1 => Binding::Address,
+        _ => Binding::Prefix(prefix),
+    };
     let route = r.string(32);
     let channel = r.string(32);
     let ip = r.ip();
@@ -64,16 +69,16 @@ fuzz_target!(|data: &[u8]| {
         bind_ip,
     };
     let token = keys.mint(&claims, &scope);
-    assert!((42..=382).contains(&token.len()), "length {}", token.len());
+    assert!((42..=384).contains(&token.len()), "length {}", token.len());
     assert!(token.bytes().all(|b| B64URL.contains(&b)), "{token:?}");
     let wire_expires = expires.min(u64::from(u32::MAX));
     let want = Claims {
         sid,
         expires: wire_expires,
         user: user.as_deref().map(|u| wire_user(u).into_owned()),
-        bind_ip,
+        bind_ip: bind_ip.for_ip(ip),
     };
-    assert_eq!(keys.verify(&token, &scope, wire_expires), Ok(want));
+    assert_eq!(keys.verify(&token, &scope, wire_expires), Ok(want.clone()));
 
     let refused = |s: &Scope<'_>, now| keys.verify(&token, s, now).is_err();
     let other_channel = format!("{channel}x");
@@ -102,11 +107,10 @@ fuzz_target!(|data: &[u8]| {
         client_ip: other_ip(ip),
         ..scope
     };
-    assert_eq!(
-        refused(&moved, 0),
-        bind_ip,
-        "bound to the address: {bind_ip}"
-    );
+    // `other_ip` flips the lowest bit: outside the binding only when it is
+    // the whole address (a shorter prefix covers both).
+    let exact = want.bind_ip == Binding::Address;
+    assert_eq!(refused(&moved, 0), exact, "bound: {bind_ip:?} for {ip}");
     if wire_expires < u64::MAX {
         assert_eq!(
             keys.verify(&token, &scope, wire_expires + 1),
