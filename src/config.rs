@@ -409,6 +409,16 @@ mod tests {
         c
     }
 
+    /// A syntax error without a message of its own (found by
+    /// fuzz/config_toml: a control character in a comment) is reported with
+    /// its place, not as an empty message.
+    #[test]
+    fn syntax_error_always_has_a_message() {
+        let errors = Config::parse("# ok\n# bad \u{1} byte\n", Path::new(".")).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].message, "invalid TOML at line 2, column 7");
+    }
+
     /// Expiry is at least the TTL away, less than a step more, and the same
     /// for every `now` within one step (so reloads reuse one capability).
     #[test]

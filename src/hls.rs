@@ -49,8 +49,11 @@ mod cases;
 mod golden;
 #[cfg(test)]
 mod props;
-#[cfg(test)]
-mod testkit;
+/// The rewriter's independent structural checks, for the unit tests here
+/// and for the fuzz targets (`fuzz/`, feature `fuzzing`). Not an API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testkit;
 
 pub use compile::compile;
 

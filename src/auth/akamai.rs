@@ -368,7 +368,7 @@ impl Scheme for Akamai {
     fn sign(&self, req: &SignRequest<'_>) -> Result<String, String> {
         Ok(format!(
             "{}?{}={}",
-            req.path,
+            crate::path::encode_for_origin(req.path),
             self.token_name,
             self.token(req)?
         ))

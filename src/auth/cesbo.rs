@@ -231,7 +231,7 @@ impl Scheme for Cesbo {
         let hash = digest(subject, &ip, req.start, req.expires, secret, &salt);
         Ok(format!(
             "{}?{}={}-{salt}-{}-{}",
-            req.path,
+            crate::path::encode_for_origin(req.path),
             self.param,
             hex::encode(hash),
             req.expires,

@@ -513,4 +513,60 @@ mod tests {
         let unknown = "magic".parse::<AuthMethod>().unwrap_err();
         assert!(unknown.contains("unknown auth method"), "{unknown}");
     }
+    /// Every scheme's `sign` writes a wire path: a normalized path holding
+    /// `%`, `?`, `#` or a space (decoded bytes) comes back percent-encoded,
+    /// so the link normalizes to the path it signed and is accepted there.
+    /// (Found by fuzz/auth_*: akamai, cesbo, wowza and wmsauth wrote the
+    /// decoded path into the link as is.)
+    #[test]
+    fn signed_links_encode_the_path() {
+        let text = "[[origin]]\nname = \"o\"\nurl = \"http://127.0.0.1:1\"\n\
+            [[route]]\nname = \"r\"\nprefix = \"/live/\"\norigin = \"o\"\nchannel = 1\n\
+            auth = [\"secure_link\", \"wmsauth\", \"wowza\", \"akamai\", \"cesbo\"]\n\
+            [auth.secure_link]\nsecret = \"s\"\n[auth.wmsauth]\nkey = \"k\"\n\
+            [auth.wowza]\nsecret = \"s\"\n[auth.akamai]\nkeys = [\"52a152a152a152a152a152a152a1\"]\n\
+            sign_scope = \"url\"\n[auth.cesbo]\nsecret = \"s\"\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new(".")).unwrap();
+        let path = "/live/ch1/50% a?b#c.m3u8";
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let methods = [
+            AuthMethod::SecureLink,
+            AuthMethod::WmsAuth,
+            AuthMethod::Wowza,
+            AuthMethod::Akamai,
+            AuthMethod::Cesbo,
+        ];
+        for method in methods {
+            let scheme = config.auth.get(method).unwrap();
+            let link = scheme
+                .sign(&SignRequest {
+                    path,
+                    client_ip: Some(ip),
+                    channel: Some("ch1"),
+                    start: 1_700_000_000,
+                    expires: 1_700_003_600,
+                    user: Some("viewer"),
+                })
+                .unwrap();
+            let (raw, query) = link.split_once('?').unwrap();
+            assert_eq!(
+                crate::path::normalize(raw, 4096).as_deref(),
+                Ok(path),
+                "{method:?}: {link}"
+            );
+            let req = AuthRequest {
+                client_ip: ip,
+                path,
+                query: Some(query),
+                headers: &headers,
+                channel: Some("ch1"),
+                now: 1_700_000_100,
+            };
+            assert!(
+                matches!(scheme.check(&req), Check::Allow(_)),
+                "{method:?}: {link}"
+            );
+        }
+    }
 }

@@ -253,7 +253,7 @@ impl Scheme for WmsAuth {
         // The outer base64 only holds [A-Za-z0-9=]; '=' is legal in a query value.
         Ok(format!(
             "{}?{}={}",
-            req.path,
+            crate::path::encode_for_origin(req.path),
             self.param,
             STANDARD.encode(text)
         ))

@@ -300,7 +300,7 @@ impl Scheme for Wowza {
         let hash = String::from_utf8_lossy(hash);
         Ok(format!(
             "{}?{}&{}={hash}",
-            req.path,
+            crate::path::encode_for_origin(req.path),
             params.join("&"),
             self.hash_param
         ))

@@ -29,10 +29,19 @@ pub fn read(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
         Err(e) => e,
     };
     let mut errors: Vec<ConfigError> = Vec::new();
-    let mut next = Some((
-        first.path().clone(),
-        first.into_inner().message().to_owned(),
-    ));
+    let path = first.path().clone();
+    let inner = first.into_inner();
+    let mut message = inner.message().trim().to_owned();
+    // Some syntax errors (a control character in a comment) carry no
+    // message; name the place, never the text (it may be a secret).
+    if message.is_empty() {
+        let at = inner.span().map_or(0, |s| s.start);
+        let before = text.get(..at).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        message = format!("invalid TOML at line {line}, column {column}");
+    }
+    let mut next = Some((path, message));
     let Ok(mut doc) = text.parse::<toml::Table>() else {
         if let Some((path, message)) = next {
             errors.push(describe(&path, &message).0);

@@ -28,12 +28,20 @@ pub enum LoadError {
 }
 
 /// serde_json's message with every `"..."` value replaced by `"…"`.
+///
+/// serde writes a string value escaped (`{:?}`), so inside one a `\`
+/// escapes the next character: an escaped `"` does not end the value.
 pub fn redact_json_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
     let mut out = String::with_capacity(text.len());
     let mut inside = None;
+    let mut escaped = false;
     for c in text.chars() {
+        if inside == Some('"') && std::mem::take(&mut escaped) {
+            continue;
+        }
         match (c, inside) {
+            ('\\', Some('"')) => escaped = true,
             ('"', None) => {
                 out.push_str("\"…\"");
                 inside = Some('"');

@@ -447,6 +447,22 @@ proptest::proptest! {
     }
 }
 
+/// A string value holding `"` is redacted whole: serde writes it escaped
+/// (`"\"tail"`), and an escaped quote does not end the redaction (found by
+/// fuzz/sync_native: the rest of such a value was echoed in the error).
+#[test]
+fn json_errors_redact_values_with_quotes() {
+    let body = br#"{"users": {"a": {"max_sessions": "\"secret-tail\\\"more"}}}"#;
+    let Err(super::LoadError::Json(message)) = Entitlements::from_json_slice(body) else {
+        panic!("a string max_sessions must be refused as malformed");
+    };
+    assert!(message.contains("invalid type: string"), "{message}");
+    assert!(
+        !message.contains("secret") && !message.contains("tail") && !message.contains("more"),
+        "{message}"
+    );
+}
+
 #[test]
 fn star_means_every_channel_and_is_no_package() {
     let e = Entitlements::from_json_slice(

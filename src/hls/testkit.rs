@@ -10,25 +10,25 @@ use crate::capability::{ByteRange, Serve};
 use super::{Context, Encrypt, OriginBase, TagSigner, Template};
 
 /// The capability every test renders with; no fixture contains it.
-pub(crate) const CAP: &str = "CAP";
+pub const CAP: &str = "CAP";
 
-pub(crate) const ORIGIN: OriginBase<'static> = OriginBase {
+pub const ORIGIN: OriginBase<'static> = OriginBase {
     scheme: "http",
     authority: "origin.example:8081",
     base_path: "/base",
 };
 
 /// The incarnation and key URI prefix of every encrypting test context.
-pub(crate) const INC: u64 = 7;
-pub(crate) const KEY_PREFIX: &str = "/.tollgate/key/live/ch1/7/";
+pub const INC: u64 = 7;
+pub const KEY_PREFIX: &str = "/.tollgate/key/live/ch1/7/";
 /// The key tags' validity in every encrypting test context.
-pub(crate) const KEY_UNTIL: u64 = 1_800_000_000;
+pub const KEY_UNTIL: u64 = 1_800_000_000;
 
 /// A signer whose tags spell out the wire format of docs/hls.md §5
 /// (`e.<inc>.<period>.<msn>[.<off>.<len>]` or `c[.<off>.<len>]`) followed by
 /// an FNV-1a hash of the path and that text, and that records every call.
 #[derive(Debug, Default)]
-pub(crate) struct FakeSigner {
+pub struct FakeSigner {
     pub calls: RefCell<Vec<(String, Serve)>>,
 }
 
@@ -47,7 +47,7 @@ impl TagSigner for FakeSigner {
 }
 
 /// The tag [`FakeSigner`] returns.
-pub(crate) fn fake_tag(path: &str, serve: &Serve) -> String {
+pub fn fake_tag(path: &str, serve: &Serve) -> String {
     let range = |r: &Option<ByteRange>| match r {
         Some(r) => match r.length {
             Some(l) => format!(".{}.{l}", r.offset),
@@ -73,7 +73,7 @@ pub(crate) fn fake_tag(path: &str, serve: &Serve) -> String {
 }
 
 /// A test context: plain (`rotate` None) or encrypting with `rotate` seconds.
-pub(crate) fn context<'a>(
+pub fn context<'a>(
     playlist_path: &'a str,
     rotate: Option<u64>,
     signer: &'a FakeSigner,
@@ -113,7 +113,7 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 
 /// The URI text without the proxy's parameters and without a dangling `?`
 /// or `&`, for comparing an input URI with its rewritten form.
-pub(crate) fn strip_params(uri: &str) -> String {
+pub fn strip_params(uri: &str) -> String {
     let (head, frag) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
     let (path, query) = head.split_at(head.find('?').unwrap_or(head.len()));
     let kept: Vec<&str> = query
@@ -132,7 +132,7 @@ pub(crate) fn strip_params(uri: &str) -> String {
 /// Whether `out` is `input` as the rewriter may write it: unchanged
 /// (foreign), with parameters added, or an absolute origin URI mapped to
 /// its proxy path (which then ends the input).
-pub(crate) fn same_uri(input: &str, out: &str) -> bool {
+pub fn same_uri(input: &str, out: &str) -> bool {
     let stripped = strip_params(out);
     let norm = |s: &str| strip_params(s).trim_end_matches(['?', '&']).to_owned();
     out == input
@@ -142,7 +142,7 @@ pub(crate) fn same_uri(input: &str, out: &str) -> bool {
 }
 
 /// Splits an attribute list on commas outside quotes.
-pub(crate) fn split_attrs(list: &str) -> Vec<&str> {
+pub fn split_attrs(list: &str) -> Vec<&str> {
     let mut out = Vec::new();
     if list.is_empty() {
         return out;
@@ -175,7 +175,7 @@ fn droppable(tag: &str, name: &str, encrypting: bool) -> bool {
 }
 
 /// Which attributes of which tags hold URIs the rewriter may extend.
-pub(crate) fn is_uri_attr(tag: &str, name: &str) -> bool {
+pub fn is_uri_attr(tag: &str, name: &str) -> bool {
     const URI_TAGS: &[&str] = &[
         "#EXT-X-MEDIA",
         "#EXT-X-I-FRAME-STREAM-INF",
@@ -243,7 +243,7 @@ fn same_line(input: &[u8], out: &[u8], encrypting: bool) -> bool {
 /// the input lines except for URI text and dropped attributes; and the
 /// number of injected key lines and of capabilities is what the template
 /// says.
-pub(crate) fn check_structure(input: &[u8], t: &Template, encrypting: bool) {
+pub fn check_structure(input: &[u8], t: &Template, encrypting: bool) {
     let rendered = t.render(CAP);
     let (ins, outs) = (lines(input), lines(&rendered));
     let mut dead = std::collections::HashSet::new();
@@ -305,7 +305,7 @@ fn align(
 
 /// Every URI of a playlist in order, as a player would find them: URI lines
 /// and the URI attributes of the tags that have them.
-pub(crate) fn uris(body: &[u8]) -> Vec<String> {
+pub fn uris(body: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let mut out = Vec::new();
     for line in text.split('\n').skip(1) {
@@ -354,7 +354,7 @@ fn injected_key(line: &str) -> Option<(u64, Option<u64>)> {
 /// MSN when the MSN needs 33 bits or more); every foreign segment, part
 /// and every `EXT-X-MAP` is in the clear; and the tags' MSNs are the
 /// template's. No-op for other templates.
-pub(crate) fn check_keys(t: &Template, encrypting: bool) {
+pub fn check_keys(t: &Template, encrypting: bool) {
     if !encrypting || t.kind() != super::Kind::Media || t.origin_encrypted() {
         return;
     }

@@ -34,7 +34,7 @@ pub(crate) enum Target {
         /// in the raw text; its length when there is none.
         fragment_at: usize,
         /// Whether the parameters join an existing query: `Some(true)` after
-        /// a query that ends in `?` or `&`, `Some(false)` after any other
+        /// a query that is only `?` or ends in `&`, `Some(false)` after any other
         /// query, `None` when there is no query.
         query: Option<bool>,
         /// The query the segment tag signs (variables substituted, as the
@@ -386,7 +386,9 @@ fn query_state(query: &str) -> Option<bool> {
     if query.is_empty() {
         None
     } else {
-        Some(query.ends_with('?') || query.ends_with('&'))
+        // Only the query's own `?` is a separator; a later `?` is data
+        // (`?a=b?` + `tg=` would read as the one pair `a=b?tg=…`).
+        Some(query == "?" || query.ends_with('&'))
     }
 }
 
@@ -490,6 +492,30 @@ mod tests {
             check(&r, raw, *want);
         }
         assert_eq!(r.resolve(b"\xff.ts", String::new()), Target::Foreign);
+    }
+
+    /// A `?` inside a query is data, not a separator: `a.ts?x=1?` gets
+    /// `&tg=`, so the capability stays a parameter of its own (found by
+    /// fuzz/hls_rewrite: it was appended as `?x=1?tg=…`, which the proxy
+    /// reads as the one pair `x=1?tg`, and the viewer was refused).
+    #[test]
+    fn question_mark_inside_a_query_is_not_a_separator() {
+        let r = Resolver::new("/live/ch1/index.m3u8", ORIGIN, Vec::new());
+        check(
+            &r,
+            "a.ts?x=1?",
+            Some(("/live/ch1/a.ts", "a.ts?x=1?", "", Some(false))),
+        );
+        check(
+            &r,
+            "a.ts??",
+            Some(("/live/ch1/a.ts", "a.ts??", "", Some(false))),
+        );
+        check(
+            &r,
+            "a.ts?",
+            Some(("/live/ch1/a.ts", "a.ts?", "", Some(true))),
+        );
     }
 
     proptest::proptest! {
