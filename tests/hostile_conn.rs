@@ -530,3 +530,106 @@ async fn sighup_resizes_the_connection_budgets() {
         tg.stderr_so_far()
     );
 }
+
+/// Size of the response the send-timeout tests ask for: far more than the
+/// socket buffers on both sides hold.
+const BIG: usize = 8 << 20;
+const BIG_PATH: &str = "/live/ch1/big.ts";
+
+/// An origin answering [`BIG_PATH`] with [`BIG`] bytes and anything else
+/// with `ok`.
+async fn big_origin() -> TestOrigin {
+    let big = Bytes::from(vec![b'x'; BIG]);
+    start_origin(move |req| {
+        let big = big.clone();
+        async move {
+            if req.uri().path() == BIG_PATH {
+                Response::new(full(big))
+            } else {
+                Response::new(full("ok"))
+            }
+        }
+    })
+    .await
+}
+
+/// A client asks for a big response and never reads it: with
+/// `send_timeout = 2s` its connection is closed and its slot (the only one)
+/// serves a new viewer within send_timeout + a generous margin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_closed_after_send_timeout() {
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut held = socket.connect(tg.http).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\n\r\n");
+    held.write_all(head.as_bytes()).await.unwrap();
+    let asked = Instant::now();
+    // It holds the only slot.
+    assert_eq!(
+        get_once(tg.http, None, "/live/ch1/a.ts", PATIENCE).await,
+        Answer::Closed
+    );
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the non-reading client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one http send timeout", |m| {
+        timed_out(m, "http", "send_timeout") >= 1.0
+    })
+    .await;
+    assert!(
+        closed_within(&mut held, PATIENCE).await,
+        "the non-reading client's connection is still open"
+    );
+}
+
+/// A slow reader that keeps taking bytes (64 KiB every 500 ms: on loopback
+/// the receiver reopens its window only once about one 64 KiB MSS is free)
+/// for 5 × send_timeout is not cut, and then gets the whole response.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_reading_client_is_not_cut_by_send_timeout() {
+    let origin = big_origin().await;
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "send_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let mut s = TcpStream::connect(tg.http).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let slow_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < slow_until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = timeout(PATIENCE, s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "cut after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.len() < BIG, "not slow: {} bytes already", got.len());
+    timeout(PATIENCE, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &got[..got.len().min(64)]
+    );
+    assert!(got.len() > BIG, "cut: {} bytes", got.len());
+    let m = tg.metrics(&client()).await;
+    assert_eq!(timed_out(&m, "http", "send_timeout"), 0.0, "{m}");
+}
