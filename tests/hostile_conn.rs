@@ -633,3 +633,53 @@ async fn a_slow_but_reading_client_is_not_cut_by_send_timeout() {
     let m = tg.metrics(&client()).await;
     assert_eq!(timed_out(&m, "http", "send_timeout"), 0.0, "{m}");
 }
+
+/// HTTP/2: a client that keeps reading its socket (so no write ever waits)
+/// but grants no flow-control window for a big response stalls it all the
+/// same; with `send_timeout = 2s` the connection is closed and its slot
+/// (the only one) serves a new viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_client_that_grants_no_window_is_closed_after_send_timeout() {
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let tcp = TcpStream::connect(tg.http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .adaptive_window(false)
+            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://edge{BIG_PATH}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    // The body is never polled, so its window is never released.
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let asked = Instant::now();
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the h2 client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one http send timeout", |m| {
+        timed_out(m, "http", "send_timeout") >= 1.0
+    })
+    .await;
+    // The client's connection ended too.
+    let _ = timeout(PATIENCE, conn)
+        .await
+        .expect("the h2 connection is still open");
+    drop(resp);
+}

@@ -18,8 +18,13 @@
 //!    socket takes no byte) for `send_timeout` is closed, in the manner of
 //!    nginx's `send_timeout`: a client that asked for a response and stopped
 //!    reading it holds nothing for longer. A slow reader whose socket keeps
-//!    taking bytes is never cut. [`Watched`] wraps the TCP stream (under
-//!    TLS) and reports write stalls here.
+//!    taking bytes is never cut. Output is pending while a socket write
+//!    waits ([`Watched`] wraps the TCP stream, under TLS, and reports it)
+//!    or while a response body has handed out data and hyper has not come
+//!    back for more ([`InFlightBody`]): the second is how an HTTP/2 client
+//!    that grants no flow-control window (but reads the socket) stalls.
+//!    Pending output with no byte taken by the socket for `send_timeout`
+//!    closes the connection.
 //!
 //! [`phase_deadline`] is the pure rule; [`Lifetime`] holds the counters the
 //! service updates through [`InFlight`] guards and turns the rule into a
@@ -116,6 +121,12 @@ struct Inner {
     /// 0 while writes go through; else 1 + the milliseconds after
     /// `accepted` at which a write last found the socket full.
     write_stalled_ms: AtomicU64,
+    /// Milliseconds after `accepted` at which the socket last took bytes.
+    last_write_ms: AtomicU64,
+    /// Response bodies that handed out data and were not polled since.
+    owed: AtomicU64,
+    /// Milliseconds after `accepted` at which `owed` last left 0.
+    owed_since_ms: AtomicU64,
     /// Woken on every start, finish and new write stall so the deadline is
     /// recomputed.
     changed: Notify,
@@ -131,6 +142,9 @@ impl Lifetime {
                 finished: AtomicU64::new(0),
                 idle_since_ms: AtomicU64::new(0),
                 write_stalled_ms: AtomicU64::new(0),
+                last_write_ms: AtomicU64::new(0),
+                owed: AtomicU64::new(0),
+                owed_since_ms: AtomicU64::new(0),
                 changed: Notify::new(),
             }),
         }
@@ -170,12 +184,23 @@ impl Lifetime {
         }
     }
 
-    /// Since when writes have made no progress, if they are stalled.
+    /// Since when output has been pending with no byte taken by the
+    /// socket, if it is.
     pub fn write_stalled_since(&self) -> Option<Instant> {
+        let at = |ms| self.inner.accepted + Duration::from_millis(ms);
         match self.inner.write_stalled_ms.load(Ordering::Acquire) {
+            0 if self.inner.owed.load(Ordering::Acquire) > 0 => {
+                let owed = self.inner.owed_since_ms.load(Ordering::Acquire);
+                let wrote = self.inner.last_write_ms.load(Ordering::Acquire);
+                Some(at(owed.max(wrote)))
+            }
             0 => None,
-            ms => Some(self.inner.accepted + Duration::from_millis(ms - 1)),
+            ms => Some(at(ms - 1)),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.accepted.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
     /// A write found the socket full (no byte taken).
@@ -183,7 +208,7 @@ impl Lifetime {
         if self.inner.write_stalled_ms.load(Ordering::Relaxed) != 0 {
             return; // already stalled: the clock keeps its start
         }
-        let ms = u64::try_from(self.inner.accepted.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let ms = self.now_ms();
         self.inner
             .write_stalled_ms
             .store(ms.saturating_add(1), Ordering::Release);
@@ -193,6 +218,9 @@ impl Lifetime {
     /// The socket took bytes. No wake-up: a pending send deadline re-reads
     /// the state when it fires.
     fn write_progressed(&self) {
+        self.inner
+            .last_write_ms
+            .store(self.now_ms(), Ordering::Release);
         if self.inner.write_stalled_ms.load(Ordering::Relaxed) != 0 {
             self.inner.write_stalled_ms.store(0, Ordering::Release);
         }
@@ -232,6 +260,26 @@ impl Lifetime {
 #[derive(Debug)]
 pub struct InFlight {
     inner: Arc<Inner>,
+}
+
+impl InFlight {
+    /// This request's body handed out data: output is pending until hyper
+    /// polls it again.
+    fn owe(&self) {
+        let life = Lifetime {
+            inner: self.inner.clone(),
+        };
+        if self.inner.owed.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.inner
+                .owed_since_ms
+                .store(life.now_ms(), Ordering::Release);
+            self.inner.changed.notify_one();
+        }
+    }
+
+    fn paid(&self) {
+        self.inner.owed.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for InFlight {
@@ -331,13 +379,27 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         guard: InFlight,
+        owes: bool,
+    }
+
+    impl<B> PinnedDrop for InFlightBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.owes {
+                this.guard.paid();
+            }
+        }
     }
 }
 
 impl<B> InFlightBody<B> {
     /// `inner`, holding `guard` for as long as it lives.
     pub fn new(inner: B, guard: InFlight) -> Self {
-        Self { inner, guard }
+        Self {
+            inner,
+            guard,
+            owes: false,
+        }
     }
 }
 
@@ -349,7 +411,18 @@ impl<B: Body> Body for InFlightBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        if std::mem::take(this.owes) {
+            this.guard.paid();
+        }
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &r
+            && frame.is_data()
+        {
+            *this.owes = true;
+            this.guard.owe();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
