@@ -519,6 +519,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_body_not_polled_again_expires_send_unless_the_socket_takes_bytes() {
+        let life = Lifetime::new(Instant::now());
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"x"));
+        let mut body = std::pin::pin!(InFlightBody::new(body, life.start_request()));
+        let waiter = tokio::spawn({
+            let life = life.clone();
+            async move { life.expired(TIMERS).await }
+        });
+        // hyper takes the frame and does not come back for more.
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(frame.unwrap().unwrap().is_data());
+        // While the socket takes bytes, that is progress.
+        for _ in 0..10 {
+            tokio::time::sleep(TIMERS.send - Duration::from_secs(1)).await;
+            life.write_progressed();
+        }
+        assert!(!waiter.is_finished());
+        let last = Instant::now();
+        assert_eq!(waiter.await.unwrap(), Expiry::Send);
+        assert_eq!(last.elapsed(), TIMERS.send);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn overlapping_requests_keep_it_busy_until_the_last() {
         let life = Lifetime::new(Instant::now());
         let a = life.start_request();
