@@ -683,3 +683,56 @@ async fn an_h2_client_that_grants_no_window_is_closed_after_send_timeout() {
         .expect("the h2 connection is still open");
     drop(resp);
 }
+
+/// HTTPS: the same non-reading client over TLS is closed after
+/// `send_timeout` (the stall is seen on the TCP socket under TLS), and the
+/// viewer budget it held (the only slot) serves a new viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_stops_reading_is_closed_after_send_timeout() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = format!(
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let tg = Tollgate::start(&conf(origin.addr, &server, "")).await;
+    let https: SocketAddr = json_lines(&tg.stderr_so_far())
+        .iter()
+        .find(|v| is_message(v, "listening") && v["listener"] == "https")
+        .and_then(|v| v["addr"].as_str()?.parse().ok())
+        .expect("an https listening line");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(https).await.unwrap();
+    let mut conn = connector.connect(name, tcp).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.flush().await.unwrap();
+    let asked = Instant::now();
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the TLS client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one https send timeout", |m| {
+        timed_out(m, "https", "send_timeout") >= 1.0
+    })
+    .await;
+}
