@@ -264,6 +264,9 @@ pub struct ServerConfig {
     /// A keep-alive or HTTP/2 connection with no request in flight is
     /// closed (h2: GOAWAY) after this long.
     pub idle_timeout: Duration,
+    /// A connection whose writes make no progress for this long is closed,
+    /// whether a request is in flight or not (nginx `send_timeout`).
+    pub send_timeout: Duration,
     /// Largest request head (request line + headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
     /// Most header fields in one request.

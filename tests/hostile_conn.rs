@@ -530,3 +530,209 @@ async fn sighup_resizes_the_connection_budgets() {
         tg.stderr_so_far()
     );
 }
+
+/// Size of the response the send-timeout tests ask for: far more than the
+/// socket buffers on both sides hold.
+const BIG: usize = 8 << 20;
+const BIG_PATH: &str = "/live/ch1/big.ts";
+
+/// An origin answering [`BIG_PATH`] with [`BIG`] bytes and anything else
+/// with `ok`.
+async fn big_origin() -> TestOrigin {
+    let big = Bytes::from(vec![b'x'; BIG]);
+    start_origin(move |req| {
+        let big = big.clone();
+        async move {
+            if req.uri().path() == BIG_PATH {
+                Response::new(full(big))
+            } else {
+                Response::new(full("ok"))
+            }
+        }
+    })
+    .await
+}
+
+/// A client asks for a big response and never reads it: with
+/// `send_timeout = 2s` its connection is closed and its slot (the only one)
+/// serves a new viewer within send_timeout + a generous margin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_closed_after_send_timeout() {
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut held = socket.connect(tg.http).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\n\r\n");
+    held.write_all(head.as_bytes()).await.unwrap();
+    let asked = Instant::now();
+    // It holds the only slot.
+    assert_eq!(
+        get_once(tg.http, None, "/live/ch1/a.ts", PATIENCE).await,
+        Answer::Closed
+    );
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the non-reading client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one http send timeout", |m| {
+        timed_out(m, "http", "send_timeout") >= 1.0
+    })
+    .await;
+    assert!(
+        closed_within(&mut held, PATIENCE).await,
+        "the non-reading client's connection is still open"
+    );
+}
+
+/// A slow reader that keeps taking bytes (64 KiB every 500 ms: on loopback
+/// the receiver reopens its window only once about one 64 KiB MSS is free)
+/// for 5 × send_timeout is not cut, and then gets the whole response.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_reading_client_is_not_cut_by_send_timeout() {
+    let origin = big_origin().await;
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "send_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let mut s = TcpStream::connect(tg.http).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let slow_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < slow_until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = timeout(PATIENCE, s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "cut after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.len() < BIG, "not slow: {} bytes already", got.len());
+    timeout(PATIENCE, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &got[..got.len().min(64)]
+    );
+    assert!(got.len() > BIG, "cut: {} bytes", got.len());
+    let m = tg.metrics(&client()).await;
+    assert_eq!(timed_out(&m, "http", "send_timeout"), 0.0, "{m}");
+}
+
+/// HTTP/2: a client that keeps reading its socket (so no write ever waits)
+/// but grants no flow-control window for a big response stalls it all the
+/// same; with `send_timeout = 2s` the connection is closed and its slot
+/// (the only one) serves a new viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_client_that_grants_no_window_is_closed_after_send_timeout() {
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let tg = Tollgate::start(&conf(
+        origin.addr,
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"",
+        "",
+    ))
+    .await;
+    let tcp = TcpStream::connect(tg.http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .adaptive_window(false)
+            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://edge{BIG_PATH}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    // The body is never polled, so its window is never released.
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let asked = Instant::now();
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the h2 client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one http send timeout", |m| {
+        timed_out(m, "http", "send_timeout") >= 1.0
+    })
+    .await;
+    // The client's connection ended too.
+    let _ = timeout(PATIENCE, conn)
+        .await
+        .expect("the h2 connection is still open");
+    drop(resp);
+}
+
+/// HTTPS: the same non-reading client over TLS is closed after
+/// `send_timeout` (the stall is seen on the TCP socket under TLS), and the
+/// viewer budget it held (the only slot) serves a new viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_stops_reading_is_closed_after_send_timeout() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let origin = big_origin().await;
+    let send_timeout = Duration::from_secs(2);
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = format!(
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let tg = Tollgate::start(&conf(origin.addr, &server, "")).await;
+    let https: SocketAddr = json_lines(&tg.stderr_so_far())
+        .iter()
+        .find(|v| is_message(v, "listening") && v["listener"] == "https")
+        .and_then(|v| v["addr"].as_str()?.parse().ok())
+        .expect("an https listening line");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(https).await.unwrap();
+    let mut conn = connector.connect(name, tcp).await.unwrap();
+    let head = format!("GET {BIG_PATH} HTTP/1.1\r\nHost: edge\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.flush().await.unwrap();
+    let asked = Instant::now();
+    let code = served_by(
+        tg.http,
+        "/live/ch1/a.ts",
+        asked + send_timeout + Duration::from_secs(10),
+        "a viewer after the TLS client's send_timeout",
+    )
+    .await;
+    assert_eq!(code, 200);
+    metrics_until(&tg, "one https send timeout", |m| {
+        timed_out(m, "https", "send_timeout") >= 1.0
+    })
+    .await;
+}

@@ -150,6 +150,7 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub idle_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 

@@ -299,6 +299,11 @@ fn server(errs: &mut Errors, raw: &RawServer, base: &Path) -> ServerConfig {
             raw.idle_timeout.as_deref(),
             Duration::from_secs(75),
         ),
+        send_timeout: errs.timeout(
+            "server.send_timeout",
+            raw.send_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
         max_header_bytes,
         max_headers,
         max_uri_bytes: size(errs, "server.max_uri_bytes", &raw.max_uri_bytes, 4 << 10),

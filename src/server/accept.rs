@@ -28,11 +28,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
-use super::lifetime::{Expiry, InFlightBody, Lifetime, Timers};
+use super::lifetime::{Expiry, InFlightBody, Lifetime, Timers, Watched};
 use crate::config::Config;
 use crate::metrics::{ListenerLabel, TimeoutLabels};
 use crate::proxy::ConnInfo;
 use crate::runtime::Shared;
+
+/// `TCP_NOTSENT_LOWAT` of every accepted socket (bytes).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOTSENT_LOWAT: u32 = 16 << 10;
 
 /// What kind of listener an accept loop serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,7 @@ impl Settings {
             timers: Timers {
                 header_read: s.header_read_timeout,
                 idle: s.idle_timeout,
+                send: s.send_timeout,
             },
             max_headers: s.max_headers,
             max_buf_size: (kind != Kind::Admin).then_some(s.max_header_bytes),
@@ -161,6 +166,11 @@ where
                 }
             };
             let _ = stream.set_nodelay(true);
+            // Keep little unsent data in the kernel, so a full socket means
+            // the client is not reading now, and a slow reader's progress
+            // wakes the writer (and so resets send_timeout) soon.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
             let conn = Conn {
                 kind: self.kind,
                 peer,
@@ -218,6 +228,7 @@ where
 
     async fn serve_plain(self, stream: TcpStream) {
         let settings = self.settings();
+        let stream = Watched::new(stream, self.lifetime.clone());
         self.serve_io(TokioIo::new(stream), settings).await;
     }
 
@@ -232,6 +243,7 @@ where
         };
         drop(live);
         let deadline = self.lifetime.head_deadline(settings.timers);
+        let stream = Watched::new(stream, self.lifetime.clone());
         let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
         match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => self.serve_io(TokioIo::new(tls), settings).await,
@@ -276,6 +288,10 @@ where
         match expiry {
             // No request ever started: nothing to finish or to tell.
             Some(Expiry::HeaderRead) => return self.timed_out(Expiry::HeaderRead),
+            // The client takes no byte: dropping the connection is the only
+            // way to get it back (a graceful close would wait on the same
+            // full socket).
+            Some(Expiry::Send) => return self.timed_out(Expiry::Send),
             Some(Expiry::Idle) => self.timed_out(Expiry::Idle),
             None => {}
         }

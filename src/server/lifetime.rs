@@ -14,6 +14,17 @@
 //!    requests; h2: GOAWAY). A keep-alive request head that has not arrived
 //!    by then is bounded by this timer too (hyper's own h1 head timer is
 //!    off, because it starts at the first byte).
+//! 4. Whatever the phase, a connection whose writes make no progress (the
+//!    socket takes no byte) for `send_timeout` is closed, in the manner of
+//!    nginx's `send_timeout`: a client that asked for a response and stopped
+//!    reading it holds nothing for longer. A slow reader whose socket keeps
+//!    taking bytes is never cut. Output is pending while a socket write
+//!    waits ([`Watched`] wraps the TCP stream, under TLS, and reports it)
+//!    or while a response body has handed out data and hyper has not come
+//!    back for more ([`InFlightBody`]): the second is how an HTTP/2 client
+//!    that grants no flow-control window (but reads the socket) stalls.
+//!    Pending output with no byte taken by the socket for `send_timeout`
+//!    closes the connection.
 //!
 //! [`phase_deadline`] is the pure rule; [`Lifetime`] holds the counters the
 //! service updates through [`InFlight`] guards and turns the rule into a
@@ -27,6 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -37,6 +49,8 @@ pub struct Timers {
     pub header_read: Duration,
     /// Last response done → close, when no new request came.
     pub idle: Duration,
+    /// A write pending with no byte taken → close.
+    pub send: Duration,
 }
 
 /// Where a connection stands.
@@ -60,6 +74,8 @@ pub enum Expiry {
     HeaderRead,
     /// Nothing in flight for `idle_timeout`.
     Idle,
+    /// A write made no progress for `send_timeout`.
+    Send,
 }
 
 impl Expiry {
@@ -68,6 +84,7 @@ impl Expiry {
         match self {
             Expiry::HeaderRead => "header_read_timeout",
             Expiry::Idle => "idle_timeout",
+            Expiry::Send => "send_timeout",
         }
     }
 }
@@ -101,7 +118,17 @@ struct Inner {
     finished: AtomicU64,
     /// Milliseconds after `accepted` at which a request last finished.
     idle_since_ms: AtomicU64,
-    /// Woken on every start and finish so the deadline is recomputed.
+    /// 0 while writes go through; else 1 + the milliseconds after
+    /// `accepted` at which a write last found the socket full.
+    write_stalled_ms: AtomicU64,
+    /// Milliseconds after `accepted` at which the socket last took bytes.
+    last_write_ms: AtomicU64,
+    /// Response bodies that handed out data and were not polled since.
+    owed: AtomicU64,
+    /// Milliseconds after `accepted` at which `owed` last left 0.
+    owed_since_ms: AtomicU64,
+    /// Woken on every start, finish and new write stall so the deadline is
+    /// recomputed.
     changed: Notify,
 }
 
@@ -114,6 +141,10 @@ impl Lifetime {
                 started: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
                 idle_since_ms: AtomicU64::new(0),
+                write_stalled_ms: AtomicU64::new(0),
+                last_write_ms: AtomicU64::new(0),
+                owed: AtomicU64::new(0),
+                owed_since_ms: AtomicU64::new(0),
                 changed: Notify::new(),
             }),
         }
@@ -153,17 +184,72 @@ impl Lifetime {
         }
     }
 
+    /// Since when output has been pending with no byte taken by the
+    /// socket, if it is.
+    pub fn write_stalled_since(&self) -> Option<Instant> {
+        let at = |ms| self.inner.accepted + Duration::from_millis(ms);
+        match self.inner.write_stalled_ms.load(Ordering::Acquire) {
+            0 if self.inner.owed.load(Ordering::Acquire) > 0 => {
+                let owed = self.inner.owed_since_ms.load(Ordering::Acquire);
+                let wrote = self.inner.last_write_ms.load(Ordering::Acquire);
+                Some(at(owed.max(wrote)))
+            }
+            0 => None,
+            ms => Some(at(ms - 1)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.accepted.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A write found the socket full (no byte taken).
+    fn write_stalled(&self) {
+        if self.inner.write_stalled_ms.load(Ordering::Relaxed) != 0 {
+            return; // already stalled: the clock keeps its start
+        }
+        let ms = self.now_ms();
+        self.inner
+            .write_stalled_ms
+            .store(ms.saturating_add(1), Ordering::Release);
+        self.inner.changed.notify_one();
+    }
+
+    /// The socket took bytes. No wake-up: a pending send deadline re-reads
+    /// the state when it fires.
+    fn write_progressed(&self) {
+        self.inner
+            .last_write_ms
+            .store(self.now_ms(), Ordering::Release);
+        if self.inner.write_stalled_ms.load(Ordering::Relaxed) != 0 {
+            self.inner.write_stalled_ms.store(0, Ordering::Release);
+        }
+    }
+
     /// Resolves when the policy says the connection must close.
     pub async fn expired(&self, timers: Timers) -> Expiry {
         loop {
-            // Created before the phase is read: a change after the read
+            // Created before the state is read: a change after the read
             // leaves a permit, so it is never missed.
             let changed = self.inner.changed.notified();
-            match phase_deadline(self.phase(), self.inner.accepted, timers) {
+            let phase = phase_deadline(self.phase(), self.inner.accepted, timers);
+            let stalled = self.write_stalled_since();
+            let send = stalled.map(|since| (since + timers.send, Expiry::Send));
+            let next = match (phase, send) {
+                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            match next {
                 None => changed.await,
                 Some((deadline, expiry)) => tokio::select! {
                     () = changed => {}
-                    () = tokio::time::sleep_until(deadline) => return expiry,
+                    () = tokio::time::sleep_until(deadline) => {
+                        // A stall that ended (or restarted) since is no
+                        // reason to close: recompute.
+                        if expiry != Expiry::Send || self.write_stalled_since() == stalled {
+                            return expiry;
+                        }
+                    }
                 },
             }
         }
@@ -174,6 +260,26 @@ impl Lifetime {
 #[derive(Debug)]
 pub struct InFlight {
     inner: Arc<Inner>,
+}
+
+impl InFlight {
+    /// This request's body handed out data: output is pending until hyper
+    /// polls it again.
+    fn owe(&self) {
+        let life = Lifetime {
+            inner: self.inner.clone(),
+        };
+        if self.inner.owed.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.inner
+                .owed_since_ms
+                .store(life.now_ms(), Ordering::Release);
+            self.inner.changed.notify_one();
+        }
+    }
+
+    fn paid(&self) {
+        self.inner.owed.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for InFlight {
@@ -189,19 +295,111 @@ impl Drop for InFlight {
 }
 
 pin_project_lite::pin_project! {
+    /// A connection's byte stream (the TCP socket, under TLS if any) that
+    /// tells its [`Lifetime`] when writes stall and when they progress.
+    pub struct Watched<T> {
+        #[pin]
+        inner: T,
+        lifetime: Lifetime,
+    }
+}
+
+impl<T> Watched<T> {
+    /// `inner`, reporting to `lifetime`.
+    pub fn new(inner: T, lifetime: Lifetime) -> Self {
+        Self { inner, lifetime }
+    }
+
+    fn note<R>(
+        lifetime: &Lifetime,
+        r: Poll<std::io::Result<R>>,
+        took: impl Fn(&R) -> bool,
+    ) -> Poll<std::io::Result<R>> {
+        match &r {
+            Poll::Pending => lifetime.write_stalled(),
+            Poll::Ready(Ok(v)) if took(v) => lifetime.write_progressed(),
+            Poll::Ready(_) => {}
+        }
+        r
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        Self::note(this.lifetime, this.inner.poll_write(cx, buf), |n| *n > 0)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        Self::note(
+            this.lifetime,
+            this.inner.poll_write_vectored(cx, bufs),
+            |n| *n > 0,
+        )
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        Self::note(this.lifetime, this.inner.poll_flush(cx), |()| false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        Self::note(this.lifetime, this.inner.poll_shutdown(cx), |()| false)
+    }
+}
+
+pin_project_lite::pin_project! {
     /// A response body that keeps its request [`InFlight`] until hyper has
     /// sent it whole or dropped it.
     pub struct InFlightBody<B> {
         #[pin]
         inner: B,
         guard: InFlight,
+        owes: bool,
+    }
+
+    impl<B> PinnedDrop for InFlightBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.owes {
+                this.guard.paid();
+            }
+        }
     }
 }
 
 impl<B> InFlightBody<B> {
     /// `inner`, holding `guard` for as long as it lives.
     pub fn new(inner: B, guard: InFlight) -> Self {
-        Self { inner, guard }
+        Self {
+            inner,
+            guard,
+            owes: false,
+        }
     }
 }
 
@@ -213,7 +411,18 @@ impl<B: Body> Body for InFlightBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        if std::mem::take(this.owes) {
+            this.guard.paid();
+        }
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &r
+            && frame.is_data()
+        {
+            *this.owes = true;
+            this.guard.owe();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -232,6 +441,7 @@ mod tests {
     const TIMERS: Timers = Timers {
         header_read: Duration::from_secs(2),
         idle: Duration::from_secs(75),
+        send: Duration::from_secs(60),
     };
 
     #[test]
@@ -284,6 +494,51 @@ mod tests {
         let second = Instant::now();
         assert_eq!(life.expired(TIMERS).await, Expiry::Idle);
         assert_eq!(second.elapsed(), TIMERS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_write_expires_send_even_in_flight_and_progress_resets_it() {
+        let life = Lifetime::new(Instant::now());
+        let _guard = life.start_request();
+        let waiter = tokio::spawn({
+            let life = life.clone();
+            async move { life.expired(TIMERS).await }
+        });
+        // Stalls that end before send_timeout never close it.
+        for _ in 0..10 {
+            life.write_stalled();
+            tokio::time::sleep(TIMERS.send - Duration::from_secs(1)).await;
+            life.write_progressed();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(!waiter.is_finished());
+        life.write_stalled();
+        let stalled = Instant::now();
+        assert_eq!(waiter.await.unwrap(), Expiry::Send);
+        assert_eq!(stalled.elapsed(), TIMERS.send);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_not_polled_again_expires_send_unless_the_socket_takes_bytes() {
+        let life = Lifetime::new(Instant::now());
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"x"));
+        let mut body = std::pin::pin!(InFlightBody::new(body, life.start_request()));
+        let waiter = tokio::spawn({
+            let life = life.clone();
+            async move { life.expired(TIMERS).await }
+        });
+        // hyper takes the frame and does not come back for more.
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(frame.unwrap().unwrap().is_data());
+        // While the socket takes bytes, that is progress.
+        for _ in 0..10 {
+            tokio::time::sleep(TIMERS.send - Duration::from_secs(1)).await;
+            life.write_progressed();
+        }
+        assert!(!waiter.is_finished());
+        let last = Instant::now();
+        assert_eq!(waiter.await.unwrap(), Expiry::Send);
+        assert_eq!(last.elapsed(), TIMERS.send);
     }
 
     #[tokio::test(start_paused = true)]
