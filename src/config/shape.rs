@@ -177,7 +177,18 @@ fn display(steps: &[Step]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(k);
+                // A key TOML would not write bare (empty, dotted, spaced,
+                // control characters) is quoted, escapes and all, so the
+                // path is never empty and never carries raw control bytes
+                // to a terminal (found by fuzz/config_toml: `''=''`).
+                let bare = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if bare {
+                    out.push_str(k);
+                } else {
+                    out.push_str(&format!("{k:?}"));
+                }
             }
             Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
@@ -313,6 +324,13 @@ max_session = 1
         ] {
             assert_eq!(redact(msg), want, "{msg}");
         }
+    }
+
+    #[test]
+    fn keys_that_are_not_bare_are_quoted_in_the_path() {
+        let (_, errors) = read("''=''\n[server]\n\"a.b\" = 1\n");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["\"\"", "server.\"a.b\""], "{errors:?}");
     }
 
     #[test]
