@@ -232,33 +232,15 @@ async fn h2c_preface_then_idle_is_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_connection_that_sends_no_request_is_closed() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let origin = ok_origin().await;
-    let certs = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let tls = format!(
-        "header_read_timeout = \"1s\"\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    );
-    let tg = Tollgate::start(&conf(origin.addr, &tls, "")).await;
-    let https: SocketAddr = json_lines(&tg.stderr_so_far())
-        .iter()
-        .find(|v| is_message(v, "listening") && v["listener"] == "https")
-        .and_then(|v| v["addr"].as_str()?.parse().ok())
-        .expect("an https listening line");
-
+    let TlsEdge {
+        tg,
+        https,
+        connector,
+        name,
+        _certs,
+    } = tls_edge(origin.addr, "header_read_timeout = \"1s\"\n").await;
     // The handshake completes, then nothing: the head timer started at accept.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tcp = TcpStream::connect(https).await.unwrap();
     let mut conn = connector.connect(name, tcp).await.unwrap();
     let mut buf = [0u8; 1024];
@@ -689,32 +671,19 @@ async fn an_h2_client_that_grants_no_window_is_closed_after_send_timeout() {
 /// viewer budget it held (the only slot) serves a new viewer.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_client_that_stops_reading_is_closed_after_send_timeout() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let origin = big_origin().await;
     let send_timeout = Duration::from_secs(2);
-    let certs = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let server = format!(
-        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    );
-    let tg = Tollgate::start(&conf(origin.addr, &server, "")).await;
-    let https: SocketAddr = json_lines(&tg.stderr_so_far())
-        .iter()
-        .find(|v| is_message(v, "listening") && v["listener"] == "https")
-        .and_then(|v| v["addr"].as_str()?.parse().ok())
-        .expect("an https listening line");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let client_config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let TlsEdge {
+        tg,
+        https,
+        connector,
+        name,
+        _certs,
+    } = tls_edge(
+        origin.addr,
+        "max_connections = 1\nsend_timeout = \"2s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"\n",
+    )
+    .await;
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(https).await.unwrap();
@@ -735,4 +704,47 @@ async fn a_tls_client_that_stops_reading_is_closed_after_send_timeout() {
         timed_out(m, "https", "send_timeout") >= 1.0
     })
     .await;
+}
+
+/// A tollgate with one HTTPS listener (a fresh self-signed `localhost`
+/// certificate) besides its plain one, and a client connector trusting it.
+struct TlsEdge {
+    tg: Tollgate,
+    https: SocketAddr,
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+    _certs: tempfile::TempDir,
+}
+
+/// [`TlsEdge`] in front of `origin`, `server_keys` added to `[server]`.
+async fn tls_edge(origin: SocketAddr, server_keys: &str) -> TlsEdge {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = format!(
+        "{server_keys}[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let tg = Tollgate::start(&conf(origin, &server, "")).await;
+    let https: SocketAddr = json_lines(&tg.stderr_so_far())
+        .iter()
+        .find(|v| is_message(v, "listening") && v["listener"] == "https")
+        .and_then(|v| v["addr"].as_str()?.parse().ok())
+        .expect("an https listening line");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsEdge {
+        tg,
+        https,
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        name: rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        _certs: certs,
+    }
 }
