@@ -13,6 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::runtime::{ChangeError, Shared};
+use crate::session::SessionId;
 
 mod upload;
 
@@ -274,7 +275,7 @@ fn read<T: std::fmt::Display>(
     shared: &Shared,
     f: impl FnOnce(&crate::entitlements::Entitlements) -> Option<Result<T, serde_json::Error>>,
 ) -> Response<Full<Bytes>> {
-    match shared.api_state(f) {
+    match shared.store.api_state(f) {
         Some(Ok(text)) => json(StatusCode::OK, text.to_string()),
         Some(Err(_)) => internal(),
         None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
@@ -296,7 +297,7 @@ async fn change(
     edit: impl FnOnce(&mut crate::entitlements::Snapshot) -> Result<(), ChangeError> + Send + 'static,
 ) -> Response<Full<Bytes>> {
     let s = Arc::clone(shared);
-    applied(tokio::task::spawn_blocking(move || s.change(edit)).await)
+    applied(tokio::task::spawn_blocking(move || s.store.change(edit)).await)
 }
 
 /// The answer to a change run on the blocking pool: 204, or why not.
@@ -383,7 +384,7 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
         .filter(|s| channel.as_deref().is_none_or(|c| &*s.channel == c))
         .map(|s| {
             serde_json::json!({
-                "id": session_id_text(s.id),
+                "id": SessionId(s.id).to_string(),
                 "user": s.user.as_deref(),
                 "route": &*s.route,
                 "channel": &*s.channel,
@@ -415,7 +416,7 @@ fn revocations_not_saved(e: &str) -> Response<Full<Bytes>> {
 /// request gets 403 `session_evicted`, also after a restart (the
 /// revocation is in the state dir before this answers).
 async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
-    let Some(id) = parse_session_id(id) else {
+    let Ok(SessionId(id)) = id.parse::<SessionId>() else {
         return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
     };
     let user = shared
@@ -432,21 +433,6 @@ async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
     } else {
         json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
     }
-}
-
-/// A session id as the API shows it: 16 lowercase hex digits.
-pub fn session_id_text(id: u64) -> String {
-    format!("{id:016x}")
-}
-
-/// The inverse of [`session_id_text`]; anything else is `None`.
-pub fn parse_session_id(text: &str) -> Option<u64> {
-    (text.len() == 16
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-    .then(|| u64::from_str_radix(text, 16).ok())
-    .flatten()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -478,28 +464,5 @@ pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<u16, Strin
         Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Err(e)) => Err(format!("request failed: {e}")),
         Ok(Ok(resp)) => Ok(resp.status().as_u16()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_round_trip_and_refuse_other_forms() {
-        for id in [0, 1, 0xdead_beef, u64::MAX] {
-            assert_eq!(parse_session_id(&session_id_text(id)), Some(id));
-        }
-        for bad in [
-            "",
-            "1",
-            "DEADBEEFDEADBEEF",
-            "+000000000000001",
-            "0000000000000000a",
-            "zzzzzzzzzzzzzzzz",
-        ] {
-            assert_eq!(parse_session_id(bad), None, "{bad:?}");
-        }
-        assert_eq!(crate::units::rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -28,6 +29,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every viewer response.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// An empty viewer body.
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A viewer body of `bytes`, whole.
+pub fn full(bytes: Bytes) -> ProxyBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// The origin sent no body bytes within the idle timeout.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@
 
 pub mod bind_ip;
 pub mod raw;
-pub mod secret;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,8 +17,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::AuthMethod;
+pub use crate::secret::Secret;
 pub use bind_ip::BindIp;
-pub use secret::Secret;
 
 /// One problem found in a config file, with the dotted key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +94,14 @@ pub struct KeysConfig {
     pub rotate_every: Duration,
 }
 
-/// What a user over `max_sessions` gets (`[sessions] on_limit`).
+/// What the fleet store answers while Redis is unreachable or slow
+/// (`[sessions] store_fail`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnLimit {
-    /// Refuse the newcomer (`session_limit`).
-    Reject,
-    /// End the oldest session (`session_evicted` on its next request).
-    EvictOldest,
+pub enum FailMode {
+    /// Admit (limits are not enforced during the outage).
+    Open,
+    /// Refuse new sessions (`store_unavailable`).
+    Closed,
 }
 
 /// `[sessions]`.
@@ -118,8 +118,9 @@ pub struct SessionsConfig {
     pub tag_param: String,
     /// To which client addresses capabilities are bound.
     pub bind_ip: BindIp,
-    /// Policy for users over their session limit.
-    pub on_limit: OnLimit,
+    /// Policy for users over their session limit: the session table's
+    /// type, the one from the config to the fleet store.
+    pub on_limit: crate::session::Policy,
     /// Where session limits are counted.
     pub store: SessionStore,
 }
@@ -133,8 +134,8 @@ pub enum SessionStore {
     Redis {
         /// `redis://…` or `rediss://…` (may carry a password: kept secret).
         url: Secret,
-        /// Admit new sessions while Redis is unreachable (`store_fail = "open"`).
-        fail_open: bool,
+        /// What to answer while Redis is unreachable (`store_fail`).
+        fail: FailMode,
         /// Bound on every Redis call.
         timeout: Duration,
         /// How often the edge's heartbeat carries its playing sessions to
@@ -206,8 +207,9 @@ pub struct ControlPlaneConfig {
     /// `/readyz` fails once the last good sync is older than this;
     /// `None` = the last good state serves however old it is.
     pub max_stale: Option<Duration>,
-    /// This edge's name in reports (default: the host name).
-    pub edge_id: String,
+    /// This edge's name in reports; `None`: the host name, which the sync
+    /// shell reads (`sync::edge_id`), so validation reads no machine state.
+    pub edge_id: Option<String>,
 }
 
 /// `[cache]`.

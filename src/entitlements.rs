@@ -6,7 +6,7 @@
 //! whole (`ArcSwap`) when the admin API or the control plane changes anything.
 //!
 //! Pure core: no I/O, no clock (`now` is an argument, unix seconds), no
-//! logging. Persistence is [`crate::state`]; the admin API, session limits
+//! logging. Persistence is [`crate::persist`]; the admin API, session limits
 //! and control-plane sync are the shell's.
 //!
 //! Invariants:

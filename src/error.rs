@@ -6,7 +6,8 @@
 //! code and blame here, once. Bodies never carry detail that helps an attacker.
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
 
 /// Who caused a failure: the viewer, the origin, or tollgate itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,9 +86,6 @@ pub enum ProxyError {
     /// The fleet session store is unreachable and `store_fail = "closed"` (503).
     #[error("session store unavailable")]
     StoreUnavailable,
-    /// The proxy is shutting down and takes no new work (503).
-    #[error("shutting down")]
-    ShuttingDown,
     /// A bug: something that should not happen did (500).
     #[error("internal error")]
     Internal,
@@ -110,7 +108,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ShuttingDown | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,7 +133,6 @@ impl ProxyError {
             BadOriginResponse => "bad_origin_response",
             PlaylistTooLarge => "playlist_too_large",
             BadPlaylist => "bad_playlist",
-            ShuttingDown => "shutting_down",
             StoreUnavailable => "store_unavailable",
             Internal => "internal",
         }
@@ -147,7 +144,7 @@ impl ProxyError {
         match self {
             OriginUnavailable | OriginTimeout | BadOriginResponse | PlaylistTooLarge
             | BadPlaylist => Blame::Origin,
-            Internal | ShuttingDown | StoreUnavailable => Blame::Internal,
+            Internal | StoreUnavailable => Blame::Internal,
             _ => Blame::Client,
         }
     }
@@ -157,23 +154,42 @@ impl ProxyError {
         Bytes::from(format!("{{\"error\":\"{}\"}}\n", self.code()))
     }
 
-    /// Headers every error response carries.
-    pub fn headers(self) -> [(header::HeaderName, HeaderValue); 2] {
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ]
+    /// The whole error answer: [`Self::status`], the JSON [`Self::body`],
+    /// `Cache-Control: no-store`, and `Allow` on a 405.
+    pub fn response(self) -> Response<Full<Bytes>> {
+        let mut r = json_response(self.status(), self.body());
+        let h = r.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self == ProxyError::MethodNotAllowed {
+            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        r
     }
+}
+
+/// A JSON answer: `status`, `Content-Type: application/json` and `body`.
+/// Every error answer is one: a viewer's ([`ProxyError::response`]) and the
+/// admin API's (`{"error":"<code>"}`, with `problems` where it lists them).
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The admin API's error answer: `status` and `{"error":"<code>"}`.
+pub fn api_error(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
+    json_response(status, format!("{{\"error\":\"{code}\"}}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 19] = {
+    const ALL: [ProxyError; 18] = {
         use ProxyError::*;
         [
             BadPath,
@@ -193,7 +209,6 @@ mod tests {
             PlaylistTooLarge,
             BadPlaylist,
             StoreUnavailable,
-            ShuttingDown,
             Internal,
         ]
     };

@@ -5,96 +5,87 @@
 //! Keys are derived, never stored ([`crate::capability::MasterKeys::content_key`]),
 //! so any edge with the same master serves any key URI another edge wrote.
 //! Answers are `private, no-store`: a key must never sit in a shared cache.
+//!
+//! [`uri`] is the key URI's format (pure, shared with the rewriter);
+//! [`serve`] is the endpoint (phase 2b of `crate::proxy`), which admits the
+//! session like every other request.
 
-use bytes::Bytes;
+use http::Response;
+use http::header::{self, HeaderValue};
 
+use crate::access_log::RequestRecord;
+use crate::admit::{Admission, admit, verify_capability};
+use crate::auth::query::param_exact;
+use crate::body::ProxyBody;
+use crate::capability::{Scope, Serve};
 use crate::error::ProxyError;
+use crate::runtime::{Live, Shared};
 
-/// Reserved path prefix of key URIs; never forwarded to an origin.
-pub const PREFIX: &str = "/.tollgate/key/";
+pub mod uri;
 
-/// A parsed key path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPath<'a> {
-    /// Route name.
-    pub route: &'a str,
-    /// Channel name (decoded, as the router names it).
-    pub channel: &'a str,
-    /// Stream incarnation.
-    pub inc: u64,
-    /// Key period.
-    pub period: u64,
-}
+pub use uri::PREFIX;
+use uri::{body, not_found, parse};
 
-/// Parse a normalized request path under [`PREFIX`]; anything malformed is
-/// `None` (the caller answers 404, like any unknown path).
-pub fn parse(path: &str) -> Option<KeyPath<'_>> {
-    let rest = path.strip_prefix(PREFIX)?;
-    let mut parts = rest.split('/');
-    let route = parts.next().filter(|s| !s.is_empty())?;
-    let channel = parts.next().filter(|s| !s.is_empty())?;
-    let inc = canonical_u64(parts.next()?)?;
-    let period = canonical_u64(parts.next()?.strip_suffix(".key")?)?;
-    if parts.next().is_some() {
-        return None;
+/// `GET /.tollgate/key/...`: the content key, to a live session only.
+pub async fn serve(
+    live: &Live,
+    shared: &Shared,
+    path: &str,
+    query: Option<&str>,
+    record: &mut RequestRecord,
+    now: u64,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let kp = parse(path).ok_or_else(not_found)?;
+    let route = live
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == kp.route && r.encrypt)
+        .ok_or_else(not_found)?;
+    record.route = Some(route.name.clone());
+    record.channel = Some(kp.channel.to_owned());
+    let sessions = &live.config.sessions;
+    let param = |name: &str| query.and_then(|q| param_exact(q, name));
+    let token = param(&sessions.capability_param).ok_or(ProxyError::Forbidden)?;
+    let scope = Scope {
+        route: &route.name,
+        channel: kp.channel,
+        client_ip: record.client_ip,
+    };
+    // Only a key period a playlist of this channel named, while its tag
+    // lasts: never a far-future period or a foreign incarnation.
+    let tag = param(&sessions.tag_param).ok_or(ProxyError::Forbidden)?;
+    match live.keys.verify_tag(tag, &route.name, kp.channel, path) {
+        Ok(Serve::Key { until }) if now <= until => {}
+        _ => return Err(ProxyError::Forbidden),
     }
-    Some(KeyPath {
-        route,
-        channel,
-        inc,
-        period,
-    })
-}
-
-/// A decimal number with no sign and no leading zeros: one key, one URI.
-fn canonical_u64(text: &str) -> Option<u64> {
-    if text.is_empty() || (text.len() > 1 && text.starts_with('0')) {
-        return None;
-    }
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
-/// The body of a key answer.
-pub fn body(key: [u8; 16]) -> Bytes {
-    Bytes::copy_from_slice(&key)
-}
-
-/// Not a key path at all, or a malformed one.
-pub fn not_found() -> ProxyError {
-    ProxyError::NoRoute
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_uri_the_rewriter_writes() {
-        assert_eq!(
-            parse("/.tollgate/key/live/ch1/123456/7.key"),
-            Some(KeyPath {
-                route: "live",
-                channel: "ch1",
-                inc: 123_456,
-                period: 7
-            })
-        );
-        for bad in [
-            "/.tollgate/key/live/ch1/1/7",
-            "/.tollgate/key/live/ch1/01/7.key",
-            "/.tollgate/key/live/ch1/1/+7.key",
-            "/.tollgate/key/live/ch1/1/7.key/x",
-            "/.tollgate/key/live//1/7.key",
-            "/.tollgate/key/live/ch1/1",
-            "/.tollgate/key/",
-            "/live/ch1/1/7.key",
-            "/.tollgate/key/live/ch1/99999999999999999999/7.key",
-        ] {
-            assert_eq!(parse(bad), None, "{bad}");
-        }
-        assert_eq!(body([7; 16]).len(), 16);
-    }
+    let claims = verify_capability(live, token, &scope, now)?;
+    record.user = claims.user.clone();
+    // The session must be live: a capability still valid brings back one the
+    // table forgot (idle, restart, another edge). Kicked sessions, blocked
+    // users and entitlements are checked here by the entitlements layer.
+    let again = Admission {
+        entry: false,
+        vouched: route.auth.iter().any(|m| m.vouches_for_users()),
+        limit: None,
+        token: None,
+    };
+    record.session = Some(admit(live, shared, &claims, &scope, again, now).await?);
+    let key = live
+        .keys
+        .content_key(&route.name, kp.channel, kp.inc, kp.period);
+    shared.metrics.keys_served.inc();
+    record.code = "key";
+    let mut resp = Response::new(crate::body::full(body(key)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(16));
+    Ok(resp)
 }

@@ -14,27 +14,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
-use crate::auth_backend::BackendClient;
+use crate::auth::backend::client::BackendClient;
 use crate::capability::MasterKeys;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
-use crate::entitlements::Entitlements;
 use crate::incarnation::Incarnations;
 use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::origin::Origin;
-use crate::playlist::PlaylistCache;
+use crate::playlist_cache::PlaylistCache;
 use crate::revocation::Revocations;
 use crate::router::{RouteSpec, RouteTable};
 use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
-mod api_layer;
 pub mod fleet_agent;
 mod revoke;
 
-use api_layer::build_effective;
-pub use api_layer::{ChangeError, merged};
+pub use crate::store::{ChangeError, EntitlementStore};
 
 /// One generation of compiled configuration.
 #[derive(Debug)]
@@ -138,7 +135,7 @@ impl Live {
             credentials,
             routes: RouteTable::new(&specs),
             origins,
-            auth: Authenticator::new(&config.ip, config.auth.clone()),
+            auth: Authenticator::new(&config.ip.allow, &config.ip.deny, config.auth.clone()),
             trusted_proxies: IpNetSet::new(&config.server.trusted_proxies),
             tls,
             config,
@@ -177,20 +174,13 @@ pub fn unix_now() -> u64 {
 /// The fleet store the config names (validation already checked the URL).
 fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
     let crate::config::SessionStore::Redis {
-        url,
-        fail_open,
-        timeout,
-        ..
+        url, fail, timeout, ..
     } = &config.sessions.store
     else {
         return None;
     };
     let mut opts = crate::fleet::FleetOptions::new(config.sessions.idle_timeout);
-    opts.fail = if *fail_open {
-        crate::fleet::FailMode::Open
-    } else {
-        crate::fleet::FailMode::Closed
-    };
+    opts.fail = *fail;
     opts.op_timeout = *timeout;
     // An ended marker must outlive every capability minted before the end:
     // those expire at most a TTL plus one step later (capability_expiry).
@@ -207,7 +197,8 @@ fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
     }
 }
 
-/// State shared by every connection and the admin listener.
+/// State shared by every connection and the admin listener: a composition
+/// of narrow handles, each owning one concern.
 #[derive(Debug)]
 pub struct Shared {
     live: ArcSwap<Live>,
@@ -223,25 +214,13 @@ pub struct Shared {
     /// The fleet's shared session store (`sessions.store = "redis://…"`;
     /// fixed at start).
     pub fleet: Option<crate::fleet::FleetStore>,
-    /// What the admin API and the control plane set, compiled as a layer
-    /// (its users may name the config's packages, see
-    /// [`Entitlements::build_layer`]); persisted in the state dir. Held
-    /// compiled so a bulk load never materializes a
-    /// [`Snapshot`](crate::entitlements::Snapshot). Readers
-    /// load it without waiting for writers.
-    api_state: ArcSwap<Entitlements>,
-    /// Held by a writer for a whole change of `api_state` (and the swap of
-    /// `entitlements` that goes with it), so changes apply one at a time.
-    api_writer: std::sync::Mutex<()>,
-    /// The effective entitlements: the config's `[[user]]`/`[[package]]`
-    /// overlaid by `api_state`; the very same `Arc` as `api_state` when the
-    /// config has none. One atomic load per request.
-    entitlements: ArcSwap<Entitlements>,
-    /// The control plane's deny list, a blocklist-only layer asked on
-    /// every request next to `entitlements` (replaced whole by a sync).
-    deny: ArcSwap<Entitlements>,
+    /// Who may watch what: the config's entitlements, the admin API's and
+    /// the control plane's layer over them (persisted in the state dir),
+    /// and the control plane's deny list. Every published change runs the
+    /// revocation sweep ([`Self::after_state_change`]).
+    pub store: EntitlementStore,
     /// Pull sync's state and health (`[control_plane]`).
-    pub sync: crate::sync::Status,
+    pub sync: crate::sync::status::Status,
     /// Revoked sessions and what admitted each session; persisted in the
     /// state dir ([`crate::revocation::FILE_NAME`]).
     pub revocations: Revocations,
@@ -251,7 +230,7 @@ pub struct Shared {
 
 impl Shared {
     /// Start serving generation `live`.
-    pub fn new(live: Live, metrics: Metrics) -> Self {
+    pub fn new(live: Live, metrics: Metrics) -> Arc<Self> {
         let c = &live.config.cache;
         let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
             .with_fill_limits(c.max_segment, c.max_fill_bytes);
@@ -262,25 +241,27 @@ impl Shared {
             );
         }
         let fleet = fleet_store(&live.config);
-        let api = Arc::new(Entitlements::default());
-        // The config alone validated when it was loaded.
-        let effective = build_effective(&live.config, &api).unwrap_or_default();
-        Self {
-            fleet,
-            api_state: ArcSwap::new(api),
-            api_writer: std::sync::Mutex::new(()),
-            entitlements: ArcSwap::new(effective),
-            deny: ArcSwap::from_pointee(Entitlements::default()),
-            sync: crate::sync::Status::default(),
-            revocations: Revocations::default(),
-            revocation_writer: std::sync::Mutex::new(()),
-            live: ArcSwap::from_pointee(live),
-            metrics,
-            draining: AtomicBool::new(false),
-            sessions: Sessions::new(),
-            incarnations: Incarnations::default(),
-            segments,
-        }
+        Arc::new_cyclic(|me: &std::sync::Weak<Self>| {
+            let me = me.clone();
+            let store = EntitlementStore::new(&live.config, move || {
+                if let Some(shared) = me.upgrade() {
+                    shared.after_state_change();
+                }
+            });
+            Self {
+                fleet,
+                store,
+                sync: crate::sync::status::Status::default(),
+                revocations: Revocations::default(),
+                revocation_writer: std::sync::Mutex::new(()),
+                live: ArcSwap::from_pointee(live),
+                metrics,
+                draining: AtomicBool::new(false),
+                sessions: Sessions::new(),
+                incarnations: Incarnations::default(),
+                segments,
+            }
+        })
     }
 
     /// End session `id` now, on this edge and in the fleet store (which
@@ -334,28 +315,6 @@ impl Shared {
         }
     }
 
-    /// The effective entitlements (one atomic load; hold it for one request).
-    pub fn entitlements(&self) -> Arc<Entitlements> {
-        self.entitlements.load_full()
-    }
-
-    /// The control plane's deny list: `Err` when `user`, `token` or `ip` is
-    /// on it (one atomic load, no lock).
-    pub fn check_deny(
-        &self,
-        user: Option<&str>,
-        token: Option<&str>,
-        ip: std::net::IpAddr,
-    ) -> Result<(), crate::entitlements::Denial> {
-        self.deny.load().check_blocklist(user, token, ip)
-    }
-
-    /// Replace the control plane's deny list (a blocklist-only layer).
-    pub fn set_deny(&self, layer: Entitlements) {
-        self.deny.store(Arc::new(layer));
-        self.after_state_change();
-    }
-
     /// The current generation (one atomic load; hold it for one request).
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()
@@ -394,34 +353,30 @@ impl Shared {
     fn reload_from(&self, path: &Path, current: &Live) -> Result<(), ConfigErrors> {
         let config = Config::load(path)?;
         let live = Live::build(config, Some(current))?;
+        let ignored = restart_only_changes(&current.config, &live.config);
         // The new config's users and packages with the API's on top; no
-        // API change in between.
-        let writer = self.api_writer.lock().map_err(|_| {
-            ConfigErrors(vec![ConfigError {
-                path: "(state)".into(),
-                message: "state lock poisoned".into(),
-            }])
-        })?;
-        let effective =
-            build_effective(&live.config, &self.api_state.load_full()).map_err(|e| {
-                ConfigErrors(vec![ConfigError {
-                    path: "user/package".into(),
-                    message: format!("with the admin API's state: {e:?}"),
+        // API change in between; the new generation goes live with them.
+        let live = Arc::new(live);
+        self.store
+            .rebase(&live.config, || self.live.store(Arc::clone(&live)))
+            .map_err(|e| {
+                ConfigErrors(vec![match e {
+                    ChangeError::Storage(message) => ConfigError {
+                        path: "(state)".into(),
+                        message,
+                    },
+                    e => ConfigError {
+                        path: "user/package".into(),
+                        message: format!("with the admin API's state: {e:?}"),
+                    },
                 }])
             })?;
-        self.entitlements.store(effective);
-        let ignored = restart_only_changes(&current.config, &live.config);
         if !ignored.is_empty() {
             tracing::warn!(
                 keys = ignored.join(", "),
                 "these settings changed but only take effect after a restart"
             );
         }
-        self.live.store(Arc::new(live));
-        // A `[[user]]` token or password the new config dropped no longer
-        // carries the sessions it admitted.
-        drop(writer);
-        self.after_state_change();
         Ok(())
     }
 }

@@ -80,13 +80,15 @@ pub struct Control {
 pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyhow::Result<()> {
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let budgets = Budgets::new(&live.config);
-    let shared = Arc::new(Shared::new(live, crate::metrics::Metrics::new()));
+    let shared = Shared::new(live, crate::metrics::Metrics::new());
     // Revocations first: loading the state may sweep them.
     shared
         .load_revocations()
         .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     shared
-        .load_state()
+        .store
+        .load()
+        .and_then(|()| crate::sync::load(&shared, &shared.live().config.state_dir))
         .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     // Viewer accept loops stop on `accepting`; their connections shut down
     // gracefully on `draining` and are all gone once the viewer budget is

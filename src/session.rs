@@ -27,6 +27,39 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
+/// A session id as the admin API and the control plane show it: 16
+/// lowercase hex digits (`Display`); [`FromStr`](std::str::FromStr)
+/// accepts exactly that form and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Not a session id in its 16-lowercase-hex-digit form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSessionId;
+
+impl std::str::FromStr for SessionId {
+    type Err = BadSessionId;
+
+    fn from_str(text: &str) -> Result<Self, BadSessionId> {
+        let well_formed = text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if !well_formed {
+            return Err(BadSessionId);
+        }
+        u64::from_str_radix(text, 16)
+            .map(Self)
+            .map_err(|_| BadSessionId)
+    }
+}
+
 /// One live session.
 #[derive(Debug)]
 pub struct Session {
@@ -316,11 +349,6 @@ impl Sessions {
         self.map.get(&id).map(|s| Arc::clone(s.value()))
     }
 
-    /// End session `id` now; true if it was live.
-    pub fn remove(&self, id: u64) -> bool {
-        self.map.remove(&id).is_some()
-    }
-
     /// Forget sessions whose last request is more than `idle_secs` before `now`;
     /// returns how many ended.
     pub fn sweep(&self, now: u64, idle_secs: u64) -> usize {
@@ -354,6 +382,25 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ids_round_trip_and_refuse_other_forms() {
+        for id in [0, 1, 0xdead_beef, u64::MAX] {
+            let text = SessionId(id).to_string();
+            assert_eq!(text.len(), 16);
+            assert_eq!(text.parse(), Ok(SessionId(id)));
+        }
+        for bad in [
+            "",
+            "1",
+            "DEADBEEFDEADBEEF",
+            "+000000000000001",
+            "0000000000000000a",
+            "zzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(bad.parse::<SessionId>(), Err(BadSessionId), "{bad:?}");
+        }
+    }
 
     fn ip() -> IpAddr {
         IpAddr::from([127, 0, 0, 1])
@@ -532,14 +579,14 @@ mod tests {
     }
 
     #[test]
-    fn bytes_and_remove() {
+    fn bytes_and_forget() {
         let t = Sessions::new();
         let (s, _) = t.touch(9, 1, || Session::new(9, None, "r", "c", ip(), 1));
         s.add_bytes(10);
         s.add_bytes(5);
         assert_eq!(t.get(9).map(|s| s.bytes()), Some(15));
-        assert!(t.remove(9));
-        assert!(!t.remove(9));
+        assert!(t.forget(9));
+        assert!(!t.forget(9));
         assert_eq!(t.list().len(), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! - `mode = "tollgate"`: [`protocol`]'s JSON, a versioned full or delta
 //!   snapshot plus the deny list, accepted only with the HMAC of
 //!   [`signature`] (over the report's nonce and the answer body);
-//! - `mode = "nimble_ppv"`: Nimble's pay-per-view JSON ([`crate::ppv`]),
+//! - `mode = "nimble_ppv"`: Nimble's pay-per-view JSON ([`crate::sync::ppv`]),
 //!   whose `DenyList.ID` becomes the deny list's users, after the answer's
 //!   `Solution` proves the control plane knows the push-API token.
 //!
@@ -31,135 +31,41 @@
 //! an await; block a runtime worker (compiling and saving a snapshot runs in
 //! `spawn_blocking`).
 
+pub mod ppv;
 pub mod protocol;
 pub mod signature;
+pub mod status;
 pub mod transport;
 pub mod usage;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{ControlPlaneConfig, SyncMode};
 use crate::entitlements::Blocklist;
 use crate::metrics::ResultLabel;
 use crate::runtime::{ChangeError, Live, Shared, unix_now};
 use protocol::{Answer, Change, Plan, Report, SessionUsage};
+use status::denied;
+pub use status::{FILE_NAME, Health, Persisted, Status};
 use transport::SyncClient;
 use usage::{Line, Usage};
-
-/// The file in the state dir holding [`Persisted`].
-pub const FILE_NAME: &str = "sync.json";
-
-/// What the control plane last said, as persisted in [`FILE_NAME`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Persisted {
-    /// The version of its state the edge holds (`tollgate` mode).
-    pub version: Option<u64>,
-    /// Its deny list.
-    pub deny: Blocklist,
-}
-
-/// How pull sync is doing, for `/readyz` and `/healthz`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Health {
-    /// Unix seconds of the last good sync.
-    pub last_success: Option<u64>,
-    /// Unix seconds of the last try.
-    pub last_attempt: Option<u64>,
-    /// Syncs failed in a row.
-    pub consecutive_failures: u32,
-    /// The last failure's result label and words (no secrets, no values).
-    pub last_error: Option<String>,
-    /// The version held (filled from the state held by [`Status::health`]).
-    pub version: Option<u64>,
-    /// Entries on the deny list (likewise).
-    pub denied: usize,
-    /// A state synced earlier was loaded from the state dir at start.
-    pub loaded: bool,
-    /// Ended sessions dropped from the report backlog during an outage.
-    pub usage_dropped: u64,
-    /// Unix seconds when pull sync started.
-    pub started: u64,
-}
-
-/// Pull-sync state shared with the rest of the proxy.
-#[derive(Debug, Default)]
-pub struct Status {
-    persisted: Mutex<Persisted>,
-    health: Mutex<Health>,
-}
-
-impl Status {
-    /// The version held (`None`: ask for a full snapshot).
-    pub fn version(&self) -> Option<u64> {
-        self.persisted.lock().ok().and_then(|p| p.version)
-    }
-
-    /// A copy of the health figures (version and deny-list size read from
-    /// the state held).
-    pub fn health(&self) -> Health {
-        let mut h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
-        if let Ok(p) = self.persisted.lock() {
-            h.version = p.version;
-            h.denied = denied(&p.deny);
-        }
-        h
-    }
-
-    /// `Some(reason)` when `/readyz` must fail because of the control plane:
-    /// no state at all yet (never synced, nothing persisted), or, with
-    /// `max_stale`, no good sync for that long (a state loaded at start
-    /// counts from the start).
-    pub fn not_ready(&self, cp: &ControlPlaneConfig, now: u64) -> Option<&'static str> {
-        let h = self.health();
-        if h.last_success.is_none() && !h.loaded {
-            return Some("no control-plane state yet\n");
-        }
-        let max = cp.max_stale?.as_secs();
-        let since = h.last_success.unwrap_or(h.started);
-        (now.saturating_sub(since) > max).then_some("control-plane state is stale\n")
-    }
-
-    /// Note the start of pull sync (the age of a state loaded at start
-    /// counts from here).
-    pub fn started(&self, now: u64) {
-        self.update(|h| h.started = now);
-    }
-
-    fn set(&self, p: Persisted) {
-        if let Ok(mut g) = self.persisted.lock() {
-            *g = p;
-        }
-    }
-
-    fn persisted(&self) -> Persisted {
-        self.persisted.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Health)) {
-        if let Ok(mut h) = self.health.lock() {
-            f(&mut h);
-        }
-    }
-}
 
 /// Load what an earlier sync persisted in `dir` (at start): the version
 /// held and the deny list, compiled. A corrupt file is an error.
 pub fn load(shared: &Shared, dir: &std::path::Path) -> Result<(), String> {
     let Some(p) =
-        crate::state::load_named::<Persisted>(dir, FILE_NAME).map_err(|e| e.to_string())?
+        crate::persist::load_named::<Persisted>(dir, FILE_NAME).map_err(|e| e.to_string())?
     else {
         return Ok(());
     };
     let layer = protocol::deny_layer(p.deny.clone())
         .map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))?;
-    shared.set_deny(layer);
+    shared.store.set_deny(layer);
     shared.sync.update(|h| h.loaded = true);
     hold(shared, p);
     Ok(())
@@ -171,10 +77,6 @@ fn hold(shared: &Shared, p: Persisted) {
     m.sync_version.set(version_gauge(p.version));
     m.sync_denied.set(gauge(denied(&p.deny)));
     shared.sync.set(p);
-}
-
-fn denied(b: &Blocklist) -> usize {
-    b.users.len() + b.tokens.len() + b.ips.len()
 }
 
 fn gauge(n: usize) -> i64 {
@@ -319,6 +221,18 @@ fn uuid_v4() -> String {
 }
 
 /// This edge's `ID` in `nimble_ppv` reports: stable across restarts, a
+/// This edge's name in reports: `[control_plane] edge_id`, else the host
+/// name (`/proc/sys/kernel/hostname`), else `"tollgate"`.
+fn edge_id(cp: &ControlPlaneConfig) -> String {
+    cp.edge_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "tollgate".to_owned())
+    })
+}
+
 /// UUID (version 5 shape) of the SHA-256 of `edge_id`.
 fn nimble_id(edge_id: &str) -> String {
     use sha2::Digest as _;
@@ -425,14 +339,14 @@ async fn once(
         let answer = match (mode, answer) {
             (_, None) => return Ok((false, Vec::new(), None)),
             (SyncMode::Tollgate, Some(body)) => {
-                protocol::parse_answer(&body, held, |b| s.api_layer_from_json(b))
+                protocol::parse_answer(&body, held, |b| s.store.layer_from_json(b))
                     .map_err(|e| Failure::new("bad_answer", e.to_string()))?
             }
             (SyncMode::NimblePpv, Some(body)) => {
                 let puzzle = puzzle.unwrap_or_default();
-                let ids = crate::ppv::verify_answer(&body, &puzzle, token.expose()).map_err(
+                let ids = crate::sync::ppv::verify_answer(&body, &puzzle, token.expose()).map_err(
                     |e| match e {
-                        crate::ppv::PpvError::SolutionMismatch => {
+                        crate::sync::ppv::PpvError::SolutionMismatch => {
                             Failure::new("bad_solution", e.to_string())
                         }
                         _ => Failure::new("bad_answer", e.to_string()),
@@ -474,7 +388,7 @@ async fn once(
 
 fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[Line]) -> Vec<u8> {
     let report = Report {
-        edge: &cp.edge_id,
+        edge: &edge_id(cp),
         version: held,
         sent_at: crate::units::rfc3339(now),
         sessions: lines
@@ -482,7 +396,7 @@ fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[
             .map(|l| {
                 let s = &l.session;
                 SessionUsage {
-                    id: crate::admin::session_id_text(s.id),
+                    id: crate::session::SessionId(s.id).to_string(),
                     user: s.user.as_deref(),
                     route: &s.route,
                     channel: &s.channel,
@@ -504,12 +418,12 @@ fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[
 fn nimble_report(cp: &ControlPlaneConfig, puzzle: &str, lines: &[Line]) -> Vec<u8> {
     // Nimble reports viewers by their wmsAuthSign id: sessions without a
     // user have nothing to bill or deny.
-    let players: Vec<crate::ppv::PlayerReport<'_>> = lines
+    let players: Vec<crate::sync::ppv::PlayerReport<'_>> = lines
         .iter()
         .filter_map(|l| {
             let s = &l.session;
             let id = s.user.as_deref()?;
-            Some(crate::ppv::PlayerReport {
+            Some(crate::sync::ppv::PlayerReport {
                 application: &s.route,
                 stream: if s.channel.is_empty() {
                     &s.route
@@ -518,17 +432,17 @@ fn nimble_report(cp: &ControlPlaneConfig, puzzle: &str, lines: &[Line]) -> Vec<u
                 },
                 id,
                 ip: s.ip.to_string(),
-                session_id: crate::admin::session_id_text(s.id),
+                session_id: crate::session::SessionId(s.id).to_string(),
                 delta_ms: l.viewed.saturating_mul(1000),
                 bytes_sent: l.bytes_total,
             })
         })
         .collect();
-    let body = crate::ppv::sync_body(
-        &nimble_id(&cp.edge_id),
+    let body = crate::sync::ppv::sync_body(
+        &nimble_id(&edge_id(cp)),
         puzzle,
         cp.token.expose(),
-        crate::ppv::pay_per_view_info(&players),
+        crate::sync::ppv::pay_per_view_info(&players),
     );
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -547,7 +461,7 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
     };
     let before = shared.sync.persisted();
     let mut next = before.clone();
-    let users_before = shared.entitlements();
+    let users_before = shared.store.entitlements();
     let mut ended = Vec::new();
     let mut gap = None;
     match protocol::plan(before.version, answer.version, &answer.change) {
@@ -565,8 +479,9 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
         }
         Plan::Apply => {
             match answer.change {
-                Change::Full(ents) => shared.replace_all(*ents).map_err(storage)?,
+                Change::Full(ents) => shared.store.replace_all(*ents).map_err(storage)?,
                 Change::Delta(delta) => shared
+                    .store
                     .change(|s| {
                         delta.apply(s);
                         Ok(())
@@ -577,7 +492,7 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
             next.version = Some(answer.version);
             // Users the control plane dropped: end their sessions now (a
             // capability alone would otherwise carry them on).
-            let users_after = shared.entitlements();
+            let users_after = shared.store.entitlements();
             for s in shared.sessions.list() {
                 if let Some(u) = s.user.as_deref()
                     && users_before.user(u).is_some()
@@ -607,12 +522,12 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
     let changed = next != before;
     if changed {
         let dir = shared.live().config.state_dir.clone();
-        crate::state::save_named(&dir, FILE_NAME, &next)
+        crate::persist::save_named(&dir, FILE_NAME, &next)
             .map_err(|e| Failure::new("storage", e.to_string()))?;
         hold(shared, next);
         // Last, so whoever sees the new deny list also sees the figures.
         if let Some(layer) = deny_layer {
-            shared.set_deny(layer);
+            shared.store.set_deny(layer);
         }
     }
     Ok((changed, ended, gap))

@@ -73,6 +73,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn epoch_renders_in_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
     fn durations() {
         let ok = [
             ("30s", Duration::from_secs(30)),

@@ -444,7 +444,7 @@ fn wms_link(text: &str, channel: &str, id: &str) -> String {
 fn ppv_handler(deny: &'static [&'static str], token: &'static str) -> Behaviour {
     Behaviour::Compute(Arc::new(move |report: &Value| {
         let ids: Vec<String> = deny.iter().map(|s| (*s).to_owned()).collect();
-        tollgate::ppv::handle_sync(&report.to_string(), token, &ids)
+        tollgate::sync::ppv::handle_sync(&report.to_string(), token, &ids)
             .map(|v| v.to_string())
             .unwrap_or_else(|e| format!("refused: {e}"))
     }))
@@ -488,7 +488,7 @@ async fn nimble_ppv_mode_reports_like_nimble_and_checks_the_solution() {
     assert_eq!(keys, ["ID", "PayPerViewInfo", "Puzzle", "Signature"]);
     assert_eq!(
         report["Signature"],
-        tollgate::ppv::signature(
+        tollgate::sync::ppv::signature(
             report["ID"].as_str().unwrap(),
             report["Puzzle"].as_str().unwrap(),
             CP_TOKEN
@@ -529,7 +529,7 @@ async fn nimble_ppv_mode_reports_like_nimble_and_checks_the_solution() {
     // (Its Signature check fails, so it answers garbage; then a forged answer.)
     wait_sync(&proxy, "bad_answer", syncs(&m, "bad_answer")).await;
     let forged = Behaviour::Compute(Arc::new(|_report: &Value| {
-        json!({"DenyList": {"ID": ["2"]}, "Solution": tollgate::ppv::solution("old-puzzle", CP_TOKEN)})
+        json!({"DenyList": {"ID": ["2"]}, "Solution": tollgate::sync::ppv::solution("old-puzzle", CP_TOKEN)})
             .to_string()
     }));
     cp.answer(forged);

@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::admin::{parse_session_id, session_id_text};
 use tollgate::capability::{Binding, CapError, Claims, MasterKeys, Scope, wire_user};
+use tollgate::session::SessionId;
 use tollgate_fuzz::{Reader, other_ip};
 
 fn keys() -> &'static MasterKeys {
@@ -135,9 +135,9 @@ fuzz_target!(|data: &[u8]| {
     if let IpAddr::V4(v4) = ip {
         assert_eq!(sid_of(ip), sid_of(IpAddr::V6(v4.to_ipv6_mapped())));
     }
-    assert_eq!(parse_session_id(&session_id_text(sid)), Some(sid));
-    if let Some(id) = parse_session_id(&raw) {
-        assert_eq!(session_id_text(id), raw);
+    assert_eq!(SessionId(sid).to_string().parse(), Ok(SessionId(sid)));
+    if let Ok(id) = raw.parse::<SessionId>() {
+        assert_eq!(id.to_string(), raw);
     }
 });
 

@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use tollgate::ppv::{
+use tollgate::sync::ppv::{
     PpvError, handle_sync, signature, solution, sync_body, verify_answer, verify_signature,
 };
 use tollgate_fuzz::Reader;

@@ -58,7 +58,7 @@ pub(super) async fn put_snapshot(
     let s = Arc::clone(shared);
     let parse = tokio::task::spawn_blocking(move || {
         let reader = BufReader::with_capacity(1 << 16, ChannelReader::new(rx));
-        s.api_layer_from_json(reader).map_err(|e| match e {
+        s.store.layer_from_json(reader).map_err(|e| match e {
             LoadError::Json(message) => ChangeError::Invalid(vec![message]),
             LoadError::Invalid(v) => ChangeError::from(v),
         })
@@ -71,7 +71,7 @@ pub(super) async fn put_snapshot(
         (Fed::Complete, Ok(Ok(api))) => {
             let (users, parsed_in) = (api.len(), started.elapsed());
             let s = Arc::clone(shared);
-            let result = tokio::task::spawn_blocking(move || s.replace_all(api)).await;
+            let result = tokio::task::spawn_blocking(move || s.store.replace_all(api)).await;
             if matches!(result, Ok(Ok(()))) {
                 let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                 tracing::info!(

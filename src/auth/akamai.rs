@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::{RawSecret, Secret};
+use crate::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 use token::{Algorithm, KeyedMac};
 

@@ -34,6 +34,7 @@
 //! versions do); "any backend allows" is the model's reading of the
 //! parallel-backend rule; the 30 s default duration is the legacy one.
 
+pub mod client;
 pub mod request;
 
 use std::net::IpAddr;

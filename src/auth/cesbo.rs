@@ -23,7 +23,7 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::{RawSecret, Secret};
+use crate::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 pub use rules::{IpRule, ip_rules};

@@ -14,7 +14,7 @@
 //!
 //! The `backend` method asks an HTTP service, which is I/O: this module only
 //! says *when* to ask ([`Authenticator::decide_from`] stops at it with
-//! [`Step::Backend`]); the shell (`crate::auth_backend`) asks, and the proxy
+//! [`Step::Backend`]); the shell (`crate::auth::backend::client`) asks, and the proxy
 //! continues the walk after it on [`Verdict::Pass`]. [`backend`] is the pure
 //! core of that method.
 
@@ -33,7 +33,6 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::config::IpConfig;
 use crate::error::ProxyError;
 use crate::ipnet_set::IpNetSet;
 
@@ -81,11 +80,6 @@ pub const ALL_METHODS: [AuthMethod; 8] = [
     AuthMethod::Backend,
 ];
 
-/// Method names SPEC §3.1 defines that this build does not implement yet:
-/// named so the config error tells the operator exactly that, not "unknown".
-/// Empty now; kept so the next planned method has its place.
-const PLANNED: [&str; 0] = [];
-
 impl AuthMethod {
     /// Name as written in the config and used as a metric label.
     pub fn as_str(self) -> &'static str {
@@ -110,13 +104,7 @@ impl FromStr for AuthMethod {
             return Ok(*m);
         }
         let known = ALL_METHODS.map(|m| format!("{:?}", m.as_str())).join(", ");
-        if PLANNED.contains(&s) {
-            Err(format!(
-                "auth method {s:?} is not supported by this version of tollgate (available: {known})"
-            ))
-        } else {
-            Err(format!("unknown auth method {s:?} (known: {known})"))
-        }
+        Err(format!("unknown auth method {s:?} (known: {known})"))
     }
 }
 
@@ -291,11 +279,13 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Compile the `[ip]` tables and take the configured schemes.
-    pub fn new(ip: &IpConfig, schemes: Schemes) -> Self {
+    /// Compile the `[ip]` tables (`allow`: networks that pass the `ip`
+    /// method without credentials; `deny`: networks refused on every route)
+    /// and take the configured schemes.
+    pub fn new(allow: &[ipnet::IpNet], deny: &[ipnet::IpNet], schemes: Schemes) -> Self {
         Self {
-            allow: IpNetSet::new(&ip.allow),
-            deny: IpNetSet::new(&ip.deny),
+            allow: IpNetSet::new(allow),
+            deny: IpNetSet::new(deny),
             schemes,
         }
     }
@@ -380,11 +370,9 @@ mod tests {
     use super::*;
 
     fn auth(allow: &[&str], deny: &[&str]) -> Authenticator {
-        let ip = IpConfig {
-            allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
-            deny: deny.iter().map(|s| s.parse().unwrap()).collect(),
-        };
-        Authenticator::new(&ip, Schemes::default())
+        let nets =
+            |v: &[&str]| -> Vec<ipnet::IpNet> { v.iter().map(|s| s.parse().unwrap()).collect() };
+        Authenticator::new(&nets(allow), &nets(deny), Schemes::default())
     }
 
     fn decide(a: &Authenticator, methods: &[AuthMethod], ip: &str) -> Result<Identity, ProxyError> {
@@ -509,7 +497,6 @@ mod tests {
         for m in ALL_METHODS {
             assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
         }
-        assert!(PLANNED.iter().all(|p| p.parse::<AuthMethod>().is_err()));
         let unknown = "magic".parse::<AuthMethod>().unwrap_err();
         assert!(unknown.contains("unknown auth method"), "{unknown}");
     }

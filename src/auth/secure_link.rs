@@ -41,8 +41,8 @@ use subtle::ConstantTimeEq;
 
 use self::template::{Template, Values, Var};
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::Secret;
 use crate::path::encode_canonical;
+use crate::secret::Secret;
 
 pub use self::config::RawConfig;
 

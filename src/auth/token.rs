@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub use load::RawUser;
 

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::{RawSecret, Secret};
+use crate::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 /// Default query parameter name.

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
-use crate::config::secret::{RawSecret, Secret};
+use crate::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
 
 /// Default parameter prefix.

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::secret::{RawSecret, RawSecretUrl};
+use crate::secret::{RawSecret, RawSecretUrl};
 
 /// Top level of `tollgate.toml`.
 #[derive(Debug, Default, Deserialize)]

@@ -11,12 +11,13 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawOrigin, RawRoute, RawServer};
 use super::{
     AdminConfig, BackendConfig, BackendEndpoint, BindIp, CacheConfig, Config, ConfigError,
-    ConfigErrors, ControlPlaneConfig, IpConfig, KeysConfig, LogConfig, OnLimit, OriginConfig,
+    ConfigErrors, ControlPlaneConfig, FailMode, IpConfig, KeysConfig, LogConfig, OriginConfig,
     RouteConfig, Secret, ServerConfig, SessionStore, SessionsConfig, SyncMode, TlsListenerConfig,
 };
 use std::sync::Arc;
 
 use crate::auth::{AuthMethod, Schemes};
+use crate::session::Policy;
 use crate::units::{parse_duration, parse_size};
 
 /// hyper refuses a read buffer under 8 KiB (it asserts), so a smaller header
@@ -613,25 +614,25 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
         );
     }
     let on_limit = match raw.on_limit.as_deref() {
-        None | Some("reject") => OnLimit::Reject,
-        Some("evict_oldest") => OnLimit::EvictOldest,
+        None | Some("reject") => Policy::Reject,
+        Some("evict_oldest") => Policy::EvictOldest,
         Some(other) => {
             errs.push(
                 "sessions.on_limit",
                 format!("unknown policy {other:?}, expected \"reject\" or \"evict_oldest\""),
             );
-            OnLimit::Reject
+            Policy::Reject
         }
     };
-    let fail_open = match raw.store_fail.as_deref() {
-        None | Some("open") => true,
-        Some("closed") => false,
+    let fail = match raw.store_fail.as_deref() {
+        None | Some("open") => FailMode::Open,
+        Some("closed") => FailMode::Closed,
         Some(other) => {
             errs.push(
                 "sessions.store_fail",
                 format!("unknown mode {other:?}, expected \"open\" or \"closed\""),
             );
-            true
+            FailMode::Open
         }
     };
     let timeout = errs.timeout(
@@ -669,15 +670,16 @@ fn sessions(errs: &mut Errors, raw: &super::raw::RawSessions, base: &Path) -> Se
                         "sessions.store",
                         "expected \"local\" or a \"redis://host:port\" (\"rediss://\" for TLS) URL",
                     );
-                } else if let Err(e) = crate::fleet::FleetStore::new(
-                    u,
-                    crate::fleet::FleetOptions::new(Duration::from_secs(1)),
-                ) {
-                    errs.push("sessions.store", e.to_string());
+                } else if let Err(e) = redis::IntoConnectionInfo::into_connection_info(u) {
+                    // Syntax only (no client): what `FleetStore::new` would refuse.
+                    errs.push(
+                        "sessions.store",
+                        format!("fleet store config: invalid store url: {:?}", e.kind()),
+                    );
                 }
                 SessionStore::Redis {
                     url,
-                    fail_open,
+                    fail,
                     timeout,
                     heartbeat,
                 }
@@ -812,8 +814,11 @@ fn control_plane(
     if max_answer < 1024 {
         errs.push("control_plane.max_answer", "must be at least 1KiB");
     }
-    let edge_id = raw.edge_id.clone().unwrap_or_else(default_edge_id);
-    if edge_id.is_empty() || edge_id.len() > 256 || edge_id.chars().any(char::is_control) {
+    let edge_id = raw.edge_id.clone();
+    if edge_id
+        .as_deref()
+        .is_some_and(|e| e.is_empty() || e.len() > 256 || e.chars().any(char::is_control))
+    {
         errs.push(
             "control_plane.edge_id",
             "must be 1 to 256 characters, none of them control characters",
@@ -837,7 +842,7 @@ fn control_plane(
 /// (`127.0.0.0/8`, `::1`, `localhost`) unless `allow_http`: the token, the
 /// report and the entitlements would cross the network in clear.
 fn parse_control_plane_url(text: &str, allow_http: bool) -> Result<http::Uri, String> {
-    let shown = super::secret::redact_url(text);
+    let shown = crate::secret::redact_url(text);
     let uri: http::Uri = text
         .parse()
         .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
@@ -870,15 +875,6 @@ fn is_loopback_host(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The host name (`/proc/sys/kernel/hostname`), else `"tollgate"`.
-fn default_edge_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "tollgate".to_owned())
 }
 
 /// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked

@@ -3,24 +3,10 @@
 
 use std::time::Duration;
 
-/// What to do with a new session when the user is at `max_sessions`
-/// (`on_limit` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Refuse the newcomer (`session_limit`).
-    Reject,
-    /// End the oldest session(s) and admit the newcomer.
-    EvictOldest,
-}
-
-/// What [`super::FleetStore::admit`] answers while Redis is unreachable or slow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailMode {
-    /// Admit (limits are not enforced during the outage).
-    Open,
-    /// Refuse with [`super::FleetError::Unavailable`].
-    Closed,
-}
+/// The limit policy is the session table's ([`crate::session::Policy`],
+/// `[sessions] on_limit`), the fail mode the config's (`store_fail`).
+pub use crate::config::FailMode;
+pub use crate::session::Policy;
 
 /// Settings of a [`super::FleetStore`].
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ impl Shared {
     /// state change can sweep). A file that does not parse is an error.
     pub fn load_revocations(&self) -> Result<(), String> {
         let dir = self.live().config.state_dir.clone();
-        let Some(file) = crate::state::load_named::<RevocationFile>(&dir, FILE_NAME)
+        let Some(file) = crate::persist::load_named::<RevocationFile>(&dir, FILE_NAME)
             .map_err(|e| e.to_string())?
         else {
             return Ok(());
@@ -49,7 +49,7 @@ impl Shared {
         }
         let file = self.revocations.to_file();
         let dir = self.live().config.state_dir.clone();
-        crate::state::save_named(&dir, FILE_NAME, &file).map_err(|e| {
+        crate::persist::save_named(&dir, FILE_NAME, &file).map_err(|e| {
             // Try again at the next save.
             self.revocations.mark_dirty();
             e.to_string()
@@ -84,9 +84,9 @@ impl Shared {
             return 0;
         }
         let live = self.live();
-        let api = self.api_state.load_full();
-        let effective = self.entitlements();
-        let deny = self.deny.load_full();
+        let api = self.store.api_layer();
+        let effective = self.store.entitlements();
+        let deny = self.store.deny_layer();
         let blocked: HashSet<[u8; 32]> = effective
             .blocklist()
             .tokens

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use crate::auth::{Check, Identity, query};
-use crate::config::secret::Secret;
+use crate::secret::Secret;
 
 /// One Astra user (Settings → Users).
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::template::{BUILTINS, Template, Var};
 use super::{Form, Md5Form, SecureLink};
-use crate::config::Secret;
-use crate::config::secret::RawSecret;
+use crate::secret::RawSecret;
+use crate::secret::Secret;
 
 /// Template used when `template` is not given: nginx's documented form with
 /// the secret moved into `$secret`.

@@ -15,8 +15,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Digest, Tokens, User, digest};
-use crate::config::Secret;
-use crate::config::secret::RawSecret;
+use crate::secret::RawSecret;
+use crate::secret::Secret;
 
 /// Prefix of a pre-hashed password: `sha256:` and 64 hex digits.
 const SHA256_PREFIX: &str = "sha256:";

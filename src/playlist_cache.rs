@@ -193,13 +193,13 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
         });
         key_prefix = format!(
             "{}{}/{}/{inc}/",
-            crate::keyserver::PREFIX,
+            crate::keyserver::uri::PREFIX,
             c.route,
             crate::path::encode_canonical(c.channel)
         );
         key_path = format!(
             "{}{}/{}/{inc}/",
-            crate::keyserver::PREFIX,
+            crate::keyserver::uri::PREFIX,
             c.route,
             c.channel
         );

@@ -182,24 +182,31 @@ fn kill_helper() {
     }
 }
 
-/// SIGKILL a process in the middle of big saves at random moments: the
-/// state is always one complete generation, never an error.
+/// SIGKILL a process in the middle of big saves: the state is always one
+/// complete generation, never an error. Each round waits until the helper
+/// has finished at least one save of its own (the file was replaced) and is
+/// writing the next (the temp file is there), then kills it at a random
+/// moment of that write; the temp file it leaves proves the kill landed
+/// mid-write.
 #[test]
 fn kill_9_during_save_keeps_a_complete_state() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use std::hash::BuildHasher;
+    use std::os::unix::fs::MetadataExt;
 
     let dir = tempfile::tempdir().unwrap();
     save(dir.path(), &snapshot(KILL_USERS, "a")).unwrap();
     let exe = std::env::current_exe().unwrap();
     let random = std::hash::RandomState::new();
+    let inode = || fs::metadata(dir.path().join(FILE_NAME)).unwrap().ino();
     let mut torn_tmp = 0;
     for round in 0..5u64 {
+        let before = inode();
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "state::tests::kill_helper",
+                "persist::tests::kill_helper",
                 "--ignored",
                 "--nocapture",
             ])
@@ -208,14 +215,22 @@ fn kill_9_during_save_keeps_a_complete_state() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Let it build its snapshots and save a few times, then kill at a
-        // random moment (not a synchronisation: any moment must be safe).
-        let wait = Duration::from_millis(1500 + random.hash_one(round) % 2500);
-        let start = Instant::now();
-        while start.elapsed() < wait {
-            assert!(child.try_wait().unwrap().is_none(), "helper exited early");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            while !done() {
+                assert!(child.try_wait().unwrap().is_none(), "helper exited early");
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: no {what} in 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for("completed save", &|| inode() != before);
+        wait_for("save in progress", &|| dir.path().join(TMP_NAME).exists());
+        // A random moment of this write (not a synchronisation: any moment
+        // must be safe).
+        std::thread::sleep(Duration::from_millis(random.hash_one(round) % 20));
         kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
         child.wait().unwrap();
         torn_tmp += usize::from(dir.path().join(TMP_NAME).exists());
@@ -228,5 +243,9 @@ fn kill_9_during_save_keeps_a_complete_state() {
         let last = format!("user{:08}", KILL_USERS - 1);
         assert_eq!(s.users.get(&last).unwrap().packages, vec![tag]);
     }
+    assert!(
+        torn_tmp > 0,
+        "no kill landed mid-write (no round left a torn {TMP_NAME})"
+    );
     println!("rounds that left a torn {TMP_NAME}: {torn_tmp}/5");
 }

@@ -1,0 +1,150 @@
+//! Phase 4 for an entry request (no session capability yet): run the
+//! route's auth methods, count the decision, and name the session the
+//! credentials open; and what revocation remembers of them.
+
+use http::Request;
+use hyper::body::Incoming;
+
+use super::Who;
+use crate::access_log::RequestRecord;
+use crate::auth::query::{param, percent_decode};
+use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
+use crate::capability::Claims;
+use crate::config::RouteConfig;
+use crate::error::ProxyError;
+use crate::metrics::AuthLabels;
+use crate::revocation::Credential;
+use crate::runtime::{Live, Shared};
+
+/// Authenticate an entry request and mint its session's claims.
+pub(super) async fn entry(
+    live: &Live,
+    shared: &Shared,
+    route: &RouteConfig,
+    path: &str,
+    req: &Request<Incoming>,
+    record: &RequestRecord,
+    now: u64,
+) -> Result<Who, ProxyError> {
+    let auth_request = AuthRequest {
+        client_ip: record.client_ip,
+        path,
+        query: req.uri().query(),
+        headers: req.headers(),
+        channel: record.channel.as_deref(),
+        now,
+    };
+    let decision = authenticate(live, shared, &route.auth, &auth_request).await;
+    count(shared, &decision);
+    let method = decision.method;
+    let identity = decision.result?;
+    let channel = record.channel.as_deref().unwrap_or_default();
+    let sessions = &live.config.sessions;
+    let user = identity.user;
+    let sid = live
+        .keys
+        .session_id(user.as_deref(), &route.name, channel, record.client_ip);
+    // An entry the `ip` method allowed had its address as its only
+    // credential: the capability never works from elsewhere.
+    let by_address = method == Some(AuthMethod::Ip);
+    let claims = Claims {
+        sid,
+        expires: shared
+            .revocations
+            .mint_expiry(sid, sessions.capability_expiry(now)),
+        user,
+        bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
+    };
+    // A token on a blocklist is refused wherever it is presented, whatever
+    // method read it (checked at entry: capabilities carry no token).
+    let presented = req
+        .uri()
+        .query()
+        .and_then(|q| param(q, "token"))
+        .map(|t| String::from_utf8_lossy(&percent_decode(t)).into_owned());
+    Ok(Who {
+        claims,
+        limit: identity.session_limit,
+        method,
+        presented,
+    })
+}
+
+/// Walk the route's methods; the synchronous ones in [`crate::auth`], and
+/// at a `backend` entry await the backends, going on with the next method
+/// when it passes.
+async fn authenticate(
+    live: &Live,
+    shared: &Shared,
+    methods: &[AuthMethod],
+    req: &AuthRequest<'_>,
+) -> Decision {
+    // The API's own layer: the `token` method asks it which `[[user]]`
+    // ids the API replaced (their config credentials no longer count).
+    let api = shared.store.api_layer();
+    let mut start = 0;
+    loop {
+        let at = match live.auth.decide_from(methods, start, req, Some(&api)) {
+            Step::Done(decision) => return decision,
+            Step::Backend(at) => at,
+        };
+        // Validation guarantees a client when a route lists `backend`;
+        // without one, fail closed.
+        let verdict = match &live.backend {
+            Some(backend) => backend.check(req).await,
+            None => Verdict::Deny(ProxyError::Internal),
+        };
+        let result = match verdict {
+            Verdict::Allow(id) => Ok(id),
+            Verdict::Deny(e) => Err(e),
+            Verdict::Pass => {
+                start = at + 1;
+                continue;
+            }
+        };
+        return Decision {
+            result,
+            method: Some(AuthMethod::Backend),
+        };
+    }
+}
+
+/// `tollgate_auth_decisions_total{method, outcome}`.
+fn count(shared: &Shared, decision: &Decision) {
+    shared
+        .metrics
+        .auth_decisions
+        .get_or_create(&AuthLabels {
+            method: match (decision.method, &decision.result) {
+                (Some(m), _) => m.as_str(),
+                (None, Err(ProxyError::IpDenied)) => "deny_list",
+                (None, _) => "none",
+            },
+            outcome: decision.result.as_ref().err().map_or("allow", |e| e.code()),
+        })
+        .inc();
+}
+
+/// The credential an entry request presented, as revocation remembers it,
+/// and whether the `token` method vouched for the user with it: a
+/// `?token=` whatever method read it (a block of the token must find the
+/// session), or the password of `?auth=` when the `token` method admitted.
+pub(super) fn entry_credential(
+    query: Option<&str>,
+    token: Option<&str>,
+    method: Option<AuthMethod>,
+    has_user: bool,
+) -> Option<(Credential, bool)> {
+    let by_token = method == Some(AuthMethod::Token) && has_user;
+    if let Some(t) = token {
+        return Some((Credential::token(t.as_bytes()), by_token));
+    }
+    if !by_token {
+        return None;
+    }
+    let auth = param(query?, "auth")?;
+    let auth = percent_decode(auth);
+    let colon = auth.iter().position(|&b| b == b':')?;
+    let password = auth.get(colon + 1..).unwrap_or_default();
+    Some((Credential::password(password), true))
+}
