@@ -12,6 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::error::{api_error, json_response};
 use crate::runtime::{ChangeError, Shared};
 use crate::session::SessionId;
 
@@ -32,7 +33,7 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
         return if ["/metrics", "/livez", "/readyz", "/healthz"].contains(&path) {
             method_not_allowed("GET, HEAD")
         } else {
-            json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+            api_error(StatusCode::NOT_FOUND, "not_found")
         };
     }
     match path {
@@ -51,7 +52,7 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
         "/readyz" => {
             let live = shared.live();
             let cp = live.config.control_plane.as_ref();
-            match cp.and_then(|cp| shared.sync.not_ready(cp, crate::runtime::unix_now())) {
+            match cp.and_then(|cp| shared.sync.not_ready(cp, shared.clock.now())) {
                 Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, reason),
                 None => text(StatusCode::OK, "ready\n"),
             }
@@ -86,9 +87,9 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
             } else {
                 StatusCode::OK
             };
-            json(code, body.to_string())
+            json_response(code, body.to_string())
         }
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        _ => api_error(StatusCode::NOT_FOUND, "not_found"),
     }
 }
 
@@ -111,10 +112,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         _ => false,
     };
     if !authorized {
-        let mut r = json(
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"unauthorized"}"#.into(),
-        );
+        let mut r = api_error(StatusCode::UNAUTHORIZED, "unauthorized");
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
@@ -203,7 +201,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await
         }
         (&Method::PUT, ["snapshot"]) => upload::put_snapshot(shared, req, BULK_BODY).await,
-        (&Method::PUT, [kind @ ("users" | "packages"), _]) => json(
+        (&Method::PUT, [kind @ ("users" | "packages"), _]) => json_response(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
                 "error": "invalid",
@@ -216,7 +214,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
         ),
         (_, other) => match allowed_methods(other) {
             Some(allow) => method_not_allowed(allow),
-            None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+            None => api_error(StatusCode::NOT_FOUND, "not_found"),
         },
     }
 }
@@ -236,10 +234,7 @@ fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
 
 /// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut r = json(
-        StatusCode::METHOD_NOT_ALLOWED,
-        r#"{"error":"method_not_allowed"}"#.into(),
-    );
+    let mut r = api_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
@@ -276,18 +271,15 @@ fn read<T: std::fmt::Display>(
     f: impl FnOnce(&crate::entitlements::Entitlements) -> Option<Result<T, serde_json::Error>>,
 ) -> Response<Full<Bytes>> {
     match shared.store.api_state(f) {
-        Some(Ok(text)) => json(StatusCode::OK, text.to_string()),
+        Some(Ok(text)) => json_response(StatusCode::OK, text.to_string()),
         Some(Err(_)) => internal(),
-        None => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
+        None => api_error(StatusCode::NOT_FOUND, "not_found"),
     }
 }
 
 /// 500 `{"error":"internal"}`.
 fn internal() -> Response<Full<Bytes>> {
-    json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        r#"{"error":"internal"}"#.into(),
-    )
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal")
 }
 
 /// Apply a change off the async workers; 204 when it is visible to the
@@ -310,16 +302,11 @@ fn applied(
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        Ok(Err(ChangeError::NotFound)) => {
-            json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
-        }
+        Ok(Err(ChangeError::NotFound)) => api_error(StatusCode::NOT_FOUND, "not_found"),
         Ok(Err(ChangeError::Invalid(problems))) => invalid(&problems),
         Ok(Err(ChangeError::Storage(e))) => {
             tracing::error!(error = %e, "admin change not applied: state dir not writable");
-            json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"error":"state_write_failed"}"#.into(),
-            )
+            api_error(StatusCode::INTERNAL_SERVER_ERROR, "state_write_failed")
         }
         Err(_) => internal(),
     }
@@ -327,7 +314,7 @@ fn applied(
 
 /// 400 `{"error":"invalid","problems":[…]}`.
 fn invalid<S: serde::Serialize>(problems: &[S]) -> Response<Full<Bytes>> {
-    json(
+    json_response(
         StatusCode::BAD_REQUEST,
         serde_json::json!({ "error": "invalid", "problems": problems }).to_string(),
     )
@@ -335,15 +322,12 @@ fn invalid<S: serde::Serialize>(problems: &[S]) -> Response<Full<Bytes>> {
 
 /// 413 `{"error":"body_too_large"}`.
 fn too_large() -> Response<Full<Bytes>> {
-    json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        r#"{"error":"body_too_large"}"#.into(),
-    )
+    api_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
 }
 
 /// 400 `{"error":"bad_body"}`: the body could not be read to its end.
 fn bad_body() -> Response<Full<Bytes>> {
-    json(StatusCode::BAD_REQUEST, r#"{"error":"bad_body"}"#.into())
+    api_error(StatusCode::BAD_REQUEST, "bad_body")
 }
 
 /// The JSON body of `req`, at most `limit` bytes; the error response otherwise.
@@ -396,7 +380,7 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
         })
         .collect();
     sessions.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
-    json(
+    json_response(
         StatusCode::OK,
         serde_json::json!({ "sessions": sessions }).to_string(),
     )
@@ -406,10 +390,7 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
 /// edge but could not be saved, so it would not survive a restart.
 fn revocations_not_saved(e: &str) -> Response<Full<Bytes>> {
     tracing::error!(error = %e, "revocation not saved: state dir not writable");
-    json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        r#"{"error":"state_write_failed"}"#.into(),
-    )
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, "state_write_failed")
 }
 
 /// `DELETE /api/v1/sessions/{id}`: end a session now; its player's next
@@ -417,7 +398,7 @@ fn revocations_not_saved(e: &str) -> Response<Full<Bytes>> {
 /// revocation is in the state dir before this answers).
 async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
     let Ok(SessionId(id)) = id.parse::<SessionId>() else {
-        return json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
+        return api_error(StatusCode::NOT_FOUND, "not_found");
     };
     let user = shared
         .sessions
@@ -431,7 +412,7 @@ async fn kick_session(shared: &Arc<Shared>, id: &str) -> Response<Full<Bytes>> {
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     } else {
-        json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into())
+        api_error(StatusCode::NOT_FOUND, "not_found")
     }
 }
 
@@ -440,16 +421,6 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
-}
-
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     r
 }
 

@@ -1,5 +1,9 @@
 //! tollgate: a streaming edge auth proxy for HLS origins.
 //!
+//! `docs/architecture.md` draws the rooms and who may import whom; in
+//! short, **cores** decide and never do I/O, read the clock or import
+//! tokio/hyper; **shells** do the I/O around them.
+//!
 //! # Layout: the data path of one viewer request, in order
 //!
 //! 1. **accept**: [`server`] owns the listeners (plain HTTP/1.1 + h2c, HTTPS via
@@ -8,22 +12,23 @@
 //!    slashes, dot-segments) and refuses tricks; [`router`] picks the route by
 //!    longest prefix and names the channel.
 //! 3. **authenticate**: an entry request runs the route's methods in order
-//!    ([`auth`]; [`ipnet_set`] backs the `ip` method, [`auth_backend`] asks
-//!    the HTTP backends of the `backend` method); every later request carries
-//!    the session capability that [`capability`] mints and checks without
-//!    I/O (it also derives session ids, segment tags and content keys from
-//!    `[keys] master`).
-//! 4. **admit**: [`entitlements`] decides whether the user may watch this
-//!    channel from this address (packages, expiry, blocklist) and with how
-//!    many sessions; [`session`] creates or refreshes the viewer's session
-//!    within that limit, or [`fleet`] counts it across every edge through
-//!    Redis; [`incarnation`] guards against key/IV reuse when an origin
-//!    restarts.
+//!    ([`auth`]; [`ipnet_set`] backs the `ip` method, `auth::backend::client`
+//!    asks the HTTP backends of the `backend` method); every later request
+//!    carries the session capability that [`capability`] mints and checks
+//!    without I/O (it also derives session ids, segment tags and content keys
+//!    from `[keys] master`; [`secret`] keeps the secrets out of logs).
+//! 4. **admit**: [`admission`] is the pure decision: [`entitlements`] (may
+//!    the user watch this channel from this address: packages, expiry,
+//!    blocklist; with how many sessions), revocation ([`revocation`]) and the
+//!    session table's limit ([`session`]); [`admit`] is its shell, which
+//!    frees a refused viewer's slot and asks [`fleet`] to count the session
+//!    across every edge through Redis; [`incarnation`] guards against key/IV
+//!    reuse when an origin restarts.
 //! 5. **fetch**: [`origin`] holds one pooled client per origin with connect,
-//!    first-byte and idle-body timeouts; [`playlist`] micro-caches and decodes
-//!    origin playlists; [`segcache`] fetches and encrypts each segment once
-//!    however many viewers ask; [`headers`] strips hop-by-hop headers and adds
-//!    `X-Forwarded-For`; [`credentials`] strips the proxy's own query
+//!    first-byte and idle-body timeouts; [`playlist_cache`] micro-caches and
+//!    decodes origin playlists; [`segcache`] fetches and encrypts each segment
+//!    once however many viewers ask; [`headers`] strips hop-by-hop headers and
+//!    adds `X-Forwarded-For`; [`credentials`] strips the proxy's own query
 //!    parameters.
 //! 6. **rewrite or encrypt**: [`hls`] compiles a playlist into a template
 //!    that renders per session (every URI gains the capability, key lines are
@@ -31,17 +36,19 @@
 //!    answers key URIs.
 //! 7. **respond**: [`body`] streams bodies, aborting on origin failure;
 //!    [`cors`] adds the headers browser players need; [`error`] is the one
-//!    place that maps failures to status, code and blame.
+//!    place that maps failures to status, code, blame and the error answer
+//!    (viewer and admin API alike).
 //! 8. **log**: [`access_log`] writes one JSON line; [`metrics`] names and counts.
 //!
 //! [`proxy`] is the one module that knows the order of these phases.
-//! [`config`] parses and validates the TOML file; [`runtime`] holds the
-//! swappable live state and handles SIGHUP/SIGTERM/SIGINT; [`admin`] serves
-//! `/metrics`, `/livez`, `/readyz`, `/healthz`. [`simorigin`] is the simulated
-//! live origin used by `tollgate demo` and the load harness. [`sign`] makes
-//! the links `tollgate sign` prints. [`ppv`] is the pure core of the Nimble PPV
-//! control-plane protocol used by the control-plane sync; [`state`] persists
-//! an entitlement snapshot crash-safely in the state dir.
+//! [`config`] parses and validates the TOML file (pure but for reading the
+//! files it names); [`runtime`] holds the swappable live state, a
+//! composition of narrow handles; [`store`] is the entitlement store the
+//! admin API ([`admin`]) and the control plane ([`sync`], both protocols
+//! under it) change; [`persist`] writes state files crash-safely in the
+//! state dir. [`simorigin`] is the simulated live origin used by
+//! `tollgate demo` and the load harness. [`sign`] makes the links
+//! `tollgate sign` prints.
 
 pub mod access_log;
 pub mod admin;
@@ -51,6 +58,7 @@ pub mod auth;
 pub mod body;
 pub mod capability;
 pub mod cbc;
+pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod credentials;

@@ -135,7 +135,7 @@ fn main() -> ExitCode {
                 user: user.as_deref(),
                 scheme: scheme.as_deref(),
             };
-            match tollgate::sign::sign(&config, &opts, tollgate::runtime::unix_now()) {
+            match tollgate::sign::sign(&config, &opts, tollgate::clock::unix_now()) {
                 Ok(url) => {
                     println!("{url}");
                     ExitCode::SUCCESS

@@ -37,7 +37,7 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::origin::Origin;
 use crate::playlist_cache::Compile;
-use crate::runtime::{Live, Shared, unix_now};
+use crate::runtime::{Live, Shared};
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +152,7 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // 1–2. Method, size, canonical path: everything after sees only it.
     let path = canonical_path(live, &req)?;
-    let now = unix_now();
+    let now = shared.clock.now();
     // 2b. The key endpoint lives under a reserved path, outside every route.
     if path.starts_with(crate::keyserver::PREFIX) {
         return crate::keyserver::serve(live, shared, &path, req.uri().query(), record, now).await;

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::auth::backend::client::BackendClient;
 use crate::capability::MasterKeys;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
 use crate::incarnation::Incarnations;
@@ -164,13 +165,6 @@ fn random_master() -> Result<[u8; 32], ConfigErrors> {
     Ok(out)
 }
 
-/// Unix seconds now (the shell's one clock read for session bookkeeping).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The fleet store the config names (validation already checked the URL).
 fn fleet_store(config: &Config) -> Option<crate::fleet::FleetStore> {
     let crate::config::SessionStore::Redis {
@@ -221,6 +215,8 @@ pub struct Shared {
     pub store: EntitlementStore,
     /// Pull sync's state and health (`[control_plane]`).
     pub sync: crate::sync::status::Status,
+    /// Unix seconds for every TTL, idle and expiry decision.
+    pub clock: Clock,
     /// Revoked sessions and what admitted each session; persisted in the
     /// state dir ([`crate::revocation::FILE_NAME`]).
     pub revocations: Revocations,
@@ -230,7 +226,7 @@ pub struct Shared {
 
 impl Shared {
     /// Start serving generation `live`.
-    pub fn new(live: Live, metrics: Metrics) -> Arc<Self> {
+    pub fn new(live: Live, metrics: Metrics, clock: Clock) -> Arc<Self> {
         let c = &live.config.cache;
         let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
             .with_fill_limits(c.max_segment, c.max_fill_bytes);
@@ -252,6 +248,7 @@ impl Shared {
                 fleet,
                 store,
                 sync: crate::sync::status::Status::default(),
+                clock,
                 revocations: Revocations::default(),
                 revocation_writer: std::sync::Mutex::new(()),
                 live: ArcSwap::from_pointee(live),
@@ -277,7 +274,7 @@ impl Shared {
                 }
             });
         }
-        let now = unix_now();
+        let now = self.clock.now();
         let until = self.live().config.sessions.capability_expiry(now);
         let was_live = self.sessions.end(id, until);
         if was_live {

@@ -73,6 +73,9 @@ pub struct Control {
     pub drain: CancellationToken,
     /// Cancelled to stop at once (SIGINT).
     pub stop: CancellationToken,
+    /// The clock of every TTL, idle and expiry decision (the system's;
+    /// tests pass a manual one and advance it).
+    pub clock: crate::clock::Clock,
 }
 
 /// Serve until drained or stopped. Returns after a drain once in-flight
@@ -80,7 +83,7 @@ pub struct Control {
 pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyhow::Result<()> {
     let live = Live::build(config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let budgets = Budgets::new(&live.config);
-    let shared = Shared::new(live, crate::metrics::Metrics::new());
+    let shared = Shared::new(live, crate::metrics::Metrics::new(), control.clock.clone());
     // Revocations first: loading the state may sweep them.
     shared
         .load_revocations()
@@ -185,7 +188,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
 async fn persist_revocations(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        shared.revocations.prune(crate::runtime::unix_now());
+        shared.revocations.prune(shared.clock.now());
         if let Err(e) = shared.save_revocations_async().await {
             tracing::warn!(error = %e, "revocations not saved in the state dir; retrying");
         }
@@ -228,9 +231,7 @@ async fn sweep_sessions(shared: Arc<Shared>) {
             std::time::Duration::from_secs(5),
         );
         tokio::time::sleep(every).await;
-        shared
-            .sessions
-            .sweep(crate::runtime::unix_now(), idle.as_secs());
+        shared.sessions.sweep(shared.clock.now(), idle.as_secs());
         shared
             .metrics
             .sessions

@@ -48,7 +48,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use crate::config::{ControlPlaneConfig, SyncMode};
 use crate::entitlements::Blocklist;
 use crate::metrics::ResultLabel;
-use crate::runtime::{ChangeError, Live, Shared, unix_now};
+use crate::runtime::{ChangeError, Live, Shared};
 use protocol::{Answer, Change, Plan, Report, SessionUsage};
 use status::denied;
 pub use status::{FILE_NAME, Health, Persisted, Status};
@@ -112,7 +112,7 @@ pub async fn run(shared: Arc<Shared>) {
     // applies (a `Weak` keeps the generation's address from being reused).
     let mut client: Option<(Weak<Live>, SyncClient)> = None;
     let mut usage = Usage::default();
-    shared.sync.started(unix_now());
+    shared.sync.started(shared.clock.now());
     loop {
         let live = shared.live();
         let Some(cp) = live.config.control_plane.clone() else {
@@ -139,7 +139,7 @@ pub async fn run(shared: Arc<Shared>) {
                 "no TLS client (see the log: CA roots could not be loaded)",
             )),
         };
-        let now = unix_now();
+        let now = shared.clock.now();
         let failures = {
             let label = match &result {
                 Ok(applied) => {
@@ -264,7 +264,7 @@ async fn once(
     cp: &ControlPlaneConfig,
     usage: &mut Usage,
 ) -> Result<bool, Failure> {
-    let now = unix_now();
+    let now = shared.clock.now();
     let lines = usage.collect(&shared.sessions.list());
     let held = shared.sync.version();
     let (body, puzzle) = match cp.mode {

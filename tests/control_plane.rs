@@ -434,7 +434,7 @@ fn wms_link(text: &str, channel: &str, id: &str) -> String {
             user: Some(id),
             scheme: Some("wmsauth"),
         },
-        tollgate::runtime::unix_now(),
+        tollgate::clock::unix_now(),
     )
     .unwrap()
 }

@@ -231,8 +231,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, String> {
             let shared = run.shared.clone();
             let entry = entry.clone();
             async move {
-                let url = match entry.entry(&channel, &user, seen_ip, tollgate::runtime::unix_now())
-                {
+                let url = match entry.entry(&channel, &user, seen_ip, tollgate::clock::unix_now()) {
                     Ok(u) => u,
                     Err(e) => {
                         shared

@@ -88,7 +88,7 @@ pub async fn run(opts: ZapOptions) -> Result<Report, String> {
                 loop {
                     let until = (Instant::now() + zap_every).min(deadline);
                     let channel = channels.get(ch).map_or("", String::as_str);
-                    match entry.entry(channel, &user, seen_ip, tollgate::runtime::unix_now()) {
+                    match entry.entry(channel, &user, seen_ip, tollgate::clock::unix_now()) {
                         Ok(url) => {
                             // A new player: a new connection, like a player
                             // reopening after a channel change.

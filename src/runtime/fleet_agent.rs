@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use super::{Shared, unix_now};
+use super::Shared;
 use crate::config::SessionStore;
 use crate::fleet::{FleetError, FleetStore, PROBE_EVERY};
 
@@ -88,7 +88,7 @@ async fn heartbeat(shared: &Shared, store: &FleetStore, beat_now: &Notify) {
 
 /// One heartbeat of every session the store admitted, grouped by user.
 async fn beat(shared: &Shared, store: &FleetStore) {
-    let now = unix_now();
+    let now = shared.clock.now();
     let mut by_user: HashMap<Box<str>, Vec<(u64, u64)>> = HashMap::new();
     for s in shared.sessions.list() {
         if let (true, Some(user)) = (s.in_fleet(), s.user.as_ref()) {
@@ -124,7 +124,11 @@ async fn beat(shared: &Shared, store: &FleetStore) {
 
 async fn watch_ended(shared: &Shared, store: &FleetStore, beat_now: &Notify, resubscribe: &Notify) {
     let end_here = |id: u64| {
-        let until = shared.live().config.sessions.capability_expiry(unix_now());
+        let until = shared
+            .live()
+            .config
+            .sessions
+            .capability_expiry(shared.clock.now());
         shared.sessions.end(id, until);
     };
     loop {

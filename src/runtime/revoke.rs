@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Shared, unix_now};
+use super::Shared;
 use crate::revocation::{Admission, Credential, FILE_NAME, Reason, RevocationFile};
 
 impl Shared {
@@ -33,7 +33,7 @@ impl Shared {
             return Ok(());
         };
         self.revocations
-            .load(file, unix_now())
+            .load(file, self.clock.now())
             .map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))
     }
 
@@ -111,7 +111,7 @@ impl Shared {
                 (None, None) => false,
             }
         };
-        let now = unix_now();
+        let now = self.clock.now();
         let cutoff = live.config.sessions.capability_expiry(now);
         self.revocations.revoke_where(cutoff, now, |a| {
             if let Credential::Token(d) = &a.credential
