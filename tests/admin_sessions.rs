@@ -13,32 +13,12 @@ use serde_json::Value;
 const TOKEN: &str = "test-admin-token";
 
 fn config(origin: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[user]]
-id = "alice"
-packages = ["*"]
-tokens = ["alice-token"]
-[[user]]
-id = "bob"
-packages = ["*"]
-tokens = ["bob-token"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .admin(TOKEN)
+        .live(&["token"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("bob", &["bob-token"], &["*"])
+        .build()
 }
 
 async fn api(

@@ -85,27 +85,11 @@ fn config_text(origin: std::net::SocketAddr, m: &Method, deny_loopback: bool) ->
     } else {
         ""
     };
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[ip]
-{deny}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["{name}"]
-{section}
-"#,
-        name = m.name,
-        section = m.section
-    )
+    ConfigBuilder::new(origin)
+        .section("ip", deny)
+        .route(Route::new("live", "/live/").auth(&[m.name]))
+        .extra(m.section)
+        .build()
 }
 
 fn now() -> u64 {

@@ -70,27 +70,12 @@ async fn backend(plan: Plan) -> (TestOrigin, Script) {
 
 /// A config whose `/live/` route uses only `backend`, with these backends.
 fn config(origin: SocketAddr, backends: &[String], timeout: &str) -> String {
-    let sections: String = backends
+    let timeout = format!("timeout = \"{timeout}\"");
+    let config = ConfigBuilder::new(origin).route(Route::new("live", "/live/").auth(&["backend"]));
+    backends
         .iter()
-        .map(|url| format!("[[auth.backend]]\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n"))
-        .collect();
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["backend"]
-{sections}
-"#
-    )
+        .fold(config, |c, url| c.backend(url, &timeout))
+        .build()
 }
 
 fn url_of(b: &TestOrigin) -> String {
@@ -295,24 +280,13 @@ async fn concurrent_identical_lookups_make_one_backend_request() {
 
 #[test]
 fn config_errors_name_the_backend_keys() {
-    let text = r#"
-[server]
-listen = ["127.0.0.1:0"]
-[[origin]]
-name = "o"
-url = "http://127.0.0.1:1"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["backend"]
-[[auth.backend]]
-url = "https://auth.example/check"
-[[auth.backend]]
-url = "http://auth.example/check"
-timeout = "0s"
-"#;
-    let errs = Config::parse(text, std::path::Path::new(".")).unwrap_err();
+    let text = ConfigBuilder::new("127.0.0.1:1".parse().unwrap())
+        .no_admin()
+        .route(Route::new("live", "/live/").auth(&["backend"]))
+        .backend("https://auth.example/check", "")
+        .backend("http://auth.example/check", "timeout = \"0s\"")
+        .build();
+    let errs = Config::parse(&text, std::path::Path::new(".")).unwrap_err();
     let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,

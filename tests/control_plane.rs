@@ -29,25 +29,14 @@ fn config_auth(
     state: &std::path::Path,
     extra: &str,
 ) -> String {
-    config_with_auth(
-        origin,
-        auth,
-        &format!(
-            r#"
-[state]
-dir = "{state}"
-[control_plane]
-url = "http://{cp}/sync"
-token = "{CP_TOKEN}"
-interval = "200ms"
-timeout = "1s"
-max_backoff = "400ms"
-edge_id = "edge-test-1"
-{extra}
-"#,
-            state = state.display()
-        ),
-    )
+    let control_plane = format!(
+        "url = \"http://{cp}/sync\"\ntoken = \"{CP_TOKEN}\"\ninterval = \"200ms\"\n\
+         timeout = \"1s\"\nmax_backoff = \"400ms\"\nedge_id = \"edge-test-1\"\n{extra}"
+    );
+    loopback_config(origin, auth)
+        .state(state)
+        .section("control_plane", &control_plane)
+        .build()
 }
 
 fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &str) -> String {

@@ -11,52 +11,19 @@ mod common;
 use common::*;
 
 fn config(origin: std::net::SocketAddr, on_limit: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-on_limit = "{on_limit}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[package]]
-name = "basic"
-channels = ["ch1", "news-*"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["basic"]
-max_sessions = 1
-[[user]]
-id = "carol"
-packages = ["*"]
-tokens = ["carol-token"]
-disabled = true
-[[user]]
-id = "dave"
-packages = ["*"]
-tokens = ["dave-token"]
-expires_at = "2020-01-01T00:00:00Z"
-[[user]]
-id = "erin"
-packages = ["*"]
-tokens = ["erin-token"]
-ips = ["10.0.0.0/8"]
-[[user]]
-id = "frank"
-packages = ["*"]
-tokens = ["frank-token"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(&format!("on_limit = \"{on_limit}\""))
+        .live(&["token"])
+        .package("basic", &["ch1", "news-*"])
+        .add_user(User::new("alice", &["alice-token"], &["basic"]).max_sessions(1))
+        .add_user(User::new("carol", &["carol-token"], &["*"]).keys("disabled = true"))
+        .add_user(
+            User::new("dave", &["dave-token"], &["*"])
+                .keys("expires_at = \"2020-01-01T00:00:00Z\""),
+        )
+        .add_user(User::new("erin", &["erin-token"], &["*"]).keys("ips = [\"10.0.0.0/8\"]"))
+        .user("frank", &["frank-token"], &["*"])
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,30 +35,14 @@ async fn backend() -> TestOrigin {
 }
 
 fn config(origin: SocketAddr, backend: SocketAddr, redis: &str, fail: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-store = "{redis}"
-store_fail = "{fail}"
-store_timeout = "300ms"
-idle_timeout = "30s"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["backend"]
-[[auth.backend]]
-url = "http://{backend}/auth"
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(&format!(
+            "store = \"{redis}\"\nstore_fail = \"{fail}\"\nstore_timeout = \"300ms\"\n\
+             idle_timeout = \"30s\""
+        ))
+        .live(&["backend"])
+        .backend(&format!("http://{backend}/auth"), "")
+        .build()
 }
 
 async fn code(edge: &Tollgate, path: &str) -> (u16, String) {
@@ -121,32 +105,15 @@ const MASTER: &str = "hex:000102030405060708090a0b0c0d0e0f000102030405060708090a
 
 /// [`config`] plus a shared `[keys] master`, an admin token and `sessions` keys.
 fn fleet_config(origin: SocketAddr, backend: SocketAddr, redis: &str, sessions: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
-[keys]
-master = "{MASTER}"
-[sessions]
-store = "{redis}"
-store_timeout = "300ms"
-{sessions}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["backend"]
-[[auth.backend]]
-url = "http://{backend}/auth"
-"#
-    )
+    ConfigBuilder::new(origin)
+        .admin("test-admin-token")
+        .section("keys", &format!("master = \"{MASTER}\""))
+        .sessions(&format!(
+            "store = \"{redis}\"\nstore_timeout = \"300ms\"\n{sessions}"
+        ))
+        .live(&["backend"])
+        .backend(&format!("http://{backend}/auth"), "")
+        .build()
 }
 
 /// Enter channel `ch` on `edge` as alice; the path of its segment, with the

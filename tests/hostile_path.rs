@@ -118,32 +118,12 @@ async fn servlet_origin() -> ServletOrigin {
 }
 
 fn token_config(origin: SocketAddr, sessions: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-{sessions}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[package]]
-name = "a"
-channels = ["cha", "ch1"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["a"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(sessions)
+        .live(&["token"])
+        .package("a", &["cha", "ch1"])
+        .user("alice", &["alice-token"], &["a"])
+        .build()
 }
 
 /// Segments that are a dot-segment to a servlet container, Windows/IIS, an

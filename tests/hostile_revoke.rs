@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::process::{Tollgate, client, get};
-use common::{TestOrigin, admin_call, error_body, full, start_origin};
+use common::{ConfigBuilder, Route, TestOrigin, User, admin_call, error_body, full, start_origin};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use nix::sys::signal::Signal;
@@ -63,44 +63,19 @@ async fn origin() -> TestOrigin {
 /// `encrypt`), a fixed master, the state in `state`, and the config users
 /// alice (`alice-token`, password `alice-pass`) and bob (`bob-token`).
 fn config(origin: SocketAddr, state: &Path, encrypt: bool) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-shutdown_grace = "2s"
-[admin]
-listen = "127.0.0.1:0"
-token = "{ADMIN}"
-[state]
-dir = "{state}"
-[keys]
-master = "{MASTER}"
-rotate_every = "10m"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-encrypt = {encrypt}
-[[package]]
-name = "all"
-channels = ["*"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-password = "alice-pass"
-packages = ["all"]
-[[user]]
-id = "bob"
-tokens = ["bob-token"]
-packages = ["all"]
-"#,
-        state = state.display()
-    )
+    ConfigBuilder::new(origin)
+        .server("shutdown_grace = \"2s\"")
+        .admin(ADMIN)
+        .state(state)
+        .section(
+            "keys",
+            &format!("master = \"{MASTER}\"\nrotate_every = \"10m\""),
+        )
+        .route(Route::live(&["token"]).keys(&format!("encrypt = {encrypt}")))
+        .package("all", &["*"])
+        .add_user(User::new("alice", &["alice-token"], &["all"]).keys("password = \"alice-pass\""))
+        .user("bob", &["bob-token"], &["all"])
+        .build()
 }
 
 async fn api(tg: &Tollgate, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
