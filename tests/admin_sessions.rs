@@ -146,10 +146,6 @@ async fn list_and_kick_sessions() {
         405
     );
     // Signing in again is a new start.
-    let again = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8?token=alice-token"))
-        .send()
-        .await
-        .unwrap();
+    let again = get_h1(proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
     assert_eq!(again.status(), 200);
 }

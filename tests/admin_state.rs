@@ -121,11 +121,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
             .0,
         413
     );
-    let unauth = h1_client()
-        .get(proxy.admin_url("/api/v1/blocklist"))
-        .send()
-        .await
-        .unwrap();
+    let unauth = get_h1(proxy.admin_url("/api/v1/blocklist")).await;
     assert_eq!(unauth.status(), 401);
 
     // The state file is the owner's only and never holds a plaintext password.

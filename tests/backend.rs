@@ -93,13 +93,7 @@ fn count(b: &TestOrigin) -> usize {
 }
 
 async fn status(proxy: &TestProxy, path: &str) -> u16 {
-    h1_client()
-        .get(proxy.url(path))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    get_h1(proxy.url(path)).await.status().as_u16()
 }
 
 const PLAYLIST_T1: &str = "/live/ch1/index.m3u8?token=t1";
@@ -110,11 +104,7 @@ async fn backend_200_allows_and_gets_the_flussonic_query() {
     let (b, _) = backend(Plan::answer(200, &[("x-userid", "alice")])).await;
     let proxy = start_proxy(&config(origin.addr, &[url_of(&b)], "2s")).await;
 
-    let resp = h1_client()
-        .get(proxy.url(PLAYLIST_T1))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url(PLAYLIST_T1)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(strip_capabilities(&resp.text().await.unwrap()), PLAYLIST);
     // A segment of the same channel is the same session: no second look-up.
@@ -153,11 +143,7 @@ async fn backend_403_denies() {
     let origin = content_origin().await;
     let (b, _) = backend(Plan::answer(403, &[])).await;
     let proxy = start_proxy(&config(origin.addr, &[url_of(&b)], "2s")).await;
-    let resp = h1_client()
-        .get(proxy.url(PLAYLIST_T1))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url(PLAYLIST_T1)).await;
     assert_eq!(resp.status(), 403);
     assert!(resp.text().await.unwrap().contains("forbidden"));
     assert_eq!(count(&b), 1);
@@ -312,11 +298,7 @@ async fn backend_max_sessions_refuses_and_unique_evicts() {
     // One session: the reload is the same session, another channel is a second.
     assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
     assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
-    let r = h1_client()
-        .get(proxy.url("/live/ch2/index.m3u8?token=t1"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch2/index.m3u8?token=t1")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_limit\"}\n");
 

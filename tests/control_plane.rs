@@ -119,11 +119,7 @@ async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fai
 
     // Before any good sync (and with nothing persisted) the edge is not ready.
     cp.wait_reports(1).await;
-    let r = h1_client()
-        .get(proxy.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.admin_url("/readyz")).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.text().await.unwrap(), "no control-plane state yet\n");
     assert_eq!(
@@ -386,11 +382,7 @@ async fn wait_ready(proxy: &TestProxy) {
 /// Wait until `/readyz` answers `status` with `body`.
 async fn wait_readyz(proxy: &TestProxy, status: u16, body: &str) {
     eventually(&format!("readyz to answer {status} {body:?}"), async || {
-        let r = h1_client()
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_h1(proxy.admin_url("/readyz")).await;
         let (s, b) = (r.status(), r.text().await.unwrap());
         if s == status && b == body {
             Ok(())

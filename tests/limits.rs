@@ -188,15 +188,7 @@ async fn reload_swaps_the_certificate_for_new_connections() {
 async fn stop_returns_at_once_and_closes_listeners() {
     let origin = ok_origin().await;
     let mut proxy = start_proxy(&config_for(origin.addr, "")).await;
-    assert_eq!(
-        h1_client()
-            .get(proxy.url("/live/ch1/a.ts"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_h1(proxy.url("/live/ch1/a.ts")).await.status(), 200);
     proxy.control.stop.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), &mut proxy.task).await;
     assert!(

@@ -134,11 +134,7 @@ async fn first_half_reaches_viewer_before_origin_sends_the_rest() {
     tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[..half]))))
         .await
         .unwrap();
-    let mut resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     assert_eq!(resp.status(), 200);
     let mut got = Vec::new();
     // The origin has sent only the first half and is paused: all of it must arrive.
@@ -210,11 +206,7 @@ async fn origin_stalling_mid_body_aborts_after_idle_timeout() {
     tx.send(Ok(Frame::data(Bytes::from(vec![1u8; 1000]))))
         .await
         .unwrap();
-    let resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     // idle_timeout = 1s in config_for; the sender stays alive, so the origin stalls.
     let result = tokio::time::timeout(Duration::from_secs(30), resp.bytes())
         .await
@@ -230,11 +222,7 @@ async fn origin_down_is_502_and_stalled_origin_is_504() {
         .local_addr()
         .unwrap();
     let proxy = start_proxy(&config_for(closed_port, "")).await;
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         r.text().await.unwrap().trim(),
@@ -248,11 +236,7 @@ async fn origin_down_is_502_and_stalled_origin_is_504() {
     .await;
     let proxy = start_proxy(&config_for(stalled.addr, "")).await;
     let t = Instant::now();
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     let waited = t.elapsed();
     assert_eq!(r.status(), 504);
     assert_eq!(
@@ -277,11 +261,7 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000]))))
         .await
         .unwrap();
-    let mut resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     let first = resp.chunk().await.unwrap().unwrap();
     proxy.control.drain.cancel();
     let c = h1_client();

@@ -57,22 +57,14 @@ async fn ip_method_allow_deny_and_all_pass() {
         "[ip]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]",
     );
     let proxy = start_proxy(&denied).await;
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"ip_denied"}"#);
     // Not allowed and not denied: every method passed → forbidden.
     let not_allowed = config_for(origin.addr, "")
         .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.0.0.0/8\"]");
     let proxy2 = start_proxy(&not_allowed).await;
-    let r = h1_client()
-        .get(proxy2.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy2.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"forbidden"}"#);
     assert!(

@@ -301,6 +301,11 @@ pub async fn eventually<T>(what: &str, mut attempt: impl AsyncFnMut() -> Result<
     }
 }
 
+/// GET `url` over HTTP/1.1: the response, whatever its status.
+pub async fn get_h1(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    h1_client().get(url).send().await.unwrap()
+}
+
 /// GET `url` over HTTP/1.1 and return the body as text.
 pub async fn get_text(url: &str) -> String {
     h1_client()
