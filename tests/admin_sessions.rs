@@ -36,11 +36,7 @@ async fn list_and_kick_sessions() {
     let proxy = start_proxy(&config(origin.addr)).await;
     let c = h1_client();
     let playlist = get_text(&proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
-    let child = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .unwrap();
-    let seg = proxy.url(&format!("/live/ch1/{child}"));
+    let seg = proxy.url(&first_segment("ch1", &playlist));
     assert_eq!(c.get(&seg).send().await.unwrap().status(), 200);
     get_text(&proxy.url("/live/ch2/index.m3u8?token=bob-token")).await;
 

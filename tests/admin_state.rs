@@ -26,11 +26,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     // Alice is playing.
     let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
-    let seg = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &playlist);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
 
     // Blocked through the API: her very next segment is refused.
@@ -218,11 +214,7 @@ async fn a_user_deleted_during_a_pause_cannot_resume() {
     assert_eq!(s, 204, "{b}");
     let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=dave-token").await;
     assert_eq!(status, 200, "{playlist}");
-    let seg = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &playlist);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
     // Paused: the session is forgotten.
     eventually("dave's session to be swept", async || {

@@ -305,11 +305,7 @@ async fn backend_max_sessions_refuses_and_unique_evicts() {
     // X-Unique: the newcomer wins and the older session ends.
     *script.lock().unwrap() = Plan::answer(200, &[("x-userid", "bob"), ("x-unique", "true")]);
     let first = get_text(&proxy.url("/live/ch3/index.m3u8?token=t2")).await;
-    let seg = first
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| proxy.url(&format!("/live/ch3/{l}")))
-        .unwrap();
+    let seg = proxy.url(&first_segment("ch3", &first));
     assert_eq!(h1_client().get(&seg).send().await.unwrap().status(), 200);
     assert_eq!(status(&proxy, "/live/ch4/index.m3u8?token=t2").await, 200);
     let r = h1_client().get(&seg).send().await.unwrap();

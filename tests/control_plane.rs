@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane};
+use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane, metrics, syncs, wait_sync};
 use common::*;
 use serde_json::{Value, json};
 
@@ -43,30 +43,6 @@ fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &s
     config_auth(origin, "token", cp, state, extra)
 }
 
-async fn metrics(proxy: &TestProxy) -> String {
-    get_text(&proxy.admin_url("/metrics")).await
-}
-
-fn syncs(text: &str, result: &str) -> f64 {
-    metric(
-        text,
-        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
-    )
-}
-
-/// Wait until `/metrics` counts one more sync with `result` than `before`.
-async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
-    eventually(&format!("a sync with result {result}"), async || {
-        let n = syncs(&metrics(proxy).await, result);
-        if n > before {
-            Ok(())
-        } else {
-            Err(format!("{result} = {n}"))
-        }
-    })
-    .await;
-}
-
 /// GET until the status and body are `want` (a sync lands within a few
 /// hundred milliseconds).
 async fn wait_fetch(proxy: &TestProxy, path: &str, want: (u16, &str)) {
@@ -79,15 +55,6 @@ async fn wait_fetch(proxy: &TestProxy, path: &str, want: (u16, &str)) {
         }
     })
     .await;
-}
-
-/// The first segment URI of a rewritten playlist, as a proxy path.
-fn first_segment(channel: &str, playlist: &str) -> String {
-    let line = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .unwrap_or_else(|| panic!("no segment in {playlist}"));
-    format!("/live/{channel}/{line}")
 }
 
 async fn play(proxy: &TestProxy, channel: &str, token: &str) -> String {

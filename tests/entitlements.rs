@@ -77,11 +77,7 @@ async fn evict_oldest_ends_the_first_session_at_its_next_request() {
     let proxy = start_proxy(&config(origin.addr, "evict_oldest")).await;
     let (status, first) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
-    let seg = first
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &first);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
     assert_eq!(
         fetch(&proxy, "/live/news-1/index.m3u8?token=alice-token")

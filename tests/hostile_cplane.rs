@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane, write_cp_cert};
+use common::control_plane::{
+    Behaviour, CP_TOKEN, ControlPlane, metrics, syncs, wait_sync, write_cp_cert,
+};
 use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -49,30 +51,6 @@ fn alice(version: u64) -> Value {
         version,
         json!({"alice": {"tokens": ["alice-tok"], "packages": ["basic"]}}),
     )
-}
-
-fn syncs(text: &str, result: &str) -> f64 {
-    metric(
-        text,
-        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
-    )
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    get_text(&proxy.admin_url("/metrics")).await
-}
-
-/// Wait until `/metrics` counts more syncs with `result` than `before`.
-async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
-    eventually(&format!("a sync with result {result}"), async || {
-        let n = syncs(&metrics(proxy).await, result);
-        if n > before {
-            Ok(())
-        } else {
-            Err(format!("{result} = {n}"))
-        }
-    })
-    .await;
 }
 
 async fn wait_status(proxy: &TestProxy, path: &str, want: u16) {

@@ -380,6 +380,16 @@ pub fn strip_capabilities(body: &str) -> String {
     out
 }
 
+/// The `/live/<channel>/` path of the first segment (`seg-7.ts?tg=…`) of a
+/// rewritten [`PLAYLIST`].
+pub fn first_segment(channel: &str, playlist: &str) -> String {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    format!("/live/{channel}/{line}")
+}
+
 /// GET `path` on the proxy: status and body text.
 pub async fn fetch(proxy: &impl Endpoints, path: &str) -> (u16, String) {
     let r = h1_client().get(proxy.url(path)).send().await.unwrap();
