@@ -52,17 +52,17 @@ async fn origin_statuses_pass_through_and_errors_are_json() {
 async fn ip_method_allow_deny_and_all_pass() {
     let origin = content_origin().await;
     // Loopback is allowed by config_for; deny it explicitly → ip_denied wins.
-    let denied = config_for(origin.addr, "").replace(
-        "[ip]\nallow = [\"127.0.0.0/8\"]",
-        "[ip]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]",
-    );
+    let denied = loopback_config(origin.addr, "ip")
+        .ip("allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]")
+        .build();
     let proxy = start_proxy(&denied).await;
     let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"ip_denied"}"#);
     // Not allowed and not denied: every method passed → forbidden.
-    let not_allowed = config_for(origin.addr, "")
-        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.0.0.0/8\"]");
+    let not_allowed = loopback_config(origin.addr, "ip")
+        .ip_allow(&["10.0.0.0/8"])
+        .build();
     let proxy2 = start_proxy(&not_allowed).await;
     let r = get_h1(proxy2.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
@@ -285,8 +285,10 @@ async fn http10_origin_does_not_downgrade_the_viewer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trusted_proxy_names_the_client_and_the_hop_is_appended() {
     let origin = content_origin().await;
-    let text = config_for(origin.addr, "trusted_proxies = [\"127.0.0.1/32\"]")
-        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"198.51.100.0/24\"]");
+    let text = loopback_config(origin.addr, "ip")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .ip_allow(&["198.51.100.0/24"])
+        .build();
     let proxy = start_proxy(&text).await;
     let c = h1_client();
     let via_lb = c

@@ -2,7 +2,7 @@
 //! with, built by chained calls instead of pasted text.
 //!
 //! It renders each part in a fixed order: `[server]`, `[admin]`, `[state]`,
-//! the [`ConfigBuilder::section`]s as added, `[[origin]]`s, `[[route]]`s,
+//! `[ip]`, the [`ConfigBuilder::section`]s as added, `[[origin]]`s, `[[route]]`s,
 //! `[auth.*]` and `[[auth.backend]]`, `[[package]]`s, `[[user]]`s, and last
 //! the free-form [`ConfigBuilder::extra`] text. TOML does not care about the
 //! order of tables, so a builder call may come in any order; text handed in
@@ -151,6 +151,7 @@ pub struct ConfigBuilder {
     server: String,
     admin: Option<String>,
     state: Option<String>,
+    ip: Option<String>,
     sections: String,
     origins: String,
     routes: Vec<Route>,
@@ -172,6 +173,7 @@ impl ConfigBuilder {
             server: String::new(),
             admin: Some(String::new()),
             state: None,
+            ip: None,
             sections: String::new(),
             origins: String::new(),
             routes: Vec::new(),
@@ -224,9 +226,15 @@ impl ConfigBuilder {
         self.section("sessions", keys)
     }
 
-    /// `[ip] allow = [allow]`.
+    /// `[ip]` with `keys`, replacing any `[ip]` set before.
+    pub fn ip(mut self, keys: &str) -> Self {
+        self.ip = Some(lines(keys));
+        self
+    }
+
+    /// `[ip] allow = [allow]`, replacing any `[ip]` set before.
     pub fn ip_allow(self, allow: &[&str]) -> Self {
-        self.section("ip", &format!("allow = {}", list(allow)))
+        self.ip(&format!("allow = {}", list(allow)))
     }
 
     /// One more `[[origin]]` `name` at `url`, with `keys`.
@@ -304,6 +312,9 @@ impl ConfigBuilder {
         }
         if let Some(dir) = &self.state {
             let _ = writeln!(out, "[state]\ndir = \"{dir}\"");
+        }
+        if let Some(ip) = &self.ip {
+            let _ = write!(out, "[ip]\n{ip}");
         }
         out.push_str(&self.sections);
         out.push_str(&self.origins);
