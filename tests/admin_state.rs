@@ -194,7 +194,9 @@ async fn changes_apply_at_once_and_survive_a_restart() {
 async fn a_user_deleted_during_a_pause_cannot_resume() {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
-    let text = admin_api_config(origin.addr, state.path()) + "[sessions]\nidle_timeout = \"1s\"\n";
+    let text = admin_api_builder(origin.addr, state.path())
+        .sessions("idle_timeout = \"1s\"")
+        .build();
     let proxy = start_proxy(&text).await;
     let (s, b) = api(
         &proxy,

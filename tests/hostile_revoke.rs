@@ -78,6 +78,16 @@ fn config(origin: SocketAddr, state: &Path, encrypt: bool) -> String {
         .build()
 }
 
+/// The [`origin`], a fresh state dir, the [`config`] on them, and a
+/// tollgate started with it.
+async fn start(encrypt: bool) -> (TestOrigin, tempfile::TempDir, String, Tollgate) {
+    let origin = origin().await;
+    let state = tempfile::tempdir().unwrap();
+    let toml = config(origin.addr, state.path(), encrypt);
+    let tg = Tollgate::start(&toml).await;
+    (origin, state, toml, tg)
+}
+
 async fn api(tg: &Tollgate, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
     admin_call(tg, method, path, Some(ADMIN), body.as_ref()).await
 }
@@ -128,10 +138,7 @@ async fn session_ids(tg: &Tollgate, user: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kicked_viewers_capability_stays_refused_after_a_restart() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let segment = enter(&tg, "token=alice-token").await;
     assert_eq!(fetch(&tg, &segment).await.0, StatusCode::OK);
     let ids = session_ids(&tg, "alice").await;
@@ -155,10 +162,7 @@ async fn a_kicked_viewers_capability_stays_refused_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let blocked = (StatusCode::FORBIDDEN, error_body("blocked"));
 
     // Playing, then its token is blocked: the very next request stops.
@@ -204,10 +208,7 @@ async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_user_replaces_every_credential_of_the_config_user() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let by_token = enter(&tg, "token=alice-token").await;
     let by_password = enter(&tg, "auth=alice:alice-pass").await;
     let bob = enter(&tg, "token=bob-token").await;
@@ -252,9 +253,7 @@ fn with_segment(uri: &str, n: usize, value: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_key_endpoint_serves_only_periods_a_playlist_named() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let tg = Tollgate::start(&config(origin.addr, state.path(), true)).await;
+    let (_origin, _state, _toml, tg) = start(true).await;
     let (status, body) = fetch(&tg, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let key_uri = body
@@ -309,9 +308,7 @@ async fn the_key_endpoint_serves_only_periods_a_playlist_named() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_media_sequence_that_would_reuse_an_iv_is_a_bad_playlist() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let tg = Tollgate::start(&config(origin.addr, state.path(), true)).await;
+    let (origin, _state, _toml, tg) = start(true).await;
     assert_eq!(
         fetch(&tg, "/live/huge/index.m3u8?token=alice-token").await,
         (StatusCode::BAD_GATEWAY, error_body("bad_playlist"))
@@ -329,10 +326,7 @@ async fn a_media_sequence_that_would_reuse_an_iv_is_a_bad_playlist() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_drops_a_config_token_stops_the_sessions_it_admitted() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let mut tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, mut tg) = start(false).await;
     let alice = enter(&tg, "token=alice-token").await;
     let bob = enter(&tg, "token=bob-token").await;
     tg.rewrite_config(&toml.replace("\"alice-token\"", "\"alice-token-2\""));
