@@ -213,35 +213,19 @@ async fn exercise(m: &Method) {
     assert_eq!(seen, [PATH], "{}: origin saw {seen:?}", m.name);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn token() {
-    exercise(method("token")).await;
+/// One test per signing method, each named after it.
+macro_rules! exercise_each {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                exercise(method(stringify!($name))).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn secure_link() {
-    exercise(method("secure_link")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wmsauth() {
-    exercise(method("wmsauth")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wowza() {
-    exercise(method("wowza")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn akamai() {
-    exercise(method("akamai")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn cesbo() {
-    exercise(method("cesbo")).await;
-}
+exercise_each!(token, secure_link, wmsauth, wowza, akamai, cesbo);
 
 /// What `tollgate sign` prints (the binary, from the same config file) is
 /// accepted by the proxy running that file, for every signing method.
