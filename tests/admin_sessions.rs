@@ -38,7 +38,7 @@ async fn list_and_kick_sessions() {
     let c = h1_client();
     let playlist = get_text(&proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
     let seg = proxy.url(&first_segment("ch1", &playlist));
-    assert_eq!(c.get(&seg).send().await.unwrap().status(), 200);
+    assert_eq!(send(c.get(&seg)).await.status(), 200);
     get_text(&proxy.url("/live/ch2/index.m3u8?token=bob-token")).await;
 
     // Without the token: 401, whatever the path.
@@ -76,7 +76,7 @@ async fn list_and_kick_sessions() {
     let id = alice["id"].as_str().unwrap().to_owned();
     let kick = format!("/api/v1/sessions/{id}");
     assert_eq!(admin(&proxy, Method::DELETE, &kick).await.0, 204);
-    let r = c.get(&seg).send().await.unwrap();
+    let r = send(c.get(&seg)).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_evicted\"}\n");
     // Gone from the list, and a second kick finds nothing.

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use common::process::{PATIENCE, Tollgate};
-use common::{Deadline, OriginBody, TestProxy, eventually, h1_client, metric};
+use common::{Deadline, OriginBody, TestProxy, eventually, h1_client, metric, send};
 
 const MASTER: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -311,7 +311,7 @@ async fn cache_busters_cause_one_origin_fetch_and_signed_params_cannot_change() 
     let mut bodies = Vec::new();
     for n in 0..50 {
         let url = with_query(&seg.url, &format!("{query}&cb={n}"));
-        let resp = client.get(url).send().await.unwrap();
+        let resp = send(client.get(url)).await;
         assert_eq!(resp.status(), StatusCode::OK, "cache buster {n}");
         bodies.push(resp.bytes().await.unwrap());
     }
@@ -323,11 +323,11 @@ async fn cache_busters_cause_one_origin_fetch_and_signed_params_cannot_change() 
     );
     // A viewer-chosen value for the origin's own parameter.
     let forged = with_query(&seg.url, &query.replacen("o=1", "o=2", 1));
-    let resp = client.get(forged).send().await.unwrap();
+    let resp = send(client.get(forged)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // And the parameter dropped altogether.
     let dropped = with_query(&seg.url, query.strip_prefix("o=1&").unwrap());
-    let resp = client.get(dropped).send().await.unwrap();
+    let resp = send(client.get(dropped)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(origin.requests_for("/live/ch1/seg-1.ts").len(), 1);
 }
@@ -382,7 +382,7 @@ fn assert_peak_within(pid: i32, rss_before: u64, budget: u64, what: &str) {
 
 /// GET `url`, which must answer 200.
 async fn get_ok(client: &reqwest::Client, url: Url) -> reqwest::Response {
-    let resp = client.get(url).send().await.unwrap();
+    let resp = send(client.get(url)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp
 }
@@ -397,7 +397,7 @@ type Dec = cbc::Decryptor<aes::Aes128>;
 /// last 64 KiB, and check those decrypt to the generated plaintext and the
 /// length is the padded length of `plain_len`.
 async fn read_and_check(client: &reqwest::Client, seg: &Seg, plain_len: u64) {
-    let resp = client.get(seg.url.clone()).send().await.unwrap();
+    let resp = send(client.get(seg.url.clone())).await;
     check_body(client, seg, resp, plain_len).await;
 }
 

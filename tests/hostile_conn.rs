@@ -325,7 +325,7 @@ async fn idle_keep_alive_and_h2_connections_are_closed_after_idle_timeout() {
     );
     // h2c: the client keeps its connection pooled; the edge ends it.
     let h2 = h2c_client();
-    let r = h2.get(tg.url("/live/ch1/a.ts")).send().await.unwrap();
+    let r = send(h2.get(tg.url("/live/ch1/a.ts"))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), http::Version::HTTP_2);
     drop(r);
@@ -375,7 +375,7 @@ async fn a_long_streaming_response_is_not_cut_by_the_timers() {
     .await;
     let read = async |c: reqwest::Client| {
         let started = Instant::now();
-        let mut resp = c.get(tg.url("/live/ch1/long.ts")).send().await.unwrap();
+        let mut resp = send(c.get(tg.url("/live/ch1/long.ts"))).await;
         assert_eq!(resp.status(), 200);
         let version = resp.version();
         let mut got = 0;
@@ -456,19 +456,9 @@ async fn header_count_limit_answers_431_on_http2_as_on_http1() {
         h
     };
     for (name, c) in [("h1", client()), ("h2", h2c_client())] {
-        let r = c
-            .get(tg.url("/live/ch1/a.ts"))
-            .headers(with_headers(30))
-            .send()
-            .await
-            .unwrap();
+        let r = send(c.get(tg.url("/live/ch1/a.ts")).headers(with_headers(30))).await;
         assert_eq!(r.status(), 431, "{name}: 30 header fields");
-        let r = c
-            .get(tg.url("/live/ch1/a.ts"))
-            .headers(with_headers(5))
-            .send()
-            .await
-            .unwrap();
+        let r = send(c.get(tg.url("/live/ch1/a.ts")).headers(with_headers(5))).await;
         assert_eq!(r.status(), 200, "{name}: 5 header fields");
     }
     // The origin never saw the oversized requests.

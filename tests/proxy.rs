@@ -73,11 +73,7 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
         ),
     ];
     for (name, client, base, version) in cases {
-        let r = client
-            .get(format!("{base}/live/ch1/index.m3u8"))
-            .send()
-            .await
-            .unwrap();
+        let r = send(client.get(format!("{base}/live/ch1/index.m3u8"))).await;
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.version(), version, "{name}");
         // Playlists are rewritten (every child URI gains the capability).
@@ -86,11 +82,7 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
             PLAYLIST,
             "{name} playlist"
         );
-        let r = client
-            .get(format!("{base}/live/ch1/big.ts"))
-            .send()
-            .await
-            .unwrap();
+        let r = send(client.get(format!("{base}/live/ch1/big.ts"))).await;
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.content_length(), Some(1 << 20), "{name}");
         let body = r.bytes().await.unwrap();
@@ -166,11 +158,7 @@ async fn origin_reset_mid_body_aborts_the_viewer_response() {
             tx.send(Ok(Frame::data(Bytes::from(vec![7u8; 100 * 1024]))))
                 .await
                 .unwrap();
-            let mut resp = client
-                .get(proxy.url("/live/ch1/seg.ts"))
-                .send()
-                .await
-                .unwrap();
+            let mut resp = send(client.get(proxy.url("/live/ch1/seg.ts"))).await;
             assert_eq!(resp.status(), 200, "{name}");
             let first = resp.chunk().await.unwrap().expect("first bytes");
             assert!(!first.is_empty());
@@ -266,13 +254,7 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     proxy.control.drain.cancel();
     let c = h1_client();
     eventually("readyz to answer 503", async || {
-        match c
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-        {
+        match send(c.get(proxy.admin_url("/readyz"))).await.status() {
             StatusCode::SERVICE_UNAVAILABLE => Ok(()),
             other => Err(other.to_string()),
         }

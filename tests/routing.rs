@@ -17,32 +17,19 @@ async fn origin_statuses_pass_through_and_errors_are_json() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
     let c = h1_client();
-    let r = c
-        .get(proxy.url("/live/ch1/missing.ts"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.get(proxy.url("/live/ch1/missing.ts"))).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "nope");
-    let r = c
-        .get(proxy.url("/live/ch1/broken.ts"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.get(proxy.url("/live/ch1/broken.ts"))).await;
     assert_eq!(r.status(), 500);
-    let r = c.get(proxy.url("/elsewhere/x")).send().await.unwrap();
+    let r = send(c.get(proxy.url("/elsewhere/x"))).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"no_route"}"#);
-    let r = c
-        .post(proxy.url("/live/ch1/index.m3u8"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.post(proxy.url("/live/ch1/index.m3u8")).body("x")).await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
-    let r = c.head(proxy.url("/live/ch1/big.ts")).send().await.unwrap();
+    let r = send(c.head(proxy.url("/live/ch1/big.ts"))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "1048576");
     assert!(r.bytes().await.unwrap().is_empty());
@@ -194,7 +181,7 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
     let before = get_text(&proxy.admin_url("/metrics")).await;
     let key = r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"}"#;
     for _ in 0..3 {
-        let r = c.get(proxy.url("/live/ch1/big.ts")).send().await.unwrap();
+        let r = send(c.get(proxy.url("/live/ch1/big.ts"))).await;
         r.bytes().await.unwrap();
     }
     // The counter moves when the body completes; poll briefly for the last one.
@@ -221,33 +208,29 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
         ("/nope", 404),
     ] {
         assert_eq!(
-            c.get(proxy.admin_url(path)).send().await.unwrap().status(),
+            send(c.get(proxy.admin_url(path))).await.status(),
             status,
             "{path}"
         );
     }
     // The API needs the bearer token.
     assert_eq!(
-        c.get(proxy.admin_url("/api/v1/users/a"))
-            .send()
+        send(c.get(proxy.admin_url("/api/v1/users/a")))
             .await
-            .unwrap()
             .status(),
         401
     );
-    let r = c
-        .get(proxy.admin_url("/api/v1/users/a"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.get(proxy.admin_url("/api/v1/users/a"))
+            .bearer_auth("wrong"),
+    )
+    .await;
     assert_eq!(r.status(), 401);
-    let r = c
-        .get(proxy.admin_url("/api/v1/users/a"))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.get(proxy.admin_url("/api/v1/users/a"))
+            .bearer_auth("test-admin-token"),
+    )
+    .await;
     assert_ne!(r.status(), 401);
 }
 
@@ -291,28 +274,22 @@ async fn trusted_proxy_names_the_client_and_the_hop_is_appended() {
         .build();
     let proxy = start_proxy(&text).await;
     let c = h1_client();
-    let via_lb = c
-        .get(proxy.url("/live/ch1/seg-7.ts"))
-        .header("x-forwarded-for", "198.51.100.9")
-        .send()
-        .await
-        .unwrap();
+    let via_lb = send(
+        c.get(proxy.url("/live/ch1/seg-7.ts"))
+            .header("x-forwarded-for", "198.51.100.9"),
+    )
+    .await;
     assert_eq!(via_lb.status(), 200, "client named by a trusted proxy");
     let seen = origin.seen.lock().unwrap()[0].clone();
     assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.9, 127.0.0.1");
     // Without the header the peer itself is the client: not allowed.
-    let direct = c
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let direct = send(c.get(proxy.url("/live/ch1/index.m3u8"))).await;
     assert_eq!(direct.status(), 403);
     // A spoofed left-most entry does not help: the right-most untrusted one counts.
-    let spoofed = c
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .header("x-forwarded-for", "198.51.100.9, 192.0.2.66")
-        .send()
-        .await
-        .unwrap();
+    let spoofed = send(
+        c.get(proxy.url("/live/ch1/index.m3u8"))
+            .header("x-forwarded-for", "198.51.100.9, 192.0.2.66"),
+    )
+    .await;
     assert_eq!(spoofed.status(), 403);
 }

@@ -301,6 +301,11 @@ pub async fn eventually<T>(what: &str, mut attempt: impl AsyncFnMut() -> Result<
     }
 }
 
+/// Send `request`, which must get a response (whatever its status).
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
 /// GET `url` over HTTP/1.1: the response, whatever its status.
 pub async fn get_h1(url: impl reqwest::IntoUrl) -> reqwest::Response {
     h1_client().get(url).send().await.unwrap()
