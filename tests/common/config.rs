@@ -41,6 +41,7 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route `name` on `prefix` (to origin `o`).
     pub fn new(name: &str, prefix: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -57,16 +58,19 @@ impl Route {
         Self::new("live", "/live/").channel(1).auth(auth)
     }
 
+    /// The origin this route fetches from.
     pub fn origin(mut self, origin: &str) -> Self {
         origin.clone_into(&mut self.origin);
         self
     }
 
+    /// Which path segment after the prefix names the channel.
     pub fn channel(mut self, channel: u32) -> Self {
         self.channel = Some(channel);
         self
     }
 
+    /// The route's auth methods, in order.
     pub fn auth(mut self, auth: &[&str]) -> Self {
         self.auth = auth.iter().map(|a| (*a).to_owned()).collect();
         self
@@ -104,6 +108,7 @@ pub struct User {
 }
 
 impl User {
+    /// A user `id` with `tokens` and `packages` (`&[]` renders `packages = []`).
     pub fn new(id: &str, tokens: &[&str], packages: &[&str]) -> Self {
         Self {
             id: id.to_owned(),
@@ -114,6 +119,7 @@ impl User {
         }
     }
 
+    /// The user's `max_sessions`.
     pub fn max_sessions(mut self, n: u32) -> Self {
         self.max_sessions = Some(n);
         self
@@ -253,6 +259,7 @@ impl ConfigBuilder {
         self
     }
 
+    /// One more `[[route]]` (after those added before).
     pub fn route(mut self, route: Route) -> Self {
         self.routes.push(route);
         self
@@ -294,6 +301,7 @@ impl ConfigBuilder {
         self.add_user(User::new(id, tokens, packages))
     }
 
+    /// One more `[[user]]` (after those added before).
     pub fn add_user(mut self, user: User) -> Self {
         self.users.push(user);
         self
@@ -305,6 +313,7 @@ impl ConfigBuilder {
         self
     }
 
+    /// The TOML text.
     pub fn build(&self) -> String {
         let mut out = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{}", self.server);
         if let Some(admin) = &self.admin {
