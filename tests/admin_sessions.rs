@@ -8,46 +8,27 @@
 mod common;
 
 use common::*;
+use reqwest::Method;
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token";
 
 fn config(origin: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[user]]
-id = "alice"
-packages = ["*"]
-tokens = ["alice-token"]
-[[user]]
-id = "bob"
-packages = ["*"]
-tokens = ["bob-token"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .admin(TOKEN)
+        .live(&["token"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("bob", &["bob-token"], &["*"])
+        .build()
 }
 
-async fn api(
-    proxy: &TestProxy,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, String) {
+async fn api(proxy: &TestProxy, method: Method, path: &str, token: Option<&str>) -> (u16, String) {
     admin_call(proxy, method.as_str(), path, token, None).await
+}
+
+/// [`api`] with the admin token.
+async fn admin(proxy: &TestProxy, method: Method, path: &str) -> (u16, String) {
+    api(proxy, method, path, Some(TOKEN)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,41 +37,25 @@ async fn list_and_kick_sessions() {
     let proxy = start_proxy(&config(origin.addr)).await;
     let c = h1_client();
     let playlist = get_text(&proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
-    let child = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .unwrap();
-    let seg = proxy.url(&format!("/live/ch1/{child}"));
-    assert_eq!(c.get(&seg).send().await.unwrap().status(), 200);
+    let seg = proxy.url(&first_segment("ch1", &playlist));
+    assert_eq!(send(c.get(&seg)).await.status(), 200);
     get_text(&proxy.url("/live/ch2/index.m3u8?token=bob-token")).await;
 
     // Without the token: 401, whatever the path.
     for (m, p) in [
-        (reqwest::Method::GET, "/api/v1/sessions"),
-        (reqwest::Method::DELETE, "/api/v1/sessions/0000000000000001"),
+        (Method::GET, "/api/v1/sessions"),
+        (Method::DELETE, "/api/v1/sessions/0000000000000001"),
     ] {
         assert_eq!(api(&proxy, m.clone(), p, None).await.0, 401, "{p}");
         assert_eq!(api(&proxy, m, p, Some("wrong")).await.0, 401, "{p}");
     }
 
-    let (status, body) = api(
-        &proxy,
-        reqwest::Method::GET,
-        "/api/v1/sessions",
-        Some(TOKEN),
-    )
-    .await;
+    let (status, body) = admin(&proxy, Method::GET, "/api/v1/sessions").await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let all = v["sessions"].as_array().unwrap();
     assert_eq!(all.len(), 2, "{body}");
-    let (status, body) = api(
-        &proxy,
-        reqwest::Method::GET,
-        "/api/v1/sessions?user=alice",
-        Some(TOKEN),
-    )
-    .await;
+    let (status, body) = admin(&proxy, Method::GET, "/api/v1/sessions?user=alice").await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     let alice = &v["sessions"][0];
@@ -103,73 +68,32 @@ async fn list_and_kick_sessions() {
         "playlist + segment bytes: {alice}"
     );
     assert!(alice["started"].as_str().unwrap().ends_with('Z'), "{alice}");
-    let (_, body) = api(
-        &proxy,
-        reqwest::Method::GET,
-        "/api/v1/sessions?channel=ch2",
-        Some(TOKEN),
-    )
-    .await;
+    let (_, body) = admin(&proxy, Method::GET, "/api/v1/sessions?channel=ch2").await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sessions"][0]["user"], "bob", "{body}");
 
     // Kick alice: her player's next segment is refused with session_evicted.
     let id = alice["id"].as_str().unwrap().to_owned();
     let kick = format!("/api/v1/sessions/{id}");
-    assert_eq!(
-        api(&proxy, reqwest::Method::DELETE, &kick, Some(TOKEN))
-            .await
-            .0,
-        204
-    );
-    let r = c.get(&seg).send().await.unwrap();
+    assert_eq!(admin(&proxy, Method::DELETE, &kick).await.0, 204);
+    let r = send(c.get(&seg)).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_evicted\"}\n");
     // Gone from the list, and a second kick finds nothing.
-    let (_, body) = api(
-        &proxy,
-        reqwest::Method::GET,
-        "/api/v1/sessions?user=alice",
-        Some(TOKEN),
-    )
-    .await;
+    let (_, body) = admin(&proxy, Method::GET, "/api/v1/sessions?user=alice").await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["sessions"],
         serde_json::json!([])
     );
+    assert_eq!(admin(&proxy, Method::DELETE, &kick).await.0, 404);
     assert_eq!(
-        api(&proxy, reqwest::Method::DELETE, &kick, Some(TOKEN))
+        admin(&proxy, Method::DELETE, "/api/v1/sessions/nope")
             .await
             .0,
         404
     );
-    assert_eq!(
-        api(
-            &proxy,
-            reqwest::Method::DELETE,
-            "/api/v1/sessions/nope",
-            Some(TOKEN)
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        api(
-            &proxy,
-            reqwest::Method::POST,
-            "/api/v1/sessions",
-            Some(TOKEN)
-        )
-        .await
-        .0,
-        405
-    );
+    assert_eq!(admin(&proxy, Method::POST, "/api/v1/sessions").await.0, 405);
     // Signing in again is a new start.
-    let again = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8?token=alice-token"))
-        .send()
-        .await
-        .unwrap();
+    let again = get_h1(proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
     assert_eq!(again.status(), 200);
 }

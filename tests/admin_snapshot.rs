@@ -13,16 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-admin-token";
 
-/// A proxy with `auth` on `/live/` (`ip` lets loopback in), the state in
-/// `state`, and `extra` TOML (config users and packages).
-fn config(
-    origin: std::net::SocketAddr,
-    state: &std::path::Path,
-    auth: &str,
-    extra: &str,
-) -> String {
-    let extra = format!("[state]\ndir = \"{}\"\n{extra}", state.display());
-    config_with_auth(origin, auth, &extra)
+/// A proxy with `auth` on `/live/` (`ip` lets loopback in) and the state in
+/// `state`.
+fn config(origin: std::net::SocketAddr, state: &std::path::Path, auth: &str) -> ConfigBuilder {
+    loopback_config(origin, auth).state(state)
 }
 
 async fn api(proxy: &TestProxy, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
@@ -101,7 +95,7 @@ async fn bulk_snapshot_is_streamed_and_applied_whole_or_not_at_all() {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
     // No config users: the API layer is the effective entitlements.
-    let text = config(origin.addr, state.path(), "ip", "");
+    let text = config(origin.addr, state.path(), "ip").build();
     let proxy = start_proxy(&text).await;
     let denied = (403, error_body("ip_denied"));
     assert_eq!(fetch(&proxy, "/live/ch1/index.m3u8").await.0, 200);
@@ -192,24 +186,12 @@ async fn bulk_snapshot_is_streamed_and_applied_whole_or_not_at_all() {
 async fn api_snapshot_is_overlaid_on_the_config_users_and_packages() {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
-    let extra = r#"
-[[package]]
-name = "config-pkg"
-channels = ["cfg-*"]
-[[user]]
-id = "alice"
-packages = ["*"]
-tokens = ["alice-token"]
-[[user]]
-id = "bob"
-tokens = ["bob-token"]
-packages = []
-[[user]]
-id = "carol"
-tokens = ["carol-token"]
-packages = ["config-pkg"]
-"#;
-    let text = config(origin.addr, state.path(), "token", extra);
+    let text = config(origin.addr, state.path(), "token")
+        .package("config-pkg", &["cfg-*"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("bob", &["bob-token"], &[])
+        .user("carol", &["carol-token"], &["config-pkg"])
+        .build();
     let proxy = start_proxy(&text).await;
     assert_eq!(play(&proxy, "cfg-1", "carol-token").await, 200);
 

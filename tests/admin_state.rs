@@ -26,11 +26,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
     // Alice is playing.
     let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
-    let seg = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &playlist);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
 
     // Blocked through the API: her very next segment is refused.
@@ -121,11 +117,7 @@ async fn changes_apply_at_once_and_survive_a_restart() {
             .0,
         413
     );
-    let unauth = h1_client()
-        .get(proxy.admin_url("/api/v1/blocklist"))
-        .send()
-        .await
-        .unwrap();
+    let unauth = get_h1(proxy.admin_url("/api/v1/blocklist")).await;
     assert_eq!(unauth.status(), 401);
 
     // The state file is the owner's only and never holds a plaintext password.
@@ -202,7 +194,9 @@ async fn changes_apply_at_once_and_survive_a_restart() {
 async fn a_user_deleted_during_a_pause_cannot_resume() {
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
-    let text = admin_api_config(origin.addr, state.path()) + "[sessions]\nidle_timeout = \"1s\"\n";
+    let text = admin_api_builder(origin.addr, state.path())
+        .sessions("idle_timeout = \"1s\"")
+        .build();
     let proxy = start_proxy(&text).await;
     let (s, b) = api(
         &proxy,
@@ -222,11 +216,7 @@ async fn a_user_deleted_during_a_pause_cannot_resume() {
     assert_eq!(s, 204, "{b}");
     let (status, playlist) = fetch(&proxy, "/live/ch1/index.m3u8?token=dave-token").await;
     assert_eq!(status, 200, "{playlist}");
-    let seg = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &playlist);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
     // Paused: the session is forgotten.
     eventually("dave's session to be swept", async || {

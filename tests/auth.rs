@@ -85,27 +85,11 @@ fn config_text(origin: std::net::SocketAddr, m: &Method, deny_loopback: bool) ->
     } else {
         ""
     };
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[ip]
-{deny}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["{name}"]
-{section}
-"#,
-        name = m.name,
-        section = m.section
-    )
+    ConfigBuilder::new(origin)
+        .section("ip", deny)
+        .route(Route::new("live", "/live/").auth(&[m.name]))
+        .extra(m.section)
+        .build()
 }
 
 fn now() -> u64 {
@@ -229,35 +213,19 @@ async fn exercise(m: &Method) {
     assert_eq!(seen, [PATH], "{}: origin saw {seen:?}", m.name);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn token() {
-    exercise(method("token")).await;
+/// One test per signing method, each named after it.
+macro_rules! exercise_each {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                exercise(method(stringify!($name))).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn secure_link() {
-    exercise(method("secure_link")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wmsauth() {
-    exercise(method("wmsauth")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wowza() {
-    exercise(method("wowza")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn akamai() {
-    exercise(method("akamai")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn cesbo() {
-    exercise(method("cesbo")).await;
-}
+exercise_each!(token, secure_link, wmsauth, wowza, akamai, cesbo);
 
 /// What `tollgate sign` prints (the binary, from the same config file) is
 /// accepted by the proxy running that file, for every signing method.

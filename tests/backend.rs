@@ -70,27 +70,12 @@ async fn backend(plan: Plan) -> (TestOrigin, Script) {
 
 /// A config whose `/live/` route uses only `backend`, with these backends.
 fn config(origin: SocketAddr, backends: &[String], timeout: &str) -> String {
-    let sections: String = backends
+    let timeout = format!("timeout = \"{timeout}\"");
+    let config = ConfigBuilder::new(origin).route(Route::new("live", "/live/").auth(&["backend"]));
+    backends
         .iter()
-        .map(|url| format!("[[auth.backend]]\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n"))
-        .collect();
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["backend"]
-{sections}
-"#
-    )
+        .fold(config, |c, url| c.backend(url, &timeout))
+        .build()
 }
 
 fn url_of(b: &TestOrigin) -> String {
@@ -108,13 +93,7 @@ fn count(b: &TestOrigin) -> usize {
 }
 
 async fn status(proxy: &TestProxy, path: &str) -> u16 {
-    h1_client()
-        .get(proxy.url(path))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    get_h1(proxy.url(path)).await.status().as_u16()
 }
 
 const PLAYLIST_T1: &str = "/live/ch1/index.m3u8?token=t1";
@@ -125,11 +104,7 @@ async fn backend_200_allows_and_gets_the_flussonic_query() {
     let (b, _) = backend(Plan::answer(200, &[("x-userid", "alice")])).await;
     let proxy = start_proxy(&config(origin.addr, &[url_of(&b)], "2s")).await;
 
-    let resp = h1_client()
-        .get(proxy.url(PLAYLIST_T1))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url(PLAYLIST_T1)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(strip_capabilities(&resp.text().await.unwrap()), PLAYLIST);
     // A segment of the same channel is the same session: no second look-up.
@@ -168,11 +143,7 @@ async fn backend_403_denies() {
     let origin = content_origin().await;
     let (b, _) = backend(Plan::answer(403, &[])).await;
     let proxy = start_proxy(&config(origin.addr, &[url_of(&b)], "2s")).await;
-    let resp = h1_client()
-        .get(proxy.url(PLAYLIST_T1))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url(PLAYLIST_T1)).await;
     assert_eq!(resp.status(), 403);
     assert!(resp.text().await.unwrap().contains("forbidden"));
     assert_eq!(count(&b), 1);
@@ -295,24 +266,13 @@ async fn concurrent_identical_lookups_make_one_backend_request() {
 
 #[test]
 fn config_errors_name_the_backend_keys() {
-    let text = r#"
-[server]
-listen = ["127.0.0.1:0"]
-[[origin]]
-name = "o"
-url = "http://127.0.0.1:1"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["backend"]
-[[auth.backend]]
-url = "https://auth.example/check"
-[[auth.backend]]
-url = "http://auth.example/check"
-timeout = "0s"
-"#;
-    let errs = Config::parse(text, std::path::Path::new(".")).unwrap_err();
+    let text = ConfigBuilder::new("127.0.0.1:1".parse().unwrap())
+        .no_admin()
+        .route(Route::new("live", "/live/").auth(&["backend"]))
+        .backend("https://auth.example/check", "")
+        .backend("http://auth.example/check", "timeout = \"0s\"")
+        .build();
+    let errs = Config::parse(&text, std::path::Path::new(".")).unwrap_err();
     let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -338,22 +298,14 @@ async fn backend_max_sessions_refuses_and_unique_evicts() {
     // One session: the reload is the same session, another channel is a second.
     assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
     assert_eq!(status(&proxy, "/live/ch1/index.m3u8?token=t1").await, 200);
-    let r = h1_client()
-        .get(proxy.url("/live/ch2/index.m3u8?token=t1"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch2/index.m3u8?token=t1")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "{\"error\":\"session_limit\"}\n");
 
     // X-Unique: the newcomer wins and the older session ends.
     *script.lock().unwrap() = Plan::answer(200, &[("x-userid", "bob"), ("x-unique", "true")]);
     let first = get_text(&proxy.url("/live/ch3/index.m3u8?token=t2")).await;
-    let seg = first
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| proxy.url(&format!("/live/ch3/{l}")))
-        .unwrap();
+    let seg = proxy.url(&first_segment("ch3", &first));
     assert_eq!(h1_client().get(&seg).send().await.unwrap().status(), 200);
     assert_eq!(status(&proxy, "/live/ch4/index.m3u8?token=t2").await, 200);
     let r = h1_client().get(&seg).send().await.unwrap();

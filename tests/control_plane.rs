@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane};
+use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane, metrics, syncs, wait_sync};
 use common::*;
 use serde_json::{Value, json};
 
@@ -29,53 +29,18 @@ fn config_auth(
     state: &std::path::Path,
     extra: &str,
 ) -> String {
-    config_with_auth(
-        origin,
-        auth,
-        &format!(
-            r#"
-[state]
-dir = "{state}"
-[control_plane]
-url = "http://{cp}/sync"
-token = "{CP_TOKEN}"
-interval = "200ms"
-timeout = "1s"
-max_backoff = "400ms"
-edge_id = "edge-test-1"
-{extra}
-"#,
-            state = state.display()
-        ),
-    )
+    let control_plane = format!(
+        "url = \"http://{cp}/sync\"\ntoken = \"{CP_TOKEN}\"\ninterval = \"200ms\"\n\
+         timeout = \"1s\"\nmax_backoff = \"400ms\"\nedge_id = \"edge-test-1\"\n{extra}"
+    );
+    loopback_config(origin, auth)
+        .state(state)
+        .section("control_plane", &control_plane)
+        .build()
 }
 
 fn config(origin: SocketAddr, cp: SocketAddr, state: &std::path::Path, extra: &str) -> String {
     config_auth(origin, "token", cp, state, extra)
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    get_text(&proxy.admin_url("/metrics")).await
-}
-
-fn syncs(text: &str, result: &str) -> f64 {
-    metric(
-        text,
-        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
-    )
-}
-
-/// Wait until `/metrics` counts one more sync with `result` than `before`.
-async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
-    eventually(&format!("a sync with result {result}"), async || {
-        let n = syncs(&metrics(proxy).await, result);
-        if n > before {
-            Ok(())
-        } else {
-            Err(format!("{result} = {n}"))
-        }
-    })
-    .await;
 }
 
 /// GET until the status and body are `want` (a sync lands within a few
@@ -90,15 +55,6 @@ async fn wait_fetch(proxy: &TestProxy, path: &str, want: (u16, &str)) {
         }
     })
     .await;
-}
-
-/// The first segment URI of a rewritten playlist, as a proxy path.
-fn first_segment(channel: &str, playlist: &str) -> String {
-    let line = playlist
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .unwrap_or_else(|| panic!("no segment in {playlist}"));
-    format!("/live/{channel}/{line}")
 }
 
 async fn play(proxy: &TestProxy, channel: &str, token: &str) -> String {
@@ -130,11 +86,7 @@ async fn tollgate_mode_drives_users_and_keeps_serving_when_the_control_plane_fai
 
     // Before any good sync (and with nothing persisted) the edge is not ready.
     cp.wait_reports(1).await;
-    let r = h1_client()
-        .get(proxy.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.admin_url("/readyz")).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.text().await.unwrap(), "no control-plane state yet\n");
     assert_eq!(
@@ -397,11 +349,7 @@ async fn wait_ready(proxy: &TestProxy) {
 /// Wait until `/readyz` answers `status` with `body`.
 async fn wait_readyz(proxy: &TestProxy, status: u16, body: &str) {
     eventually(&format!("readyz to answer {status} {body:?}"), async || {
-        let r = h1_client()
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_h1(proxy.admin_url("/readyz")).await;
         let (s, b) = (r.status(), r.text().await.unwrap());
         if s == status && b == body {
             Ok(())

@@ -11,52 +11,19 @@ mod common;
 use common::*;
 
 fn config(origin: std::net::SocketAddr, on_limit: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-on_limit = "{on_limit}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[package]]
-name = "basic"
-channels = ["ch1", "news-*"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["basic"]
-max_sessions = 1
-[[user]]
-id = "carol"
-packages = ["*"]
-tokens = ["carol-token"]
-disabled = true
-[[user]]
-id = "dave"
-packages = ["*"]
-tokens = ["dave-token"]
-expires_at = "2020-01-01T00:00:00Z"
-[[user]]
-id = "erin"
-packages = ["*"]
-tokens = ["erin-token"]
-ips = ["10.0.0.0/8"]
-[[user]]
-id = "frank"
-packages = ["*"]
-tokens = ["frank-token"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(&format!("on_limit = \"{on_limit}\""))
+        .live(&["token"])
+        .package("basic", &["ch1", "news-*"])
+        .add_user(User::new("alice", &["alice-token"], &["basic"]).max_sessions(1))
+        .add_user(User::new("carol", &["carol-token"], &["*"]).keys("disabled = true"))
+        .add_user(
+            User::new("dave", &["dave-token"], &["*"])
+                .keys("expires_at = \"2020-01-01T00:00:00Z\""),
+        )
+        .add_user(User::new("erin", &["erin-token"], &["*"]).keys("ips = [\"10.0.0.0/8\"]"))
+        .user("frank", &["frank-token"], &["*"])
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,11 +77,7 @@ async fn evict_oldest_ends_the_first_session_at_its_next_request() {
     let proxy = start_proxy(&config(origin.addr, "evict_oldest")).await;
     let (status, first) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, 200);
-    let seg = first
-        .lines()
-        .find(|l| l.starts_with("seg-7.ts?tg="))
-        .map(|l| format!("/live/ch1/{l}"))
-        .unwrap();
+    let seg = first_segment("ch1", &first);
     assert_eq!(fetch(&proxy, &seg).await.0, 200);
     assert_eq!(
         fetch(&proxy, "/live/news-1/index.m3u8?token=alice-token")

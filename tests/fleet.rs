@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::redis::RedisServer;
-use tollgate::fleet::{Admission, Beat, FailMode, FleetError, FleetOptions, FleetStore, Policy};
+use tollgate::fleet::Admission::{self, Admitted, Ended, Evicted, Refreshed, Rejected};
+use tollgate::fleet::{Beat, FailMode, FleetError, FleetOptions, FleetStore, Policy};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -30,70 +31,80 @@ async fn store(redis: &RedisServer, o: FleetOptions) -> FleetStore {
     FleetStore::connect(&redis.url(), o).await.unwrap()
 }
 
+/// [`FleetStore::admit`], which must reach Redis.
+async fn admit(s: &FleetStore, user: &str, sid: u64, max: u32, p: Policy, now: u64) -> Admission {
+    s.admit(user, sid, max, p, now).await.unwrap()
+}
+
+/// [`FleetStore::readmit`], which must reach Redis.
+async fn readmit(s: &FleetStore, user: &str, sid: u64, max: u32, p: Policy, now: u64) -> Admission {
+    s.readmit(user, sid, max, p, now).await.unwrap()
+}
+
+/// [`FleetStore::beat`], which must reach Redis.
+async fn beat(s: &FleetStore, user: &str, sessions: &[(u64, u64)], now: u64) -> Beat {
+    s.beat(user, sessions, now).await.unwrap()
+}
+
+/// The answer to the Redis command `cmd key`.
+fn query<T: redis::FromRedisValue>(raw: &mut redis::Connection, cmd: &str, key: &str) -> T {
+    redis::cmd(cmd).arg(key).query(raw).unwrap()
+}
+
+/// The sessions a user key holds, with their last-seen times.
+fn sessions_of(raw: &mut redis::Connection, key: &str) -> Vec<(String, u64)> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(raw)
+        .unwrap()
+}
+
+/// [`opts`] `t:` answering `fail` while Redis is away.
+fn failing(fail: FailMode) -> FleetOptions {
+    FleetOptions { fail, ..opts("t:") }
+}
+
+/// A fresh Redis and two edges of one fleet on it (key prefix `t:`).
+async fn two_edges() -> (RedisServer, FleetStore, FleetStore) {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        store(&redis, opts("t:")).await,
+        store(&redis, opts("t:")).await,
+    );
+    (redis, a, b)
+}
+
 #[tokio::test]
 async fn admits_up_to_the_limit_then_rejects_and_reconnects_never_count_twice() {
     let redis = RedisServer::start();
     let s = store(&redis, opts("t:")).await;
     let r = Policy::Reject;
-    assert_eq!(
-        s.admit("alice", 1, 2, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        s.admit("alice", 2, 2, r, T0 + 1).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        s.admit("alice", 3, 2, r, T0 + 2).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&s, "alice", 1, 2, r, T0).await, Admitted);
+    assert_eq!(admit(&s, "alice", 2, 2, r, T0 + 1).await, Admitted);
+    assert_eq!(admit(&s, "alice", 3, 2, r, T0 + 2).await, Rejected);
     for t in 3..10 {
-        assert_eq!(
-            s.admit("alice", 1, 2, r, T0 + t).await.unwrap(),
-            Admission::Refreshed
-        );
+        assert_eq!(admit(&s, "alice", 1, 2, r, T0 + t).await, Refreshed);
     }
-    assert_eq!(
-        s.admit("alice", 3, 2, r, T0 + 10).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&s, "alice", 3, 2, r, T0 + 10).await, Rejected);
     // Another user has a limit of their own.
-    assert_eq!(
-        s.admit("bob", 3, 1, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&s, "bob", 3, 1, r, T0).await, Admitted);
 
     // Exactly the two admitted sessions are stored, under the documented key.
     let mut raw = redis.raw();
-    let held: Vec<(String, u64)> = redis::cmd("ZRANGE")
-        .arg("t:user:{alice}")
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query(&mut raw)
-        .unwrap();
+    let held: Vec<(String, u64)> = sessions_of(&mut raw, "t:user:{alice}");
     assert_eq!(held, vec![("2".into(), T0 + 1), ("1".into(), T0 + 9)]);
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg("t:user:{alice}")
-        .query(&mut raw)
-        .unwrap();
+    let ttl: i64 = query(&mut raw, "PTTL", "t:user:{alice}");
     assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
 
     // 0 = unlimited, still tracked.
     for sid in 100..110 {
-        assert_eq!(
-            s.admit("carol", sid, 0, r, T0).await.unwrap(),
-            Admission::Admitted
-        );
+        assert_eq!(admit(&s, "carol", sid, 0, r, T0).await, Admitted);
     }
-    assert_eq!(
-        s.admit("carol", 100, 0, r, T0 + 1).await.unwrap(),
-        Admission::Refreshed
-    );
-    let n: u64 = redis::cmd("ZCARD")
-        .arg("t:user:{carol}")
-        .query(&mut raw)
-        .unwrap();
+    assert_eq!(admit(&s, "carol", 100, 0, r, T0 + 1).await, Refreshed);
+    let n: u64 = query(&mut raw, "ZCARD", "t:user:{carol}");
     assert_eq!(n, 10);
     assert!(s.healthy());
     assert_eq!(s.stats().errors, 0);
@@ -101,26 +112,18 @@ async fn admits_up_to_the_limit_then_rejects_and_reconnects_never_count_twice() 
 
 #[tokio::test]
 async fn evict_oldest_ends_the_oldest_fleet_wide() {
-    let redis = RedisServer::start();
-    let edge_a = store(&redis, opts("t:")).await;
-    let edge_b = store(&redis, opts("t:")).await;
+    let (redis, edge_a, edge_b) = two_edges().await;
     let e = Policy::EvictOldest;
-    assert_eq!(
-        edge_a.admit("u", 11, 2, e, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        edge_a.admit("u", 12, 2, e, T0 + 5).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&edge_a, "u", 11, 2, e, T0).await, Admitted);
+    assert_eq!(admit(&edge_a, "u", 12, 2, e, T0 + 5).await, Admitted);
     // 11 refreshed on A after 12 arrived: 12 is now the oldest.
     assert_eq!(
-        edge_a.beat("u", &[(11, T0 + 10)], T0 + 10).await.unwrap(),
+        beat(&edge_a, "u", &[(11, T0 + 10)], T0 + 10).await,
         Beat::default()
     );
     assert_eq!(
-        edge_b.admit("u", 13, 2, e, T0 + 20).await.unwrap(),
-        Admission::Evicted(vec![12])
+        admit(&edge_b, "u", 13, 2, e, T0 + 20).await,
+        Evicted(vec![12])
     );
     // Edge A learns it; the others are untouched.
     assert!(edge_a.is_ended(12).await.unwrap());
@@ -129,38 +132,32 @@ async fn evict_oldest_ends_the_oldest_fleet_wide() {
     // The evicted session is not brought back by its edge's heartbeat: the
     // heartbeat tells its edge to end it.
     assert_eq!(
-        edge_a.beat("u", &[(12, T0 + 21)], T0 + 21).await.unwrap(),
+        beat(&edge_a, "u", &[(12, T0 + 21)], T0 + 21).await,
         Beat {
             readded: 0,
             ended: vec![12]
         }
     );
-    assert_eq!(
-        edge_a.admit("u", 11, 2, e, T0 + 22).await.unwrap(),
-        Admission::Refreshed
-    );
+    assert_eq!(admit(&edge_a, "u", 11, 2, e, T0 + 22).await, Refreshed);
 
     // Lowering the limit evicts as many as needed, oldest first.
     assert_eq!(
-        edge_a.admit("u", 14, 1, e, T0 + 30).await.unwrap(),
-        Admission::Evicted(vec![13, 11])
+        admit(&edge_a, "u", 14, 1, e, T0 + 30).await,
+        Evicted(vec![13, 11])
     );
     assert!(edge_b.is_ended(11).await.unwrap() && edge_b.is_ended(13).await.unwrap());
 
     // The evicted viewer coming back through the entry URL is a new admission
     // and its ended marker goes away.
     assert_eq!(
-        edge_b.admit("u", 12, 1, e, T0 + 40).await.unwrap(),
-        Admission::Evicted(vec![14])
+        admit(&edge_b, "u", 12, 1, e, T0 + 40).await,
+        Evicted(vec![14])
     );
     assert!(!edge_a.is_ended(12).await.unwrap());
     assert!(edge_a.is_ended(14).await.unwrap());
 
     // The marker carries its own TTL.
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg("t:ended:{14}")
-        .query(&mut redis.raw())
-        .unwrap();
+    let ttl: i64 = query(&mut redis.raw(), "PTTL", "t:ended:{14}");
     assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
 }
 
@@ -173,39 +170,27 @@ async fn sessions_expire_after_session_ttl_without_heartbeat() {
     };
     let s = store(&redis, o).await;
     let r = Policy::Reject;
+    assert_eq!(admit(&s, "u", 1, 1, r, T0).await, Admitted);
     assert_eq!(
-        s.admit("u", 1, 1, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        s.beat("u", &[(1, T0 + 900)], T0 + 900).await.unwrap(),
+        beat(&s, "u", &[(1, T0 + 900)], T0 + 900).await,
         Beat::default()
     );
     // Seen at +900: still live at +1500 (600 ms idle)…
-    assert_eq!(
-        s.admit("u", 2, 1, r, T0 + 1500).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&s, "u", 2, 1, r, T0 + 1500).await, Rejected);
     // …gone at +1900 (1000 ms idle = session_ttl).
-    assert_eq!(
-        s.admit("u", 2, 1, r, T0 + 1900).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&s, "u", 2, 1, r, T0 + 1900).await, Admitted);
     // A heartbeat carrying a last-seen time past the expiry revives
     // nothing (the edge forgets such a session too)…
     assert_eq!(
-        s.beat("u", &[(1, T0 + 900)], T0 + 1950).await.unwrap(),
+        beat(&s, "u", &[(1, T0 + 900)], T0 + 1950).await,
         Beat::default()
     );
     // …nor keeps alive one already past its expiry when it arrives.
     assert_eq!(
-        s.beat("u", &[(2, T0 + 1900)], T0 + 2900).await.unwrap(),
+        beat(&s, "u", &[(2, T0 + 1900)], T0 + 2900).await,
         Beat::default()
     );
-    assert_eq!(
-        s.admit("u", 1, 1, r, T0 + 2900).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&s, "u", 1, 1, r, T0 + 2900).await, Admitted);
 
     // Redis drops the whole key once nobody heartbeats (real time, bounded).
     let short = store(
@@ -216,17 +201,11 @@ async fn sessions_expire_after_session_ttl_without_heartbeat() {
         },
     )
     .await;
-    assert_eq!(
-        short.admit("v", 1, 1, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&short, "v", 1, 1, r, T0).await, Admitted);
     let mut raw = redis.raw();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg("y:user:{v}")
-            .query(&mut raw)
-            .unwrap();
+        let exists: bool = query(&mut raw, "EXISTS", "y:user:{v}");
         if !exists {
             break;
         }
@@ -244,25 +223,16 @@ async fn two_edges_enforce_one_session_atomically() {
     ];
     // Sequential: a session admitted on A blocks a second one on B.
     assert_eq!(
-        edges[0]
-            .admit("solo", 1, 1, Policy::Reject, T0)
-            .await
-            .unwrap(),
-        Admission::Admitted
+        admit(&edges[0], "solo", 1, 1, Policy::Reject, T0).await,
+        Admitted
     );
     assert_eq!(
-        edges[1]
-            .admit("solo", 2, 1, Policy::Reject, T0 + 1)
-            .await
-            .unwrap(),
-        Admission::Rejected
+        admit(&edges[1], "solo", 2, 1, Policy::Reject, T0 + 1).await,
+        Rejected
     );
     assert_eq!(
-        edges[1]
-            .admit("solo", 1, 1, Policy::Reject, T0 + 2)
-            .await
-            .unwrap(),
-        Admission::Refreshed
+        admit(&edges[1], "solo", 1, 1, Policy::Reject, T0 + 2).await,
+        Refreshed
     );
 
     // 20 concurrent newcomers, split over both edges: exactly one wins.
@@ -273,9 +243,7 @@ async fn two_edges_enforce_one_session_atomically() {
             let start = start.clone();
             tokio::spawn(async move {
                 start.wait().await;
-                edge.admit("race", 1000 + i, 1, Policy::Reject, T0)
-                    .await
-                    .unwrap()
+                admit(&edge, "race", 1000 + i, 1, Policy::Reject, T0).await
             })
         })
         .collect();
@@ -283,70 +251,40 @@ async fn two_edges_enforce_one_session_atomically() {
     for t in tasks {
         outcomes.push(t.await.unwrap());
     }
-    let admitted = outcomes
-        .iter()
-        .filter(|a| **a == Admission::Admitted)
-        .count();
-    let rejected = outcomes
-        .iter()
-        .filter(|a| **a == Admission::Rejected)
-        .count();
+    let admitted = outcomes.iter().filter(|a| **a == Admitted).count();
+    let rejected = outcomes.iter().filter(|a| **a == Rejected).count();
     assert_eq!((admitted, rejected), (1, 19), "{outcomes:?}");
-    let n: u64 = redis::cmd("ZCARD")
-        .arg("t:user:{race}")
-        .query(&mut redis.raw())
-        .unwrap();
+    let n: u64 = query(&mut redis.raw(), "ZCARD", "t:user:{race}");
     assert_eq!(n, 1);
 }
 
 #[tokio::test]
 async fn end_kicks_a_session_everywhere() {
-    let redis = RedisServer::start();
-    let edge_a = store(&redis, opts("t:")).await;
-    let edge_b = store(&redis, opts("t:")).await;
+    let (_redis, edge_a, edge_b) = two_edges().await;
     let r = Policy::Reject;
-    assert_eq!(
-        edge_a.admit("u", 1, 1, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        edge_b.admit("u", 2, 1, r, T0 + 1).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&edge_a, "u", 1, 1, r, T0).await, Admitted);
+    assert_eq!(admit(&edge_b, "u", 2, 1, r, T0 + 1).await, Rejected);
     edge_b.end(1, Some("u")).await.unwrap();
     assert!(edge_a.is_ended(1).await.unwrap());
     assert_eq!(
-        edge_a
-            .beat("u", &[(1, T0 + 2)], T0 + 2)
-            .await
-            .unwrap()
-            .ended,
+        beat(&edge_a, "u", &[(1, T0 + 2)], T0 + 2).await.ended,
         vec![1]
     );
     // The slot is free at once.
-    assert_eq!(
-        edge_b.admit("u", 2, 1, r, T0 + 3).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&edge_b, "u", 2, 1, r, T0 + 3).await, Admitted);
     // A capability of the kicked session does not bring it back on an edge
     // new to it; only a fresh entry request may, as a newcomer within the
     // limit.
+    assert_eq!(readmit(&edge_b, "u", 1, 2, r, T0 + 4).await, Ended);
+    assert_eq!(readmit(&edge_b, "u", 3, 2, r, T0 + 4).await, Admitted);
     assert_eq!(
-        edge_b.readmit("u", 1, 2, r, T0 + 4).await.unwrap(),
-        Admission::Ended
-    );
-    assert_eq!(
-        edge_b.readmit("u", 3, 2, r, T0 + 4).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        edge_b.admit("u", 1, 2, r, T0 + 5).await.unwrap(),
-        Admission::Rejected,
+        admit(&edge_b, "u", 1, 2, r, T0 + 5).await,
+        Rejected,
         "the kicked viewer is a newcomer, over the limit"
     );
     assert_eq!(
-        edge_b.readmit("u", 1, 2, r, T0 + 5).await.unwrap(),
-        Admission::Ended,
+        readmit(&edge_b, "u", 1, 2, r, T0 + 5).await,
+        Ended,
         "a refused entry clears nothing"
     );
     // Without the user, only the marker is written (anonymous sessions).
@@ -358,21 +296,16 @@ async fn end_kicks_a_session_everywhere() {
 
 #[tokio::test]
 async fn the_heartbeat_gives_a_restarted_redis_its_playing_sessions_back() {
-    let mut redis = RedisServer::start();
-    let edge_a = store(&redis, opts("t:")).await;
-    let edge_b = store(&redis, opts("t:")).await;
+    let (mut redis, edge_a, edge_b) = two_edges().await;
     let r = Policy::Reject;
-    assert_eq!(
-        edge_a.admit("u", 1, 1, r, T0).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&edge_a, "u", 1, 1, r, T0).await, Admitted);
     // Redis restarts empty: it has forgotten session 1.
     redis.kill();
     redis.spawn();
     // The first call after the restart meets the dead connection and is
     // sent again on a new one: it neither fails open nor errs.
     assert_eq!(
-        edge_a.beat("u", &[(1, T0 + 5)], T0 + 5).await.unwrap(),
+        beat(&edge_a, "u", &[(1, T0 + 5)], T0 + 5).await,
         Beat {
             readded: 1,
             ended: vec![]
@@ -381,50 +314,32 @@ async fn the_heartbeat_gives_a_restarted_redis_its_playing_sessions_back() {
     assert_eq!(edge_a.stats().readopted, 1);
     assert_eq!(edge_a.stats().fail_open, 0);
     // The limit is exact again: a second session anywhere is refused.
-    assert_eq!(
-        edge_b.admit("u", 2, 1, r, T0 + 6).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&edge_b, "u", 2, 1, r, T0 + 6).await, Rejected);
     assert_eq!(edge_b.stats().fail_open, 0);
     // Idempotent: the next beat only refreshes; the score is the last-seen.
     assert_eq!(
-        edge_a.beat("u", &[(1, T0 + 7)], T0 + 7).await.unwrap(),
+        beat(&edge_a, "u", &[(1, T0 + 7)], T0 + 7).await,
         Beat::default()
     );
-    let held: Vec<(String, u64)> = redis::cmd("ZRANGE")
-        .arg("t:user:{u}")
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query(&mut redis.raw())
-        .unwrap();
+    let held: Vec<(String, u64)> = sessions_of(&mut redis.raw(), "t:user:{u}");
     assert_eq!(held, vec![("1".into(), T0 + 7)]);
     // A kick written without the user (an edge that did not know it) still
     // reaches the edge serving it, and frees the slot.
     edge_b.end(1, None).await.unwrap();
     assert_eq!(
-        edge_a
-            .beat("u", &[(1, T0 + 8)], T0 + 8)
-            .await
-            .unwrap()
-            .ended,
+        beat(&edge_a, "u", &[(1, T0 + 8)], T0 + 8).await.ended,
         vec![1]
     );
-    assert_eq!(
-        edge_b.admit("u", 2, 1, r, T0 + 9).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&edge_b, "u", 2, 1, r, T0 + 9).await, Admitted);
     // A user with more sessions on one edge than one script call carries.
     let many: Vec<(u64, u64)> = (100..700).map(|sid| (sid, T0 + 10)).collect();
-    let beat = edge_a.beat("w", &many, T0 + 10).await.unwrap();
+    let beat = beat(&edge_a, "w", &many, T0 + 10).await;
     assert_eq!((beat.readded, beat.ended), (600, vec![]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_edge_hears_of_a_kick_or_an_eviction_as_it_happens() {
-    let redis = RedisServer::start();
-    let edge_a = store(&redis, opts("t:")).await;
-    let edge_b = store(&redis, opts("t:")).await;
+    let (redis, edge_a, edge_b) = two_edges().await;
     let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
     let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = {
@@ -446,11 +361,8 @@ async fn every_edge_hears_of_a_kick_or_an_eviction_as_it_happens() {
     edge_a.end(5, None).await.unwrap();
     assert_eq!(ended_rx.recv().await, Some(5));
     let e = Policy::EvictOldest;
-    edge_a.admit("u", 6, 1, e, T0).await.unwrap();
-    assert_eq!(
-        edge_a.admit("u", 7, 1, e, T0 + 1).await.unwrap(),
-        Admission::Evicted(vec![6])
-    );
+    admit(&edge_a, "u", 6, 1, e, T0).await;
+    assert_eq!(admit(&edge_a, "u", 7, 1, e, T0 + 1).await, Evicted(vec![6]));
     assert_eq!(ended_rx.recv().await, Some(6));
     // Other traffic on the channel is ignored.
     redis::cmd("PUBLISH")
@@ -482,32 +394,13 @@ async fn wait_recovered(s: &FleetStore) {
 
 #[tokio::test]
 async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
+    let r = Policy::Reject;
     let mut redis = RedisServer::start();
     let op_timeout = Duration::from_millis(300);
-    let open = store(
-        &redis,
-        FleetOptions {
-            fail: FailMode::Open,
-            ..opts("t:")
-        },
-    )
-    .await;
-    let closed = store(
-        &redis,
-        FleetOptions {
-            fail: FailMode::Closed,
-            ..opts("t:")
-        },
-    )
-    .await;
-    assert_eq!(
-        open.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        closed.admit("u", 2, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Rejected
-    );
+    let open = store(&redis, failing(FailMode::Open)).await;
+    let closed = store(&redis, failing(FailMode::Closed)).await;
+    assert_eq!(admit(&open, "u", 1, 1, r, T0).await, Admitted);
+    assert_eq!(admit(&closed, "u", 2, 1, r, T0).await, Rejected);
     // A bound that catches a hang but not a slow CI machine.
     let bound = op_timeout * 3 + Duration::from_secs(1);
 
@@ -515,20 +408,14 @@ async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
     //    so only op_timeout stands between the caller and a hang.
     nix::sys::signal::kill(redis.pid(), nix::sys::signal::Signal::SIGSTOP).unwrap();
     let t = Instant::now();
-    assert_eq!(
-        open.admit("u", 3, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Admitted
-    );
+    assert_eq!(admit(&open, "u", 3, 1, r, T0).await, Admitted);
     assert!(
         t.elapsed() >= op_timeout && t.elapsed() < bound,
         "{:?}",
         t.elapsed()
     );
     let t = Instant::now();
-    let err = closed
-        .admit("u", 3, 1, Policy::Reject, T0)
-        .await
-        .unwrap_err();
+    let err = closed.admit("u", 3, 1, r, T0).await.unwrap_err();
     assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
     assert!(t.elapsed() < bound, "{:?}", t.elapsed());
     assert!(!open.healthy() && !closed.healthy());
@@ -545,16 +432,8 @@ async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
     redis.kill();
     for i in 0..5 {
         let t = Instant::now();
-        assert_eq!(
-            open.admit("u", 10 + i, 1, Policy::Reject, T0)
-                .await
-                .unwrap(),
-            Admission::Admitted
-        );
-        let err = closed
-            .admit("u", 10 + i, 1, Policy::Reject, T0)
-            .await
-            .unwrap_err();
+        assert_eq!(admit(&open, "u", 10 + i, 1, r, T0).await, Admitted);
+        let err = closed.admit("u", 10 + i, 1, r, T0).await.unwrap_err();
         assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
         assert!(t.elapsed() < bound, "{:?}", t.elapsed());
     }
@@ -569,47 +448,26 @@ async fn redis_down_fails_open_or_closed_without_hanging_then_recovers() {
     redis.spawn();
     wait_recovered(&open).await;
     wait_recovered(&closed).await;
-    assert_eq!(
-        closed.admit("u", 20, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        open.admit("u", 21, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&closed, "u", 20, 1, r, T0).await, Admitted);
+    assert_eq!(admit(&open, "u", 21, 1, r, T0).await, Rejected);
     assert_eq!(open.stats().fail_open, 6);
 }
 
 #[tokio::test]
 async fn a_lazy_store_starts_while_redis_is_down_and_connects_when_it_is_up() {
+    let r = Policy::Reject;
     let mut redis = RedisServer::start();
     redis.kill();
     let open = FleetStore::new(&redis.url(), opts("t:")).unwrap();
-    let closed = FleetStore::new(
-        &redis.url(),
-        FleetOptions {
-            fail: FailMode::Closed,
-            ..opts("t:")
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        open.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert!(closed.admit("u", 1, 1, Policy::Reject, T0).await.is_err());
+    let closed = FleetStore::new(&redis.url(), failing(FailMode::Closed)).unwrap();
+    assert_eq!(admit(&open, "u", 1, 1, r, T0).await, Admitted);
+    assert!(closed.admit("u", 1, 1, r, T0).await.is_err());
     assert!(!open.healthy() && !closed.healthy());
     redis.spawn();
     wait_recovered(&open).await;
     wait_recovered(&closed).await;
-    assert_eq!(
-        closed.admit("u", 1, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        open.admit("u", 2, 1, Policy::Reject, T0).await.unwrap(),
-        Admission::Rejected
-    );
+    assert_eq!(admit(&closed, "u", 1, 1, r, T0).await, Admitted);
+    assert_eq!(admit(&open, "u", 2, 1, r, T0).await, Rejected);
 }
 
 #[tokio::test]
@@ -650,15 +508,15 @@ async fn admit_rate() {
     // Sequential: one admit at a time, 1,000 users with max_sessions 3.
     let t = Instant::now();
     for i in 0..N {
-        s.admit(
+        admit(
+            &s,
             &format!("user{}", i % 1000),
             i,
             3,
             Policy::EvictOldest,
             T0 + i,
         )
-        .await
-        .unwrap();
+        .await;
     }
     let seq = N as f64 / t.elapsed().as_secs_f64();
     // 16 concurrent tasks on the one multiplexed connection.
@@ -668,15 +526,15 @@ async fn admit_rate() {
             let s = s.clone();
             tokio::spawn(async move {
                 for i in (task..N).step_by(16) {
-                    s.admit(
+                    admit(
+                        &s,
                         &format!("user{}", i % 1000),
                         N + i,
                         3,
                         Policy::EvictOldest,
                         T0 + N + i,
                     )
-                    .await
-                    .unwrap();
+                    .await;
                 }
             })
         })

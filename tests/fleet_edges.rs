@@ -35,30 +35,14 @@ async fn backend() -> TestOrigin {
 }
 
 fn config(origin: SocketAddr, backend: SocketAddr, redis: &str, fail: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-store = "{redis}"
-store_fail = "{fail}"
-store_timeout = "300ms"
-idle_timeout = "30s"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["backend"]
-[[auth.backend]]
-url = "http://{backend}/auth"
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(&format!(
+            "store = \"{redis}\"\nstore_fail = \"{fail}\"\nstore_timeout = \"300ms\"\n\
+             idle_timeout = \"30s\""
+        ))
+        .live(&["backend"])
+        .backend(&format!("http://{backend}/auth"), "")
+        .build()
 }
 
 async fn code(edge: &Tollgate, path: &str) -> (u16, String) {
@@ -69,10 +53,9 @@ async fn code(edge: &Tollgate, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_edges_share_one_limit_and_follow_the_fail_mode() {
     let mut redis = RedisServer::start();
-    let origin = content_origin().await;
-    let auth = backend().await;
-    let a = Tollgate::start(&config(origin.addr, auth.addr, &redis.url(), "open")).await;
-    let b = Tollgate::start(&config(origin.addr, auth.addr, &redis.url(), "closed")).await;
+    let fleet = Fleet::start(&redis).await;
+    let a = fleet.edge_failing("open").await;
+    let b = fleet.edge_failing("closed").await;
 
     // Alice on edge A, channel 1: admitted; reloads are the same session.
     assert_eq!(code(&a, "/live/ch1/index.m3u8?token=t").await.0, 200);
@@ -121,32 +104,49 @@ const MASTER: &str = "hex:000102030405060708090a0b0c0d0e0f000102030405060708090a
 
 /// [`config`] plus a shared `[keys] master`, an admin token and `sessions` keys.
 fn fleet_config(origin: SocketAddr, backend: SocketAddr, redis: &str, sessions: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
-[keys]
-master = "{MASTER}"
-[sessions]
-store = "{redis}"
-store_timeout = "300ms"
-{sessions}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["backend"]
-[[auth.backend]]
-url = "http://{backend}/auth"
-"#
-    )
+    ConfigBuilder::new(origin)
+        .admin("test-admin-token")
+        .section("keys", &format!("master = \"{MASTER}\""))
+        .sessions(&format!(
+            "store = \"{redis}\"\nstore_timeout = \"300ms\"\n{sessions}"
+        ))
+        .live(&["backend"])
+        .backend(&format!("http://{backend}/auth"), "")
+        .build()
+}
+
+/// What the edges of a test share besides Redis: the origin, the auth
+/// backend, and the Redis URL (the same across a restart on its port).
+struct Fleet {
+    origin: TestOrigin,
+    auth: TestOrigin,
+    redis: String,
+}
+
+impl Fleet {
+    async fn start(redis: &RedisServer) -> Self {
+        Self {
+            origin: content_origin().await,
+            auth: backend().await,
+            redis: redis.url(),
+        }
+    }
+
+    /// An edge with [`config`] and the store's fail mode `fail`.
+    async fn edge_failing(&self, fail: &str) -> Tollgate {
+        Tollgate::start(&config(self.origin.addr, self.auth.addr, &self.redis, fail)).await
+    }
+
+    /// An edge with [`fleet_config`] and these `[sessions]` keys.
+    async fn edge(&self, sessions: &str) -> Tollgate {
+        let text = fleet_config(self.origin.addr, self.auth.addr, &self.redis, sessions);
+        Tollgate::start(&text).await
+    }
+}
+
+/// Call `edge`'s admin API with the admin token: status and body.
+async fn admin(edge: &Tollgate, method: &str, path: &str) -> (u16, String) {
+    admin_call(edge, method, path, Some("test-admin-token"), None).await
 }
 
 /// Enter channel `ch` on `edge` as alice; the path of its segment, with the
@@ -182,25 +182,12 @@ fn unix_ms() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_restarted_empty_evicts_no_viewer_and_the_limit_is_exact_within_one_heartbeat() {
     let mut redis = RedisServer::start();
-    let origin = content_origin().await;
-    let auth = backend().await;
+    let fleet = Fleet::start(&redis).await;
     // idle_timeout 3 s: before issue 11 an edge heartbeat every 1 s, and the
     // first one after the restart evicted the viewer.
     let sessions = "idle_timeout = \"3s\"\nstore_heartbeat = \"300ms\"";
-    let a = Tollgate::start(&fleet_config(
-        origin.addr,
-        auth.addr,
-        &redis.url(),
-        sessions,
-    ))
-    .await;
-    let b = Tollgate::start(&fleet_config(
-        origin.addr,
-        auth.addr,
-        &redis.url(),
-        sessions,
-    ))
-    .await;
+    let a = fleet.edge(sessions).await;
+    let b = fleet.edge(sessions).await;
 
     // Alice plays channel 1 on edge A; edge B refuses her a second session.
     let playing = enter(&a, "ch1").await;
@@ -279,10 +266,9 @@ async fn health_becomes(edge: &Tollgate, want: bool, within: Duration) -> Durati
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_reports_a_dead_or_frozen_store_within_a_second() {
     let mut redis = RedisServer::start();
-    let origin = content_origin().await;
-    let auth = backend().await;
+    let fleet = Fleet::start(&redis).await;
     // No viewers at all: nothing but the edge itself notices Redis is gone.
-    let edge = Tollgate::start(&fleet_config(origin.addr, auth.addr, &redis.url(), "")).await;
+    let edge = fleet.edge("").await;
     health_becomes(&edge, true, Duration::from_secs(10)).await;
 
     // The contract (SPEC §6) is 1 s; 0.5 s more absorbs a loaded test machine.
@@ -321,25 +307,12 @@ async fn ended_on(edge: &Tollgate, path: &str) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kick_or_an_eviction_on_one_edge_ends_playback_on_the_other_within_two_seconds() {
     let redis = RedisServer::start();
-    let origin = content_origin().await;
-    let auth = backend().await;
+    let fleet = Fleet::start(&redis).await;
     // The default heartbeat (5 s): what reaches the other edge sooner is
     // not the heartbeat.
     let sessions = "on_limit = \"evict_oldest\"";
-    let a = Tollgate::start(&fleet_config(
-        origin.addr,
-        auth.addr,
-        &redis.url(),
-        sessions,
-    ))
-    .await;
-    let b = Tollgate::start(&fleet_config(
-        origin.addr,
-        auth.addr,
-        &redis.url(),
-        sessions,
-    ))
-    .await;
+    let a = fleet.edge(sessions).await;
+    let b = fleet.edge(sessions).await;
     // SPEC §6: 2 s; seen in milliseconds.
     let bound = Duration::from_secs(2);
 
@@ -347,25 +320,11 @@ async fn a_kick_or_an_eviction_on_one_edge_ends_playback_on_the_other_within_two
     let playing = enter(&a, "ch1").await;
     assert_eq!(code(&a, &playing).await.0, 200);
     assert_eq!(code(&b, &playing).await.0, 200);
-    let list = admin_call(
-        &a,
-        "GET",
-        "/api/v1/sessions",
-        Some("test-admin-token"),
-        None,
-    )
-    .await;
+    let list = admin(&a, "GET", "/api/v1/sessions").await;
     let v: serde_json::Value = serde_json::from_str(&list.1).unwrap();
     let id = v["sessions"][0]["id"].as_str().unwrap().to_owned();
     // An operator kicks her on A: B stops serving her.
-    let kicked = admin_call(
-        &a,
-        "DELETE",
-        &format!("/api/v1/sessions/{id}"),
-        Some("test-admin-token"),
-        None,
-    )
-    .await;
+    let kicked = admin(&a, "DELETE", &format!("/api/v1/sessions/{id}")).await;
     assert_eq!(kicked.0, 204, "{}", kicked.1);
     let took = ended_on(&b, &playing).await;
     eprintln!("the kick reached edge B after {took:?}");
@@ -382,18 +341,11 @@ async fn a_kick_or_an_eviction_on_one_edge_ends_playback_on_the_other_within_two
 
     // A kick also holds on an edge that had not seen the session yet: the
     // kicked capability does not start it again there.
-    let list = admin_call(
-        &a,
-        "GET",
-        "/api/v1/sessions?channel=ch3",
-        Some("test-admin-token"),
-        None,
-    )
-    .await;
+    let list = admin(&a, "GET", "/api/v1/sessions?channel=ch3").await;
     let v: serde_json::Value = serde_json::from_str(&list.1).unwrap();
     let id = v["sessions"][0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/sessions/{id}");
-    let kicked = admin_call(&a, "DELETE", &path, Some("test-admin-token"), None).await;
+    let kicked = admin(&a, "DELETE", &path).await;
     assert_eq!(kicked.0, 204, "{}", kicked.1);
     assert_eq!(code(&b, &third).await, (403, error_body("session_evicted")));
     assert_eq!(code(&a, &third).await, (403, error_body("session_evicted")));

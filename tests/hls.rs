@@ -30,7 +30,7 @@ use common::media::{
 };
 use common::process::{PATIENCE, Tollgate, client};
 use common::static_origin::{Gzip, StaticOrigin};
-use common::{TestProxy, start_proxy};
+use common::{ConfigBuilder, Route, TestProxy, start_proxy};
 use http::{HeaderMap, StatusCode};
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
@@ -96,41 +96,23 @@ fn config(origin: SocketAddr, o: &Opts<'_>) -> String {
         encrypt,
         more,
     } = o;
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-shutdown_grace = "5s"
-
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
-
-[ip]
-allow = ["127.0.0.0/8"]
-
-[keys]
-master = "{master}"
-rotate_every = "{rotate_every}"
-
-{more}
-
-[[origin]]
-name = "o"
-url = "http://{origin}"
-first_byte_timeout = "5s"
-idle_timeout = "5s"
-connect_timeout = "2s"
-
-[[route]]
-name = "{route}"
-prefix = "/{route}/"
-origin = "o"
-channel = 1
-auth = ["ip"]
-encrypt = {encrypt}
-"#
-    )
+    ConfigBuilder::new(origin)
+        .server("shutdown_grace = \"5s\"")
+        .admin("test-admin-token")
+        .ip_allow(&["127.0.0.0/8"])
+        .section(
+            "keys",
+            &format!("master = \"{master}\"\nrotate_every = \"{rotate_every}\""),
+        )
+        .extra(more)
+        .origin_keys("first_byte_timeout = \"5s\"\nidle_timeout = \"5s\"\nconnect_timeout = \"2s\"")
+        .route(
+            Route::new(route, &format!("/{route}/"))
+                .channel(1)
+                .auth(&["ip"])
+                .keys(&format!("encrypt = {encrypt}")),
+        )
+        .build()
 }
 
 /// The generated media behind a static origin, and a proxy in front of it.

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use common::process::{PATIENCE, Tollgate};
-use common::{Deadline, OriginBody, eventually, h1_client, metric};
+use common::{Deadline, OriginBody, TestProxy, eventually, h1_client, metric, send};
 
 const MASTER: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -249,8 +249,7 @@ struct Seg {
 /// Fetch the playlist at `base` and list its segments by name.
 async fn segments(client: &reqwest::Client, base: &str) -> Vec<(String, Seg)> {
     let url = Url::parse(&format!("{base}/live/ch1/index.m3u8")).unwrap();
-    let resp = client.get(url.clone()).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = get_ok(client, url.clone()).await;
     let text = resp.text().await.unwrap();
     let (mut msn, mut key, mut out) = (0u128, None, Vec::new());
     for line in text.lines() {
@@ -312,7 +311,7 @@ async fn cache_busters_cause_one_origin_fetch_and_signed_params_cannot_change() 
     let mut bodies = Vec::new();
     for n in 0..50 {
         let url = with_query(&seg.url, &format!("{query}&cb={n}"));
-        let resp = client.get(url).send().await.unwrap();
+        let resp = send(client.get(url)).await;
         assert_eq!(resp.status(), StatusCode::OK, "cache buster {n}");
         bodies.push(resp.bytes().await.unwrap());
     }
@@ -324,13 +323,30 @@ async fn cache_busters_cause_one_origin_fetch_and_signed_params_cannot_change() 
     );
     // A viewer-chosen value for the origin's own parameter.
     let forged = with_query(&seg.url, &query.replacen("o=1", "o=2", 1));
-    let resp = client.get(forged).send().await.unwrap();
+    let resp = send(client.get(forged)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // And the parameter dropped altogether.
     let dropped = with_query(&seg.url, query.strip_prefix("o=1&").unwrap());
-    let resp = client.get(dropped).send().await.unwrap();
+    let resp = send(client.get(dropped)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(origin.requests_for("/live/ch1/seg-1.ts").len(), 1);
+}
+
+/// A [`CountingOrigin`] behind an in-process proxy whose origin deadline is
+/// `total`, a client, and the segments of the proxy's playlist.
+async fn in_process(
+    total: &str,
+) -> (
+    CountingOrigin,
+    TestProxy,
+    reqwest::Client,
+    Vec<(String, Seg)>,
+) {
+    let origin = CountingOrigin::start().await;
+    let proxy = common::start_proxy(&config(origin.addr, total, "")).await;
+    let client = h1_client();
+    let segs = segments(&client, &proxy.url("")).await;
+    (origin, proxy, client, segs)
 }
 
 /// VmRSS and VmHWM (peak) of process `pid`, in bytes.
@@ -347,6 +363,30 @@ fn memory(pid: i32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Fail unless the peak RSS of process `pid` stayed below `rss_before`
+/// plus `budget` and a 64 MiB margin (buffers, allocator slack and the
+/// debug build); `what` labels the figures printed.
+fn assert_peak_within(pid: i32, rss_before: u64, budget: u64, what: &str) {
+    let (rss_after, peak) = memory(pid);
+    let allowed = rss_before + budget + (64 << 20);
+    eprintln!("{what}: RSS before {rss_before}, after {rss_after}, peak {peak}");
+    assert!(
+        peak < allowed,
+        "peak RSS {} MiB (before {} MiB, after {} MiB), allowed {} MiB",
+        peak >> 20,
+        rss_before >> 20,
+        rss_after >> 20,
+        allowed >> 20
+    );
+}
+
+/// GET `url`, which must answer 200.
+async fn get_ok(client: &reqwest::Client, url: Url) -> reqwest::Response {
+    let resp = send(client.get(url)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
 fn aes_key(bytes: &[u8]) -> [u8; 16] {
     bytes.try_into().expect("a 16-byte key")
 }
@@ -357,7 +397,7 @@ type Dec = cbc::Decryptor<aes::Aes128>;
 /// last 64 KiB, and check those decrypt to the generated plaintext and the
 /// length is the padded length of `plain_len`.
 async fn read_and_check(client: &reqwest::Client, seg: &Seg, plain_len: u64) {
-    let resp = client.get(seg.url.clone()).send().await.unwrap();
+    let resp = send(client.get(seg.url.clone())).await;
     check_body(client, seg, resp, plain_len).await;
 }
 
@@ -366,8 +406,7 @@ async fn check_body(client: &reqwest::Client, seg: &Seg, resp: reqwest::Response
     const HEAD: usize = 1 << 20;
     const TAIL: usize = 64 << 10;
     assert_eq!(resp.status(), StatusCode::OK, "{}", seg.url);
-    let key = client.get(seg.key.clone()).send().await.unwrap();
-    assert_eq!(key.status(), StatusCode::OK);
+    let key = get_ok(client, seg.key.clone()).await;
     let key = aes_key(&key.bytes().await.unwrap());
     let mut stream = resp.bytes_stream();
     let (mut head, mut tail, mut total) = (Vec::new(), Vec::<u8>::new(), 0u64);
@@ -424,23 +463,11 @@ async fn a_segment_of_hundreds_of_mb_streams_within_the_memory_budgets() {
     for name in ["huge.ts", "chunked.ts"] {
         read_and_check(&client, &find(&segs, name), HUGE).await;
     }
-    let (rss_after, peak) = memory(proxy.pid());
-    // Budgets: 16 MiB of fills, 8 MiB cached; the margin covers buffers,
-    // allocator slack and the debug build.
-    let allowed = rss_before + (24 << 20) + (64 << 20);
-    eprintln!("400 MB segments: RSS before {rss_before}, after {rss_after}, peak {peak}");
-    assert!(
-        peak < allowed,
-        "peak RSS {} MiB (before {} MiB, after {} MiB), allowed {} MiB",
-        peak >> 20,
-        rss_before >> 20,
-        rss_after >> 20,
-        allowed >> 20
-    );
+    // Budgets: 16 MiB of fills, 8 MiB cached.
+    assert_peak_within(proxy.pid(), rss_before, 24 << 20, "400 MB segments");
     // Neither was cached: asking again fetches again.
     assert_eq!(origin.requests_for("/live/ch1/huge.ts").len(), 1);
-    let resp = client.get(find(&segs, "huge.ts").url).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = get_ok(&client, find(&segs, "huge.ts").url).await;
     drop(resp);
     eventually("a second origin fetch of huge.ts", async || {
         match origin.requests_for("/live/ch1/huge.ts").len() {
@@ -472,8 +499,7 @@ async fn concurrent_fills_stay_within_max_fill_bytes() {
     let (rss_before, _) = memory(proxy.pid());
     let mut held = Vec::new();
     for seg in &segs {
-        let resp = client.get(seg.url.clone()).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        let resp = get_ok(&client, seg.url.clone()).await;
         held.push(resp);
     }
     eventually(
@@ -487,18 +513,8 @@ async fn concurrent_fills_stay_within_max_fill_bytes() {
     for (seg, resp) in segs.iter().zip(held) {
         check_body(&client, seg, resp, MID).await;
     }
-    let (rss_after, peak) = memory(proxy.pid());
-    // 12 MiB of fills, 4 MiB cached, and the same margin as above.
-    let allowed = rss_before + (16 << 20) + (64 << 20);
-    eprintln!("{MIDS} fills: RSS before {rss_before}, after {rss_after}, peak {peak}");
-    assert!(
-        peak < allowed,
-        "peak RSS {} MiB (before {} MiB, after {} MiB), allowed {} MiB",
-        peak >> 20,
-        rss_before >> 20,
-        rss_after >> 20,
-        allowed >> 20
-    );
+    // 12 MiB of fills, 4 MiB cached.
+    assert_peak_within(proxy.pid(), rss_before, 16 << 20, &format!("{MIDS} fills"));
 }
 
 /// Viewers who leave mid-segment stop its fill: the origin connections the
@@ -507,10 +523,7 @@ async fn concurrent_fills_stay_within_max_fill_bytes() {
 /// reads the same fill does not stop it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fill_nobody_waits_for_stops_and_closes_its_origin_connection() {
-    let origin = CountingOrigin::start().await;
-    let proxy = common::start_proxy(&config(origin.addr, "600s", "")).await;
-    let client = h1_client();
-    let segs = segments(&client, &proxy.url("")).await;
+    let (origin, proxy, _client, segs) = in_process("600s").await;
     origin
         .wait_all_closed(PATIENCE, "the playlist's connection to close")
         .await;
@@ -565,14 +578,10 @@ async fn a_fill_nobody_waits_for_stops_and_closes_its_origin_connection() {
 /// left open.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trickling_origin_is_released_at_total_timeout() {
-    let origin = CountingOrigin::start().await;
-    let proxy = common::start_proxy(&config(origin.addr, "3s", "")).await;
-    let client = h1_client();
-    let segs = segments(&client, &proxy.url("")).await;
+    let (origin, proxy, client, segs) = in_process("3s").await;
     let trickle = find(&segs, "trickle.ts");
     let started = tokio::time::Instant::now();
-    let resp = client.get(trickle.url.clone()).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = get_ok(&client, trickle.url.clone()).await;
     let mut stream = resp.bytes_stream();
     // Bytes keep coming (a block per 16 trickled bytes) until the deadline.
     let give_up = started + Duration::from_secs(3) + PATIENCE;
@@ -619,13 +628,9 @@ async fn a_trickling_origin_is_released_at_total_timeout() {
 /// playlist and the encrypted segment too, not only passthrough ones.
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_duration_is_recorded_for_playlists_and_encrypted_segments() {
-    let origin = CountingOrigin::start().await;
-    let proxy = common::start_proxy(&config(origin.addr, "30s", "")).await;
-    let client = h1_client();
-    let segs = segments(&client, &proxy.url("")).await;
+    let (_origin, proxy, client, segs) = in_process("30s").await;
     let seg = find(&segs, "seg-1.ts");
-    let resp = client.get(seg.url.clone()).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = get_ok(&client, seg.url.clone()).await;
     resp.bytes().await.unwrap();
     let text = common::get_text(&proxy.admin_url("/metrics")).await;
     let count = metric(

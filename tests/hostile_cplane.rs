@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane, write_cp_cert};
+use common::control_plane::{
+    Behaviour, CP_TOKEN, ControlPlane, metrics, syncs, wait_sync, write_cp_cert,
+};
 use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -27,25 +29,14 @@ use tollgate::sync::signature;
 /// A proxy whose `/live/` route takes `token` users from the control plane
 /// at `url`, pulled every 200 ms; `extra` goes into `[control_plane]`.
 fn config(origin: SocketAddr, url: &str, state: &Path, extra: &str) -> String {
-    config_with_auth(
-        origin,
-        "token",
-        &format!(
-            r#"
-[state]
-dir = "{state}"
-[control_plane]
-url = "{url}"
-token = "{CP_TOKEN}"
-interval = "200ms"
-timeout = "2s"
-max_backoff = "400ms"
-edge_id = "edge-hostile"
-{extra}
-"#,
-            state = state.display()
-        ),
-    )
+    let control_plane = format!(
+        "url = \"{url}\"\ntoken = \"{CP_TOKEN}\"\ninterval = \"200ms\"\ntimeout = \"2s\"\n\
+         max_backoff = \"400ms\"\nedge_id = \"edge-hostile\"\n{extra}"
+    );
+    loopback_config(origin, "token")
+        .state(state)
+        .section("control_plane", &control_plane)
+        .build()
 }
 
 fn snapshot(version: u64, users: Value) -> Value {
@@ -60,30 +51,6 @@ fn alice(version: u64) -> Value {
         version,
         json!({"alice": {"tokens": ["alice-tok"], "packages": ["basic"]}}),
     )
-}
-
-fn syncs(text: &str, result: &str) -> f64 {
-    metric(
-        text,
-        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
-    )
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    get_text(&proxy.admin_url("/metrics")).await
-}
-
-/// Wait until `/metrics` counts more syncs with `result` than `before`.
-async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
-    eventually(&format!("a sync with result {result}"), async || {
-        let n = syncs(&metrics(proxy).await, result);
-        if n > before {
-            Ok(())
-        } else {
-            Err(format!("{result} = {n}"))
-        }
-    })
-    .await;
 }
 
 async fn wait_status(proxy: &TestProxy, path: &str, want: u16) {
@@ -369,55 +336,31 @@ const SECRETS: [&str; 13] = [
 
 fn all_secrets_toml(redis: &str) -> String {
     let s = SECRETS;
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "{}"
-[keys]
-master = "{}"
-[control_plane]
-url = "https://cp.example.net/sync"
-token = "{}"
-[sessions]
-store = "redis://:{}@{redis}/0"
-[auth.akamai]
-keys = ["{}"]
-salt = "{}"
-[auth.cesbo]
-secret = "{}"
-[auth.secure_link]
-secret = "{}"
-[auth.wmsauth]
-key = "{}"
-[auth.wowza]
-secret = "{}"
-[[package]]
-name = "all"
-channels = ["*"]
-[[user]]
-id = "u"
-tokens = ["{}"]
-password = "{}"
-packages = ["all"]
-[[user]]
-id = "v"
-tokens = ["{}"]
-packages = ["all"]
-[[origin]]
-name = "o"
-url = "http://127.0.0.1:1"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-"#,
-        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12]
-    )
+    let password = format!("password = \"{}\"", s[11]);
+    ConfigBuilder::new("127.0.0.1:1".parse().unwrap())
+        .admin(s[0])
+        .section("keys", &format!("master = \"{}\"", s[1]))
+        .section(
+            "control_plane",
+            &format!(
+                "url = \"https://cp.example.net/sync\"\ntoken = \"{}\"",
+                s[2]
+            ),
+        )
+        .sessions(&format!("store = \"redis://:{}@{redis}/0\"", s[3]))
+        .auth(
+            "akamai",
+            &format!("keys = [\"{}\"]\nsalt = \"{}\"", s[4], s[5]),
+        )
+        .auth("cesbo", &format!("secret = \"{}\"", s[6]))
+        .auth("secure_link", &format!("secret = \"{}\"", s[7]))
+        .auth("wmsauth", &format!("key = \"{}\"", s[8]))
+        .auth("wowza", &format!("secret = \"{}\"", s[9]))
+        .package("all", &["*"])
+        .add_user(User::new("u", &[s[10]], &["all"]).keys(&password))
+        .user("v", &[s[12]], &["all"])
+        .live(&["token"])
+        .build()
 }
 
 fn assert_no_secret(what: &str, text: &str) {

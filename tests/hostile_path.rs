@@ -118,32 +118,12 @@ async fn servlet_origin() -> ServletOrigin {
 }
 
 fn token_config(origin: SocketAddr, sessions: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[sessions]
-{sessions}
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[package]]
-name = "a"
-channels = ["cha", "ch1"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["a"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .sessions(sessions)
+        .live(&["token"])
+        .package("a", &["cha", "ch1"])
+        .user("alice", &["alice-token"], &["a"])
+        .build()
 }
 
 /// Segments that are a dot-segment to a servlet container, Windows/IIS, an
@@ -237,8 +217,9 @@ async fn semicolon_and_plus_reach_the_origin_percent_encoded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ip_allowed_capability_is_refused_from_another_address() {
     let origin = content_origin().await;
-    let toml = config_for(origin.addr, "")
-        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"127.0.0.1/32\"]");
+    let toml = loopback_config(origin.addr, "ip")
+        .ip_allow(&["127.0.0.1/32"])
+        .build();
     let proxy = start_proxy(&toml).await;
     let here = [127, 0, 0, 1];
     let (status, playlist) = get_from(here, &proxy.url("/live/ch1/index.m3u8")).await;
@@ -462,14 +443,15 @@ async fn whitespace_uri_corpus_never_carries_a_capability_elsewhere() {
         async move { Response::new(full(body)) }
     })
     .await;
-    let toml = format!(
-        "{}\n[[route]]\nname = \"enc\"\nprefix = \"/enc/\"\norigin = \"o\"\nchannel = 1\n\
-         auth = [\"ip\"]\nencrypt = true\n",
-        config_for(
-            origin.addr,
-            "[keys]\nmaster = \"hex:000102030405060708090a0b0c0d0e0f\"\n"
+    let toml = loopback_config(origin.addr, "ip")
+        .section("keys", "master = \"hex:000102030405060708090a0b0c0d0e0f\"")
+        .route(
+            Route::new("enc", "/enc/")
+                .channel(1)
+                .auth(&["ip"])
+                .keys("encrypt = true"),
         )
-    );
+        .build();
     let proxy = start_proxy(&toml).await;
     let (mut elsewhere, mut own_signed, mut leaks) = (0, 0, Vec::new());
     for path in [

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::process::{Tollgate, client, get};
-use common::{TestOrigin, admin_call, error_body, full, start_origin};
+use common::{ConfigBuilder, Route, TestOrigin, User, admin_call, error_body, full, start_origin};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use nix::sys::signal::Signal;
@@ -63,44 +63,29 @@ async fn origin() -> TestOrigin {
 /// `encrypt`), a fixed master, the state in `state`, and the config users
 /// alice (`alice-token`, password `alice-pass`) and bob (`bob-token`).
 fn config(origin: SocketAddr, state: &Path, encrypt: bool) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-shutdown_grace = "2s"
-[admin]
-listen = "127.0.0.1:0"
-token = "{ADMIN}"
-[state]
-dir = "{state}"
-[keys]
-master = "{MASTER}"
-rotate_every = "10m"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-encrypt = {encrypt}
-[[package]]
-name = "all"
-channels = ["*"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-password = "alice-pass"
-packages = ["all"]
-[[user]]
-id = "bob"
-tokens = ["bob-token"]
-packages = ["all"]
-"#,
-        state = state.display()
-    )
+    ConfigBuilder::new(origin)
+        .server("shutdown_grace = \"2s\"")
+        .admin(ADMIN)
+        .state(state)
+        .section(
+            "keys",
+            &format!("master = \"{MASTER}\"\nrotate_every = \"10m\""),
+        )
+        .route(Route::live(&["token"]).keys(&format!("encrypt = {encrypt}")))
+        .package("all", &["*"])
+        .add_user(User::new("alice", &["alice-token"], &["all"]).keys("password = \"alice-pass\""))
+        .user("bob", &["bob-token"], &["all"])
+        .build()
+}
+
+/// The [`origin`], a fresh state dir, the [`config`] on them, and a
+/// tollgate started with it.
+async fn start(encrypt: bool) -> (TestOrigin, tempfile::TempDir, String, Tollgate) {
+    let origin = origin().await;
+    let state = tempfile::tempdir().unwrap();
+    let toml = config(origin.addr, state.path(), encrypt);
+    let tg = Tollgate::start(&toml).await;
+    (origin, state, toml, tg)
 }
 
 async fn api(tg: &Tollgate, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
@@ -153,10 +138,7 @@ async fn session_ids(tg: &Tollgate, user: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kicked_viewers_capability_stays_refused_after_a_restart() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let segment = enter(&tg, "token=alice-token").await;
     assert_eq!(fetch(&tg, &segment).await.0, StatusCode::OK);
     let ids = session_ids(&tg, "alice").await;
@@ -180,10 +162,7 @@ async fn a_kicked_viewers_capability_stays_refused_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let blocked = (StatusCode::FORBIDDEN, error_body("blocked"));
 
     // Playing, then its token is blocked: the very next request stops.
@@ -229,10 +208,7 @@ async fn blocking_a_token_stops_the_sessions_playing_on_it_also_across_a_restart
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_user_replaces_every_credential_of_the_config_user() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, tg) = start(false).await;
     let by_token = enter(&tg, "token=alice-token").await;
     let by_password = enter(&tg, "auth=alice:alice-pass").await;
     let bob = enter(&tg, "token=bob-token").await;
@@ -277,9 +253,7 @@ fn with_segment(uri: &str, n: usize, value: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_key_endpoint_serves_only_periods_a_playlist_named() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let tg = Tollgate::start(&config(origin.addr, state.path(), true)).await;
+    let (_origin, _state, _toml, tg) = start(true).await;
     let (status, body) = fetch(&tg, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let key_uri = body
@@ -334,9 +308,7 @@ async fn the_key_endpoint_serves_only_periods_a_playlist_named() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_media_sequence_that_would_reuse_an_iv_is_a_bad_playlist() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let tg = Tollgate::start(&config(origin.addr, state.path(), true)).await;
+    let (origin, _state, _toml, tg) = start(true).await;
     assert_eq!(
         fetch(&tg, "/live/huge/index.m3u8?token=alice-token").await,
         (StatusCode::BAD_GATEWAY, error_body("bad_playlist"))
@@ -354,10 +326,7 @@ async fn a_media_sequence_that_would_reuse_an_iv_is_a_bad_playlist() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_drops_a_config_token_stops_the_sessions_it_admitted() {
-    let origin = origin().await;
-    let state = tempfile::tempdir().unwrap();
-    let toml = config(origin.addr, state.path(), false);
-    let mut tg = Tollgate::start(&toml).await;
+    let (_origin, _state, toml, mut tg) = start(false).await;
     let alice = enter(&tg, "token=alice-token").await;
     let bob = enter(&tg, "token=bob-token").await;
     tg.rewrite_config(&toml.replace("\"alice-token\"", "\"alice-token-2\""));

@@ -48,28 +48,12 @@ async fn raw_status(addr: SocketAddr, method: &str, path: &str, body: &str) -> u
 /// A proxy whose `/live/` route takes user tokens and whose admin API keeps
 /// its state in a temporary directory, plus `extra` TOML.
 fn api_config(origin: SocketAddr, state: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-{extra}
-[admin]
-listen = "127.0.0.1:0"
-token = "{ADMIN}"
-[state]
-dir = "{state}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-"#,
-        state = state.display()
-    )
+    ConfigBuilder::new(origin)
+        .server(extra)
+        .admin(ADMIN)
+        .state(state)
+        .live(&["token"])
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,23 +191,10 @@ const AKAMAI: &str = "[auth.akamai]\nkeys = [\"a7f3c9e1b2d4f6a8c0e2b4d6f8a0c2e4\
 #[tokio::test(flavor = "multi_thread")]
 async fn akamai_cookie_header_and_authorization_never_reach_the_origin() {
     let origin = content_origin().await;
-    let text = format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-auth = ["akamai"]
-{AKAMAI}"#,
-        origin = origin.addr
-    );
+    let text = ConfigBuilder::new(origin.addr)
+        .route(Route::new("live", "/live/").auth(&["akamai"]))
+        .extra(AKAMAI)
+        .build();
     let config = Config::parse(&text, std::path::Path::new(".")).unwrap();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -294,31 +265,11 @@ async fn token_and_backend_share_a_route() {
         r
     })
     .await;
-    let text = format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token", "backend"]
-[[auth.backend]]
-url = "http://{backend}/auth"
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["*"]
-"#,
-        origin = origin.addr,
-        backend = backend.addr
-    );
+    let text = ConfigBuilder::new(origin.addr)
+        .live(&["token", "backend"])
+        .backend(&format!("http://{}/auth", backend.addr), "")
+        .user("alice", &["alice-token"], &["*"])
+        .build();
     let proxy = start_proxy(&text).await;
     let (s, b) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
     assert_eq!(s, 200, "{b}");

@@ -115,6 +115,15 @@ fn https_client(root_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// GET `url` on a new connection to `addr` that trusts only `root_pem`.
+async fn https_get(
+    root_pem: &str,
+    addr: std::net::SocketAddr,
+    url: &str,
+) -> reqwest::Result<reqwest::Response> {
+    https_client(root_pem, addr).get(url).send().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_swaps_the_certificate_for_new_connections() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -133,29 +142,19 @@ async fn reload_swaps_the_certificate_for_new_connections() {
     let control = tollgate::server::Control::default();
     let _task = tokio::spawn(tollgate::server::run(config, listeners, control.clone()));
     let url = format!("https://localhost:{}/live/ch1/a.ts", addr.port());
-    assert_eq!(
-        https_client(&old_pem, addr)
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(https_get(&old_pem, addr, &url).await.unwrap().status(), 200);
 
     let new_pem = write_cert(dir.path());
     control.reload.notify_one();
     let r = eventually("the new certificate to be served", async || {
-        https_client(&new_pem, addr)
-            .get(&url)
-            .send()
+        https_get(&new_pem, addr, &url)
             .await
             .map_err(|e| e.to_string())
     })
     .await;
     assert_eq!(r.status(), 200);
     // The old certificate is gone for new connections.
-    assert!(https_client(&old_pem, addr).get(&url).send().await.is_err());
+    assert!(https_get(&old_pem, addr, &url).await.is_err());
     let m = get_text(&format!("http://{admin}/metrics")).await;
     assert_eq!(
         metric(&m, "tollgate_config_reloads_total{result=\"success\"}"),
@@ -172,15 +171,7 @@ async fn reload_swaps_the_certificate_for_new_connections() {
         if failed == 1.0 { Ok(()) } else { Err(m) }
     })
     .await;
-    assert_eq!(
-        https_client(&new_pem, addr)
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(https_get(&new_pem, addr, &url).await.unwrap().status(), 200);
     control.stop.cancel();
 }
 
@@ -188,15 +179,7 @@ async fn reload_swaps_the_certificate_for_new_connections() {
 async fn stop_returns_at_once_and_closes_listeners() {
     let origin = ok_origin().await;
     let mut proxy = start_proxy(&config_for(origin.addr, "")).await;
-    assert_eq!(
-        h1_client()
-            .get(proxy.url("/live/ch1/a.ts"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_h1(proxy.url("/live/ch1/a.ts")).await.status(), 200);
     proxy.control.stop.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), &mut proxy.task).await;
     assert!(

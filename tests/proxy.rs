@@ -73,11 +73,7 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
         ),
     ];
     for (name, client, base, version) in cases {
-        let r = client
-            .get(format!("{base}/live/ch1/index.m3u8"))
-            .send()
-            .await
-            .unwrap();
+        let r = send(client.get(format!("{base}/live/ch1/index.m3u8"))).await;
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.version(), version, "{name}");
         // Playlists are rewritten (every child URI gains the capability).
@@ -86,11 +82,7 @@ async fn playlist_and_segment_byte_identical_over_h1_h2c_and_https_h2() {
             PLAYLIST,
             "{name} playlist"
         );
-        let r = client
-            .get(format!("{base}/live/ch1/big.ts"))
-            .send()
-            .await
-            .unwrap();
+        let r = send(client.get(format!("{base}/live/ch1/big.ts"))).await;
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(r.content_length(), Some(1 << 20), "{name}");
         let body = r.bytes().await.unwrap();
@@ -134,11 +126,7 @@ async fn first_half_reaches_viewer_before_origin_sends_the_rest() {
     tx.send(Ok(Frame::data(Bytes::copy_from_slice(&data[..half]))))
         .await
         .unwrap();
-    let mut resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     assert_eq!(resp.status(), 200);
     let mut got = Vec::new();
     // The origin has sent only the first half and is paused: all of it must arrive.
@@ -170,11 +158,7 @@ async fn origin_reset_mid_body_aborts_the_viewer_response() {
             tx.send(Ok(Frame::data(Bytes::from(vec![7u8; 100 * 1024]))))
                 .await
                 .unwrap();
-            let mut resp = client
-                .get(proxy.url("/live/ch1/seg.ts"))
-                .send()
-                .await
-                .unwrap();
+            let mut resp = send(client.get(proxy.url("/live/ch1/seg.ts"))).await;
             assert_eq!(resp.status(), 200, "{name}");
             let first = resp.chunk().await.unwrap().expect("first bytes");
             assert!(!first.is_empty());
@@ -210,11 +194,7 @@ async fn origin_stalling_mid_body_aborts_after_idle_timeout() {
     tx.send(Ok(Frame::data(Bytes::from(vec![1u8; 1000]))))
         .await
         .unwrap();
-    let resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     // idle_timeout = 1s in config_for; the sender stays alive, so the origin stalls.
     let result = tokio::time::timeout(Duration::from_secs(30), resp.bytes())
         .await
@@ -230,11 +210,7 @@ async fn origin_down_is_502_and_stalled_origin_is_504() {
         .local_addr()
         .unwrap();
     let proxy = start_proxy(&config_for(closed_port, "")).await;
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         r.text().await.unwrap().trim(),
@@ -248,11 +224,7 @@ async fn origin_down_is_502_and_stalled_origin_is_504() {
     .await;
     let proxy = start_proxy(&config_for(stalled.addr, "")).await;
     let t = Instant::now();
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     let waited = t.elapsed();
     assert_eq!(r.status(), 504);
     assert_eq!(
@@ -277,22 +249,12 @@ async fn in_process_drain_finishes_in_flight_and_readyz_goes_503() {
     tx.send(Ok(Frame::data(Bytes::from(vec![3u8; 1000]))))
         .await
         .unwrap();
-    let mut resp = h1_client()
-        .get(proxy.url("/live/ch1/seg.ts"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = get_h1(proxy.url("/live/ch1/seg.ts")).await;
     let first = resp.chunk().await.unwrap().unwrap();
     proxy.control.drain.cancel();
     let c = h1_client();
     eventually("readyz to answer 503", async || {
-        match c
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-        {
+        match send(c.get(proxy.admin_url("/readyz"))).await.status() {
             StatusCode::SERVICE_UNAVAILABLE => Ok(()),
             other => Err(other.to_string()),
         }

@@ -17,32 +17,19 @@ async fn origin_statuses_pass_through_and_errors_are_json() {
     let origin = content_origin().await;
     let proxy = start_proxy(&config_for(origin.addr, "")).await;
     let c = h1_client();
-    let r = c
-        .get(proxy.url("/live/ch1/missing.ts"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.get(proxy.url("/live/ch1/missing.ts"))).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "nope");
-    let r = c
-        .get(proxy.url("/live/ch1/broken.ts"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.get(proxy.url("/live/ch1/broken.ts"))).await;
     assert_eq!(r.status(), 500);
-    let r = c.get(proxy.url("/elsewhere/x")).send().await.unwrap();
+    let r = send(c.get(proxy.url("/elsewhere/x"))).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"no_route"}"#);
-    let r = c
-        .post(proxy.url("/live/ch1/index.m3u8"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = send(c.post(proxy.url("/live/ch1/index.m3u8")).body("x")).await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
-    let r = c.head(proxy.url("/live/ch1/big.ts")).send().await.unwrap();
+    let r = send(c.head(proxy.url("/live/ch1/big.ts"))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "1048576");
     assert!(r.bytes().await.unwrap().is_empty());
@@ -52,27 +39,19 @@ async fn origin_statuses_pass_through_and_errors_are_json() {
 async fn ip_method_allow_deny_and_all_pass() {
     let origin = content_origin().await;
     // Loopback is allowed by config_for; deny it explicitly → ip_denied wins.
-    let denied = config_for(origin.addr, "").replace(
-        "[ip]\nallow = [\"127.0.0.0/8\"]",
-        "[ip]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]",
-    );
+    let denied = loopback_config(origin.addr, "ip")
+        .ip("allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]")
+        .build();
     let proxy = start_proxy(&denied).await;
-    let r = h1_client()
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"ip_denied"}"#);
     // Not allowed and not denied: every method passed → forbidden.
-    let not_allowed = config_for(origin.addr, "")
-        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.0.0.0/8\"]");
+    let not_allowed = loopback_config(origin.addr, "ip")
+        .ip_allow(&["10.0.0.0/8"])
+        .build();
     let proxy2 = start_proxy(&not_allowed).await;
-    let r = h1_client()
-        .get(proxy2.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_h1(proxy2.url("/live/ch1/index.m3u8")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap().trim(), r#"{"error":"forbidden"}"#);
     assert!(
@@ -202,7 +181,7 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
     let before = get_text(&proxy.admin_url("/metrics")).await;
     let key = r#"tollgate_requests_total{route="live",status_class="2xx",code="proxied"}"#;
     for _ in 0..3 {
-        let r = c.get(proxy.url("/live/ch1/big.ts")).send().await.unwrap();
+        let r = send(c.get(proxy.url("/live/ch1/big.ts"))).await;
         r.bytes().await.unwrap();
     }
     // The counter moves when the body completes; poll briefly for the last one.
@@ -229,33 +208,29 @@ async fn metrics_count_requests_and_health_endpoints_answer() {
         ("/nope", 404),
     ] {
         assert_eq!(
-            c.get(proxy.admin_url(path)).send().await.unwrap().status(),
+            send(c.get(proxy.admin_url(path))).await.status(),
             status,
             "{path}"
         );
     }
     // The API needs the bearer token.
     assert_eq!(
-        c.get(proxy.admin_url("/api/v1/users/a"))
-            .send()
+        send(c.get(proxy.admin_url("/api/v1/users/a")))
             .await
-            .unwrap()
             .status(),
         401
     );
-    let r = c
-        .get(proxy.admin_url("/api/v1/users/a"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.get(proxy.admin_url("/api/v1/users/a"))
+            .bearer_auth("wrong"),
+    )
+    .await;
     assert_eq!(r.status(), 401);
-    let r = c
-        .get(proxy.admin_url("/api/v1/users/a"))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.get(proxy.admin_url("/api/v1/users/a"))
+            .bearer_auth("test-admin-token"),
+    )
+    .await;
     assert_ne!(r.status(), 401);
 }
 
@@ -293,32 +268,28 @@ async fn http10_origin_does_not_downgrade_the_viewer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trusted_proxy_names_the_client_and_the_hop_is_appended() {
     let origin = content_origin().await;
-    let text = config_for(origin.addr, "trusted_proxies = [\"127.0.0.1/32\"]")
-        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"198.51.100.0/24\"]");
+    let text = loopback_config(origin.addr, "ip")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .ip_allow(&["198.51.100.0/24"])
+        .build();
     let proxy = start_proxy(&text).await;
     let c = h1_client();
-    let via_lb = c
-        .get(proxy.url("/live/ch1/seg-7.ts"))
-        .header("x-forwarded-for", "198.51.100.9")
-        .send()
-        .await
-        .unwrap();
+    let via_lb = send(
+        c.get(proxy.url("/live/ch1/seg-7.ts"))
+            .header("x-forwarded-for", "198.51.100.9"),
+    )
+    .await;
     assert_eq!(via_lb.status(), 200, "client named by a trusted proxy");
     let seen = origin.seen.lock().unwrap()[0].clone();
     assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.9, 127.0.0.1");
     // Without the header the peer itself is the client: not allowed.
-    let direct = c
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .send()
-        .await
-        .unwrap();
+    let direct = send(c.get(proxy.url("/live/ch1/index.m3u8"))).await;
     assert_eq!(direct.status(), 403);
     // A spoofed left-most entry does not help: the right-most untrusted one counts.
-    let spoofed = c
-        .get(proxy.url("/live/ch1/index.m3u8"))
-        .header("x-forwarded-for", "198.51.100.9, 192.0.2.66")
-        .send()
-        .await
-        .unwrap();
+    let spoofed = send(
+        c.get(proxy.url("/live/ch1/index.m3u8"))
+            .header("x-forwarded-for", "198.51.100.9, 192.0.2.66"),
+    )
+    .await;
     assert_eq!(spoofed.status(), 403);
 }

@@ -32,35 +32,16 @@ async fn origin() -> TestOrigin {
 }
 
 fn config(origin: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[keys]
-master = "hex:000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"
-[sessions]
-idle_timeout = "1s"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[user]]
-id = "alice"
-packages = ["*"]
-tokens = ["alice-token"]
-[[user]]
-id = "bob"
-packages = ["*"]
-tokens = ["bob-token"]
-"#
-    )
+    ConfigBuilder::new(origin)
+        .section(
+            "keys",
+            "master = \"hex:000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f\"",
+        )
+        .sessions("idle_timeout = \"1s\"")
+        .live(&["token"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("bob", &["bob-token"], &["*"])
+        .build()
 }
 
 /// The first child URI of a playlist (relative to `base`).

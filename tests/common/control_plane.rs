@@ -18,10 +18,36 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tollgate::sync::signature;
 
-use super::{OriginBody, full};
+use super::{OriginBody, TestProxy, eventually, full, get_text, metric};
 
 /// The token the test control planes share with the edge.
 pub const CP_TOKEN: &str = "cp-secret-token";
+
+/// The proxy's admin `/metrics` text.
+pub async fn metrics(proxy: &TestProxy) -> String {
+    get_text(&proxy.admin_url("/metrics")).await
+}
+
+/// `tollgate_control_plane_syncs_total` with `result` in `/metrics` text.
+pub fn syncs(text: &str, result: &str) -> f64 {
+    metric(
+        text,
+        &format!("tollgate_control_plane_syncs_total{{result=\"{result}\"}}"),
+    )
+}
+
+/// Wait until `/metrics` counts more syncs with `result` than `before`.
+pub async fn wait_sync(proxy: &TestProxy, result: &str, before: f64) {
+    eventually(&format!("a sync with result {result}"), async || {
+        let n = syncs(&metrics(proxy).await, result);
+        if n > before {
+            Ok(())
+        } else {
+            Err(format!("{result} = {n}"))
+        }
+    })
+    .await;
+}
 
 /// What the test control plane answers.
 #[derive(Clone)]

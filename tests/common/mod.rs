@@ -2,6 +2,7 @@
 // Not every test file uses every helper; tests fail loudly by design.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod config;
 pub mod control_plane;
 pub mod media;
 pub mod process;
@@ -26,6 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tollgate::config::Config;
 use tollgate::server::{self, Control, Listeners};
+
+#[allow(unused_imports)] // not every test file builds routes or users
+pub use config::{ConfigBuilder, Route, User};
 
 pub type OriginBody = BoxBody<Bytes, std::io::Error>;
 
@@ -155,72 +159,38 @@ pub fn config_for(origin: SocketAddr, extra: &str) -> String {
 }
 
 /// [`config_for`] with the route's auth method `auth` (`ip` allows loopback).
+/// `extra` lands in `[server]` (keys, then any further tables).
 pub fn config_with_auth(origin: SocketAddr, auth: &str, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-max_uri_bytes = "2KiB"
-shutdown_grace = "5s"
-{extra}
-
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
-
-[ip]
-allow = ["127.0.0.0/8"]
-
-[[origin]]
-name = "o"
-url = "http://{origin}"
-first_byte_timeout = "1s"
-idle_timeout = "1s"
-connect_timeout = "1s"
-
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["{auth}"]
-"#
-    )
+    loopback_config(origin, auth).server(extra).build()
 }
 
-/// A config for the admin API tests: admin token `test-admin-token`, the
+/// The builder of [`config_with_auth`] (without its `extra`): short origin
+/// timeouts, admin token `test-admin-token`, `[ip]` allowing loopback, and
+/// the `/live/` route authenticated by `auth`.
+pub fn loopback_config(origin: SocketAddr, auth: &str) -> ConfigBuilder {
+    ConfigBuilder::new(origin)
+        .server("max_uri_bytes = \"2KiB\"\nshutdown_grace = \"5s\"")
+        .admin("test-admin-token")
+        .ip_allow(&["127.0.0.0/8"])
+        .origin_keys("first_byte_timeout = \"1s\"\nidle_timeout = \"1s\"\nconnect_timeout = \"1s\"")
+        .live(&[auth])
+}
+
+/// The builder of [`admin_api_config`]: admin token `test-admin-token`, the
 /// state dir `state`, one `/live/` route authenticated by user tokens, and
 /// the config users alice (`alice-token`) and carol (`carol-token`).
+pub fn admin_api_builder(origin: SocketAddr, state: &std::path::Path) -> ConfigBuilder {
+    ConfigBuilder::new(origin)
+        .admin("test-admin-token")
+        .state(state)
+        .live(&["token"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("carol", &["carol-token"], &["*"])
+}
+
+/// [`admin_api_builder`] as text.
 pub fn admin_api_config(origin: SocketAddr, state: &std::path::Path) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-token = "test-admin-token"
-[state]
-dir = "{state}"
-[[origin]]
-name = "o"
-url = "http://{origin}"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "o"
-channel = 1
-auth = ["token"]
-[[user]]
-id = "alice"
-tokens = ["alice-token"]
-packages = ["*"]
-[[user]]
-id = "carol"
-tokens = ["carol-token"]
-packages = ["*"]
-"#,
-        state = state.display()
-    )
+    admin_api_builder(origin, state).build()
 }
 
 /// Start the proxy with config text (relative paths resolve against `base`).
@@ -331,6 +301,16 @@ pub async fn eventually<T>(what: &str, mut attempt: impl AsyncFnMut() -> Result<
     }
 }
 
+/// Send `request`, which must get a response (whatever its status).
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
+/// GET `url` over HTTP/1.1: the response, whatever its status.
+pub async fn get_h1(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    h1_client().get(url).send().await.unwrap()
+}
+
 /// GET `url` over HTTP/1.1 and return the body as text.
 pub async fn get_text(url: &str) -> String {
     h1_client()
@@ -403,6 +383,16 @@ pub fn strip_capabilities(body: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The `/live/<channel>/` path of the first segment (`seg-7.ts?tg=…`) of a
+/// rewritten [`PLAYLIST`].
+pub fn first_segment(channel: &str, playlist: &str) -> String {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-7.ts?tg="))
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    format!("/live/{channel}/{line}")
 }
 
 /// GET `path` on the proxy: status and body text.
