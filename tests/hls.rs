@@ -30,7 +30,7 @@ use common::media::{
 };
 use common::process::{PATIENCE, Tollgate, client};
 use common::static_origin::{Gzip, StaticOrigin};
-use common::{ConfigBuilder, Route, TestProxy, start_proxy};
+use common::{ConfigBuilder, Route, TestProxy, start_proxy, start_proxy_on_manual_clock};
 use http::{HeaderMap, StatusCode};
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
@@ -126,7 +126,8 @@ impl Vod {
     async fn start(o: &Opts<'_>) -> Self {
         let media = media().await;
         let origin = StaticOrigin::start(&media.root).await;
-        let proxy = start_proxy(&config(origin.addr(), o)).await;
+        // On a manual clock: expiry tests advance it instead of sleeping.
+        let proxy = start_proxy_on_manual_clock(&config(origin.addr(), o)).await;
         Self {
             media,
             origin,
@@ -1084,7 +1085,8 @@ async fn a4_tampered_and_other_channel_capabilities_are_forbidden() {
 }
 
 /// A4: an expired capability (`capability_ttl = "3s"`, used 5 s after the
-/// playlist was served) is 403 `forbidden` on a segment and a key.
+/// playlist was served, on the proxy's clock) is 403 `forbidden` on a
+/// segment and a key.
 #[tokio::test(flavor = "multi_thread")]
 async fn a4_expired_capability_is_forbidden() {
     let v = Vod::start(&Opts {
@@ -1092,7 +1094,6 @@ async fn a4_expired_capability_is_forbidden() {
         ..Opts::default()
     })
     .await;
-    let served = tokio::time::Instant::now();
     let (_, ts) = proxied_media(&v.entry("/vod/ts/index.m3u8")).await;
     let seg = ts.segments[0].clone();
     let key = seg.key.clone().expect("a key").url;
@@ -1100,7 +1101,7 @@ async fn a4_expired_capability_is_forbidden() {
     get(seg.url.as_str()).await.expect_ok();
     fetch_key(&key).await;
     // `expires` has whole-second resolution: 5 s is past a 3 s TTL.
-    tokio::time::sleep_until(served + Duration::from_secs(5)).await;
+    v.proxy.control.clock.advance(Duration::from_secs(5));
     get(seg.url.as_str())
         .await
         .expect_forbidden("expired capability on a segment");

@@ -64,7 +64,9 @@ async fn gauge(proxy: &TestProxy) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_viewer_is_one_session_until_idle() {
     let origin = origin().await;
-    let proxy = start_proxy(&config(origin.addr)).await;
+    // The proxy's clock stands still until the test moves it: no session
+    // goes idle behind the assertions' back however slow the machine is.
+    let proxy = start_proxy_on_manual_clock(&config(origin.addr)).await;
     let c = h1_client();
 
     // Entry, reload, both variants, a segment, and a new connection: one session.
@@ -92,7 +94,8 @@ async fn one_viewer_is_one_session_until_idle() {
     get_text(&proxy.url("/live/ch1/index.m3u8?token=bob-token")).await;
     assert_eq!(gauge(&proxy).await, (2.0, 2.0));
 
-    // Idle: both sessions end.
+    // Idle: both sessions end (at the sweeper's next round).
+    proxy.control.clock.advance(Duration::from_secs(2));
     eventually("sessions to expire after idle_timeout", async || {
         let g = gauge(&proxy).await;
         if g.0 == 0.0 {
@@ -105,10 +108,19 @@ async fn one_viewer_is_one_session_until_idle() {
 
     // Alice's capability is still valid: her player comes back to the same
     // session id, counted as a new session.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let r = c.get(&seg).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(gauge(&proxy).await, (1.0, 3.0));
+    // The gauge is also set by the sweeper, which may have counted the table
+    // just before this request: wait for its next round.
+    eventually("the returning session to be counted", async || {
+        let g = gauge(&proxy).await;
+        if g == (1.0, 3.0) {
+            Ok(())
+        } else {
+            Err(format!("{g:?}"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,16 +165,16 @@ async fn reloads_within_a_step_reuse_the_capability() {
         "idle_timeout = \"1s\"",
         "idle_timeout = \"30s\"\ncapability_ttl = \"80s\"",
     );
-    let proxy = start_proxy(&text).await;
+    let proxy = start_proxy_on_manual_clock(&text).await;
     let master = get_text(&proxy.url("/live/ch1/index.m3u8?token=alice-token")).await;
     let media = child(&proxy.url("/live/ch1/"), &master);
-    // Three reloads 1.1 s apart: each in another second, so a capability
-    // minted per second would differ every time; a 10 s step is crossed at
-    // most once.
+    // Three reloads a second apart on the proxy's clock: each in another
+    // second, so a capability minted per second would differ every time; a
+    // 10 s step is crossed at most once.
     let mut bodies = Vec::new();
     for i in 0..3 {
         if i > 0 {
-            tokio::time::sleep(Duration::from_millis(1100)).await;
+            proxy.control.clock.advance(Duration::from_secs(1));
         }
         bodies.push(get_text(&media).await);
     }

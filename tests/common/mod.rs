@@ -195,12 +195,26 @@ pub fn admin_api_config(origin: SocketAddr, state: &std::path::Path) -> String {
 
 /// Start the proxy with config text (relative paths resolve against `base`).
 pub async fn start_proxy_in(toml: &str, base: &std::path::Path) -> TestProxy {
+    start_proxy_with(toml, base, Control::default()).await
+}
+
+/// Start the proxy on a manual clock standing at the system's time now:
+/// tests of TTL, idle and expiry paths advance it
+/// (`proxy.control.clock.advance(..)`) instead of sleeping.
+pub async fn start_proxy_on_manual_clock(toml: &str) -> TestProxy {
+    let control = Control {
+        clock: tollgate::clock::Clock::manual(tollgate::clock::unix_now()),
+        ..Control::default()
+    };
+    start_proxy_with(toml, std::path::Path::new("."), control).await
+}
+
+async fn start_proxy_with(toml: &str, base: &std::path::Path, control: Control) -> TestProxy {
     let config = Config::parse(toml, base).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     let listeners = Listeners::bind(&config).await.unwrap();
     let http = listeners.http[0].local_addr().unwrap();
     let tls = listeners.tls.first().map(|l| l.local_addr().unwrap());
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
-    let control = Control::default();
     let task = tokio::spawn(server::run(config, listeners, control.clone()));
     TestProxy {
         http,
