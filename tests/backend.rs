@@ -253,10 +253,20 @@ async fn concurrent_identical_lookups_make_one_backend_request() {
     while count(&b) == 0 {
         deadline.tick(0).await;
     }
-    // Give the other requests time to queue behind it. Whatever the timing,
-    // the count below must be 1: a request arriving after the answer finds
-    // the cached grant (60 s), one arriving before waits on the same look-up.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every viewer is connected to the proxy (one connection each) before
+    // the backend answers, so the others are queued behind that look-up.
+    // Whatever the timing, the count below must be 1: a request arriving
+    // after the answer finds the cached grant (60 s), one arriving before
+    // waits on the same look-up.
+    let deadline = Deadline::new(Duration::from_secs(10), "8 viewer connections");
+    loop {
+        let m = get_text(&proxy.admin_url("/metrics")).await;
+        let connected = metric(&m, "tollgate_open_connections{listener=\"http\"}");
+        if connected >= 8.0 {
+            break;
+        }
+        deadline.tick(connected).await;
+    }
     open.send(true).unwrap();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
