@@ -36,9 +36,26 @@ def module_files():
     return mods
 
 
+TEST_DECLARED = set()
+
+
 def is_test_file(name):
+    """A module only tests compile: `tests`, `*_tests`, or one its parent
+    declares under `#[cfg(test)]` (see `find_test_declared`)."""
     leaf = name.split("::")[-1]
-    return leaf == "tests" or "::tests::" in name or name.endswith("_tests")
+    if leaf == "tests" or "::tests::" in name or name.endswith("_tests"):
+        return True
+    parts = name.split("::")
+    return any("::".join(parts[: i + 1]) in TEST_DECLARED for i in range(len(parts)))
+
+
+def find_test_declared(mods):
+    """`#[cfg(test)] mod x;` in a parent's file: `parent::x` is test code."""
+    pat = re.compile(r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
+    for name, path in mods.items():
+        text = strip_comments(open(path, encoding="utf-8").read())
+        for m in pat.finditer(text):
+            TEST_DECLARED.add(f"{name}::{m.group(1)}" if name else m.group(1))
 
 
 def strip_comments(text):
@@ -49,7 +66,7 @@ def strip_comments(text):
 def strip_test_mods(text):
     """Drop `#[cfg(test)] mod x { ... }` blocks: test code may import freely."""
     out, i = [], 0
-    pat = re.compile(r"#\[cfg\(test\)\]\s*(pub\s+)?mod\s+\w+\s*\{")
+    pat = re.compile(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*\{")
     while True:
         m = pat.search(text, i)
         if not m:
@@ -110,6 +127,7 @@ def owner(name, mods):
 
 def graph():
     mods = module_files()
+    find_test_declared(mods)
     edges = {}
     for name, path in mods.items():
         if is_test_file(name):
@@ -161,6 +179,53 @@ def ancestors_or_descendants(a, b):
     return a.startswith(b + "::") or b.startswith(a + "::")
 
 
+# The cores: they decide and never do I/O. A core imports no shell module,
+# and names no runtime, network, file system or clock (docs/architecture.md).
+CORE = [
+    "admission", "auth", "capability", "cbc", "cors", "credentials",
+    "entitlements", "error", "headers", "hls", "incarnation", "ipnet_set",
+    "keyserver::uri", "path", "revocation", "router", "segcache::range",
+    "session", "sync::ppv", "sync::protocol", "sync::signature", "sync::usage",
+    "units", "config::bind_ip", "secret",
+]
+# The one exception: secrets written `file:PATH` or `env:NAME` are read when
+# the config is loaded (never per request), by `Secret::resolve`.
+ALLOWED = {"secret": [r"\bstd::fs\b"]}
+# Shell modules inside a core's folder.
+SHELL_INSIDE_CORE = ["auth::backend::client"]
+# What a core must not name.
+FORBIDDEN = [
+    r"\btokio::", r"\bhyper::", r"\bhyper_util::", r"\breqwest::", r"\bredis::",
+    r"\btokio_rustls::", r"SystemTime::now", r"Instant::now", r"\bstd::fs\b",
+    r"\bstd::net::Tcp", r"\bstd::thread::sleep", r"\bstd::process::",
+    r"\bcrate::clock\b", r"\bunix_now\b",
+]
+
+
+def is_core(name):
+    if any(name == s or name.startswith(s + "::") for s in SHELL_INSIDE_CORE):
+        return False
+    return any(name == c or name.startswith(c + "::") for c in CORE)
+
+
+def core_violations(mods, edges):
+    out = []
+    for name, path in sorted(mods.items()):
+        if is_test_file(name) or not is_core(name):
+            continue
+        for target in sorted(edges.get(name, ())):
+            if not is_core(target):
+                out.append(f"core {name} imports shell module {target}")
+        text = strip_test_mods(strip_comments(open(path, encoding="utf-8").read()))
+        for pat in FORBIDDEN:
+            if pat in ALLOWED.get(name, []):
+                continue
+            m = re.search(pat, text)
+            if m:
+                out.append(f"core {name} names {m.group(0)} ({os.path.relpath(path)})")
+    return out
+
+
 def main():
     mods, edges = graph()
     if "--edges" in sys.argv:
@@ -176,8 +241,14 @@ def main():
     circles = sccs([m for m in mods if not is_test_file(m)], flat)
     for c in circles:
         print("import circle: " + " <-> ".join(c))
-    if circles:
+    bad = core_violations(mods, edges) if "--core" in sys.argv else []
+    for v in bad:
+        print(v)
+    if circles or bad:
         sys.exit(1)
+    if "--core" in sys.argv:
+        cores = [m for m in mods if not is_test_file(m) and is_core(m)]
+        print(f"{len(cores)} core modules import no shell module and do no I/O")
     print(f"no import circle among {len([m for m in mods if not is_test_file(m)])} modules")
 
 
