@@ -1,8 +1,8 @@
 //! Streaming `PUT /api/v1/snapshot`: the body goes chunk by chunk from the
 //! connection to the compiling loader on the blocking pool
-//! ([`EntitlementStore::layer_from_json`](crate::store::EntitlementStore::layer_from_json)), so a million-user bulk load never
-//! holds the whole body or a parsed `Snapshot`; then
-//! [`EntitlementStore::replace_all`](crate::store::EntitlementStore::replace_all) swaps the compiled layer in.
+//! ([`crate::store::EntitlementStore::layer_from_json`]), so a million-user
+//! bulk load never holds the whole body or a parsed `Snapshot`; then
+//! [`crate::store::EntitlementStore::replace_all`] swaps the compiled layer in.
 //!
 //! Invariants:
 //! - At most `limit` bytes are read: a declared `Content-Length` above it is
