@@ -214,6 +214,23 @@ mod tests {
     };
 
     #[test]
+    fn every_error_answer_is_json_and_never_cached() {
+        for e in ALL {
+            let r = e.response();
+            assert_eq!(r.status(), e.status());
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(
+                r.headers().get(header::ALLOW).is_some(),
+                e == ProxyError::MethodNotAllowed
+            );
+        }
+        let api = api_error(StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(api.status(), StatusCode::NOT_FOUND);
+        assert_eq!(api.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
     fn spec_table() {
         // SPEC §3.1 outcome table, row by row.
         let spec = [
