@@ -48,6 +48,7 @@ use aws_lc_rs::signature::{
     RsaPublicKeyComponents,
 };
 
+use super::wire::{STANDARD, base64_digit};
 use super::{Check, Identity, query};
 
 /// The query parameters CloudFront signing adds; never part of the resource.
@@ -217,7 +218,9 @@ fn cf_unb64(s: &str) -> Option<Vec<u8>> {
             }
             continue;
         }
-        let Some(v) = b64_value(c) else { continue };
+        let Some(v) = base64_digit(c, STANDARD) else {
+            continue;
+        };
         pads = 0;
         match quad_pos {
             0 => left = v,
@@ -237,18 +240,6 @@ fn cf_unb64(s: &str) -> Option<Vec<u8>> {
         quad_pos = (quad_pos + 1) % 4;
     }
     (quad_pos == 0).then_some(out)
-}
-
-/// The value of a standard base64 digit.
-fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
 }
 
 /// A hex number as big-endian bytes without leading zeros (odd length

@@ -25,6 +25,7 @@ pub mod cloudfront;
 pub mod query;
 pub mod secure_link;
 pub mod token;
+mod wire;
 pub mod wmsauth;
 pub mod wowza;
 

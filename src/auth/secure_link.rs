@@ -40,6 +40,7 @@ use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use self::template::{Template, Values, Var};
+use super::wire::IpText;
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::path::encode_canonical;
 use crate::secret::Secret;
@@ -87,40 +88,6 @@ impl fmt::Debug for SecureLink {
             Form::Secret { prefix } => d.field("mode", &"secret").field("path_prefix", prefix),
         };
         d.field("secret", &self.secret).finish()
-    }
-}
-
-/// `$remote_addr` text, formatted on the stack (the longest IPv6 text form
-/// is 45 bytes).
-struct IpText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl IpText {
-    fn new(ip: IpAddr) -> Self {
-        use std::fmt::Write;
-        let mut t = Self {
-            buf: [0; 64],
-            len: 0,
-        };
-        // Cannot fail: the buffer fits every address.
-        let _ = write!(t, "{ip}");
-        t
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl fmt::Write for IpText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

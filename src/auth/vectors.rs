@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::{AuthRequest, Check};
+
 /// One vector case.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -34,6 +36,69 @@ impl Case {
     pub fn verdict(&self) -> &str {
         self.expected["verdict"].as_str().unwrap_or("")
     }
+
+    /// Whether `got` is the expected verdict (`allow`: with any identity);
+    /// panics with the case name on a verdict the schemes never give.
+    pub fn verdict_matches(&self, got: &Check) -> bool {
+        match self.verdict() {
+            "allow" => matches!(got, Check::Allow(_)),
+            "forbidden" => *got == Check::Forbidden,
+            "expired" => *got == Check::Expired,
+            "not_yet_valid" => *got == Check::NotYetValid,
+            "pass" => *got == Check::Pass,
+            other => panic!("{}: unexpected verdict {other}", self.name),
+        }
+    }
+}
+
+/// A request for `path` (and `query`) from `ip` at `now`, with `headers`
+/// and no channel: what the schemes' table tests check.
+pub fn request<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a http::HeaderMap,
+    ip: &str,
+    now: u64,
+) -> AuthRequest<'a> {
+    AuthRequest {
+        client_ip: ip.parse().unwrap(),
+        path,
+        query,
+        headers,
+        channel: None,
+        now,
+    }
+}
+
+/// A config file of `sections` (an `[auth.*]` section, `[[user]]` entries)
+/// plus one origin and one `/live/` route whose auth list is `[method]`: the
+/// smallest file that wires a scheme to a route.
+pub fn live_route_config(method: &str, sections: &str) -> String {
+    format!(
+        r#"{sections}
+[[origin]]
+name = "live"
+url = "http://127.0.0.1:8081"
+
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "live"
+channel = 1
+auth = ["{method}"]
+"#
+    )
+}
+
+/// `text` through the real config parser (paths relative to `.`).
+pub fn parse_config(text: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
+    crate::config::Config::parse(text, std::path::Path::new("."))
+}
+
+/// The key paths of the errors `text` fails with (panics if it parses).
+pub fn config_error_paths(text: &str) -> Vec<String> {
+    let errs = parse_config(text).unwrap_err();
+    errs.0.into_iter().map(|e| e.path).collect()
 }
 
 /// Any IPv4 or IPv6 address, for the schemes' property tests.

@@ -23,7 +23,7 @@ mod server_time;
 #[cfg(test)]
 mod tests;
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -33,6 +33,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::wire::IpText;
 use super::{AuthRequest, Check, Identity, Scheme, SignRequest, query};
 use crate::secret::{RawSecret, Secret};
 use crate::units::parse_duration;
@@ -146,9 +147,7 @@ impl WmsAuth {
             return Check::Forbidden;
         }
         let stream = signed_stream(req.path, token.strm_len);
-        let mut ip = IpText::new();
-        // Writing an address into 48 bytes cannot fail.
-        let _ = write!(ip, "{}", req.client_ip);
+        let ip = IpText::new(req.client_ip);
         let digest = self.digest(&token, ip.as_str(), stream);
         let mut got = [0u8; 24];
         let Ok(len) = INNER.decode_slice(token.hash_value, &mut got) else {
@@ -330,35 +329,5 @@ fn signed_stream(path: &str, len: usize) -> &str {
     match path.char_indices().nth(len) {
         Some((end, _)) => &path[..end],
         None => path,
-    }
-}
-
-/// An IP address's text on the stack (the longest, an IPv4-mapped IPv6
-/// address, is 45 bytes): no allocation per request.
-struct IpText {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl IpText {
-    fn new() -> Self {
-        Self {
-            buf: [0; 48],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl fmt::Write for IpText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }

@@ -44,6 +44,14 @@ fn seg_key(uri: &str, c: &Cipher) -> SegKey {
     SegKey::new(uri, None, c)
 }
 
+/// A cache with room for everything, the cipher of `msn` and the key of
+/// `uri` under it: how most tests start.
+fn setup(msn: u64, uri: &str) -> (SegmentCache, Cipher, SegKey) {
+    let c = cipher(msn);
+    let key = seg_key(uri, &c);
+    (SegmentCache::new(BIG, TTL, BIG), c, key)
+}
+
 /// xorshift64: deterministic pseudo-random numbers without a crate.
 fn next(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -127,6 +135,7 @@ async fn within<T>(f: impl Future<Output = T>) -> T {
 }
 
 /// Everything a body yields: its data, its error if any, and frame sizes.
+#[derive(Default)]
 struct Read {
     data: Vec<u8>,
     error: Option<BoxError>,
@@ -135,11 +144,7 @@ struct Read {
 
 async fn read_all(body: SegmentBody) -> Read {
     let mut body = Box::pin(body);
-    let mut read = Read {
-        data: Vec::new(),
-        error: None,
-        frames: Vec::new(),
-    };
+    let mut read = Read::default();
     while let Some(frame) = within(body.frame()).await {
         match frame {
             Ok(frame) => {
@@ -168,6 +173,60 @@ async fn get_ok(
     within(cache.get(key.clone(), c.clone(), fetch))
         .await
         .unwrap()
+}
+
+/// A fill whose origin declares `declared` bytes and whose body the test
+/// feeds through the returned sender (the fetch counts in `calls`).
+async fn fed_fill(
+    cache: &SegmentCache,
+    key: &SegKey,
+    c: &Cipher,
+    declared: usize,
+    calls: &Arc<AtomicUsize>,
+) -> (Lookup, Segment, mpsc::UnboundedSender<Chunk>) {
+    let (tx, body) = channel_body();
+    let resp = response(200, Some(declared), body);
+    let (lookup, seg) = get_ok(cache, key, c, fetch_ok(calls, resp)).await;
+    (lookup, seg, tx)
+}
+
+/// A fill of `plaintext(n, msn)` under way: the test feeds its origin body
+/// through the sender, and nobody has read the segment yet. Returns the
+/// cache (keep it alive), the plaintext, its ciphertext, the sender and the
+/// segment.
+async fn growing_fill(
+    msn: u64,
+    uri: &str,
+    n: usize,
+) -> (
+    SegmentCache,
+    Vec<u8>,
+    Vec<u8>,
+    mpsc::UnboundedSender<Chunk>,
+    Segment,
+) {
+    let (cache, c, key) = setup(msn, uri);
+    let pt = plaintext(n, msn);
+    let want = one_shot(&c, &pt);
+    let (_, seg, tx) = fed_fill(&cache, &key, &c, pt.len(), &counter()).await;
+    (cache, pt, want, tx, seg)
+}
+
+/// Nothing was cached: the next get misses, fetches again (the second
+/// fetch counted in `calls`) and serves `pt` encrypted.
+async fn assert_refetches(
+    cache: &SegmentCache,
+    key: &SegKey,
+    c: &Cipher,
+    calls: &Arc<AtomicUsize>,
+    pt: &[u8],
+    what: &str,
+) {
+    let resp = response(200, Some(pt.len()), body_of(vec![data(pt)]));
+    let (lookup, seg) = get_ok(cache, key, c, fetch_ok(calls, resp)).await;
+    assert_eq!(lookup, Lookup::Miss, "{what}");
+    assert!(read_all(seg.body(None)).await.data == one_shot(c, pt));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 fn segment_error(e: &BoxError) -> &SegmentError {

@@ -7,6 +7,8 @@
 //! (ignored padding, unchecked low bits), because a stricter proxy would
 //! refuse links a real nginx accepts. Pure functions: no I/O, no allocation.
 
+use crate::auth::wire::{URL_SAFE, base64_digit};
+
 /// `ngx_atotm`: ASCII digits only (no sign, no space), not empty, no larger
 /// than the largest `time_t`. `None` is nginx's `NGX_ERROR`.
 pub fn atotm(text: &str) -> Option<u64> {
@@ -18,18 +20,6 @@ pub fn atotm(text: &str) -> Option<u64> {
         value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
     (value <= i64::MAX as u64).then_some(value)
-}
-
-/// The base64url alphabet value of `c`, if it is in the alphabet.
-fn b64url_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
 }
 
 /// nginx's hash argument rules end to end: at most 24 bytes as received,
@@ -52,7 +42,7 @@ pub fn decode_md5_arg(hash: &str) -> Option<[u8; 16]> {
     }
     let mut vals = [0u8; 22];
     for (v, &c) in vals.iter_mut().zip(&bytes[..len]) {
-        *v = b64url_value(c)?;
+        *v = base64_digit(c, URL_SAFE)?;
     }
     let mut out = [0u8; 16];
     let mut o = 0;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::auth::vectors;
 use crate::auth::{AuthRequest, Check, Identity, Scheme, SignRequest};
 
 /// `printf %s bob-password | sha256sum`.
@@ -301,23 +302,16 @@ fn debug_shows_counts_not_secrets() {
 
 #[test]
 fn config_file_prefixes_user_and_wires_the_route() {
-    let base = r#"
-[[origin]]
-name = "live"
-url = "http://127.0.0.1:8081"
-[[route]]
-name = "live"
-prefix = "/live/"
-origin = "live"
-auth = ["token"]
-"#;
-    let good = format!("{base}[[user]]\nid = \"alice\"\ntokens = [\"t\"]\npackages = [\"*\"]\n");
-    let config = crate::config::Config::parse(&good, Path::new(".")).unwrap();
-    assert!(config.auth.token.is_some());
-    let bad = format!(
-        "{base}[[user]]\nid = \"a\"\ntokens = [\"t\"]\npackages = [\"*\"]\n[[user]]\nid = \"b\"\ntokens = [\"t\"]\npackages = [\"*\"]\n"
+    let good = vectors::live_route_config(
+        "token",
+        "[[user]]\nid = \"alice\"\ntokens = [\"t\"]\npackages = [\"*\"]\n",
     );
-    let errs = crate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
-    let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
-    assert!(paths.contains(&"user[1].tokens[0]"), "{paths:?}");
+    let config = vectors::parse_config(&good).unwrap();
+    assert!(config.auth.token.is_some());
+    let bad = vectors::live_route_config(
+        "token",
+        "[[user]]\nid = \"a\"\ntokens = [\"t\"]\npackages = [\"*\"]\n[[user]]\nid = \"b\"\ntokens = [\"t\"]\npackages = [\"*\"]\n",
+    );
+    let paths = vectors::config_error_paths(&bad);
+    assert!(paths.iter().any(|p| p == "user[1].tokens[0]"), "{paths:?}");
 }

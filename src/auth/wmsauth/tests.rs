@@ -21,24 +21,12 @@ fn scheme(key: &str, tolerance: u64) -> WmsAuth {
 
 fn check(s: &WmsAuth, query: &str, path: &str, ip: &str, now: u64) -> Check {
     let headers = http::HeaderMap::new();
-    s.check(&AuthRequest {
-        client_ip: ip.parse().unwrap(),
-        path,
-        query: Some(query),
-        headers: &headers,
-        channel: None,
-        now,
-    })
+    s.check(&vectors::request(path, Some(query), &headers, ip, now))
 }
 
-fn expected(verdict: &str) -> fn(&Check) -> bool {
-    match verdict {
-        "allow" => |c| matches!(c, Check::Allow(_)),
-        "forbidden" => |c| *c == Check::Forbidden,
-        "expired" => |c| *c == Check::Expired,
-        "not_yet_valid" => |c| *c == Check::NotYetValid,
-        other => panic!("unexpected verdict {other}"),
-    }
+/// `s`'s verdict on vector `c` with its signature in `query`.
+fn check_case(s: &WmsAuth, c: &vectors::Case, query: &str) -> Check {
+    check(s, query, c.s("request_path"), c.s("client_ip"), c.u("now"))
 }
 
 #[test]
@@ -48,15 +36,9 @@ fn every_nimble_vector() {
     for c in &cases {
         let s = scheme(c.s("key"), c.u("tolerance"));
         let query = format!("nimblesessionid=7&wmsAuthSign={}", c.s("wmsAuthSign"));
-        let got = check(
-            &s,
-            &query,
-            c.s("request_path"),
-            c.s("client_ip"),
-            c.u("now"),
-        );
+        let got = check_case(&s, c, &query);
         assert!(
-            expected(c.verdict())(&got),
+            c.verdict_matches(&got),
             "{}: got {got:?}, want {}",
             c.name,
             c.verdict()
@@ -96,14 +78,7 @@ fn require_ip_refuses_unbound_ppv_tokens() {
     };
     let s = WmsAuth::new(&raw, Path::new(".")).unwrap();
     for c in vectors::cases("nimble_wmsauth") {
-        let query = format!("wmsAuthSign={}", c.s("wmsAuthSign"));
-        let got = check(
-            &s,
-            &query,
-            c.s("request_path"),
-            c.s("client_ip"),
-            c.u("now"),
-        );
+        let got = check_case(&s, &c, &format!("wmsAuthSign={}", c.s("wmsAuthSign")));
         if c.name == "ppv_id_only_any_ip" {
             assert_eq!(got, Check::Forbidden);
         } else if c.name == "ppv_id_and_ip_valid" {
@@ -262,31 +237,22 @@ fn docs_worked_example() {
 /// reported with its full path.
 #[test]
 fn docs_config_loads() {
-    let text = r#"
+    let text = vectors::live_route_config(
+        "wmsauth",
+        r#"
         [auth.wmsauth]
         key = "wms-example-key"
         tolerance = "90s"
         param = "wmsAuthSign"
         require_ip = false
-
-        [[origin]]
-        name = "live"
-        url = "http://127.0.0.1:8081"
-
-        [[route]]
-        name = "live"
-        prefix = "/live/"
-        origin = "live"
-        channel = 1
-        auth = ["wmsauth"]
-    "#;
-    let config = crate::config::Config::parse(text, Path::new(".")).unwrap();
+    "#,
+    );
+    let config = vectors::parse_config(&text).unwrap();
     let s = config.auth.wmsauth.as_ref().unwrap();
     assert_eq!(s.params(), vec!["wmsAuthSign".to_owned()]);
-    let bad = text.replace("\"90s\"", "\"90\"");
-    let errs = crate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    let paths = vectors::config_error_paths(&text.replace("\"90s\"", "\"90\""));
     assert!(
-        errs.0.iter().any(|e| e.path == "auth.wmsauth.tolerance"),
-        "{errs:?}"
+        paths.iter().any(|p| p == "auth.wmsauth.tolerance"),
+        "{paths:?}"
     );
 }

@@ -14,11 +14,7 @@ const STREAM_HOLD: u64 = STREAM_WINDOW + MAX_PIECE as u64;
 /// hold at most `hold` bytes of `budget`.
 async fn read_watching(cache: &SegmentCache, body: SegmentBody, budget: u64, hold: u64) -> Read {
     let mut body = Box::pin(body);
-    let mut read = Read {
-        data: Vec::new(),
-        error: None,
-        frames: Vec::new(),
-    };
+    let mut read = Read::default();
     while let Some(frame) = within(body.frame()).await {
         let held = budget - cache.fill_bytes_free();
         assert!(held <= hold, "fills hold {held} bytes, more than {hold}");
@@ -103,9 +99,7 @@ async fn fills_beyond_the_budget_stream_and_every_byte_is_given_back() {
 
 #[tokio::test]
 async fn a_fill_nobody_holds_stops_and_drops_its_origin_body() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(23);
-    let key = seg_key("http://origin/left.ts", &c);
+    let (cache, c, key) = setup(23, "http://origin/left.ts");
     let pt = plaintext(20_000, 23);
     let (tx, body) = channel_body();
     let calls = counter();
@@ -130,9 +124,7 @@ async fn a_fill_nobody_holds_stops_and_drops_its_origin_body() {
 
 #[tokio::test]
 async fn a_viewer_leaving_before_the_head_stops_the_fetch() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(24);
-    let key = seg_key("http://origin/early.ts", &c);
+    let (cache, c, key) = setup(24, "http://origin/early.ts");
     let (gate_tx, gate) = tokio::sync::oneshot::channel::<()>();
     let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
     // A fetch that never answers and reports when it is dropped.
@@ -163,9 +155,7 @@ async fn a_viewer_leaving_before_the_head_stops_the_fetch() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fill_past_its_deadline_fails_with_a_timeout() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(25);
-    let key = seg_key("http://origin/slow.ts", &c);
+    let (cache, c, key) = setup(25, "http://origin/slow.ts");
     let (tx, body) = channel_body();
     tx.send(data(&[0; 100])).unwrap();
     let resp = response(200, Some(1000), body);

@@ -18,9 +18,7 @@ enum Broken {
 #[tokio::test]
 async fn broken_origin_bodies_fail_every_reader_and_are_not_cached() {
     for case in [Broken::Short, Broken::Long, Broken::MidError] {
-        let cache = SegmentCache::new(BIG, TTL, BIG);
-        let c = cipher(2);
-        let key = seg_key("http://origin/e.ts", &c);
+        let (cache, c, key) = setup(2, "http://origin/e.ts");
         let calls = counter();
         let (tx, body) = channel_body();
         let (declared, sent) = match case {
@@ -74,20 +72,13 @@ async fn broken_origin_bodies_fail_every_reader_and_are_not_cached() {
         }
         // Nothing was cached: the next call fetches again and succeeds.
         let pt = plaintext(declared, 3);
-        let chunks = vec![data(&pt)];
-        let resp = response(200, Some(declared), body_of(chunks));
-        let (lookup, seg) = get_ok(&cache, &key, &c, fetch_ok(&calls, resp)).await;
-        assert_eq!(lookup, Lookup::Miss, "{case:?}");
-        assert!(read_all(seg.body(None)).await.data == one_shot(&c, &pt));
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_refetches(&cache, &key, &c, &calls, &pt, &format!("{case:?}")).await;
     }
 }
 
 #[tokio::test]
 async fn non_2xx_is_passed_through_to_joined_callers_and_not_cached() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(3);
-    let key = seg_key("http://origin/f.ts", &c);
+    let (cache, c, key) = setup(3, "http://origin/f.ts");
     let calls = counter();
     let (tx, body) = channel_body();
     let mut resp = response(404, Some(15), body);
@@ -134,9 +125,7 @@ type GetFuture<'a> = Pin<Box<dyn Future<Output = Result<(Lookup, Segment), Proxy
 
 #[tokio::test]
 async fn fetch_error_reaches_every_joined_caller_then_a_retry_works() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(4);
-    let key = seg_key("http://origin/g.ts", &c);
+    let (cache, c, key) = setup(4, "http://origin/g.ts");
     let calls = counter();
     let (gate, gated) = oneshot::channel::<()>();
     let calls1 = Arc::clone(&calls);
@@ -166,19 +155,20 @@ async fn fetch_error_reaches_every_joined_caller_then_a_retry_works() {
         assert_eq!(within(get).await.unwrap_err(), ProxyError::OriginTimeout);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let pt = plaintext(100, 5);
-    let resp = response(200, Some(100), body_of(vec![data(&pt)]));
-    let (lookup, seg) = get_ok(&cache, &key, &c, fetch_ok(&calls, resp)).await;
-    assert_eq!(lookup, Lookup::Miss);
-    assert!(read_all(seg.body(None)).await.data == one_shot(&c, &pt));
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_refetches(
+        &cache,
+        &key,
+        &c,
+        &calls,
+        &plaintext(100, 5),
+        "after the timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn content_encoded_origin_answer_is_refused() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(5);
-    let key = seg_key("http://origin/h.ts", &c);
+    let (cache, c, key) = setup(5, "http://origin/h.ts");
     let calls = counter();
     for (encoding, ok) in [("gzip", false), ("identity", true), ("identity, br", false)] {
         let mut resp = response(200, Some(3), body_of(vec![data(b"abc")]));
@@ -204,9 +194,7 @@ async fn content_encoded_origin_answer_is_refused() {
 
 #[tokio::test]
 async fn a_panicking_fetch_fails_its_waiters_and_is_retried() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(9);
-    let key = seg_key("http://origin/k.ts", &c);
+    let (cache, c, key) = setup(9, "http://origin/k.ts");
     let fetch = || -> Fetched { panic!("fetch bug (expected by this test)") };
     let got = within(cache.get(key.clone(), c.clone(), fetch)).await;
     assert_eq!(got.unwrap_err(), ProxyError::Internal);

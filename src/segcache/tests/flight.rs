@@ -7,9 +7,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_gets_fetch_once() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(7);
-    let key = seg_key("http://origin/c.ts", &c);
+    let (cache, c, key) = setup(7, "http://origin/c.ts");
     let pt = plaintext(300_000, 7);
     let want = Arc::new(one_shot(&c, &pt));
     let calls = counter();
@@ -56,14 +54,7 @@ async fn fifty_concurrent_gets_fetch_once() {
 
 #[tokio::test]
 async fn reader_gets_ciphertext_before_the_origin_finishes() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(1);
-    let key = seg_key("http://origin/d.ts", &c);
-    let pt = plaintext(5000, 1);
-    let want = one_shot(&c, &pt);
-    let (tx, body) = channel_body();
-    let resp = response(200, Some(pt.len()), body);
-    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    let (_cache, pt, want, tx, seg) = growing_fill(1, "http://origin/d.ts", 5000).await;
     let mut reader = Box::pin(seg.body(None));
     tx.send(data(&pt[..1000])).unwrap();
     // The origin now blocks until the test sends more: the first 62 whole
@@ -81,14 +72,10 @@ async fn reader_gets_ciphertext_before_the_origin_finishes() {
 
 #[tokio::test]
 async fn fill_goes_on_when_the_first_viewer_leaves() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(8);
-    let key = seg_key("http://origin/j.ts", &c);
+    let (cache, c, key) = setup(8, "http://origin/j.ts");
     let calls = counter();
     let pt = plaintext(20_000, 8);
-    let (tx, body) = channel_body();
-    let resp = response(200, Some(pt.len()), body);
-    let (lookup, seg) = get_ok(&cache, &key, &c, fetch_ok(&calls, resp)).await;
+    let (lookup, seg, tx) = fed_fill(&cache, &key, &c, pt.len(), &calls).await;
     assert_eq!(lookup, Lookup::Miss);
     let mut first = Box::pin(seg.body(None));
     tx.send(data(&pt[..4000])).unwrap();
@@ -109,14 +96,10 @@ async fn fill_goes_on_when_the_first_viewer_leaves() {
 /// looked, found nothing and parked after a push would hang here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_lost_wake_ups_under_racing_pushes() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(14);
-    let key = seg_key("http://origin/q.ts", &c);
+    let (cache, c, key) = setup(14, "http://origin/q.ts");
     let pt = Arc::new(plaintext(17 * 4000, 14));
     let want = Arc::new(one_shot(&c, &pt));
-    let (tx, body) = channel_body();
-    let resp = response(200, Some(pt.len()), body);
-    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    let (_, seg, tx) = fed_fill(&cache, &key, &c, pt.len(), &counter()).await;
     let readers: Vec<_> = (0..6)
         .map(|_| {
             let (seg, want) = (seg.clone(), Arc::clone(&want));

@@ -4,9 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn ranges_over_a_completed_fill() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(12);
-    let key = seg_key("http://origin/o.ts", &c);
+    let (cache, c, key) = setup(12, "http://origin/o.ts");
     let pt = plaintext(200_000, 12);
     let want = one_shot(&c, &pt);
     let total = want.len() as u64;
@@ -51,14 +49,7 @@ async fn ranges_over_a_completed_fill() {
 
 #[tokio::test]
 async fn ranges_over_a_growing_fill() {
-    let cache = SegmentCache::new(BIG, TTL, BIG);
-    let c = cipher(13);
-    let key = seg_key("http://origin/p.ts", &c);
-    let pt = plaintext(5000, 13);
-    let want = one_shot(&c, &pt);
-    let (tx, body) = channel_body();
-    let resp = response(200, Some(pt.len()), body);
-    let (_, seg) = get_ok(&cache, &key, &c, fetch_ok(&counter(), resp)).await;
+    let (_cache, pt, want, tx, seg) = growing_fill(13, "http://origin/p.ts", 5000).await;
     // Opened before any byte exists.
     let mut ranged = Box::pin(seg.body(Some((1000, 2999))));
     tx.send(data(&pt[..600])).unwrap();
