@@ -27,6 +27,13 @@ use tokio::time::{Instant, Sleep};
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A body of `Bytes` that may move to another task and whose error boxes
+/// into [`BoxError`]: what a handler answers with and an origin fetch
+/// returns. Implemented for every such body.
+pub trait SendBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> SendBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
 /// The body type of every viewer response.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 

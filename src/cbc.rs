@@ -432,27 +432,31 @@ pub(crate) mod tests {
         );
     }
 
+    /// A random key and IV, a plaintext shorter than `max_len` and 1 to 19
+    /// chunk sizes, each from 1 to below `max_chunk`.
+    fn stream_case(
+        max_len: usize,
+        max_chunk: usize,
+    ) -> impl Strategy<Value = ([u8; 16], [u8; 16], Vec<u8>, Vec<usize>)> {
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(any::<u8>(), 0..max_len),
+            proptest::collection::vec(1usize..max_chunk, 1..20),
+        )
+    }
+
     proptest! {
         /// Random keys, IVs, lengths and chunkings against an independent
         /// implementation (the `openssl enc` tests above use fixed keys).
         #[test]
-        fn matches_rustcrypto_reference(
-            key in any::<[u8; 16]>(),
-            iv in any::<[u8; 16]>(),
-            pt in proptest::collection::vec(any::<u8>(), 0..4096),
-            chunks in proptest::collection::vec(1usize..600, 1..20),
-        ) {
+        fn matches_rustcrypto_reference((key, iv, pt, chunks) in stream_case(4096, 600)) {
             let want = rustcrypto_enc(&key, &iv, &pt);
             prop_assert_eq!(encrypt_chunked(&key, &iv, &pt, &chunks), want);
         }
 
         #[test]
-        fn any_chunking_equals_one_shot(
-            key in any::<[u8; 16]>(),
-            iv in any::<[u8; 16]>(),
-            pt in proptest::collection::vec(any::<u8>(), 0..2048),
-            chunks in proptest::collection::vec(1usize..100, 1..20),
-        ) {
+        fn any_chunking_equals_one_shot((key, iv, pt, chunks) in stream_case(2048, 100)) {
             let one_shot = encrypt_chunked(&key, &iv, &pt, &[usize::MAX]);
             let chunked = encrypt_chunked(&key, &iv, &pt, &chunks);
             prop_assert_eq!(one_shot.len() as u64, encrypted_len(pt.len() as u64));

@@ -47,7 +47,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use moka::policy::EvictionPolicy;
@@ -57,7 +56,7 @@ use self::budget::Budget;
 use self::fill::{Fill, Reader};
 pub use self::fill::{SegmentError, SegmentHead};
 pub use self::range::{RangeAnswer, parse_range};
-use crate::body::BoxError;
+use crate::body::SendBody;
 use crate::capability::ByteRange;
 use crate::error::ProxyError;
 
@@ -233,8 +232,7 @@ impl SegmentCache {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         self.get_within(key, cipher, MAX_TTL, fetch).await
     }
@@ -252,8 +250,7 @@ impl SegmentCache {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         if !key.is_for(&cipher) {
             return Err(ProxyError::Internal);
@@ -288,8 +285,7 @@ impl SegmentCache {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<http::Response<B>, ProxyError>> + Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         if let Some(fill) = self.cached(&key) {
             return (Lookup::Hit, Reader::new(fill, None));

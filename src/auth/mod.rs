@@ -376,17 +376,21 @@ mod tests {
         Authenticator::new(&nets(allow), &nets(deny), Schemes::default())
     }
 
-    fn decide(a: &Authenticator, methods: &[AuthMethod], ip: &str) -> Result<Identity, ProxyError> {
-        let headers = http::HeaderMap::new();
-        let req = AuthRequest {
+    /// A playlist request of channel `ch1` from `ip`, without credentials.
+    fn playlist_request<'a>(ip: &str, headers: &'a http::HeaderMap) -> AuthRequest<'a> {
+        AuthRequest {
             client_ip: ip.parse().unwrap(),
             path: "/live/ch1/index.m3u8",
             query: None,
-            headers: &headers,
+            headers,
             channel: Some("ch1"),
             now: 1_700_000_000,
-        };
-        a.decide(methods, &req).result
+        }
+    }
+
+    fn decide(a: &Authenticator, methods: &[AuthMethod], ip: &str) -> Result<Identity, ProxyError> {
+        let headers = http::HeaderMap::new();
+        a.decide(methods, &playlist_request(ip, &headers)).result
     }
 
     #[test]
@@ -431,14 +435,7 @@ mod tests {
         use AuthMethod::{Backend, Ip};
         let a = auth(&["10.0.0.0/8"], &["203.0.113.0/24"]);
         let headers = http::HeaderMap::new();
-        let req = |ip: &str| AuthRequest {
-            client_ip: ip.parse().unwrap(),
-            path: "/live/ch1/index.m3u8",
-            query: None,
-            headers: &headers,
-            channel: Some("ch1"),
-            now: 1_700_000_000,
-        };
+        let req = |ip: &str| playlist_request(ip, &headers);
         let methods = [Backend, Ip, Backend];
         // The backend comes first: ask it.
         assert_eq!(

@@ -37,17 +37,18 @@ impl Case {
         self.expected["verdict"].as_str().unwrap_or("")
     }
 
-    /// Whether `got` is the expected verdict (`allow`: with any identity);
-    /// panics with the case name on a verdict the schemes never give.
-    pub fn verdict_matches(&self, got: &Check) -> bool {
-        match self.verdict() {
+    /// Assert that `got` is the expected verdict (`allow`: with any
+    /// identity), naming the case; a verdict the schemes never give panics.
+    pub fn assert_verdict(&self, got: &Check) {
+        let ok = match self.verdict() {
             "allow" => matches!(got, Check::Allow(_)),
             "forbidden" => *got == Check::Forbidden,
             "expired" => *got == Check::Expired,
             "not_yet_valid" => *got == Check::NotYetValid,
             "pass" => *got == Check::Pass,
             other => panic!("{}: unexpected verdict {other}", self.name),
-        }
+        };
+        assert!(ok, "{}: got {got:?}, want {}", self.name, self.verdict());
     }
 }
 

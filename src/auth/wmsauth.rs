@@ -23,7 +23,6 @@ mod server_time;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -45,7 +44,7 @@ pub const DEFAULT_PARAM: &str = "wmsAuthSign";
 pub const DEFAULT_TOLERANCE: &str = "90s";
 
 /// `[auth.wmsauth]` as written in the config file.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The WMSAuth rule's password (inline, `env:NAME` or `file:PATH`).
@@ -56,17 +55,6 @@ pub struct RawConfig {
     pub param: Option<String>,
     /// Refuse pay-per-view tokens that carry `id=` without `checkip=true`.
     pub require_ip: Option<bool>,
-}
-
-impl fmt::Debug for RawConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawConfig")
-            .field("key", &self.key.as_ref().map(|_| "MASKED"))
-            .field("tolerance", &self.tolerance)
-            .field("param", &self.param)
-            .field("require_ip", &self.require_ip)
-            .finish()
-    }
 }
 
 /// The compiled scheme.

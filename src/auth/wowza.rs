@@ -23,7 +23,6 @@
 mod tests;
 
 use std::borrow::Cow;
-use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -40,7 +39,7 @@ use crate::units::parse_duration;
 pub const DEFAULT_PREFIX: &str = "wowzatoken";
 
 /// `[auth.wowza]` as written in the config file.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The shared secret (inline, `env:NAME` or `file:PATH`).
@@ -56,19 +55,6 @@ pub struct RawConfig {
     /// How the content path is taken from the request path: `parent`
     /// (default, the directory of the requested file) or `full`.
     pub content_path: Option<String>,
-}
-
-impl fmt::Debug for RawConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawConfig")
-            .field("secret", &self.secret.as_ref().map(|_| "MASKED"))
-            .field("prefix", &self.prefix)
-            .field("algorithm", &self.algorithm)
-            .field("include_client_ip", &self.include_client_ip)
-            .field("tolerance", &self.tolerance)
-            .field("content_path", &self.content_path)
-            .finish()
-    }
 }
 
 /// The hash function of the hash items.

@@ -213,35 +213,28 @@ mod tests {
 
     #[test]
     fn classify_table() {
-        assert_eq!(classify(b""), Class::Blank);
-        assert_eq!(classify(b" \t"), Class::Blank);
-        assert_eq!(classify(b"# comment"), Class::Comment);
-        assert_eq!(
-            classify(b"#EXT"),
-            Class::Tag {
-                name: b"EXT",
-                value: None
-            }
-        );
-        assert_eq!(classify(b" #EXTINF:1,"), Class::Comment);
-        assert_eq!(classify(b"#ext-x-key:x"), Class::Comment);
-        assert_eq!(
-            classify(b"#EXT-X-ENDLIST "),
-            Class::Tag {
-                name: b"EXT-X-ENDLIST",
-                value: None
-            }
-        );
-        assert_eq!(
-            classify(b"#EXTINF:4.0,title"),
-            Class::Tag {
-                name: b"EXTINF",
-                value: Some(8)
-            }
-        );
-        assert_eq!(classify(b"seg.ts"), Class::Uri { at: (0, 6) });
-        assert_eq!(classify(b"  seg.ts \t"), Class::Uri { at: (2, 8) });
-        assert_eq!(classify(b"\xff\xfe"), Class::Uri { at: (0, 2) });
+        let tag = |name: &'static [u8], value| Class::Tag { name, value };
+        let cases: [(&[u8], Class<'_>); 11] = [
+            (b"", Class::Blank),
+            (b" \t", Class::Blank),
+            (b"# comment", Class::Comment),
+            (b"#EXT", tag(b"EXT", None)),
+            (b" #EXTINF:1,", Class::Comment),
+            (b"#ext-x-key:x", Class::Comment),
+            (b"#EXT-X-ENDLIST ", tag(b"EXT-X-ENDLIST", None)),
+            (b"#EXTINF:4.0,title", tag(b"EXTINF", Some(8))),
+            (b"seg.ts", Class::Uri { at: (0, 6) }),
+            (b"  seg.ts \t", Class::Uri { at: (2, 8) }),
+            (b"\xff\xfe", Class::Uri { at: (0, 2) }),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                classify(line),
+                want,
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::body::BoxError;
 use crate::cbc::{CbcStream, encrypted_len, iv_for_msn};
 
 mod budgets;

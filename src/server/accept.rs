@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
 use super::lifetime::{Expiry, InFlightBody, Lifetime, Timers, Watched};
+use crate::body::SendBody;
 use crate::config::Config;
 use crate::metrics::{ListenerLabel, TimeoutLabels};
 use crate::proxy::ConnInfo;
@@ -130,8 +131,7 @@ impl<H, Fut, B> Acceptor<H>
 where
     H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     /// Accept until `accepting` is cancelled; the listener closes then.
     pub async fn run(self, listener: TcpListener, accepting: CancellationToken) {
@@ -219,8 +219,7 @@ impl<H, Fut, B> Conn<H>
 where
     H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     fn settings(&self) -> Settings {
         Settings::new(&self.shared.live().config, self.kind)

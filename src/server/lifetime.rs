@@ -444,6 +444,12 @@ mod tests {
         send: Duration::from_secs(60),
     };
 
+    /// A task that waits for `life` to expire under [`TIMERS`].
+    fn spawn_expiry(life: &Lifetime) -> tokio::task::JoinHandle<Expiry> {
+        let life = life.clone();
+        tokio::spawn(async move { life.expired(TIMERS).await })
+    }
+
     #[test]
     fn the_rule() {
         let t0 = Instant::now();
@@ -471,10 +477,7 @@ mod tests {
     async fn in_flight_request_is_never_cut_then_idle_timer_runs() {
         let life = Lifetime::new(Instant::now());
         let guard = life.start_request();
-        let waiter = tokio::spawn({
-            let life = life.clone();
-            async move { life.expired(TIMERS).await }
-        });
+        let waiter = spawn_expiry(&life);
         // Far past both timers, still in flight.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(!waiter.is_finished());
@@ -500,10 +503,7 @@ mod tests {
     async fn a_stalled_write_expires_send_even_in_flight_and_progress_resets_it() {
         let life = Lifetime::new(Instant::now());
         let _guard = life.start_request();
-        let waiter = tokio::spawn({
-            let life = life.clone();
-            async move { life.expired(TIMERS).await }
-        });
+        let waiter = spawn_expiry(&life);
         // Stalls that end before send_timeout never close it.
         for _ in 0..10 {
             life.write_stalled();
@@ -523,10 +523,7 @@ mod tests {
         let life = Lifetime::new(Instant::now());
         let body = http_body_util::Full::new(bytes::Bytes::from_static(b"x"));
         let mut body = std::pin::pin!(InFlightBody::new(body, life.start_request()));
-        let waiter = tokio::spawn({
-            let life = life.clone();
-            async move { life.expired(TIMERS).await }
-        });
+        let waiter = spawn_expiry(&life);
         // hyper takes the frame and does not come back for more.
         let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
         assert!(frame.unwrap().unwrap().is_data());

@@ -21,29 +21,20 @@ struct BundledFile {
     duration_ms: u64,
 }
 
+impl BundledFile {
+    const fn new(bytes: &'static [u8], duration_ms: u64) -> Self {
+        Self { bytes, duration_ms }
+    }
+}
+
 /// The bundled loop, produced by `scripts/make-sample-media.sh`. Keep in step
 /// with `assets/sample/manifest.txt`; a unit test below compares the two.
 const BUNDLED: [BundledFile; 5] = [
-    BundledFile {
-        bytes: include_bytes!("../../assets/sample/seg0.ts"),
-        duration_ms: 2000,
-    },
-    BundledFile {
-        bytes: include_bytes!("../../assets/sample/seg1.ts"),
-        duration_ms: 2000,
-    },
-    BundledFile {
-        bytes: include_bytes!("../../assets/sample/seg2.ts"),
-        duration_ms: 2000,
-    },
-    BundledFile {
-        bytes: include_bytes!("../../assets/sample/seg3.ts"),
-        duration_ms: 2000,
-    },
-    BundledFile {
-        bytes: include_bytes!("../../assets/sample/seg4.ts"),
-        duration_ms: 2000,
-    },
+    BundledFile::new(include_bytes!("../../assets/sample/seg0.ts"), 2000),
+    BundledFile::new(include_bytes!("../../assets/sample/seg1.ts"), 2000),
+    BundledFile::new(include_bytes!("../../assets/sample/seg2.ts"), 2000),
+    BundledFile::new(include_bytes!("../../assets/sample/seg3.ts"), 2000),
+    BundledFile::new(include_bytes!("../../assets/sample/seg4.ts"), 2000),
 ];
 
 /// Video resolution of the bundled sample, for the master playlist.

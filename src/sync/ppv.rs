@@ -279,14 +279,16 @@ mod tests {
         assert_eq!(checked_solutions, 4);
     }
 
-    /// The independent kev-ac vector, spelled out (auth-schemes.md section 7).
+    /// The independent kev-ac vector's ID, Puzzle and token, spelled out
+    /// (auth-schemes.md section 7).
+    const KEV_ID: &str = "5f0d5962-33b1-5137-ae6a-32776bcabc69";
+    const KEV_PUZZLE: &str = "8c537e85-9684-a3b5-cbd9-bbebe952b103";
+    const KEV_TOKEN: &str = "bc91b48588048871f4b898af9371ccc8";
+
+    /// The independent kev-ac vector (auth-schemes.md section 7).
     #[test]
     fn known_answer() {
-        let (id, puzzle) = (
-            "5f0d5962-33b1-5137-ae6a-32776bcabc69",
-            "8c537e85-9684-a3b5-cbd9-bbebe952b103",
-        );
-        let token = "bc91b48588048871f4b898af9371ccc8";
+        let (id, puzzle, token) = (KEV_ID, KEV_PUZZLE, KEV_TOKEN);
         assert_eq!(signature(id, puzzle, token), "7r/RZeJ18rMuRYc8luBdFQ==");
         assert_eq!(solution(puzzle, token), "IDI5uYL0dPeoWVv5u2sN5Q==");
         assert!(!verify_signature(
@@ -338,11 +340,7 @@ mod tests {
     /// [`verify_answer`]; the vector's canned answer does too.
     #[test]
     fn edge_side_round_trip() {
-        let (id, puzzle) = (
-            "5f0d5962-33b1-5137-ae6a-32776bcabc69",
-            "8c537e85-9684-a3b5-cbd9-bbebe952b103",
-        );
-        let token = "bc91b48588048871f4b898af9371ccc8";
+        let (id, puzzle, token) = (KEV_ID, KEV_PUZZLE, KEV_TOKEN);
         let body = sync_body(id, puzzle, token, json!({}));
         assert_eq!(body["Signature"], "7r/RZeJ18rMuRYc8luBdFQ==");
         let deny = vec!["1".to_owned(), "2".to_owned()];

@@ -95,12 +95,7 @@ fn every_vector_case() {
     let mut run_count = 0;
     for c in vectors::cases("cesbo_astra") {
         let got = run(&c);
-        assert!(
-            c.verdict_matches(&got),
-            "{}: got {got:?}, want {}",
-            c.name,
-            c.verdict()
-        );
+        c.assert_verdict(&got);
         run_count += 1;
     }
     assert_eq!(run_count, 18);

@@ -37,12 +37,7 @@ fn every_nimble_vector() {
         let s = scheme(c.s("key"), c.u("tolerance"));
         let query = format!("nimblesessionid=7&wmsAuthSign={}", c.s("wmsAuthSign"));
         let got = check_case(&s, c, &query);
-        assert!(
-            c.verdict_matches(&got),
-            "{}: got {got:?}, want {}",
-            c.name,
-            c.verdict()
-        );
+        c.assert_verdict(&got);
         if let Check::Allow(id) = &got {
             assert_eq!(
                 id.user.as_deref(),
