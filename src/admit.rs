@@ -76,7 +76,7 @@ pub async fn admit(
         tombstone_until: until,
     };
     let ents = shared.store.entitlements();
-    let deny = shared.store.deny_layer();
+    let deny = shared.store.deny_guard();
     let admitted =
         crate::admission::admit(&req, &ents, &deny, &shared.revocations, &shared.sessions);
     let admitted = match admitted {

@@ -186,6 +186,12 @@ impl EntitlementStore {
         self.inner.deny.load_full()
     }
 
+    /// The deny list for one request: an `arc_swap` guard, no reference
+    /// count touched (what [`Self::check_deny`] reads).
+    pub fn deny_guard(&self) -> arc_swap::Guard<Arc<Entitlements>> {
+        self.inner.deny.load()
+    }
+
     /// The control plane's deny list: `Err` when `user`, `token` or `ip` is
     /// on it (one atomic load, no lock).
     pub fn check_deny(
