@@ -35,6 +35,12 @@ pub fn ensure_loopback(url: &Url) -> Result<(), String> {
     if url.scheme() != "http" {
         return Err(format!("{url}: only http:// targets are supported"));
     }
+    ensure_loopback_host(url)
+}
+
+/// `Ok` when `url`'s host is a loopback address (or `localhost`), whatever
+/// its scheme.
+pub fn ensure_loopback_host(url: &Url) -> Result<(), String> {
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -67,6 +67,10 @@ async fn origin(prefix: &str, segment_bytes: usize) -> Origin {
 /// The real proxy, in process, stopped on drop.
 struct Proxy {
     http: SocketAddr,
+    /// The https listener (h2 and http/1.1 by ALPN), its certificate for
+    /// 127.0.0.1 in `ca`.
+    https: SocketAddr,
+    ca: std::path::PathBuf,
     admin: SocketAddr,
     config: Arc<Config>,
     control: Control,
@@ -83,11 +87,19 @@ impl Drop for Proxy {
 /// (`wmsauth`, a user per viewer) on `/paid/`, each to its own origin.
 async fn proxy(live: SocketAddr, paid: SocketAddr) -> Proxy {
     let state = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (ca, key) = (state.path().join("cert.pem"), state.path().join("key.pem"));
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.key_pair.serialize_pem()).unwrap();
     let text = format!(
         r#"
 [server]
 listen = ["127.0.0.1:0"]
 shutdown_grace = "1s"
+[[server.tls]]
+listen = "127.0.0.1:0"
+cert = "{ca}"
+key = "{key}"
 [admin]
 listen = "127.0.0.1:0"
 token = "{ADMIN_TOKEN}"
@@ -121,16 +133,21 @@ origin = "paid"
 auth = ["wmsauth"]
 encrypt = true
 "#,
-        state = state.path().display()
+        state = state.path().display(),
+        ca = ca.display(),
+        key = key.display(),
     );
     let config = Config::parse(&text, state.path()).unwrap();
     let listeners = Listeners::bind(&config).await.unwrap();
     let http = listeners.http[0].local_addr().unwrap();
+    let https = listeners.tls[0].local_addr().unwrap();
     let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
     let control = Control::default();
     tokio::spawn(server::run(config.clone(), listeners, control.clone()));
     Proxy {
         http,
+        https,
+        ca,
         admin,
         config: Arc::new(config),
         control,
@@ -371,6 +388,8 @@ async fn burst_counts_against_the_real_proxy() {
         requests: 300,
         duration: Duration::from_secs(20),
         json: None,
+        http2: false,
+        ca: None,
     };
 
     let s = tollgate_loadtest::burst::measure(&args(vec![master.clone()]))
@@ -400,6 +419,59 @@ async fn burst_counts_against_the_real_proxy() {
     // A target off loopback is refused before any request.
     let far = tollgate_loadtest::burst::measure(&args(vec!["http://192.0.2.1/x".into()])).await;
     assert!(far.unwrap_err().to_string().contains("loopback"));
+}
+
+/// `burst` over https (HTTP/1.1 and h2 by ALPN) and h2c: the same counts
+/// and bytes as over plain HTTP/1.1; an https target without `--ca`, or one
+/// whose certificate the CA does not vouch for, is refused with a clear
+/// error or counted as transport errors, never as answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_speaks_https_h2_and_h2c_against_the_real_proxy() {
+    let live = origin("/live/", SEGMENT_BYTES).await;
+    let paid = origin("/paid/", SEGMENT_BYTES).await;
+    let proxy = proxy(live.addr, paid.addr).await;
+    let body = plain_get(&format!("http://{}/live/ch1/index.m3u8", proxy.http)).await;
+    let args = |url: String, http2: bool, ca: Option<std::path::PathBuf>| {
+        tollgate_loadtest::burst::BurstArgs {
+            urls: vec![url],
+            urls_file: None,
+            connections: 3,
+            requests: 60,
+            duration: Duration::from_secs(20),
+            json: None,
+            http2,
+            ca,
+        }
+    };
+    let https = format!("https://{}/live/ch1/index.m3u8", proxy.https);
+    let h2c = format!("http://{}/live/ch1/index.m3u8", proxy.http);
+    for (url, http2) in [(&https, false), (&https, true), (&h2c, true)] {
+        let s =
+            tollgate_loadtest::burst::measure(&args(url.clone(), http2, Some(proxy.ca.clone())))
+                .await
+                .unwrap();
+        assert_eq!(s["requests_ok"], 60, "{url} h2={http2}: {s:#}");
+        assert_eq!(s["errors"], 0, "{url} h2={http2}: {s:#}");
+        assert_eq!(
+            s["bytes"],
+            60 * body.len() as u64,
+            "{url} h2={http2}: {s:#}"
+        );
+    }
+
+    let no_ca = tollgate_loadtest::burst::measure(&args(https.clone(), false, None)).await;
+    assert!(no_ca.unwrap_err().to_string().contains("--ca"));
+    // A CA that did not sign the proxy's certificate: every request fails
+    // the handshake (counted as io), none is answered.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("other.pem");
+    std::fs::write(&wrong, other.cert.pem()).unwrap();
+    let mut a = args(https, true, Some(wrong));
+    a.requests = 5;
+    let s = tollgate_loadtest::burst::measure(&a).await.unwrap();
+    assert_eq!(s["requests_ok"], 0, "{s:#}");
+    assert_eq!(s["errors_by_status"]["io"], 5, "{s:#}");
 }
 
 /// GET `url` with a plain hyper client: the body.
