@@ -1,49 +1,68 @@
 #!/usr/bin/env bash
-# tollgate vs nginx (secure_link + proxy_pass + proxy_cache), side by side in
-# one run on this machine, everything on 127.0.0.1, every run bounded.
+# tollgate vs nginx (secure_link + proxy_pass + proxy_cache) at nginx's best,
+# side by side in one run on this machine, everything on 127.0.0.1, every
+# run bounded.
 #
 #   loadtest/compare-nginx.sh            # installs nginx if missing, builds, runs
 #
-# One simulated live origin (tollgate-loadtest origin, synthetic segments) sits
-# behind both proxies, each on its own port:
-#   - nginx: worker_processes 2, keep-alive upstream, secure_link (the
-#     nginx.org documented form), proxy_cache keyed on $uri: segments valid
-#     10m, playlists 1s (origin Cache-Control ignored, as operators do for
-#     live), sendfile on, access_log off;
-#   - tollgate (release): the same secure_link secret and md5 expression, so
-#     ONE signed URL works on both; route with encrypt = true, [keys] master,
-#     segment cache 10m, playlist cache 1s, access log off.
-# Both proxies, the origin and the load generator share the machine's cores.
+# A fair peer: nginx runs in every setting that changes how it writes a
+# response, one instance each, and each phase compares tollgate with the
+# setting that was fastest in that phase (the table names it):
+#   push        sendfile on,  tcp_nopush on   (Debian's default nginx.conf)
+#   nopush      sendfile on,  tcp_nopush off
+#   nosendfile  sendfile off, tcp_nopush off  (tcp_nopush only acts with sendfile)
+# Each instance: worker_processes 2, keep-alive upstream, secure_link (the
+# nginx.org documented form), proxy_cache keyed on $uri (segments valid 10m,
+# playlists 1s, origin Cache-Control ignored as operators do for live),
+# access_log off; a plain listener and an https one (OpenSSL, `ssl http2`,
+# the same self-signed certificate tollgate serves).
 #
-# Phases (tollgate-loadtest burst, same load for both):
-#   playlist  the signed entry media playlist: tollgate authenticates, admits
-#             the session and rewrites it (capability, segment tags, key
-#             line); nginx checks secure_link and serves its cached copy.
-#   segment   warm segment throughput: nginx serves a cached plaintext
-#             segment (URL signed with secure_link); tollgate serves the same
-#             segment AES-128 encrypted from its encrypt-once cache (URI with
-#             tg/tgs from its own rewritten playlist). Both warmed first.
-#   cold      (COLD=1, the default) every request misses: nginx with
-#             proxy_cache bypassed (?nocache=1: fetch and relay plaintext);
-#             a second tollgate whose segment cache is too small to keep a
-#             segment (fetch + encrypt every time; concurrent requests for
-#             one segment still share one fill, counted in the report),
-#             spread over the playlist's newest segments.
+# Three simulated live origins (tollgate-loadtest origin, synthetic
+# segments), one per segment size (SIZES, default 128 KiB, 1 MiB, 4 MiB),
+# each serving one channel named after its size (/live/s128k/, /live/s1m/,
+# /live/s4m/), sit behind every proxy. tollgate (release): the same
+# secure_link secret and md5 expression, so ONE signed URL works on all;
+# routes with encrypt = true, [keys] master, segment cache 10m, playlist
+# cache 1s, access log off, an http and an https listener.
+# The proxies, the origins and the load generator share the machine's cores.
+#
+# Phases (tollgate-loadtest burst, the same load for every proxy):
+#   playlist        the signed entry media playlist (1 MiB channel), HTTP/1.1:
+#                   tollgate authenticates, admits the session and rewrites
+#                   it (capability, segment tags, key line); nginx checks
+#                   secure_link and serves its cached copy.
+#   segment-SIZE    warm segment throughput over plain HTTP/1.1: nginx serves
+#                   a cached plaintext segment (URL signed with secure_link);
+#                   tollgate serves the same segment AES-128 encrypted from
+#                   its encrypt-once cache (URI with tg/tgs from its own
+#                   rewritten playlist). Both warmed first.
+#   https-SIZE      the same over HTTPS, HTTP/1.1 (ALPN http/1.1).
+#   h2-SIZE         the same over HTTPS, HTTP/2 (ALPN h2; one stream at a
+#                   time per connection, browser-sized receive windows).
+#   cold            (COLD=1, the default; the 1 MiB channel) every request
+#                   misses: nginx with proxy_cache bypassed (?nocache=1:
+#                   fetch and relay plaintext); a second tollgate whose
+#                   segment cache is too small to keep a segment (fetch +
+#                   encrypt every time; concurrent requests for one segment
+#                   still share one fill, counted in the report), spread
+#                   over the playlist's newest segments.
 # Per proxy and phase: req/s, MB/s, p50/p99, CPU seconds (utime+stime from
 # /proc/<pid>/stat; nginx: master + children, reaped children included), peak
 # RSS (VmHWM, reset before each phase; nginx: sum over workers), and the load
 # generator's own CPU. ROUNDS rounds in ABBA order; the table shows medians.
 #
 # Writes the table to target/compare-nginx.md (OUT=...). Knobs (environment):
-#   SEG_BYTES (1048576) DURATION (8s) PL_CONNS (32) PL_REQS (2000000)
-#   SEG_CONNS (8) SEG_REQS (40000) ROUNDS (3) COLD (1) COLD_CONNS (2)
-#   COLD_REQS (20000) BASE_PORT (27080: tollgate, +1 origin, +2 nginx,
-#   +3 tollgate admin, +4 cold tollgate, +5 its admin).
+#   SIZES ("131072 1048576 4194304") DURATION (5s) PL_CONNS (32)
+#   PL_REQS (2000000) SEG_CONNS (8) SEG_REQS (40000) ROUNDS (3) COLD (1)
+#   COLD_CONNS (2) COLD_REQS (20000) HTTPS (1) VARIANTS ("push nopush
+#   nosendfile") BASE_PORT (27080; the script uses BASE_PORT..BASE_PORT+29)
+#   NO_BUILD (0; 1: use the binaries already in $CARGO_TARGET_DIR/release,
+#   to compare two builds of tollgate) KEEP (0; 1: keep the work dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEG_BYTES=${SEG_BYTES:-1048576}
-DURATION=${DURATION:-8s}
+SIZES=${SIZES:-131072 1048576 4194304}
+DURATION=${DURATION:-5s}
 PL_CONNS=${PL_CONNS:-32}
 PL_REQS=${PL_REQS:-2000000}
 SEG_CONNS=${SEG_CONNS:-8}
@@ -52,19 +71,38 @@ ROUNDS=${ROUNDS:-3}
 COLD=${COLD:-1}
 COLD_CONNS=${COLD_CONNS:-2}
 COLD_REQS=${COLD_REQS:-20000}
+HTTPS=${HTTPS:-1}
+VARIANTS=${VARIANTS:-push nopush nosendfile}
 BASE_PORT=${BASE_PORT:-27080}
 OUT=${OUT:-target/compare-nginx.md}
 TG_PORT=$BASE_PORT
-ORIGIN_PORT=$((BASE_PORT + 1))
-NGX_PORT=$((BASE_PORT + 2))
-ADMIN_PORT=$((BASE_PORT + 3))
-COLD_PORT=$((BASE_PORT + 4))
-COLD_ADMIN_PORT=$((BASE_PORT + 5))
+TG_TLS_PORT=$((BASE_PORT + 1))
+ADMIN_PORT=$((BASE_PORT + 2))
+COLD_PORT=$((BASE_PORT + 3))
+COLD_ADMIN_PORT=$((BASE_PORT + 4))
+ORIGIN_PORT0=$((BASE_PORT + 5)) # one per size
+NGX_PORT0=$((BASE_PORT + 10))   # variant i: http +2i, https +2i+1
 SECRET=bench-secure-link-secret
-R=target/release
+R=${CARGO_TARGET_DIR:-target}/release
 
 die() { echo "compare-nginx: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+
+# label BYTES: the channel / phase suffix of a segment size (128k, 1m, ...).
+label() {
+  if [ $(($1 % 1048576)) = 0 ]; then echo "$(($1 / 1048576))m"; else echo "$(($1 / 1024))k"; fi
+}
+read -r -a sizes <<<"$SIZES"
+read -r -a variants <<<"$VARIANTS"
+[ "${#sizes[@]}" -ge 1 ] && [ "${#sizes[@]}" -le 5 ] || die "SIZES: one to five sizes"
+[ "${#variants[@]}" -ge 1 ] || die "VARIANTS: at least one nginx setting"
+for v in "${variants[@]}"; do
+  case $v in push | nopush | nosendfile) ;; *) die "unknown nginx variant $v" ;; esac
+done
+# The 1 MiB channel (or the first) carries the playlist and cold phases.
+MAIN=${sizes[0]}
+for s in "${sizes[@]}"; do [ "$s" = 1048576 ] && MAIN=$s; done
+MAIN_CH=s$(label "$MAIN")
 
 # --- prerequisites ----------------------------------------------------------
 if ! command -v nginx >/dev/null; then
@@ -75,10 +113,16 @@ if ! command -v nginx >/dev/null; then
 fi
 nginx -V 2>&1 | grep -q -- --with-http_secure_link_module ||
   die "this nginx has no secure_link module"
+nginx -V 2>&1 | grep -q -- --with-http_v2_module || die "this nginx has no http_v2 module"
+command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 NGINX_VERSION=$(nginx -v 2>&1 | sed 's/.*nginx\///')
-log "building release binaries"
-cargo build --release --workspace --quiet
-for port in "$TG_PORT" "$ORIGIN_PORT" "$NGX_PORT" "$ADMIN_PORT" "$COLD_PORT" "$COLD_ADMIN_PORT"; do
+if [ "${NO_BUILD:-0}" = 1 ]; then
+  [ -x "$R/tollgate" ] && [ -x "$R/tollgate-loadtest" ] || die "NO_BUILD=1 but no binaries in $R"
+else
+  log "building release binaries"
+  cargo build --release --workspace --quiet
+fi
+for port in $(seq "$BASE_PORT" $((NGX_PORT0 + 2 * ${#variants[@]}))); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "127.0.0.1:$port is in use (set BASE_PORT)"
   fi
@@ -90,15 +134,27 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# One self-signed certificate for 127.0.0.1, served by every https listener
+# (an end-entity certificate: webpki refuses a CA certificate as a leaf).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null || die "openssl req failed"
+
 # --- configs ----------------------------------------------------------------
-cat >"$work/tollgate.toml" <<TOML
+{
+  cat <<TOML
 [server]
 listen = ["127.0.0.1:$TG_PORT"]
+[[server.tls]]
+listen = "127.0.0.1:$TG_TLS_PORT"
+cert = "$work/cert.pem"
+key = "$work/key.pem"
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
 [log]
@@ -114,47 +170,74 @@ secret = "$SECRET"
 hash_arg = "md5"
 expires_arg = "expires"
 template = "\$secure_link_expires\$uri\$remote_addr \$secret"
+TOML
+  i=0
+  for s in "${sizes[@]}"; do
+    ch=s$(label "$s")
+    cat <<TOML
 [[origin]]
-name = "sim"
-url = "http://127.0.0.1:$ORIGIN_PORT"
+name = "$ch"
+url = "http://127.0.0.1:$((ORIGIN_PORT0 + i))"
 [[route]]
-name = "live"
-prefix = "/live/"
-origin = "sim"
+name = "$ch"
+prefix = "/live/$ch/"
+origin = "$ch"
 auth = ["secure_link"]
 encrypt = true
 TOML
-# The cold instance: the same but for ports and a segment cache too small to
-# keep a segment (entries over max(1/8 of it, 1 MiB) are not kept).
-sed -e "s/127.0.0.1:$TG_PORT/127.0.0.1:$COLD_PORT/" \
+    i=$((i + 1))
+  done
+} >"$work/tollgate.toml"
+# The cold instance: the same but for ports, no https and a segment cache too
+# small to keep a segment (entries over max(1/8 of it, 1 MiB) are not kept).
+sed -e "s/127.0.0.1:$TG_PORT\"/127.0.0.1:$COLD_PORT\"/" \
   -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$COLD_ADMIN_PORT/" \
+  -e '/^\[\[server.tls\]\]/,/^key = /d' \
   -e 's/^segments = .*/segments = "1KiB"/' "$work/tollgate.toml" >"$work/tollgate-cold.toml"
-[ "$SEG_BYTES" -ge $((1 << 20)) ] || COLD=0
+[ "$MAIN" -ge $((1 << 20)) ] || COLD=0
 
-mkdir -p "$work/nginx/cache" "$work/nginx/logs"
-cat >"$work/nginx/nginx.conf" <<NGINX
+# nginx_conf VARIANT INDEX: one nginx instance's config.
+nginx_conf() {
+  local v=$1 i=$2 dir=$work/nginx-$1 sendfile=on nopush=on j s
+  [ "$v" = nopush ] && nopush=off
+  [ "$v" = nosendfile ] && { sendfile=off; nopush=off; }
+  mkdir -p "$dir/cache" "$dir/logs"
+  cat <<NGINX
 user root;
 worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush on;
+  sendfile $sendfile;
+  tcp_nopush $nopush;
   keepalive_requests 1000000;
-  client_body_temp_path $work/nginx/client_body;
-  proxy_temp_path $work/nginx/proxy_temp;
-  fastcgi_temp_path $work/nginx/fastcgi_temp;
-  uwsgi_temp_path $work/nginx/uwsgi_temp;
-  scgi_temp_path $work/nginx/scgi_temp;
-  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=hls:16m max_size=1g inactive=10m use_temp_path=off;
-  upstream origin {
-    server 127.0.0.1:$ORIGIN_PORT;
-    keepalive 64;
+  client_body_temp_path $dir/client_body;
+  proxy_temp_path $dir/proxy_temp;
+  fastcgi_temp_path $dir/fastcgi_temp;
+  uwsgi_temp_path $dir/uwsgi_temp;
+  scgi_temp_path $dir/scgi_temp;
+  proxy_cache_path $dir/cache levels=1:2 keys_zone=hls:16m max_size=2g inactive=10m use_temp_path=off;
+  ssl_certificate $work/cert.pem;
+  ssl_certificate_key $work/key.pem;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache shared:SSL:10m;
+NGINX
+  j=0
+  for s in "${sizes[@]}"; do
+    echo "  upstream s$(label "$s") { server 127.0.0.1:$((ORIGIN_PORT0 + j)); keepalive 64; }"
+    j=$((j + 1))
+  done
+  echo "  map \$uri \$origin_up {"
+  for s in "${sizes[@]}"; do
+    echo "    ~^/live/s$(label "$s")/ s$(label "$s");"
+  done
+  cat <<NGINX
   }
   server {
-    listen 127.0.0.1:$NGX_PORT;
+    listen 127.0.0.1:$((NGX_PORT0 + 2 * i));
+    listen 127.0.0.1:$((NGX_PORT0 + 2 * i + 1)) ssl http2;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_cache hls;
@@ -169,7 +252,7 @@ http {
       if (\$secure_link = "")  { return 403; }
       if (\$secure_link = "0") { return 410; }
       proxy_cache_valid 200 1s;
-      proxy_pass http://origin;
+      proxy_pass http://\$origin_up;
     }
     location ~ \.ts\$ {
       if (\$secure_link = "")  { return 403; }
@@ -177,74 +260,118 @@ http {
       proxy_cache_valid 200 10m;
       proxy_cache_bypass \$arg_nocache;
       proxy_no_cache \$arg_nocache;
-      proxy_pass http://origin;
+      proxy_pass http://\$origin_up;
     }
   }
 }
 NGINX
+}
 
 # --- start ------------------------------------------------------------------
-$R/tollgate-loadtest origin --listen "127.0.0.1:$ORIGIN_PORT" \
-  --segment-bytes "$SEG_BYTES" --segment-duration 6s >"$work/origin.log" 2>&1 &
-pids+=($!)
-nginx -t -q -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" ||
-  die "nginx -t failed"
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" \
-  -g 'daemon off;' &
-NGX_PID=$!
-pids+=("$NGX_PID")
+declare -A PID PORT TLS_PORT
+i=0
+for s in "${sizes[@]}"; do
+  $R/tollgate-loadtest origin --listen "127.0.0.1:$((ORIGIN_PORT0 + i))" --channels "s$(label "$s")" \
+    --segment-bytes "$s" --segment-duration 6s >"$work/origin-$i.log" 2>&1 &
+  pids+=($!)
+  i=$((i + 1))
+done
+i=0
+for v in "${variants[@]}"; do
+  conf=$work/nginx-$v/nginx.conf
+  mkdir -p "$work/nginx-$v"
+  nginx_conf "$v" "$i" >"$conf"
+  nginx -t -q -p "$work/nginx-$v" -c "$conf" -e "$work/nginx-$v/logs/error.log" ||
+    die "nginx -t failed for $v"
+  nginx -p "$work/nginx-$v" -c "$conf" -e "$work/nginx-$v/logs/error.log" -g 'daemon off;' &
+  PID[nginx-$v]=$!
+  pids+=($!)
+  PORT[nginx-$v]=$((NGX_PORT0 + 2 * i))
+  TLS_PORT[nginx-$v]=$((NGX_PORT0 + 2 * i + 1))
+  i=$((i + 1))
+done
 $R/tollgate run -c "$work/tollgate.toml" 2>"$work/tollgate.log" &
-TG_PID=$!
-pids+=("$TG_PID")
-TG_CUR=$TG_PID
+PID[tollgate]=$!
+pids+=($!)
+PORT[tollgate]=$TG_PORT
+TLS_PORT[tollgate]=$TG_TLS_PORT
 if [ "$COLD" = 1 ]; then
   $R/tollgate run -c "$work/tollgate-cold.toml" 2>"$work/tollgate-cold.log" &
-  TGC_PID=$!
-  pids+=("$TGC_PID")
+  PID[tollgate-cold]=$!
+  pids+=($!)
+  PORT[tollgate-cold]=$COLD_PORT
 fi
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 &&
-    { [ "$COLD" = 0 ] || curl -fs "http://127.0.0.1:$COLD_ADMIN_PORT/readyz" >/dev/null 2>&1; } &&
-    curl -s -o /dev/null "http://127.0.0.1:$NGX_PORT/" 2>/dev/null &&
-    curl -s -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/live/ch1/media.m3u8" && break
-  sleep 0.1
-done
+ready() {
+  local v
+  curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 || return 1
+  [ "$COLD" = 0 ] || curl -fs "http://127.0.0.1:$COLD_ADMIN_PORT/readyz" >/dev/null 2>&1 || return 1
+  for v in "${variants[@]}"; do
+    curl -s -o /dev/null "http://127.0.0.1:${PORT[nginx-$v]}/" 2>/dev/null || return 1
+  done
+  curl -s -o /dev/null "http://127.0.0.1:$ORIGIN_PORT0/live/s$(label "${sizes[0]}")/media.m3u8"
+}
+for _ in $(seq 100); do ready && break; sleep 0.1; done
+ready || die "the proxies and origins did not come up (see $work)"
+NGINXES=()
+for v in "${variants[@]}"; do NGINXES+=("nginx-$v"); done
 
-# --- one signed URL for both, checked -----------------------------------------
-sign() { $R/tollgate sign -c "$work/tollgate.toml" --route live --path "$1" --ip 127.0.0.1 --ttl 2h; }
-PLAYLIST=$(sign /live/ch1/media.m3u8)
+# --- one signed URL for all, checked ----------------------------------------
+sign() { $R/tollgate sign -c "$work/tollgate.toml" --route "$1" --path "$2" --ip 127.0.0.1 --ttl 2h; }
+PLAYLIST=$(sign "$MAIN_CH" "/live/$MAIN_CH/media.m3u8")
 status() { curl -s -o "${2:-/dev/null}" -w '%{http_code}' "$1"; }
-for target in "nginx $NGX_PORT" "tollgate $TG_PORT"; do
-  read -r name port <<<"$target"
-  got=$(status "http://127.0.0.1:$port$PLAYLIST" "$work/$name.m3u8")
-  [ "$got" = 200 ] || die "$name answered $got to the signed playlist URL $PLAYLIST"
+for proxy in "${NGINXES[@]}" tollgate; do
+  port=${PORT[$proxy]}
+  got=$(status "http://127.0.0.1:$port$PLAYLIST" "$work/$proxy.m3u8")
+  [ "$got" = 200 ] || die "$proxy answered $got to the signed playlist URL $PLAYLIST"
   bad=$(status "http://127.0.0.1:$port${PLAYLIST/md5=/md5=A}")
-  [ "$bad" = 403 ] || die "$name answered $bad (not 403) to a tampered signature"
-  none=$(status "http://127.0.0.1:$port/live/ch1/media.m3u8")
-  [ "$none" = 403 ] || die "$name answered $none (not 403) without a signature"
+  [ "$bad" = 403 ] || die "$proxy answered $bad (not 403) to a tampered signature"
+  none=$(status "http://127.0.0.1:$port/live/$MAIN_CH/media.m3u8")
+  [ "$none" = 403 ] || die "$proxy answered $none (not 403) without a signature"
 done
 grep -q '^#EXT-X-KEY:METHOD=AES-128' "$work/tollgate.m3u8" ||
   die "tollgate's playlist has no EXT-X-KEY line"
 grep -q 'tgs=e\.' "$work/tollgate.m3u8" || die "tollgate's playlist has no encrypt tags"
-log "one signed URL validates on both: $PLAYLIST"
+log "one signed URL validates on every proxy: $PLAYLIST"
 
-# The newest segment of tollgate's rewritten playlist (tg + tgs), and the same
-# segment signed for nginx.
-TG_SEG=/live/ch1/$(grep -v '^#' "$work/tollgate.m3u8" | grep . | tail -n 1)
-SEG_PATH=${TG_SEG%%\?*}
-NGX_SEG=$(sign "$SEG_PATH")
-ENC_BYTES=$((16 * (SEG_BYTES / 16 + 1)))
-size() { curl -fs -o /dev/null -w '%{size_download}' "$1"; }
-for _ in 1 2; do
-  n=$(size "http://127.0.0.1:$NGX_PORT$NGX_SEG") || die "nginx refused $NGX_SEG"
-  [ "$n" = "$SEG_BYTES" ] || die "nginx sent $n bytes of $SEG_PATH, not $SEG_BYTES"
-  n=$(size "http://127.0.0.1:$TG_PORT$TG_SEG") || die "tollgate refused $TG_SEG"
-  [ "$n" = "$ENC_BYTES" ] || die "tollgate sent $n bytes of $SEG_PATH, not $ENC_BYTES"
+# Per size: the newest segment of tollgate's rewritten playlist (tg + tgs),
+# and the same segment signed for nginx; both warmed and checked over http,
+# https and h2.
+declare -A TG_SEG NGX_SEG
+size() { curl -fs --cacert "$work/cert.pem" -o /dev/null -w '%{size_download}' "$@"; }
+for s in "${sizes[@]}"; do
+  ch=s$(label "$s")
+  pl=$(sign "$ch" "/live/$ch/media.m3u8")
+  curl -fs -o "$work/tg-$ch.m3u8" "http://127.0.0.1:$TG_PORT$pl" || die "tollgate refused $pl"
+  TG_SEG[$s]=/live/$ch/$(grep -v '^#' "$work/tg-$ch.m3u8" | grep . | tail -n 1)
+  path=${TG_SEG[$s]%%\?*}
+  NGX_SEG[$s]=$(sign "$ch" "$path")
+  enc=$((16 * (s / 16 + 1)))
+  for _ in 1 2; do
+    for proxy in "${NGINXES[@]}" tollgate; do
+      want=$s seg=${NGX_SEG[$s]}
+      [ "$proxy" = tollgate ] && { want=$enc; seg=${TG_SEG[$s]}; }
+      n=$(size "http://127.0.0.1:${PORT[$proxy]}$seg") || die "$proxy refused $seg"
+      [ "$n" = "$want" ] || die "$proxy sent $n bytes of $path, not $want"
+      if [ "$HTTPS" = 1 ]; then
+        n=$(size --http1.1 "https://127.0.0.1:${TLS_PORT[$proxy]}$seg") || die "$proxy refused $seg over https"
+        [ "$n" = "$want" ] || die "$proxy sent $n bytes of $path over https, not $want"
+        n=$(size --http2 "https://127.0.0.1:${TLS_PORT[$proxy]}$seg") || die "$proxy refused $seg over h2"
+        [ "$n" = "$want" ] || die "$proxy sent $n bytes of $path over h2, not $want"
+      fi
+    done
+  done
+  for proxy in "${NGINXES[@]}"; do
+    cached=$(curl -fs -D - -o /dev/null "http://127.0.0.1:${PORT[$proxy]}${NGX_SEG[$s]}" | tr -d '\r' |
+      sed -n 's/^X-Cache-Status: //Ip')
+    [ "$cached" = HIT ] || die "$proxy did not serve $path from its cache ($cached)"
+  done
+  log "segment $path: nginx cached plaintext $s B, tollgate encrypted $enc B"
 done
-cached=$(curl -fs -D - -o /dev/null "http://127.0.0.1:$NGX_PORT$NGX_SEG" | tr -d '\r' |
-  sed -n 's/^X-Cache-Status: //Ip')
-[ "$cached" = HIT ] || die "nginx did not serve $SEG_PATH from its cache ($cached)"
-log "segment $SEG_PATH: nginx cached plaintext $SEG_BYTES B, tollgate encrypted $ENC_BYTES B"
+if [ "$HTTPS" = 1 ]; then
+  proto=$(curl -s --cacert "$work/cert.pem" --http2 -o /dev/null -w '%{http_version}' \
+    "https://127.0.0.1:$TG_TLS_PORT${TG_SEG[$MAIN]}")
+  [ "$proto" = 2 ] || die "tollgate's https listener did not speak h2 ($proto)"
+fi
 
 # --- measurement ------------------------------------------------------------
 TCK=$(getconf CLK_TCK)
@@ -263,10 +390,10 @@ cpu_ticks() {
   echo "$total"
 }
 proc_pids() { # proxy -> its processes, the main one first
-  if [ "$1" = nginx ]; then echo "$NGX_PID" $(pgrep -P "$NGX_PID"); else echo "$TG_CUR"; fi
+  case $1 in nginx-*) echo "${PID[$1]}" $(pgrep -P "${PID[$1]}") ;; *) echo "${PID[$1]}" ;; esac
 }
 rss_pids() { # proxy -> processes whose VmHWM counts
-  if [ "$1" = nginx ]; then pgrep -f -P "$NGX_PID" 'nginx: worker'; else echo "$TG_CUR"; fi
+  case $1 in nginx-*) pgrep -f -P "${PID[$1]}" 'nginx: worker' ;; *) echo "${PID[$1]}" ;; esac
 }
 reset_hwm() { local p; for p in $(rss_pids "$1"); do echo 5 >"/proc/$p/clear_refs"; done; }
 peak_rss_kib() {
@@ -280,27 +407,42 @@ peak_rss_kib() {
 jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
 burst() { $R/tollgate-loadtest burst "$@"; }
 
-# phase ROUND NAME PROXY CONNS REQS TARGET: warm 1 s, then measure; appends one
-# result row. TARGET is a URL, or @FILE for a list of URLs.
+# phase ROUND NAME PROXY CONNS REQS TARGET [BURST ARGS...]: warm 1 s, then
+# measure; appends one result row. TARGET is a URL, or @FILE for a list.
 phase() {
   local round=$1 name=$2 proxy=$3 conns=$4 reqs=$5 url=$6 c0 c1
-  local json="$work/$name-$proxy-$round.json" target=(--url "$6")
+  shift 6
+  local json="$work/$name-$proxy-$round.json" target=(--url "$url")
   [ "${url#@}" != "$url" ] && target=(--urls-file "${url#@}")
-  burst "${target[@]}" -c "$conns" -n "$reqs" -d 1s >/dev/null
+  burst "${target[@]}" "$@" -c "$conns" -n "$reqs" -d 1s >/dev/null
   reset_hwm "$proxy"
   # shellcheck disable=SC2046 # pid lists
   c0=$(cpu_ticks $(proc_pids "$proxy"))
-  log "round $round, $name via $proxy: -c $conns -n $reqs -d $DURATION"
-  burst "${target[@]}" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >&2
+  log "round $round, $name via $proxy: -c $conns -n $reqs -d $DURATION $*"
+  burst "${target[@]}" "$@" -c "$conns" -n "$reqs" -d "$DURATION" --json "$json" >/dev/null
   # shellcheck disable=SC2046
   c1=$(cpu_ticks $(proc_pids "$proxy"))
-  [ "$(jnum "$json" errors)" = 0 ] || die "$name via $proxy had errors (see above)"
+  [ "$(jnum "$json" errors)" = 0 ] ||
+    die "$name via $proxy had errors: $(tr -d '\n ' <"$json" | grep -o '"errors_by_status":{[^}]*}')"
   echo "$round" "$name" "$proxy" \
     "$(jnum "$json" requests_ok)" "$(jnum "$json" rps)" "$(jnum "$json" bytes_per_sec)" \
     "$(jnum "$json" p50)" "$(jnum "$json" p99)" \
     "$(awk -v t=$((c1 - c0)) -v k="$TCK" 'BEGIN{print t/k}')" \
     "$(peak_rss_kib "$proxy")" "$(jnum "$json" bytes)" "$(jnum "$json" client_cpu_s)" \
     >>"$work/results"
+  tls=$(grep -o '"tls": "[^"]*"' "$json" | sed 's/.*: "//; s/"$//' || true)
+  [ -z "$tls" ] || echo "$name $proxy $tls" >>"$work/tls"
+}
+
+# order ROUND: the proxies of a round, ABBA (every nginx, then tollgate; the
+# reverse in even rounds).
+order() {
+  local list=("${NGINXES[@]}" tollgate) k
+  if [ $(($1 % 2)) = 0 ]; then
+    for ((k = ${#list[@]} - 1; k >= 0; k--)); do echo "${list[k]}"; done
+  else
+    printf '%s\n' "${list[@]}"
+  fi
 }
 
 # lookups RESULT: the cold instance's segment cache lookups so far.
@@ -311,101 +453,139 @@ lookups() {
 }
 
 # One cold round: URL lists for the playlist's newest segments (fresh, so the
-# origin still has them), then both proxies; counts how the cold tollgate's
+# origin still has them), then every proxy; counts how the cold tollgate's
 # lookups went (miss = one fetch and one encryption).
 cold_round() {
-  local round=$1 order=$2 uris uri m0 j0 h0
+  local round=$1 uris uri m0 j0 h0 proxy v
   curl -fs -o "$work/cold.m3u8" "http://127.0.0.1:$COLD_PORT$PLAYLIST" ||
     die "the cold tollgate refused the playlist"
   mapfile -t uris < <(grep -v '^#' "$work/cold.m3u8" | grep .)
   [ "${#uris[@]}" -ge 3 ] || die "the cold playlist has ${#uris[@]} segments"
   : >"$work/cold-tollgate.urls"
-  : >"$work/cold-nginx.urls"
+  : >"$work/cold-nginx.paths"
   for uri in "${uris[@]}"; do
-    echo "http://127.0.0.1:$COLD_PORT/live/ch1/$uri" >>"$work/cold-tollgate.urls"
-    echo "http://127.0.0.1:$NGX_PORT$(sign "/live/ch1/${uri%%\?*}")&nocache=1" >>"$work/cold-nginx.urls"
+    echo "http://127.0.0.1:$COLD_PORT/live/$MAIN_CH/$uri" >>"$work/cold-tollgate.urls"
+    echo "$(sign "$MAIN_CH" "/live/$MAIN_CH/${uri%%\?*}")&nocache=1" >>"$work/cold-nginx.paths"
+  done
+  for v in "${NGINXES[@]}"; do
+    sed "s|^|http://127.0.0.1:${PORT[$v]}|" "$work/cold-nginx.paths" >"$work/cold-$v.urls"
   done
   if [ "$round" = 1 ]; then
-    bypass=$(curl -fs -D - -o /dev/null "$(head -n 1 "$work/cold-nginx.urls")" | tr -d '\r' |
+    bypass=$(curl -fs -D - -o /dev/null "$(head -n 1 "$work/cold-${NGINXES[0]}.urls")" | tr -d '\r' |
       sed -n 's/^X-Cache-Status: //Ip')
     [ "$bypass" = BYPASS ] || die "nginx did not bypass its cache for nocache=1 ($bypass)"
   fi
   m0=$(lookups miss) j0=$(lookups joined) h0=$(lookups hit)
-  for proxy in $order; do
-    if [ "$proxy" = nginx ]; then
-      phase "$round" cold nginx "$COLD_CONNS" "$COLD_REQS" "@$work/cold-nginx.urls"
+  for proxy in $(order "$round"); do
+    if [ "$proxy" = tollgate ]; then
+      phase "$round" cold tollgate-cold "$COLD_CONNS" "$COLD_REQS" "@$work/cold-tollgate.urls"
     else
-      TG_CUR=$TGC_PID
-      phase "$round" cold tollgate "$COLD_CONNS" "$COLD_REQS" "@$work/cold-tollgate.urls"
-      TG_CUR=$TG_PID
+      phase "$round" cold "$proxy" "$COLD_CONNS" "$COLD_REQS" "@$work/cold-$proxy.urls"
     fi
   done
   echo "$round $(($(lookups miss) - m0)) $(($(lookups joined) - j0)) $(($(lookups hit) - h0))" \
     >>"$work/cold-lookups"
 }
 
-# Rounds interleave the proxies (ABBA order) so drift in the machine's other
-# load hits both alike; the report takes the median of every figure.
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do
-  order="nginx tollgate"; [ $((round % 2)) = 0 ] && order="tollgate nginx"
-  for proxy in $order; do
-    if [ "$proxy" = nginx ]; then port=$NGX_PORT; else port=$TG_PORT; fi
-    phase "$round" playlist "$proxy" "$PL_CONNS" "$PL_REQS" "http://127.0.0.1:$port$PLAYLIST"
+  for proxy in $(order "$round"); do
+    phase "$round" playlist "$proxy" "$PL_CONNS" "$PL_REQS" "http://127.0.0.1:${PORT[$proxy]}$PLAYLIST"
   done
-  for proxy in $order; do
-    if [ "$proxy" = nginx ]; then url="http://127.0.0.1:$NGX_PORT$NGX_SEG"; else url="http://127.0.0.1:$TG_PORT$TG_SEG"; fi
-    phase "$round" segment "$proxy" "$SEG_CONNS" "$SEG_REQS" "$url"
+  for s in "${sizes[@]}"; do
+    for proxy in $(order "$round"); do
+      seg=${NGX_SEG[$s]}
+      [ "$proxy" = tollgate ] && seg=${TG_SEG[$s]}
+      phase "$round" "segment-$(label "$s")" "$proxy" "$SEG_CONNS" "$SEG_REQS" \
+        "http://127.0.0.1:${PORT[$proxy]}$seg"
+      if [ "$HTTPS" = 1 ]; then
+        phase "$round" "https-$(label "$s")" "$proxy" "$SEG_CONNS" "$SEG_REQS" \
+          "https://127.0.0.1:${TLS_PORT[$proxy]}$seg" --ca "$work/cert.pem"
+        phase "$round" "h2-$(label "$s")" "$proxy" "$SEG_CONNS" "$SEG_REQS" \
+          "https://127.0.0.1:${TLS_PORT[$proxy]}$seg" --ca "$work/cert.pem" --http2
+      fi
+    done
   done
-  [ "$COLD" = 1 ] && cold_round "$round" "$order"
+  [ "$COLD" = 1 ] && cold_round "$round"
 done
 
 # --- report -----------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v cores="$(nproc)" -v ngx="$NGINX_VERSION" \
-  -v seg="$SEG_BYTES" -v dur="$DURATION" -v pc="$PL_CONNS" -v sc="$SEG_CONNS" -v cc="$COLD_CONNS" -v rounds="$ROUNDS" '
-  function add(m, v) { k = m SUBSEP $2 SUBSEP $3; n[k]++; val[k, n[k]] = v }
-  function median(m, ph, px,   k, c, i, j, t, a) {
-    k = m SUBSEP ph SUBSEP px; c = n[k]
-    for (i = 1; i <= c; i++) a[i] = val[k, i]
-    for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-  }
-  { add("rps", $5); add("mbs", $6 / 1e6); add("p50", $7); add("p99", $8); add("cpu", $9)
-    add("rss", $10 / 1024); add("cpu_k", $9 * 1e6 / $4); add("cpu_gb", $9 * 1e9 / $11)
-    add("client", $12); r[$1, $2, $3] = $5 }
-  function row(label, ph, m, fmt,   a, b) {
-    a = median(m, ph, "nginx"); b = median(m, ph, "tollgate")
-    printf "| %s | %s | " fmt " | " fmt " | %.2f |\n", ph, label, a, b, (a > 0 ? b / a : 0)
-  }
-  END {
-    printf "tollgate vs nginx %s, %s cores, %s, segments %d B, %d rounds of %s bursts (medians)\n\n", ngx, cores, date, seg, rounds, dur
-    print "| phase | metric | nginx | tollgate | tollgate/nginx |"
-    print "|---|---|---|---|---|"
-    for (i = 1; i <= 3; i++) {
-      ph = (i == 1 ? "playlist" : i == 2 ? "segment" : "cold")
-      if (!n["rps" SUBSEP ph SUBSEP "nginx"]) continue
-      row("requests/s (c=" (i == 1 ? pc : i == 2 ? sc : cc) ")", ph, "rps", "%.0f")
-      row("MB/s", ph, "mbs", "%.1f")
-      row("p50 ms", ph, "p50", "%.3f")
-      row("p99 ms", ph, "p99", "%.3f")
-      row("proxy CPU s", ph, "cpu", "%.2f")
-      if (i == 1) row("proxy CPU ms per 1k requests", ph, "cpu_k", "%.2f")
-      else row("proxy CPU s per GB", ph, "cpu_gb", "%.3f")
-      row("load generator CPU s", ph, "client", "%.2f")
-      row("peak RSS MiB", ph, "rss", "%.1f")
-    }
-    for (i = 1; i <= 3; i++) {
-      ph = (i == 1 ? "playlist" : i == 2 ? "segment" : "cold")
-      if (!n["rps" SUBSEP ph SUBSEP "nginx"]) continue
-      printf "\n%s requests/s tollgate/nginx per round:", ph
-      for (j = 1; j <= rounds; j++) printf " %.2f", r[j, ph, "tollgate"] / r[j, ph, "nginx"]
-    }
-    print ""
-  }' "$work/results" | tee "$OUT"
-if [ -s "$work/cold-lookups" ]; then
-  awk '{m += $2; j += $3; h += $4}
-    END {printf "\ncold tollgate segment cache lookups (all rounds, warm-ups included): %d miss (fetch + encrypt), %d joined a running fill, %d hit\n", m, j, h}' \
-    "$work/cold-lookups" | tee -a "$OUT"
-fi
+{
+  echo "tollgate vs nginx $NGINX_VERSION at its best per phase ($VARIANTS), $(nproc) cores," \
+    "$(date -u +%Y-%m-%dT%H:%MZ), $ROUNDS rounds of $DURATION bursts in ABBA order (medians);" \
+    "connections: playlist $PL_CONNS, segments $SEG_CONNS, cold $COLD_CONNS"
+  echo
+  python3 - "$work/results" "$work/cold-lookups" "$work/tls" <<'PY'
+import statistics, sys
+from collections import defaultdict
+
+rows = defaultdict(lambda: defaultdict(list))  # (phase, proxy) -> metric -> values
+per_round = defaultdict(dict)  # (phase, proxy) -> round -> main metric
+phases = []
+for line in open(sys.argv[1]):
+    rnd, phase, proxy, ok, rps, bps, p50, p99, cpu, rss, nbytes, client = line.split()
+    ok, nbytes = float(ok), float(nbytes)
+    r = rows[(phase, proxy)]
+    r["rps"].append(float(rps)); r["mbs"].append(float(bps) / 1e6)
+    r["p50"].append(float(p50)); r["p99"].append(float(p99)); r["cpu"].append(float(cpu))
+    r["rss"].append(float(rss) / 1024); r["client"].append(float(client))
+    r["cpu_k"].append(float(cpu) * 1e6 / ok if ok else 0)
+    r["cpu_gb"].append(float(cpu) * 1e9 / nbytes if nbytes else 0)
+    per_round[(phase, proxy)][int(rnd)] = float(rps)
+    if phase not in phases:
+        phases.append(phase)
+med = lambda phase, proxy, m: statistics.median(rows[(phase, proxy)][m])
+
+print("| phase | nginx's best | metric | nginx | tollgate | tollgate/nginx |")
+print("|---|---|---|---|---|---|")
+notes = []
+for phase in phases:
+    tg = "tollgate-cold" if phase == "cold" else "tollgate"
+    ngx = sorted(p for (ph, p) in rows if ph == phase and p.startswith("nginx-"))
+    if not ngx or (phase, tg) not in rows:
+        continue
+    main = "rps" if phase == "playlist" else "mbs"
+    best = max(ngx, key=lambda p: med(phase, p, main))
+    setting = best.removeprefix("nginx-")
+    metrics = [("requests/s", "rps", "%.0f"), ("MB/s", "mbs", "%.1f"),
+               ("p50 ms", "p50", "%.3f"), ("p99 ms", "p99", "%.3f"),
+               ("proxy CPU s", "cpu", "%.2f")]
+    metrics.append(("proxy CPU ms per 1k requests", "cpu_k", "%.2f") if phase == "playlist"
+                   else ("proxy CPU s per GB", "cpu_gb", "%.3f"))
+    metrics += [("load generator CPU s", "client", "%.2f"), ("peak RSS MiB", "rss", "%.1f")]
+    for label, m, fmt in metrics:
+        a, b = med(phase, best, m), med(phase, tg, m)
+        ratio = "%.2f" % (b / a) if a else "-"
+        if m == main:
+            ratio = "**" + ratio + "**"
+        print(f"| {phase} | {setting} | {label} | {fmt % a} | {fmt % b} | {ratio} |")
+    spread = ", ".join(f"{p.removeprefix('nginx-')} {med(phase, p, main):.{0 if main == 'rps' else 1}f}" for p in ngx)
+    rounds = sorted(per_round[(phase, tg)])
+    by_round = " ".join("%.2f" % (per_round[(phase, tg)][r] / per_round[(phase, best)][r])
+                        for r in rounds if r in per_round[(phase, best)])
+    unit = "req/s" if main == "rps" else "MB/s"
+    notes.append(f"- {phase}: nginx {unit} per setting: {spread}; tollgate/nginx's best per round: {by_round}")
+print()
+print("\n".join(notes))
+try:
+    seen = defaultdict(set)
+    for line in open(sys.argv[3]):
+        phase, proxy, tls = line.split(None, 2)
+        seen[tls.strip()].add(proxy)
+    for tls, proxies in sorted(seen.items()):
+        print(f"- TLS negotiated by the load generator (rustls client): {tls} with {', '.join(sorted(proxies))}")
+except FileNotFoundError:
+    pass
+try:
+    m = j = h = 0
+    for line in open(sys.argv[2]):
+        _, a, b, c = line.split()
+        m, j, h = m + int(a), j + int(b), h + int(c)
+    print(f"\ncold tollgate segment cache lookups (all rounds, warm-ups included): "
+          f"{m} miss (fetch + encrypt), {j} joined a running fill, {h} hit")
+except FileNotFoundError:
+    pass
+PY
+} | tee "$OUT"
 log "table written to $OUT"

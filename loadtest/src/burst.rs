@@ -84,6 +84,9 @@ struct Targets {
     http2: bool,
     /// `Some` for https: the client config and the name to verify.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// The TLS version and cipher suite the server chose (first handshake),
+    /// reported so a comparison shows both peers did the same work.
+    negotiated: std::sync::OnceLock<String>,
 }
 
 /// One connection's request handle, whichever protocol it speaks.
@@ -171,7 +174,9 @@ pub async fn measure(args: &BurstArgs) -> anyhow::Result<serde_json::Value> {
         total.merge(w.await??)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    Ok(summary(&total, elapsed, own_cpu_seconds()))
+    let mut s = summary(&total, elapsed, own_cpu_seconds());
+    s["tls"] = targets.negotiated.get().cloned().into();
+    Ok(s)
 }
 
 /// Parses and checks every URL: http, loopback, one host:port for all.
@@ -236,6 +241,7 @@ fn targets(args: &BurstArgs) -> anyhow::Result<Targets> {
         paths,
         http2: args.http2,
         tls,
+        negotiated: std::sync::OnceLock::new(),
     })
 }
 
@@ -323,7 +329,16 @@ async fn connect(targets: &Targets) -> anyhow::Result<Sender> {
         None => handshake(TokioIo::new(stream), targets.http2).await,
         Some((connector, name)) => {
             let tls = connector.connect(name.clone(), stream).await?;
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let session = tls.get_ref().1;
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            if let (Some(version), Some(suite)) = (
+                session.protocol_version(),
+                session.negotiated_cipher_suite(),
+            ) {
+                let _ = targets
+                    .negotiated
+                    .set(format!("{version:?} {:?}", suite.suite()));
+            }
             if targets.http2 && !h2 {
                 bail!("the server did not agree to h2 by ALPN");
             }

@@ -457,6 +457,15 @@ async fn burst_speaks_https_h2_and_h2c_against_the_real_proxy() {
             60 * body.len() as u64,
             "{url} h2={http2}: {s:#}"
         );
+        let tls = s["tls"].as_str();
+        if url.starts_with("https") {
+            assert!(
+                tls.is_some_and(|t| t.starts_with("TLSv1_3 TLS13_")),
+                "{s:#}"
+            );
+        } else {
+            assert_eq!(tls, None, "{s:#}");
+        }
     }
 
     let no_ca = tollgate_loadtest::burst::measure(&args(https.clone(), false, None)).await;
