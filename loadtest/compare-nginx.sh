@@ -12,7 +12,7 @@
 #   nopush      sendfile on,  tcp_nopush off
 #   nosendfile  sendfile off, tcp_nopush off  (tcp_nopush only acts with sendfile)
 # Each instance: worker_processes 2, keep-alive upstream, secure_link (the
-# nginx.org documented form), proxy_cache keyed on $uri (segments valid 10m,
+# nginx.org documented form), proxy_cache keyed on $uri (segments valid 2h,
 # playlists 1s, origin Cache-Control ignored as operators do for live),
 # access_log off; a plain listener and an https one (OpenSSL, `ssl http2`,
 # the same self-signed certificate tollgate serves).
@@ -22,9 +22,11 @@
 # each serving one channel named after its size (/live/s128k/, /live/s1m/,
 # /live/s4m/), sit behind every proxy. tollgate (release): the same
 # secure_link secret and md5 expression, so ONE signed URL works on all;
-# routes with encrypt = true, [keys] master, segment cache 10m, playlist
+# routes with encrypt = true, [keys] master, segment cache 2h, playlist
 # cache 1s, access log off, an http and an https listener.
 # The proxies, the origins and the load generator share the machine's cores.
+# Segments stay cached for 2h on both sides: a run outlasts the origin's
+# window (three playlists' worth), so a refetch would be a 404.
 #
 # Phases (tollgate-loadtest burst, the same load for every proxy):
 #   playlist        the signed entry media playlist (1 MiB channel), HTTP/1.1:
@@ -163,7 +165,7 @@ access = false
 master = "hex:5f1e0c3a9b7d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
 [cache]
 segments = "256MiB"
-segment_ttl = "10m"
+segment_ttl = "2h"
 playlist_ttl = "1s"
 [auth.secure_link]
 secret = "$SECRET"
@@ -218,7 +220,7 @@ http {
   fastcgi_temp_path $dir/fastcgi_temp;
   uwsgi_temp_path $dir/uwsgi_temp;
   scgi_temp_path $dir/scgi_temp;
-  proxy_cache_path $dir/cache levels=1:2 keys_zone=hls:16m max_size=2g inactive=10m use_temp_path=off;
+  proxy_cache_path $dir/cache levels=1:2 keys_zone=hls:16m max_size=2g inactive=2h use_temp_path=off;
   ssl_certificate $work/cert.pem;
   ssl_certificate_key $work/key.pem;
   ssl_protocols TLSv1.2 TLSv1.3;
@@ -257,7 +259,7 @@ NGINX
     location ~ \.ts\$ {
       if (\$secure_link = "")  { return 403; }
       if (\$secure_link = "0") { return 410; }
-      proxy_cache_valid 200 10m;
+      proxy_cache_valid 200 2h;
       proxy_cache_bypass \$arg_nocache;
       proxy_no_cache \$arg_nocache;
       proxy_pass http://\$origin_up;
