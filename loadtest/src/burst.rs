@@ -179,7 +179,8 @@ pub async fn measure(args: &BurstArgs) -> anyhow::Result<serde_json::Value> {
     Ok(s)
 }
 
-/// Parses and checks every URL: http, loopback, one host:port for all.
+/// Parses and checks every URL: http or https, loopback, one scheme and
+/// host:port for all.
 fn targets(args: &BurstArgs) -> anyhow::Result<Targets> {
     let mut urls = args.urls.clone();
     if let Some(file) = &args.urls_file {

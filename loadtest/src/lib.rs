@@ -80,5 +80,18 @@ mod tests {
         ] {
             assert!(ensure_loopback(&Url::parse(bad).unwrap()).is_err(), "{bad}");
         }
+        // The host check alone (burst, which also speaks https) takes any
+        // scheme to loopback and nothing else.
+        for (url, loopback) in [
+            ("https://127.0.0.1:8443/", true),
+            ("https://localhost/", true),
+            ("http://[::1]/", true),
+            ("https://10.0.0.1/", false),
+            ("https://example.com/", false),
+            ("https://[::2]/", false),
+        ] {
+            let got = ensure_loopback_host(&Url::parse(url).unwrap());
+            assert_eq!(got.is_ok(), loopback, "{url}: {got:?}");
+        }
     }
 }
