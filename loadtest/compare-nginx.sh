@@ -339,6 +339,8 @@ log "one signed URL validates on every proxy: $PLAYLIST"
 # and the same segment signed for nginx; both warmed and checked over http,
 # https and h2.
 declare -A TG_SEG NGX_SEG
+# seg_for PROXY SIZE: the segment URI (path and query) PROXY is asked for.
+seg_for() { if [ "$1" = tollgate ]; then echo "${TG_SEG[$2]}"; else echo "${NGX_SEG[$2]}"; fi; }
 size() { curl -fs --cacert "$work/cert.pem" -o /dev/null -w '%{size_download}' "$@"; }
 for s in "${sizes[@]}"; do
   ch=s$(label "$s")
@@ -350,8 +352,8 @@ for s in "${sizes[@]}"; do
   enc=$((16 * (s / 16 + 1)))
   for _ in 1 2; do
     for proxy in "${NGINXES[@]}" tollgate; do
-      want=$s seg=${NGX_SEG[$s]}
-      [ "$proxy" = tollgate ] && { want=$enc; seg=${TG_SEG[$s]}; }
+      want=$s seg=$(seg_for "$proxy" "$s")
+      [ "$proxy" = tollgate ] && want=$enc
       n=$(size "http://127.0.0.1:${PORT[$proxy]}$seg") || die "$proxy refused $seg"
       [ "$n" = "$want" ] || die "$proxy sent $n bytes of $path, not $want"
       if [ "$HTTPS" = 1 ]; then
@@ -496,8 +498,7 @@ for round in $(seq "$ROUNDS"); do
   done
   for s in "${sizes[@]}"; do
     for proxy in $(order "$round"); do
-      seg=${NGX_SEG[$s]}
-      [ "$proxy" = tollgate ] && seg=${TG_SEG[$s]}
+      seg=$(seg_for "$proxy" "$s")
       phase "$round" "segment-$(label "$s")" "$proxy" "$SEG_CONNS" "$SEG_REQS" \
         "http://127.0.0.1:${PORT[$proxy]}$seg"
       if [ "$HTTPS" = 1 ]; then

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::entitlements::{Denial, Entitlements, LoadError, Snapshot, ValidationError};
+use crate::entitlements::{Entitlements, LoadError, Snapshot, ValidationError};
 
 /// Why a change was not applied (nothing changed).
 #[derive(Debug)]
@@ -186,21 +186,10 @@ impl EntitlementStore {
         self.inner.deny.load_full()
     }
 
-    /// The deny list for one request: an `arc_swap` guard, no reference
-    /// count touched (what [`Self::check_deny`] reads).
+    /// The deny list for one request: an `arc_swap` guard (one atomic load,
+    /// no lock, no reference count touched).
     pub fn deny_guard(&self) -> arc_swap::Guard<Arc<Entitlements>> {
         self.inner.deny.load()
-    }
-
-    /// The control plane's deny list: `Err` when `user`, `token` or `ip` is
-    /// on it (one atomic load, no lock).
-    pub fn check_deny(
-        &self,
-        user: Option<&str>,
-        token: Option<&str>,
-        ip: std::net::IpAddr,
-    ) -> Result<(), Denial> {
-        self.inner.deny.load().check_blocklist(user, token, ip)
     }
 
     /// Replace the control plane's deny list (a blocklist-only layer).

@@ -76,7 +76,6 @@ const H2_STREAM_WINDOW: u32 = 6 << 20;
 const H2_CONNECTION_WINDOW: u32 = 15 << 20;
 
 /// One target: where to connect and what to send.
-#[derive(Clone)]
 struct Targets {
     addr: String,
     host_header: hyper::header::HeaderValue,

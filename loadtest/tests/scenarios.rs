@@ -372,6 +372,25 @@ async fn key_flipper(proxy: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// `burst` over plain HTTP/1.1 to `urls`: `connections` connections,
+/// `requests` requests, a generous time bound.
+fn burst_args(
+    urls: Vec<String>,
+    connections: usize,
+    requests: u64,
+) -> tollgate_loadtest::burst::BurstArgs {
+    tollgate_loadtest::burst::BurstArgs {
+        urls,
+        urls_file: None,
+        connections,
+        requests,
+        duration: Duration::from_secs(20),
+        json: None,
+        http2: false,
+        ca: None,
+    }
+}
+
 /// `burst` against the real proxy: every request of the budget is counted
 /// once, as ok or as an error by status, and the bytes are the bodies'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,16 +400,7 @@ async fn burst_counts_against_the_real_proxy() {
     let proxy = proxy(live.addr, paid.addr).await;
     let master = format!("http://{}/live/ch1/index.m3u8", proxy.http);
     let missing = format!("http://{}/nowhere/x.m3u8", proxy.http);
-    let args = |urls: Vec<String>| tollgate_loadtest::burst::BurstArgs {
-        urls,
-        urls_file: None,
-        connections: 4,
-        requests: 300,
-        duration: Duration::from_secs(20),
-        json: None,
-        http2: false,
-        ca: None,
-    };
+    let args = |urls| burst_args(urls, 4, 300);
 
     let s = tollgate_loadtest::burst::measure(&args(vec![master.clone()]))
         .await
@@ -431,17 +441,10 @@ async fn burst_speaks_https_h2_and_h2c_against_the_real_proxy() {
     let paid = origin("/paid/", SEGMENT_BYTES).await;
     let proxy = proxy(live.addr, paid.addr).await;
     let body = plain_get(&format!("http://{}/live/ch1/index.m3u8", proxy.http)).await;
-    let args = |url: String, http2: bool, ca: Option<std::path::PathBuf>| {
-        tollgate_loadtest::burst::BurstArgs {
-            urls: vec![url],
-            urls_file: None,
-            connections: 3,
-            requests: 60,
-            duration: Duration::from_secs(20),
-            json: None,
-            http2,
-            ca,
-        }
+    let args = |url: String, http2, ca| tollgate_loadtest::burst::BurstArgs {
+        http2,
+        ca,
+        ..burst_args(vec![url], 3, 60)
     };
     let https = format!("https://{}/live/ch1/index.m3u8", proxy.https);
     let h2c = format!("http://{}/live/ch1/index.m3u8", proxy.http);
