@@ -8,6 +8,7 @@
 # than on the real CPU). Loopback only, bounded.
 #
 #   loadtest/callgrind-playlist.sh [N]      # default 2000; TOLLGATE=path to compare a binary
+#   CG_OUT=file keeps the callgrind profile (for callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
@@ -16,7 +17,7 @@ BASE_PORT=${BASE_PORT:-27180}
 TG_PORT=$BASE_PORT
 ORIGIN_PORT=$((BASE_PORT + 1))
 ADMIN_PORT=$((BASE_PORT + 3))
-R=target/release
+R=${CARGO_TARGET_DIR:-target}/release
 TOLLGATE=${TOLLGATE:-$R/tollgate}
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 cargo build --release --workspace --quiet
@@ -78,5 +79,6 @@ callgrind_control -d "$VG" >/dev/null
 total=$(callgrind_annotate "$work/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 sha=$(callgrind_annotate --inclusive=yes "$work/cg.out.1" 2>/dev/null |
   awk '/sha2::sha256::soft::.*compress \[/ && !done {gsub(",", "", $1); print $1; done = 1}')
+if [ -n "${CG_OUT:-}" ]; then cp "$work/cg.out.1" "$CG_OUT"; fi
 awk -v t="$total" -v s="${sha:-0}" -v n="$N" 'BEGIN {
   printf "Ir per entry request: %.0f; without sha2 software compress: %.0f (%d requests)\n", t / n, (t - s) / n, n }'
