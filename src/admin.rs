@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use crate::error::{api_error, json_response};
 use crate::runtime::{ChangeError, Shared};
 use crate::session::SessionId;
+use crate::zerocopy::SendPath;
 
 mod upload;
 
@@ -70,6 +71,12 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
                 "routes": live.config.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
                 "origins": live.config.origins.iter().map(|o| &o.name).collect::<Vec<_>>(),
                 "sessions": shared.sessions.len(),
+                // How each viewer listener's bodies reach the socket.
+                "send_path": {
+                    "http": SendPath::plain(shared.segments.zero_copy()).as_str(),
+                    "https": SendPath::Rustls.as_str(),
+                },
+                "zero_copy_files": shared.segments.files(),
                 "control_plane": live.config.control_plane.as_ref().map(|_| shared.sync.health()),
                 "store": shared.fleet.as_ref().map(|f| {
                     let s = f.stats();

@@ -90,3 +90,4 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod units;
+pub mod zerocopy;

@@ -45,6 +45,9 @@ pub mod names {
     pub const SEGMENT_CACHE: &str = "segment_cache_lookups";
     /// Bytes held by the encrypted-segment cache.
     pub const SEGMENT_CACHE_BYTES: &str = "segment_cache_bytes";
+    /// Segment body bytes sent with `sendfile` from a memory file
+    /// (`cache.zero_copy`, plain HTTP/1.x).
+    pub const ZERO_COPY_BYTES: &str = "zero_copy_bytes";
     /// Playlists rewritten for a session.
     pub const PLAYLISTS_REWRITTEN: &str = "playlists_rewritten";
     /// Content keys handed out.
@@ -172,6 +175,8 @@ pub struct Metrics {
     pub segment_cache: Family<ResultLabel, Counter>,
     /// See [`names::SEGMENT_CACHE_BYTES`].
     pub segment_cache_bytes: Gauge,
+    /// See [`names::ZERO_COPY_BYTES`].
+    pub zero_copy_bytes: Counter,
     /// See [`names::PLAYLISTS_REWRITTEN`].
     pub playlists_rewritten: Counter,
     /// See [`names::KEYS_SERVED`].
@@ -218,6 +223,7 @@ impl Metrics {
             sessions_created: Counter::default(),
             segment_cache: Family::default(),
             segment_cache_bytes: Gauge::default(),
+            zero_copy_bytes: Counter::default(),
             playlists_rewritten: Counter::default(),
             keys_served: Counter::default(),
             syncs: Family::default(),
@@ -287,6 +293,11 @@ impl Metrics {
             names::SEGMENT_CACHE_BYTES,
             "Bytes held by the encrypted-segment cache",
             m.segment_cache_bytes.clone(),
+        );
+        registry.register(
+            names::ZERO_COPY_BYTES,
+            "Segment body bytes sent with sendfile from a memory file",
+            m.zero_copy_bytes.clone(),
         );
         registry.register(
             names::PLAYLISTS_REWRITTEN,

@@ -38,6 +38,7 @@ use crate::headers;
 use crate::origin::Origin;
 use crate::playlist_cache::Compile;
 use crate::runtime::{Live, Shared};
+use crate::zerocopy::ZeroCopy;
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -306,8 +307,10 @@ async fn answer(
     let uri = origin.uri_for(&origin_path, live.credentials.strip(signed).as_deref())?;
     match serve {
         Serve::Encrypt { .. } => {
+            // Present only on a plain HTTP/1.x connection (crate::zerocopy).
+            let zero_copy = req.extensions().get::<ZeroCopy>().cloned();
             let viewer = req.headers();
-            segment::serve_encrypted(ctx, origin, uri, serve, viewer, record).await
+            segment::serve_encrypted(ctx, origin, uri, serve, viewer, zero_copy, record).await
         }
         Serve::Clear { range } => {
             let through = Through::Tagged(range);

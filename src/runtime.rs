@@ -229,7 +229,8 @@ impl Shared {
     pub fn new(live: Live, metrics: Metrics, clock: Clock) -> Arc<Self> {
         let c = &live.config.cache;
         let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
-            .with_fill_limits(c.max_segment, c.max_fill_bytes);
+            .with_fill_limits(c.max_segment, c.max_fill_bytes)
+            .with_zero_copy(c.zero_copy);
         if live.config.keys.master.is_none() {
             tracing::warn!(
                 "no [keys] master: using a random one; capabilities this edge mints are \
@@ -387,6 +388,10 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.tls[].listen", tls_addrs(old) != tls_addrs(new)),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("cache.segments", old.cache.segments != new.cache.segments),
+        (
+            "cache.zero_copy",
+            old.cache.zero_copy != new.cache.zero_copy,
+        ),
         ("sessions.store", old.sessions.store != new.sessions.store),
         (
             "cache.segment_ttl",

@@ -59,6 +59,7 @@ pub use self::range::{RangeAnswer, parse_range};
 use crate::body::SendBody;
 use crate::capability::ByteRange;
 use crate::error::ProxyError;
+use crate::zerocopy::FileBudget;
 
 /// Longest entry lifetime (see [`SegmentCache::new`]).
 const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -160,6 +161,9 @@ pub struct SegmentCache {
     max_entry_bytes: u64,
     max_segment: u64,
     budget: Arc<Budget>,
+    /// When set, cached segments also go into a memory file (within this
+    /// budget) for zero-copy readers (`cache.zero_copy`).
+    zero_copy: Option<Arc<FileBudget>>,
 }
 
 impl fmt::Debug for SegmentCache {
@@ -171,6 +175,7 @@ impl fmt::Debug for SegmentCache {
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("max_segment", &self.max_segment)
             .field("fill_bytes_free", &self.budget.available())
+            .field("zero_copy_files", &self.files())
             .finish()
     }
 }
@@ -195,7 +200,27 @@ impl SegmentCache {
             max_entry_bytes,
             max_segment: u64::MAX,
             budget: Arc::new(Budget::new(u64::MAX)),
+            zero_copy: None,
         }
+    }
+
+    /// The same cache keeping each cached segment's ciphertext in a memory
+    /// file as well, which plain HTTP/1.1 viewers are sent from with
+    /// `sendfile` ([`crate::zerocopy`]). The file's bytes count against
+    /// `max_bytes` too: an entry weighs twice its ciphertext.
+    pub fn with_zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on.then(FileBudget::from_rlimit);
+        self
+    }
+
+    /// Whether cached segments get a memory file ([`SegmentCache::with_zero_copy`]).
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy.is_some()
+    }
+
+    /// Memory files held for zero-copy readers now.
+    pub fn files(&self) -> usize {
+        self.zero_copy.as_ref().map_or(0, |b| b.open())
     }
 
     /// The same cache with fills holding whole at most `max_segment` bytes
@@ -317,6 +342,7 @@ impl SegmentCache {
             inflight: Arc::clone(&self.inflight),
             max_entry_bytes: self.max_entry_bytes,
             deadline,
+            zero_copy: self.zero_copy.clone(),
         };
         drop(slot);
         tokio::spawn(fill_task::run(job, fetch));

@@ -106,7 +106,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         .enumerate()
         .map(|(i, l)| (l, Kind::Https(i)));
     for (listener, kind) in http.chain(https) {
-        log_listening(kind.label(), &listener);
+        log_listening(kind, &shared, &listener);
         let s = shared.clone();
         let acceptor = accept::Acceptor {
             kind,
@@ -124,7 +124,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     // The admin listener keeps answering during a drain (`/readyz` says 503).
     let admin_stop = CancellationToken::new();
     if let Some(listener) = listeners.admin {
-        log_listening(Kind::Admin.label(), &listener);
+        log_listening(Kind::Admin, &shared, &listener);
         let s = shared.clone();
         let acceptor = accept::Acceptor {
             kind: Kind::Admin,
@@ -239,8 +239,9 @@ async fn sweep_sessions(shared: Arc<Shared>) {
     }
 }
 
-fn log_listening(kind: &'static str, listener: &TcpListener) {
+fn log_listening(kind: Kind, shared: &Shared, listener: &TcpListener) {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(listener = kind, %addr, "listening");
+        let send = kind.send_path(shared).as_str();
+        tracing::info!(listener = kind.label(), %addr, send, "listening");
     }
 }

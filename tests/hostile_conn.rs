@@ -648,7 +648,7 @@ struct TlsEdge {
     https: SocketAddr,
     connector: tokio_rustls::TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
-    _certs: tempfile::TempDir,
+    _certs: common::tls::TestCert,
 }
 
 impl TlsEdge {
@@ -663,17 +663,8 @@ impl TlsEdge {
 
 /// [`TlsEdge`] in front of `origin`, `server_keys` added to `[server]`.
 async fn tls_edge(origin: SocketAddr, server_keys: &str) -> TlsEdge {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let certs = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let server = format!(
-        "{server_keys}\n[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    );
+    let certs = common::tls::TestCert::new();
+    let server = format!("{server_keys}\n{}", certs.listener_toml());
     let tg = start(origin, &server, "").await;
     let https: SocketAddr = json_lines(&tg.stderr_so_far())
         .iter()
@@ -681,7 +672,7 @@ async fn tls_edge(origin: SocketAddr, server_keys: &str) -> TlsEdge {
         .and_then(|v| v["addr"].as_str()?.parse().ok())
         .expect("an https listening line");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
+    roots.add(certs.cert.cert.der().clone()).unwrap();
     let client = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();

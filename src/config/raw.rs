@@ -107,6 +107,7 @@ pub struct RawCache {
     pub max_playlist: Option<String>,
     pub max_segment: Option<String>,
     pub max_fill_bytes: Option<String>,
+    pub zero_copy: Option<bool>,
 }
 
 /// `[auth.*]`: one optional section per signature scheme.

@@ -748,6 +748,7 @@ fn cache(errs: &mut Errors, raw: &super::raw::RawCache) -> CacheConfig {
         max_playlist: usize::try_from(max_playlist).unwrap_or(usize::MAX),
         max_segment,
         max_fill_bytes,
+        zero_copy: raw.zero_copy.unwrap_or(true),
     }
 }
 

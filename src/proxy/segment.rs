@@ -17,6 +17,7 @@ use crate::error::ProxyError;
 use crate::metrics::ResultLabel;
 use crate::origin::Origin;
 use crate::segcache::{Cipher, Lookup, RangeAnswer, SegKey, Segment};
+use crate::zerocopy::ZeroCopy;
 
 /// An encrypted segment for this session.
 pub(super) async fn serve_encrypted(
@@ -25,6 +26,7 @@ pub(super) async fn serve_encrypted(
     uri: http::Uri,
     serve: Serve,
     viewer: &HeaderMap,
+    zero_copy: Option<ZeroCopy>,
     record: &mut RequestRecord,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let segment = fetch(ctx, origin, uri, serve).await?;
@@ -56,7 +58,7 @@ pub(super) async fn serve_encrypted(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     if !ctx.is_head && resp.status() != StatusCode::RANGE_NOT_SATISFIABLE {
-        *resp.body_mut() = segment.body(range).boxed_unsync();
+        *resp.body_mut() = segment.body(range).zero_copy(zero_copy).boxed_unsync();
     }
     Ok(resp)
 }

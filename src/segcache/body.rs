@@ -19,6 +19,7 @@ use tokio::sync::futures::OwnedNotified;
 
 use super::fill::{MAX_PIECE, Read, Reader, SegmentError};
 use crate::body::BoxError;
+use crate::zerocopy::{MAX_MARKER, ZeroCopy};
 
 pin_project! {
     /// The body of a [`Segment`](super::Segment): the whole fill or one
@@ -36,6 +37,8 @@ pin_project! {
         hint: usize,
         // Whether the body has ended (cleanly or with an error).
         done: bool,
+        // Where markers go instead of bytes, once the fill has its file.
+        zero_copy: Option<ZeroCopy>,
         #[pin]
         notified: Option<OwnedNotified>,
     }
@@ -61,8 +64,17 @@ impl SegmentBody {
             end,
             hint: 0,
             done: end.is_some_and(|end| start >= end),
+            zero_copy: None,
             notified: None,
         }
+    }
+
+    /// The same body sending by file through `zero_copy` (the viewer's
+    /// connection's queue, [`crate::zerocopy`]) where the fill has a file:
+    /// its frames are then markers, which only that connection may write.
+    pub fn zero_copy(mut self, zero_copy: Option<ZeroCopy>) -> Self {
+        self.zero_copy = zero_copy;
+        self
     }
 }
 
@@ -79,6 +91,18 @@ impl Body for SegmentBody {
             if *this.done || this.end.is_some_and(|end| *this.pos >= end) {
                 *this.done = true;
                 return Poll::Ready(None);
+            }
+            // A cached fill with its file: the rest of the range as one
+            // marker, sent by one `sendfile` (crate::zerocopy).
+            let file = this.zero_copy.as_ref().zip(this.reader.fill().file());
+            if let Some((zc, file)) = file {
+                let end = this.end.unwrap_or(u64::MAX).min(file.len());
+                let take = end.saturating_sub(*this.pos).min(MAX_MARKER as u64);
+                if let Some(marker) = zc.piece(file, *this.pos, take as usize) {
+                    *this.pos += take;
+                    this.notified.set(None);
+                    return Poll::Ready(Some(Ok(Frame::data(marker))));
+                }
             }
             match this.reader.read(*this.pos, *this.hint) {
                 Read::Data(mut bytes, index) => {

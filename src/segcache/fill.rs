@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use super::budget::Budget;
 use crate::error::ProxyError;
+use crate::zerocopy::{FileBudget, SegFile};
 
 /// Largest piece stored, and so the largest frame a reader sends.
 pub(super) const MAX_PIECE: usize = 64 * 1024;
@@ -185,6 +186,9 @@ pub(crate) struct Fill {
     left: Notify,
     budget: Arc<Budget>,
     max_segment: u64,
+    /// The whole ciphertext in a memory file, for zero-copy readers; set
+    /// once, when a complete fill is cached (`cache.zero_copy`).
+    file: OnceLock<Arc<SegFile>>,
 }
 
 impl Drop for Fill {
@@ -218,7 +222,23 @@ impl Fill {
             left: Notify::new(),
             budget,
             max_segment,
+            file: OnceLock::new(),
         }
+    }
+
+    /// The memory file of a cached fill, once written.
+    pub(super) fn file(&self) -> Option<&Arc<SegFile>> {
+        self.file.get()
+    }
+
+    /// Write every piece (the fill must be whole: produced, not streamed)
+    /// into a memory file and keep it for zero-copy readers; its length.
+    pub(super) fn write_file(&self, budget: &Arc<FileBudget>) -> std::io::Result<u64> {
+        let pieces: Vec<Bytes> = self.lock().pieces.iter().map(|p| p.bytes.clone()).collect();
+        let file = SegFile::create(pieces.iter().map(|b| &b[..]), budget)?;
+        let len = file.len();
+        let _ = self.file.set(Arc::new(file));
+        Ok(len)
     }
 
     /// The `Notify` woken on every state change; create a `Notified` from it

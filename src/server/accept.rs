@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::metrics::{ListenerLabel, TimeoutLabels};
 use crate::proxy::ConnInfo;
 use crate::runtime::Shared;
+use crate::zerocopy::{SendPath, Spliced, ZeroCopy};
 
 /// `TCP_NOTSENT_LOWAT` of every accepted socket (bytes).
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -57,6 +58,15 @@ impl Kind {
             Kind::Http => "http",
             Kind::Https(_) => "https",
             Kind::Admin => "admin",
+        }
+    }
+
+    /// How this listener's response bodies reach the socket.
+    pub fn send_path(self, shared: &Shared) -> SendPath {
+        match self {
+            Kind::Http => SendPath::plain(shared.segments.zero_copy()),
+            Kind::Admin => SendPath::Copy,
+            Kind::Https(_) => SendPath::Rustls,
         }
     }
 
@@ -227,8 +237,15 @@ where
 
     async fn serve_plain(self, stream: TcpStream) {
         let settings = self.settings();
-        let stream = Watched::new(stream, self.lifetime.clone());
-        self.serve_io(TokioIo::new(stream), settings).await;
+        // Spliced writes as TcpStream does until a body hands hyper a
+        // marker, which only a request given `zero_copy` below can.
+        let sent = &self.shared.metrics.zero_copy_bytes;
+        let zero_copy = (self.kind.send_path(&self.shared) == SendPath::Sendfile)
+            .then(|| ZeroCopy::new(sent.clone()));
+        let spliced = Spliced::new(stream, zero_copy.clone().unwrap_or_default());
+        let stream = Watched::new(spliced, self.lifetime.clone());
+        self.serve_io(TokioIo::new(stream), settings, zero_copy)
+            .await;
     }
 
     async fn serve_tls(self, stream: TcpStream, index: usize) {
@@ -245,13 +262,15 @@ where
         let stream = Watched::new(stream, self.lifetime.clone());
         let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
         match tokio::time::timeout_at(deadline, handshake).await {
-            Ok(Ok(tls)) => self.serve_io(TokioIo::new(tls), settings).await,
+            Ok(Ok(tls)) => self.serve_io(TokioIo::new(tls), settings, None).await,
             Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
             Err(_) => self.timed_out(Expiry::HeaderRead),
         }
     }
 
-    async fn serve_io<I>(self, io: TokioIo<I>, settings: Settings)
+    /// Serve `io`; requests over HTTP/1.x get `zero_copy` (a plain
+    /// connection's [`Spliced`] queue) as an extension.
+    async fn serve_io<I>(self, io: TokioIo<I>, settings: Settings, zero_copy: Option<ZeroCopy>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -261,9 +280,16 @@ where
         };
         let (lifetime, handler) = (self.lifetime.clone(), self.handler.clone());
         let max_headers = settings.max_headers;
-        let service = service_fn(move |req: Request<Incoming>| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let guard = lifetime.start_request();
             let handler = handler.clone();
+            // Never on HTTP/2: its framing would read a marker's zeros.
+            if let Some(zc) = zero_copy
+                .as_ref()
+                .filter(|_| req.version() <= Version::HTTP_11)
+            {
+                req.extensions_mut().insert(zc.clone());
+            }
             async move {
                 // hyper enforces this on HTTP/1 (431 before we see the
                 // request); HTTP/2 has no such limit, so it is applied here

@@ -8,6 +8,7 @@ pub mod media;
 pub mod process;
 pub mod redis;
 pub mod static_origin;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
