@@ -230,7 +230,9 @@ impl Shared {
         let c = &live.config.cache;
         let segments = SegmentCache::new(c.segments, c.segment_ttl, (c.segments / 8).max(1 << 20))
             .with_fill_limits(c.max_segment, c.max_fill_bytes)
-            .with_zero_copy(c.zero_copy);
+            // Files serve only plain listeners: an https-only edge keeps its
+            // cache at one weight per segment.
+            .with_zero_copy(c.zero_copy && !live.config.server.listen.is_empty());
         if live.config.keys.master.is_none() {
             tracing::warn!(
                 "no [keys] master: using a random one; capabilities this edge mints are \

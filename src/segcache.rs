@@ -59,7 +59,7 @@ pub use self::range::{RangeAnswer, parse_range};
 use crate::body::SendBody;
 use crate::capability::ByteRange;
 use crate::error::ProxyError;
-use crate::zerocopy::FileBudget;
+use crate::zerocopy::{FileBudget, ZeroCopy};
 
 /// Longest entry lifetime (see [`SegmentCache::new`]).
 const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -204,10 +204,11 @@ impl SegmentCache {
         }
     }
 
-    /// The same cache keeping each cached segment's ciphertext in a memory
-    /// file as well, which plain HTTP/1.1 viewers are sent from with
-    /// `sendfile` ([`crate::zerocopy`]). The file's bytes count against
-    /// `max_bytes` too: an entry weighs twice its ciphertext.
+    /// The same cache keeping a cached segment's ciphertext in a memory
+    /// file as well (written when a plain HTTP/1.x viewer first hits it),
+    /// which such viewers are sent from with `sendfile`
+    /// ([`crate::zerocopy`]). The file's bytes count against `max_bytes`
+    /// too: every entry weighs twice its ciphertext.
     pub fn with_zero_copy(mut self, on: bool) -> Self {
         self.zero_copy = on.then(FileBudget::from_rlimit);
         self
@@ -284,7 +285,17 @@ impl SegmentCache {
         // end the fill.
         let (lookup, reader) = self.lookup(key, cipher, deadline, fetch);
         let head = reader.fill().head().await?;
-        Ok((lookup, Segment { reader, head }))
+        // Only a hit's fill is cached: a file is worth writing only for a
+        // segment viewers come back for (never for a miss or a join).
+        let files = self.zero_copy.clone().filter(|_| lookup == Lookup::Hit);
+        Ok((
+            lookup,
+            Segment {
+                reader,
+                head,
+                files,
+            },
+        ))
     }
 
     /// Ciphertext bytes held by completed entries (moka's count: it settles
@@ -342,7 +353,7 @@ impl SegmentCache {
             inflight: Arc::clone(&self.inflight),
             max_entry_bytes: self.max_entry_bytes,
             deadline,
-            zero_copy: self.zero_copy.clone(),
+            zero_copy: self.zero_copy.is_some(),
         };
         drop(slot);
         tokio::spawn(fill_task::run(job, fetch));
@@ -366,6 +377,9 @@ impl SegmentCache {
 pub struct Segment {
     reader: Reader,
     head: Arc<SegmentHead>,
+    /// A cache hit's file budget (`cache.zero_copy`): the first
+    /// zero-copy body writes the fill's file.
+    files: Option<Arc<FileBudget>>,
 }
 
 impl Clone for Segment {
@@ -377,6 +391,7 @@ impl Clone for Segment {
         Self {
             reader,
             head: Arc::clone(&self.head),
+            files: self.files.clone(),
         }
     }
 }
@@ -406,5 +421,21 @@ impl Segment {
         };
         self.reader.unpin();
         body
+    }
+
+    /// [`Segment::body`] sent by file through `zero_copy` (a plain
+    /// HTTP/1.x connection's queue, [`crate::zerocopy`]) when this is a
+    /// cache hit whose fill has its memory file; the first such hit starts
+    /// writing the file (in the background, once) and sends its pieces, as
+    /// does every body past the file budget or without memfd.
+    pub fn body_to(&self, range: Option<(u64, u64)>, zero_copy: Option<ZeroCopy>) -> SegmentBody {
+        let body = self.body(range);
+        match (zero_copy, &self.files) {
+            (Some(zc), Some(files)) => {
+                self.reader.fill().start_file(files);
+                body.zero_copy(Some(zc))
+            }
+            _ => body,
+        }
     }
 }

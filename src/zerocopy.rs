@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -34,14 +34,19 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Largest marker, and so the most a zero-copy body yields in one frame:
-/// a whole cached segment, usually, so that one `sendfile` call can send
-/// it (64 KiB calls were measured no faster than `writev`).
-pub const MAX_MARKER: usize = 16 << 20;
+/// a whole segment of usual size, so that one `sendfile` call sends it
+/// (64 KiB calls were measured no faster than `writev`).
+pub const MAX_MARKER: usize = 4 << 20;
 
-/// The region markers point into. Never read or sent (a write that starts
-/// in it is a `sendfile` of the run it stands for), so its zero pages are
-/// never touched: it costs address space, not memory.
-static MARKER: [u8; MAX_MARKER] = [0; MAX_MARKER];
+/// The region markers point into, allocated zeroed on first use (a
+/// `static` array would put its bytes in every binary). Never read or sent
+/// (a write that starts in it is a `sendfile` of the run it stands for), so
+/// its pages are never touched: it costs address space, not memory.
+static MARKER: OnceLock<Box<[u8]>> = OnceLock::new();
+
+fn marker() -> &'static [u8] {
+    MARKER.get_or_init(|| vec![0u8; MAX_MARKER].into_boxed_slice())
+}
 
 /// How many segment files may be open at once: a quarter of the process's
 /// open-file limit (`ulimit -n`), so cached segments never take the
@@ -62,9 +67,11 @@ impl FileBudget {
         })
     }
 
-    /// A quarter of the soft `RLIMIT_NOFILE` (none where it is unknown).
+    /// A quarter of the soft `RLIMIT_NOFILE`; 65,536 files when it is
+    /// unlimited.
     pub fn from_rlimit() -> Arc<Self> {
-        Self::new(nofile_limit().map_or(0, |n| usize::try_from(n / 4).unwrap_or(usize::MAX)))
+        let quarter = nofile_limit().map_or(1 << 18, |n| n / 4);
+        Self::new(usize::try_from(quarter).unwrap_or(usize::MAX))
     }
 
     /// Files open now.
@@ -92,6 +99,7 @@ impl Drop for Taken {
     }
 }
 
+/// The soft open-file limit; `None` when unlimited.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn nofile_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
@@ -99,7 +107,7 @@ fn nofile_limit() -> Option<u64> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn nofile_limit() -> Option<u64> {
-    None
+    Some(0)
 }
 
 /// How a listener's response bodies reach the socket (the `send` of its
@@ -197,29 +205,49 @@ fn memfd() -> io::Result<std::os::fd::OwnedFd> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Something held while a run waits to be sent (the connection's
+/// in-flight guard: hyper is done with a body once it has queued its last
+/// frame, but the connection is not idle while that frame's run is unsent).
+pub type Hold = Box<dyn Send + Sync>;
+
+/// Makes a [`Hold`] for each queued run.
+pub type Holder = Arc<dyn Fn() -> Hold + Send + Sync>;
+
 /// A range of a [`SegFile`] that a marker stands for.
-#[derive(Debug)]
 struct Run {
     file: Arc<SegFile>,
     offset: u64,
     len: usize,
+    _hold: Option<Hold>,
 }
 
 /// One connection's queue of runs, shared by the bodies that add to it and
 /// the [`Spliced`] stream that sends them. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ZeroCopy {
     runs: Arc<Mutex<VecDeque<Run>>>,
     /// Bytes sent by file (`tollgate_zero_copy_bytes_total`).
     sent: Counter,
+    holder: Option<Holder>,
+}
+
+impl std::fmt::Debug for ZeroCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZeroCopy")
+            .field("queued", &self.lock().len())
+            .field("sent", &self.sent.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ZeroCopy {
-    /// An empty queue counting what it sends in `sent`.
-    pub fn new(sent: Counter) -> Self {
+    /// An empty queue counting what it sends in `sent`, holding a
+    /// `holder()` for each run until it is sent or dropped.
+    pub fn new(sent: Counter, holder: Holder) -> Self {
         Self {
             runs: Arc::default(),
             sent,
+            holder: Some(holder),
         }
     }
 
@@ -227,14 +255,16 @@ impl ZeroCopy {
     /// [`MAX_MARKER`], within the file), queued for the stream to send.
     /// `None` when the range does not fit: the caller sends real bytes.
     pub fn piece(&self, file: &Arc<SegFile>, offset: u64, len: usize) -> Option<Bytes> {
-        let marker = MARKER.get(..len)?;
+        let marker = marker().get(..len)?;
         if len == 0 || offset.checked_add(len as u64)? > file.len {
             return None;
         }
+        let hold = self.holder.as_ref().map(|h| h());
         self.lock().push_back(Run {
             file: Arc::clone(file),
             offset,
             len,
+            _hold: hold,
         });
         Some(Bytes::from_static(marker))
     }
@@ -247,7 +277,8 @@ impl ZeroCopy {
 
 /// Where `buf` lies in [`MARKER`]: its offset, when it is a marker.
 fn marker_offset(buf: &[u8]) -> Option<usize> {
-    let start = MARKER.as_ptr() as usize;
+    // No marker was ever made while the region does not exist.
+    let start = MARKER.get()?.as_ptr() as usize;
     let at = buf.as_ptr() as usize;
     (at >= start && at + buf.len() <= start + MAX_MARKER && !buf.is_empty()).then(|| at - start)
 }
@@ -432,14 +463,29 @@ mod tests {
             s.read_to_end(&mut got).await.unwrap();
             got
         });
-        let zc = ZeroCopy::default();
+        // Each queued run holds a guard until it is sent.
+        struct Guard(Arc<AtomicUsize>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let held = Arc::new(AtomicUsize::new(0));
+        let h = Arc::clone(&held);
+        let holder: Holder = Arc::new(move || -> Hold {
+            h.fetch_add(1, Ordering::AcqRel);
+            Box::new(Guard(Arc::clone(&h)))
+        });
+        let zc = ZeroCopy::new(Counter::default(), holder);
         let mut out = Spliced::new(TcpStream::connect(addr).await.unwrap(), zc.clone());
         let mut want = b"head\r\n".to_vec();
         out.write_all(b"head\r\n").await.unwrap();
         for (i, chunk) in data.chunks(PIECE).enumerate() {
             let m = zc.piece(&file, (i * PIECE) as u64, chunk.len()).unwrap();
+            assert_eq!(held.load(Ordering::Acquire), 1, "a queued run holds");
             // write_all advances through the marker as hyper does.
             out.write_all(&m).await.unwrap();
+            assert_eq!(held.load(Ordering::Acquire), 0, "a sent run lets go");
             out.write_all(b"|").await.unwrap();
             want.extend_from_slice(chunk);
             want.push(b'|');

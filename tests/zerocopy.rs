@@ -15,11 +15,14 @@ mod common;
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use common::config::{ConfigBuilder, Route};
 use common::media::openssl_decrypt;
 use common::process::Tollgate;
 use common::{full, metric, pattern, start_origin};
 use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,14 +30,27 @@ use tokio::net::TcpStream;
 /// Origin segment length: not a multiple of 16, over several 64 KiB pieces.
 const SEGMENT: usize = 300_001;
 const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
-                        #EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.000,\nseg-7.ts\n";
+                        #EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.000,\nseg-7.ts\n\
+                        #EXTINF:2.000,\nseg-8.ts\n#EXTINF:2.000,\nbig.ts\n";
 const ZC: &str = "tollgate_zero_copy_bytes_total";
+/// A segment whose ciphertext is exactly two markers (`zerocopy::MAX_MARKER`
+/// = 4 MiB): the last frame is a whole marker.
+const BIG: usize = (8 << 20) - 16;
 
 async fn origin() -> common::TestOrigin {
     start_origin(|req: Request<Incoming>| async move {
         match req.uri().path() {
             p if p.ends_with(".m3u8") => Response::new(full(PLAYLIST)),
             p if p.ends_with("seg-7.ts") => Response::new(full(pattern(SEGMENT))),
+            p if p.ends_with("big.ts") => Response::new(full(pattern(BIG))),
+            // No Content-Length: the viewer's answer is chunked.
+            p if p.ends_with("seg-8.ts") => {
+                let chunks: Vec<_> = pattern(SEGMENT)
+                    .chunks(10_000)
+                    .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                    .collect();
+                Response::new(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+            }
             _ => {
                 let mut r = Response::new(full("nope"));
                 *r.status_mut() = StatusCode::NOT_FOUND;
@@ -59,8 +75,15 @@ fn config(origin: SocketAddr, cache: &str, server: &str) -> String {
 /// The segment URL, key and IV of the rewritten playlist.
 struct Playlist {
     segment: String,
+    /// The segment the origin sends without a length.
+    unsized_segment: String,
+    /// The [`BIG`] segment.
+    big: String,
     key: Vec<u8>,
+    /// The IV of `segment`; `unsized_segment`'s is one more without an
+    /// explicit IV.
     iv: u128,
+    explicit_iv: bool,
 }
 
 async fn playlist(tg: &Tollgate) -> Playlist {
@@ -90,15 +113,37 @@ async fn playlist(tg: &Tollgate) -> Playlist {
         .unwrap()
         .to_vec();
     assert_eq!(key.len(), 16, "key");
-    let iv = attr("IV").map_or(7, |h| {
+    let explicit = attr("IV");
+    let iv = explicit.as_deref().map_or(7, |h| {
         u128::from_str_radix(h.trim_start_matches("0x").trim_start_matches("0X"), 16).unwrap()
     });
     let segment = common::first_segment("ch1", &text);
+    let unsized_segment = text
+        .lines()
+        .find(|l| l.starts_with("seg-8.ts?"))
+        .unwrap_or_else(|| panic!("no seg-8 in {text}"));
+    let big = text
+        .lines()
+        .find(|l| l.starts_with("big.ts?"))
+        .unwrap_or_else(|| panic!("no big.ts in {text}"));
     Playlist {
+        big: tg.url(&format!("/live/ch1/{big}")),
         segment: tg.url(&segment),
+        unsized_segment: tg.url(&format!("/live/ch1/{unsized_segment}")),
         key,
         iv,
+        explicit_iv: explicit.is_some(),
     }
+}
+
+/// Wait (bounded) until the edge holds `n` zero-copy files.
+async fn wait_files(tg: &Tollgate, n: u64) {
+    common::eventually("zero-copy files written", async || {
+        let text = common::get_text(&tg.admin_url("/healthz")).await;
+        let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (health["zero_copy_files"] == n).then_some(()).ok_or(text)
+    })
+    .await;
 }
 
 async fn zero_copied(tg: &Tollgate) -> f64 {
@@ -145,6 +190,8 @@ fn responses(mut bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
                     .then(|| v.trim().parse().unwrap())
             })
             .expect("content-length");
+        // A body cut short is returned as far as it came.
+        let len = len.min(bytes.len() - end);
         out.push((head, bytes[end..end + len].to_vec()));
         bytes = &bytes[end + len..];
     }
@@ -157,15 +204,12 @@ async fn cached_segments_go_by_file_and_are_the_same_bytes() {
     let tg = Tollgate::start(&config(origin.addr, "", "")).await;
     let p = playlist(&tg).await;
 
-    // The first answer reads the fill from memory as it grows (its tail may
-    // go by file: the fill can be cached, file and all, while it is sent).
+    // The first answer (a miss) reads the fill from memory as it grows; the
+    // first hit writes the file.
     let (status, _, first) = get(&p.segment, None).await;
     assert_eq!(status, StatusCode::OK);
     let by_file = zero_copied(&tg).await;
-    assert!(
-        by_file < first.len() as f64,
-        "a fill's first bytes are from memory"
-    );
+    assert_eq!(by_file, 0.0, "a miss is sent from memory");
     let plain = openssl_decrypt(&p.key, p.iv, &first).await;
     assert_eq!(
         plain,
@@ -173,6 +217,13 @@ async fn cached_segments_go_by_file_and_are_the_same_bytes() {
         "openssl decrypts to the origin's bytes"
     );
 
+    // The first hit starts writing the file and is sent from memory; once
+    // the file is there, hits go by file.
+    let (status, _, first_hit) = get(&p.segment, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first_hit == first, "a hit from memory sends other bytes");
+    wait_files(&tg, 1).await;
+    let by_file = zero_copied(&tg).await;
     let (status, headers, second) = get(&p.segment, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-length"], first.len().to_string().as_str());
@@ -248,6 +299,27 @@ async fn cached_segments_go_by_file_and_are_the_same_bytes() {
     assert_eq!(status, StatusCode::OK);
     assert!(again == first, "after viewers left mid-body");
 
+    // A segment of no declared length: chunked, and by file once cached.
+    let (status, _, first_unsized) = get(&p.unsized_segment, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let _ = get(&p.unsized_segment, None).await;
+    wait_files(&tg, 2).await;
+    let before = zero_copied(&tg).await;
+    let (status, headers, chunked) = get(&p.unsized_segment, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("content-length").is_none(), "{headers:?}");
+    assert!(chunked == first_unsized, "chunked: other bytes by file");
+    assert_eq!(
+        zero_copied(&tg).await - before,
+        chunked.len() as f64,
+        "chunked by file"
+    );
+    let iv = if p.explicit_iv { p.iv } else { 8 };
+    assert_eq!(
+        openssl_decrypt(&p.key, iv, &chunked).await,
+        pattern(SEGMENT)
+    );
+
     // h2c never takes the file path and sends the same bytes.
     let before = zero_copied(&tg).await;
     let resp = common::send(common::h2c_client().get(&p.segment)).await;
@@ -309,6 +381,12 @@ async fn https_and_zero_copy_off_send_from_memory() {
         );
         let (_, _, plain) = get(&p.segment, None).await;
         assert!(plain == first, "{cache}");
+        if cache.is_empty() {
+            wait_files(&tg, 1).await;
+        }
+        let before = zero_copied(&tg).await;
+        let (_, _, plain) = get(&p.segment, None).await;
+        assert!(plain == first, "{cache}");
         let want = if cache.is_empty() {
             first.len() as f64
         } else {
@@ -324,4 +402,56 @@ async fn https_and_zero_copy_off_send_from_memory() {
             pattern(SEGMENT)
         );
     }
+}
+
+/// A slow reader of a body sent by file is not cut by the idle timer: the
+/// last marker is hyper's last frame, so hyper is done with the body while
+/// megabytes of its run are still to be sent; the queued run keeps the
+/// connection busy until it is.
+#[tokio::test]
+async fn a_slow_reader_of_a_file_body_is_not_cut() {
+    let origin = origin().await;
+    let timers = "idle_timeout = \"1s\"\nheader_read_timeout = \"1s\"";
+    let tg = Tollgate::start(&config(origin.addr, "", timers)).await;
+    let p = playlist(&tg).await;
+    let big = p.big.clone();
+    let (status, _, whole) = get(&big, None).await;
+    assert_eq!(status, StatusCode::OK, "{big}");
+    let _ = get(&big, None).await;
+    wait_files(&tg, 1).await;
+    let before = zero_copied(&tg).await;
+    // A small receive window and about 1 MiB/s: 8 MiB take 8 s, far past
+    // idle_timeout + header_read_timeout after hyper queued the last frame.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    let mut s = socket.connect(tg.http).await.unwrap();
+    let target = big.trim_start_matches(&format!("http://{}", tg.http));
+    let head = format!("GET {target} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = tokio::time::timeout(common::process::PATIENCE, s.read(&mut buf))
+            .await
+            .expect("the proxy keeps sending")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    }
+    let answers = responses(&got);
+    assert_eq!(answers.len(), 1, "got {} bytes", got.len());
+    assert!(
+        answers[0].1 == whole,
+        "cut after {} of {} body bytes",
+        answers[0].1.len(),
+        whole.len()
+    );
+    assert_eq!(
+        zero_copied(&tg).await - before,
+        whole.len() as f64,
+        "by file"
+    );
 }

@@ -58,7 +58,7 @@ pub(super) async fn serve_encrypted(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     if !ctx.is_head && resp.status() != StatusCode::RANGE_NOT_SATISFIABLE {
-        *resp.body_mut() = segment.body(range).zero_copy(zero_copy).boxed_unsync();
+        *resp.body_mut() = segment.body_to(range, zero_copy).boxed_unsync();
     }
     Ok(resp)
 }

@@ -72,7 +72,7 @@ impl SegmentBody {
     /// The same body sending by file through `zero_copy` (the viewer's
     /// connection's queue, [`crate::zerocopy`]) where the fill has a file:
     /// its frames are then markers, which only that connection may write.
-    pub fn zero_copy(mut self, zero_copy: Option<ZeroCopy>) -> Self {
+    pub(super) fn zero_copy(mut self, zero_copy: Option<ZeroCopy>) -> Self {
         self.zero_copy = zero_copy;
         self
     }

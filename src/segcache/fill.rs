@@ -21,6 +21,7 @@
 
 use std::error::Error;
 use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
@@ -189,6 +190,8 @@ pub(crate) struct Fill {
     /// The whole ciphertext in a memory file, for zero-copy readers; set
     /// once, when a complete fill is cached (`cache.zero_copy`).
     file: OnceLock<Arc<SegFile>>,
+    /// Set by the first [`Fill::start_file`].
+    file_started: AtomicBool,
 }
 
 impl Drop for Fill {
@@ -223,6 +226,7 @@ impl Fill {
             budget,
             max_segment,
             file: OnceLock::new(),
+            file_started: AtomicBool::new(false),
         }
     }
 
@@ -231,14 +235,37 @@ impl Fill {
         self.file.get()
     }
 
-    /// Write every piece (the fill must be whole: produced, not streamed)
-    /// into a memory file and keep it for zero-copy readers; its length.
-    pub(super) fn write_file(&self, budget: &Arc<FileBudget>) -> std::io::Result<u64> {
-        let pieces: Vec<Bytes> = self.lock().pieces.iter().map(|p| p.bytes.clone()).collect();
-        let file = SegFile::create(pieces.iter().map(|b| &b[..]), budget)?;
-        let len = file.len();
+    /// Start writing the memory file of a complete fill held whole, once,
+    /// off the async workers (`spawn_blocking`; inline outside a runtime).
+    /// Bodies made before it is done send their pieces. Nothing happens
+    /// for a fill that is open, failed, streamed or empty, or when the file
+    /// budget is full.
+    pub(super) fn start_file(self: &Arc<Self>, budget: &Arc<FileBudget>) {
+        if self.file.get().is_some() || self.file_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (fill, budget) = (Arc::clone(self), Arc::clone(budget));
+        let write = move || {
+            if let Err(e) = fill.write_file(&budget) {
+                tracing::debug!(error = %e, "segment kept without a zero-copy file");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(write)),
+            Err(_) => write(),
+        }
+    }
+
+    fn write_file(&self, budget: &Arc<FileBudget>) -> std::io::Result<()> {
+        let Some(Outcome::Complete { pieces, len }) = self.outcome.get() else {
+            return Err(std::io::Error::other("fill not complete"));
+        };
+        if *len == 0 || pieces.first().map_or(*len, |p| p.start) != 0 {
+            return Err(std::io::Error::other("fill empty or not held whole"));
+        }
+        let file = SegFile::create(pieces.iter().map(|p| &p.bytes[..]), budget)?;
         let _ = self.file.set(Arc::new(file));
-        Ok(len)
+        Ok(())
     }
 
     /// The `Notify` woken on every state change; create a `Notified` from it

@@ -26,7 +26,6 @@ use super::{Cached, Cipher, SegKey};
 use crate::body::BoxError;
 use crate::cbc::{CbcStream, encrypted_len};
 use crate::error::ProxyError;
-use crate::zerocopy::FileBudget;
 
 /// Plaintext fed to the cipher per call: with up to 15 carried bytes the
 /// ciphertext of one call stays within [`MAX_PIECE`].
@@ -42,9 +41,8 @@ pub(super) struct Job {
     pub(super) max_entry_bytes: u64,
     /// The whole fill must end within this (the origin's `total_timeout`).
     pub(super) deadline: std::time::Duration,
-    /// Also keep a cached fill in a memory file, within this budget
-    /// (`SegmentCache::with_zero_copy`).
-    pub(super) zero_copy: Option<Arc<FileBudget>>,
+    /// A cached fill may get a memory file (`SegmentCache::with_zero_copy`).
+    pub(super) zero_copy: bool,
 }
 
 /// The fill ran past its deadline.
@@ -85,17 +83,10 @@ where
         if len <= job.max_entry_bytes && !job.fill.is_streaming() {
             // The cache weighs it from now on.
             job.fill.release_budget();
-            // Without a file (no memfd, out of descriptors) viewers get the
-            // pieces; the file's bytes weigh like the pieces'.
-            let file = if let Some(files) = &job.zero_copy {
-                job.fill.write_file(files).unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "segment kept without its zero-copy file");
-                    0
-                })
-            } else {
-                0
-            };
-            let weight = u32::try_from(len.saturating_add(file)).unwrap_or(u32::MAX);
+            // With zero copy on, the memory file a hit may add weighs like
+            // the pieces from the start (moka weighs an entry once).
+            let copies = if job.zero_copy { 2 } else { 1 };
+            let weight = u32::try_from(len.saturating_mul(copies)).unwrap_or(u32::MAX);
             let cached = Cached {
                 fill: Arc::clone(&job.fill),
                 weight,

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::metrics::{ListenerLabel, TimeoutLabels};
 use crate::proxy::ConnInfo;
 use crate::runtime::Shared;
-use crate::zerocopy::{SendPath, Spliced, ZeroCopy};
+use crate::zerocopy::{Hold, Holder, SendPath, Spliced, ZeroCopy};
 
 /// `TCP_NOTSENT_LOWAT` of every accepted socket (bytes).
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -240,8 +240,12 @@ where
         // Spliced writes as TcpStream does until a body hands hyper a
         // marker, which only a request given `zero_copy` below can.
         let sent = &self.shared.metrics.zero_copy_bytes;
-        let zero_copy = (self.kind.send_path(&self.shared) == SendPath::Sendfile)
-            .then(|| ZeroCopy::new(sent.clone()));
+        let zero_copy = (self.kind.send_path(&self.shared) == SendPath::Sendfile).then(|| {
+            // A queued run keeps the connection busy (not idle) until sent.
+            let lifetime = self.lifetime.clone();
+            let holder: Holder = Arc::new(move || -> Hold { Box::new(lifetime.start_request()) });
+            ZeroCopy::new(sent.clone(), holder)
+        });
         let spliced = Spliced::new(stream, zero_copy.clone().unwrap_or_default());
         let stream = Watched::new(spliced, self.lifetime.clone());
         self.serve_io(TokioIo::new(stream), settings, zero_copy)
