@@ -33,9 +33,9 @@ const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
                         #EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.000,\nseg-7.ts\n\
                         #EXTINF:2.000,\nseg-8.ts\n#EXTINF:2.000,\nbig.ts\n";
 const ZC: &str = "tollgate_zero_copy_bytes_total";
-/// A segment whose ciphertext is exactly two markers (`zerocopy::MAX_MARKER`
-/// = 4 MiB): the last frame is a whole marker.
-const BIG: usize = (8 << 20) - 16;
+/// A segment whose ciphertext is exactly two markers: the last frame is a
+/// whole marker.
+const BIG: usize = 2 * tollgate::zerocopy::MAX_MARKER - 16;
 
 async fn origin() -> common::TestOrigin {
     start_origin(|req: Request<Incoming>| async move {
