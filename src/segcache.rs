@@ -29,6 +29,12 @@
 //!   `encrypted_len(n)` bytes or with an error; never with a padding block
 //!   after a short or long body.
 //!
+//! - With zero copy on ([`SegmentCache::with_zero_copy`]), the first
+//!   plain-HTTP/1.x hit of a cached fill starts writing its ciphertext into
+//!   a memory file, once, off the async workers; bodies made once it exists
+//!   send by file ([`crate::zerocopy`]). Files stay within their budget
+//!   and count in the entry's weight.
+//!
 //! Must not: hold a lock across an await, copy a segment per reader (readers
 //! share `Bytes`), stop a fill another caller still waits on, hold more
 //! than its budgets, encrypt a content-encoded body, or show a content key

@@ -5,13 +5,17 @@
 //! hyper writes every HTTP/1.1 response (head, framing, keep-alive,
 //! pipelining); it does not know about files (hyper issue #3026). So a
 //! body that can go by file hands hyper a *marker* instead of its bytes: a
-//! `Bytes` of the right length that points into [`MARKER`], a static
-//! region no real buffer can be in, and queues the file range it stands
+//! `Bytes` of the right length that points into [`MARKER`], a zeroed
+//! region allocated once that no real buffer can be in, and queues the
+//! file range it stands
 //! for ([`Run`]) on the connection's [`ZeroCopy`] queue. The connection's
 //! stream ([`Spliced`]) writes real bytes as they are and, for a write
 //! that starts at a marker, `sendfile`s the range at the queue's front.
 //! hyper queues body frames in the order it polls them and writes them in
 //! that order, so the queue's front is always the marker being written.
+//! A queued run holds the connection's in-flight guard: hyper is done with
+//! a body once its last frame is queued, and the connection must not count
+//! as idle while that frame's bytes are still being sent.
 //!
 //! The rule that keeps it safe: markers exist only on a connection whose
 //! bytes go straight to a TCP socket through [`Spliced`] (plain HTTP/1.x;
