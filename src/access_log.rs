@@ -67,7 +67,12 @@ impl RequestRecord {
         if let Some(session) = &self.session {
             session.add_bytes(bytes);
         }
-        let route = self.route.clone().unwrap_or_else(|| "none".to_owned());
+        if log {
+            self.log(bytes, duration, end);
+        }
+        // The route name moves into the labels: one copy, for the family
+        // that keeps two labels.
+        let route = self.route.unwrap_or_else(|| "none".to_owned());
         metrics
             .requests
             .get_or_create(&RequestLabels {
@@ -82,9 +87,10 @@ impl RequestRecord {
             .get_or_create(&label)
             .observe(duration.as_secs_f64());
         metrics.bytes_sent.get_or_create(&label).inc_by(bytes);
-        if !log {
-            return;
-        }
+    }
+
+    /// The access-log line.
+    fn log(&self, bytes: u64, duration: Duration, end: BodyEnd) {
         let end = match end {
             BodyEnd::Complete => "complete",
             BodyEnd::Failed => "failed",

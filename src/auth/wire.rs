@@ -22,9 +22,36 @@ impl IpText {
             buf: [0; 64],
             len: 0,
         };
-        // Cannot fail: the buffer fits every address.
-        let _ = write!(t, "{ip}");
+        match ip {
+            // Dotted quad by hand: the formatter costs ~900 instructions
+            // per request, this a tenth of that.
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            // Cannot fail: the buffer fits every address.
+            IpAddr::V6(_) => {
+                let _ = write!(t, "{ip}");
+            }
+        }
         t
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -66,7 +93,15 @@ mod tests {
 
     #[test]
     fn ip_text_is_display() {
-        for ip in ["192.0.2.1", "::ffff:255.255.255.255", "2001:db8::1"] {
+        let quads = (0..=255u8).flat_map(|o| [format!("{o}.0.{o}.9"), format!("1.{o}.10.{o}")]);
+        let others = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "::ffff:255.255.255.255",
+            "2001:db8::1",
+            "::",
+        ];
+        for ip in quads.chain(others.map(str::to_owned)) {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(IpText::new(ip).as_str(), ip.to_string());
         }
