@@ -229,9 +229,10 @@ pub struct CacheConfig {
     /// Bytes all fills in flight may hold together; a fill that would go
     /// over streams instead (and waits for room when even that is full).
     pub max_fill_bytes: u64,
-    /// Keep each cached segment in a memory file too and send it to plain
-    /// HTTP/1.1 viewers with `sendfile` (no user-space copy); the file
-    /// counts against `segments`. Read at start, like the cache sizes.
+    /// Keep a cached segment in a memory file too (written when a plain
+    /// HTTP/1.x viewer first hits it) and send it to such viewers with
+    /// `sendfile` (no user-space copy); with it on, every entry weighs twice
+    /// its ciphertext against `segments`. Read at start, like the cache sizes.
     pub zero_copy: bool,
 }
 

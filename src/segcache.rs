@@ -439,7 +439,7 @@ impl Segment {
         match (zero_copy, &self.files) {
             (Some(zc), Some(files)) => {
                 self.reader.fill().start_file(files);
-                body.zero_copy(Some(zc))
+                body.zero_copy(zc)
             }
             _ => body,
         }

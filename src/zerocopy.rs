@@ -76,7 +76,7 @@ impl FileBudget {
     /// A quarter of the soft `RLIMIT_NOFILE`; 65,536 files when it is
     /// unlimited.
     pub fn from_rlimit() -> Arc<Self> {
-        let quarter = nofile_limit().map_or(1 << 18, |n| n / 4);
+        let quarter = nofile_limit().map_or(1 << 16, |n| n / 4);
         Self::new(usize::try_from(quarter).unwrap_or(usize::MAX))
     }
 
@@ -294,28 +294,29 @@ fn mismatch() -> io::Error {
 }
 
 /// A plain TCP stream that sends markers' runs with `sendfile` and
-/// everything else as written.
+/// everything else as written. Without a queue (zero copy off) it is the
+/// TCP stream, and a marker fails the write.
 #[derive(Debug)]
 pub struct Spliced {
     tcp: TcpStream,
-    zc: ZeroCopy,
+    zc: Option<ZeroCopy>,
 }
 
 impl Spliced {
     /// `tcp`, sending the runs queued on `zc`.
-    pub fn new(tcp: TcpStream, zc: ZeroCopy) -> Self {
+    pub fn new(tcp: TcpStream, zc: Option<ZeroCopy>) -> Self {
         Self { tcp, zc }
     }
 
     /// Send the run `marker` stands for, from where `marker` starts in it.
     fn poll_send_run(&self, cx: &mut Context<'_>, marker: &[u8]) -> Poll<io::Result<usize>> {
-        let Some(into) = marker_offset(marker) else {
+        let (Some(into), Some(zc)) = (marker_offset(marker), &self.zc) else {
             return Poll::Ready(Err(mismatch()));
         };
         // hyper advances a marker from its front: `into` bytes of the run
         // are sent, `marker.len()` remain.
         let (file, offset, remaining) = {
-            let runs = self.zc.lock();
+            let runs = zc.lock();
             let Some(run) = runs.front() else {
                 return Poll::Ready(Err(mismatch()));
             };
@@ -335,9 +336,9 @@ impl Spliced {
             }) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
-                    self.zc.sent.inc_by(n as u64);
+                    zc.sent.inc_by(n as u64);
                     if n == remaining {
-                        self.zc.lock().pop_front();
+                        zc.lock().pop_front();
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -483,7 +484,7 @@ mod tests {
             Box::new(Guard(Arc::clone(&h)))
         });
         let zc = ZeroCopy::new(Counter::default(), holder);
-        let mut out = Spliced::new(TcpStream::connect(addr).await.unwrap(), zc.clone());
+        let mut out = Spliced::new(TcpStream::connect(addr).await.unwrap(), Some(zc.clone()));
         let mut want = b"head\r\n".to_vec();
         out.write_all(b"head\r\n").await.unwrap();
         for (i, chunk) in data.chunks(PIECE).enumerate() {
@@ -511,7 +512,7 @@ mod tests {
         let _peer = tokio::spawn(async move { listener.accept().await });
         let file = Arc::new(SegFile::create([&[7u8; 100][..]], &FileBudget::new(9)).unwrap());
         let zc = ZeroCopy::default();
-        let mut out = Spliced::new(TcpStream::connect(addr).await.unwrap(), zc.clone());
+        let mut out = Spliced::new(TcpStream::connect(addr).await.unwrap(), Some(zc.clone()));
         let m = zc.piece(&file, 0, 100).unwrap();
         // A marker of another length than the queued run's.
         assert!(out.write_all(&m[..50]).await.is_err());

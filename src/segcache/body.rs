@@ -72,8 +72,8 @@ impl SegmentBody {
     /// The same body sending by file through `zero_copy` (the viewer's
     /// connection's queue, [`crate::zerocopy`]) where the fill has a file:
     /// its frames are then markers, which only that connection may write.
-    pub(super) fn zero_copy(mut self, zero_copy: Option<ZeroCopy>) -> Self {
-        self.zero_copy = zero_copy;
+    pub(super) fn zero_copy(mut self, zero_copy: ZeroCopy) -> Self {
+        self.zero_copy = Some(zero_copy);
         self
     }
 }

@@ -188,7 +188,7 @@ pub(crate) struct Fill {
     budget: Arc<Budget>,
     max_segment: u64,
     /// The whole ciphertext in a memory file, for zero-copy readers; set
-    /// once, when a complete fill is cached (`cache.zero_copy`).
+    /// once, by the write the first zero-copy hit starts (`cache.zero_copy`).
     file: OnceLock<Arc<SegFile>>,
     /// Set by the first [`Fill::start_file`].
     file_started: AtomicBool,

@@ -246,7 +246,7 @@ where
             let holder: Holder = Arc::new(move || -> Hold { Box::new(lifetime.start_request()) });
             ZeroCopy::new(sent.clone(), holder)
         });
-        let spliced = Spliced::new(stream, zero_copy.clone().unwrap_or_default());
+        let spliced = Spliced::new(stream, zero_copy.clone());
         let stream = Watched::new(spliced, self.lifetime.clone());
         self.serve_io(TokioIo::new(stream), settings, zero_copy)
             .await;
