@@ -63,3 +63,43 @@ async fn an_absurd_ttl_is_capped_not_a_panic() {
     let (lookup, _) = get_ok(&cache, &key, &c, fetch_never(&counter())).await;
     assert_eq!(lookup, Lookup::Hit);
 }
+
+#[tokio::test]
+async fn zero_copy_entries_weigh_twice_and_get_a_file_only_on_a_zero_copy_hit() {
+    let cache = SegmentCache::new(BIG, TTL, BIG).with_zero_copy(true);
+    let calls = counter();
+    let c = cipher(12);
+    let key = seg_key("http://origin/z.ts", &c);
+    let pt = plaintext(1000, 12);
+    let resp = response(200, Some(1000), body_of(vec![data(&pt)]));
+    let (lookup, seg) = get_ok(&cache, &key, &c, fetch_ok(&calls, resp)).await;
+    assert_eq!(lookup, Lookup::Miss);
+    let zc = crate::zerocopy::ZeroCopy::default();
+    // A miss never starts a file, even with a queue.
+    let first = read_all(seg.body_to(None, Some(zc.clone()))).await;
+    assert!(first.data == one_shot(&c, &pt));
+    cache.completed.run_pending_tasks();
+    // The entry's weight covers the file it may get.
+    assert_eq!((cache.entries(), cache.weighted_bytes()), (1, 2 * 1008));
+    assert_eq!(cache.files(), 0);
+    // A hit without a queue (https, h2) writes no file either.
+    let (lookup, seg) = get_ok(&cache, &key, &c, fetch_never(&calls)).await;
+    assert_eq!(lookup, Lookup::Hit);
+    assert!(read_all(seg.body_to(None, None)).await.data == first.data);
+    assert_eq!(cache.files(), 0);
+    // The first zero-copy hit writes it (off the async workers), once.
+    let (_, seg) = get_ok(&cache, &key, &c, fetch_never(&calls)).await;
+    assert!(read_all(seg.body_to(None, Some(zc.clone()))).await.data == first.data);
+    within(async {
+        while cache.files() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let (_, seg) = get_ok(&cache, &key, &c, fetch_never(&calls)).await;
+    // A marker, not bytes (only the connection's stream can send it; the
+    // bytes are checked through the binary in tests/zerocopy.rs).
+    let by_file = read_all(seg.body_to(Some((10, 99)), Some(zc))).await;
+    assert_eq!(by_file.frames, [90], "one marker for the range");
+    assert_eq!(cache.files(), 1);
+}
