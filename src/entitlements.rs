@@ -32,7 +32,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -44,7 +44,7 @@ use crate::error::ProxyError;
 use crate::ipnet_set::IpNetSet;
 
 pub use compile::{Problem, ValidationError};
-pub use model::{Blocklist, Package, Snapshot, User, Users};
+pub use model::{Blocklist, Channel, Channels, Named, Package, Snapshot, User, Users};
 pub use stream::{LoadError, redact_json_error};
 
 use glob::Glob;
@@ -99,6 +99,9 @@ pub struct Grant {
     /// anonymous viewers).
     pub max_sessions: u32,
 }
+
+/// Catch-up depth in seconds that means "no catch-up".
+pub const NO_DVR: u64 = 0;
 
 /// A user's network restriction, compiled.
 #[derive(Debug, Clone)]
@@ -247,8 +250,12 @@ struct CompiledPackage {
     exact: HashSet<Box<str>>,
     /// Glob patterns.
     globs: Box<[Glob]>,
-    /// `channels` as given, in order, for reading the package back.
-    source: Vec<String>,
+    /// Tags: declared channels carrying one are covered.
+    tags: HashSet<Box<str>>,
+    /// Cap on the catch-up depth it gives, seconds; `None` = no cap.
+    dvr_cap: Option<u64>,
+    /// The package as given, for reading it back.
+    source: Package,
     /// A placeholder for a package another layer defines (see
     /// [`Entitlements::build_layer`]): covers nothing, never read back.
     external: bool,
@@ -258,9 +265,24 @@ struct CompiledPackage {
 }
 
 impl CompiledPackage {
-    fn covers(&self, channel: &str) -> bool {
-        self.exact.contains(channel) || self.globs.iter().any(|g| g.matches(channel))
+    /// By name, by glob, or by one of the declared channel's tags.
+    fn covers(&self, channel: &str, declared: Option<&CompiledChannel>) -> bool {
+        self.exact.contains(channel)
+            || self.globs.iter().any(|g| g.matches(channel))
+            || (!self.tags.is_empty()
+                && declared.is_some_and(|c| c.tags.iter().any(|t| self.tags.contains(t))))
     }
+}
+
+/// One compiled channel.
+#[derive(Debug, Clone)]
+struct CompiledChannel {
+    name: Box<str>,
+    tags: Box<[Box<str>]>,
+    /// Catch-up depth, seconds ([`NO_DVR`] = none).
+    dvr_depth: u64,
+    /// The channel as given, for reading it back and for channel lists.
+    source: Channel,
 }
 
 /// The blocklist, compiled.
@@ -284,6 +306,10 @@ pub struct Entitlements {
     /// Distinct `packages` lists of users, as package indices; users with
     /// the same list share one entry.
     combos: Vec<Box<[u32]>>,
+    /// Declared channels, in channel-list order.
+    channels: Vec<CompiledChannel>,
+    /// Channel name → index into `channels`.
+    channel_index: HashMap<Box<str>, u32>,
     blocklist: CompiledBlocklist,
 }
 
@@ -294,6 +320,7 @@ impl fmt::Debug for Entitlements {
             .field("tokens", &self.by_token.len())
             .field("packages", &self.packages.len())
             .field("package_lists", &self.combos.len())
+            .field("channels", &self.channels.len())
             .field("blocked_users", &self.blocklist.users.len())
             .field("blocked_tokens", &self.blocklist.tokens.len())
             .finish()
@@ -433,13 +460,65 @@ impl Entitlements {
 
     /// True when one of the user's packages covers `channel`.
     pub fn entitled(&self, user: &CompiledUser, channel: &str) -> bool {
-        let Some(combo) = self.combos.get(user.combo as usize) else {
-            return false;
+        let declared = self.declared(channel);
+        self.granting(user, channel, declared).next().is_some()
+    }
+
+    /// The user's packages that cover `channel`.
+    fn granting<'a>(
+        &'a self,
+        user: &CompiledUser,
+        channel: &'a str,
+        declared: Option<&'a CompiledChannel>,
+    ) -> impl Iterator<Item = &'a CompiledPackage> + 'a {
+        let combo: &[u32] = self.combos.get(user.combo as usize).map_or(&[], |c| c);
+        combo
+            .iter()
+            .filter_map(|&p| self.packages.get(p as usize))
+            .filter(move |pkg| pkg.covers(channel, declared))
+    }
+
+    fn declared(&self, channel: &str) -> Option<&CompiledChannel> {
+        if self.channels.is_empty() {
+            return None;
+        }
+        let i = *self.channel_index.get(channel)?;
+        self.channels.get(i as usize)
+    }
+
+    /// How far back (seconds) this viewer may watch `channel` in catch-up
+    /// (SPEC §7.4): the channel's `dvr_depth`, capped by the largest
+    /// `dvr_depth` of the user's packages that give the channel (a giving
+    /// package without one does not cap). A channel not declared has no
+    /// catch-up ([`NO_DVR`]). An anonymous viewer, or a user these
+    /// entitlements do not list (vouched for by the route's auth method),
+    /// gets the channel's depth. Asked only for archive requests, after
+    /// [`Self::decide`] allowed the viewer.
+    pub fn dvr_depth(&self, user: Option<&str>, channel: &str) -> u64 {
+        let Some(declared) = self.declared(channel) else {
+            return NO_DVR;
         };
-        combo.iter().any(|&p| {
-            self.packages
-                .get(p as usize)
-                .is_some_and(|pkg| pkg.covers(channel))
-        })
+        let Some(u) = user.and_then(|id| self.user(id)) else {
+            return declared.dvr_depth;
+        };
+        let mut cap: Option<u64> = Some(0);
+        for pkg in self.granting(u, channel, Some(declared)) {
+            cap = match (cap, pkg.dvr_cap) {
+                (None, _) | (_, None) => None,
+                (Some(a), Some(b)) => Some(a.max(b)),
+            };
+        }
+        cap.map_or(declared.dvr_depth, |c| c.min(declared.dvr_depth))
+    }
+
+    /// The declared channels in channel-list order, with their catch-up
+    /// depth as the channel gives it.
+    pub fn channels(&self) -> impl Iterator<Item = (&str, &Channel)> {
+        self.channels.iter().map(|c| (&*c.name, &c.source))
+    }
+
+    /// The declared channel `name`, as given.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.declared(name).map(|c| &c.source)
     }
 }

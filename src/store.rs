@@ -277,13 +277,14 @@ impl EntitlementStore {
     }
 }
 
-/// The config's entitlements overlaid by the API's: users and packages by
-/// name (the API wins), blocklists joined. Consumes `api` (its users move,
+/// The config's entitlements overlaid by the API's: users, packages and
+/// channels by name (the API wins), blocklists joined. Consumes `api` (its users move,
 /// not copied).
 pub fn merged(config: &Snapshot, api: Snapshot) -> Snapshot {
     let Snapshot {
         users,
         packages,
+        channels,
         blocklist,
     } = api;
     let mut out = config.clone();
@@ -296,6 +297,10 @@ pub fn merged(config: &Snapshot, api: Snapshot) -> Snapshot {
     }
     out.users.0.extend(users.0);
     out.packages.extend(packages);
+    // A channel the API redefines keeps its place in the config's order.
+    for (name, channel) in channels.0 {
+        out.channels.insert(name, channel);
+    }
     out.blocklist.users.extend(blocklist.users);
     out.blocklist.tokens.extend(blocklist.tokens);
     out.blocklist.ips.extend(blocklist.ips);

@@ -2,7 +2,7 @@
 //! revocation, the limit policy and the fleet's share of the count.
 
 use super::*;
-use crate::entitlements::{Blocklist, Package, Snapshot, User, Users};
+use crate::entitlements::{Blocklist, Named, Package, Snapshot, User};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -21,7 +21,7 @@ fn ents() -> Entitlements {
         ..User::default()
     };
     Entitlements::build(Snapshot {
-        users: Users(vec![
+        users: Named(vec![
             ("alice".into(), user(&["sports"], 1, false)),
             ("bob".into(), user(&["sports"], 0, true)),
         ]),
@@ -29,6 +29,7 @@ fn ents() -> Entitlements {
             "sports".to_owned(),
             Package {
                 channels: vec!["sport-*".into()],
+                ..Package::default()
             },
         )]
         .into(),
@@ -37,6 +38,7 @@ fn ents() -> Entitlements {
             tokens: vec!["stolen".into()],
             ips: vec![],
         },
+        ..Snapshot::default()
     })
     .unwrap()
 }

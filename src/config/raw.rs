@@ -31,6 +31,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub package: Vec<RawPackage>,
     #[serde(default)]
+    pub channel: Vec<RawChannel>,
+    #[serde(default)]
     pub state: RawState,
     #[serde(default)]
     pub keys: RawKeys,
@@ -72,6 +74,26 @@ pub struct RawPackage {
     pub name: String,
     #[serde(default)]
     pub channels: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub dvr_depth: Option<String>,
+}
+
+/// `[[channel]]`: a channel as channel lists show it, its tags and its
+/// catch-up depth (SPEC §7.1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub name: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub logo: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub dvr_depth: Option<String>,
 }
 
 /// `[keys]`: the master secret everything per-session and per-stream derives from.

@@ -878,10 +878,32 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A snapshot problem's path in config terms: `channels["ch1"].logo` is
+/// `channel "ch1": logo`, users and packages alike.
+fn config_path(path: &str) -> String {
+    for (from, to) in [
+        ("users[", "user "),
+        ("packages[", "package "),
+        ("channels[", "channel "),
+    ] {
+        if let Some(rest) = path.strip_prefix(from)
+            && let Some((name, field)) = rest.split_once(']')
+        {
+            let field = field.trim_start_matches('.');
+            return if field.is_empty() {
+                format!("{to}{name}")
+            } else {
+                format!("{to}{name}: {field}")
+            };
+        }
+    }
+    path.to_owned()
+}
+
 /// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked
 /// by compiling it once (so `tollgate check` reports its problems).
 fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snapshot {
-    use crate::entitlements::{ALL_CHANNELS, Package, Snapshot, User, rules};
+    use crate::entitlements::{ALL_CHANNELS, Channel, Package, Snapshot, User, rules};
     let mut snapshot = Snapshot::default();
     for (i, p) in raw.package.iter().enumerate() {
         let bad = if p.name == ALL_CHANNELS {
@@ -895,11 +917,34 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
         }
         let package = Package {
             channels: p.channels.clone(),
+            tags: p.tags.clone(),
+            dvr_depth: p.dvr_depth.clone(),
         };
         if snapshot.packages.insert(p.name.clone(), package).is_some() {
             errs.push(
                 format!("package[{i}].name"),
                 format!("duplicate package name {:?}", p.name),
+            );
+        }
+    }
+    for (i, c) in raw.channel.iter().enumerate() {
+        if snapshot
+            .channels
+            .insert(
+                c.name.clone(),
+                Channel {
+                    title: c.title.clone(),
+                    group: c.group.clone(),
+                    logo: c.logo.clone(),
+                    tags: c.tags.clone(),
+                    dvr_depth: c.dvr_depth.clone(),
+                },
+            )
+            .is_some()
+        {
+            errs.push(
+                format!("channel[{i}].name"),
+                format!("duplicate channel name {:?}", c.name),
             );
         }
     }
@@ -929,7 +974,7 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
     }
     if let Err(e) = crate::entitlements::Entitlements::build(snapshot.clone()) {
         for p in e.problems() {
-            errs.push(format!("user/package: {}", p.path), p.message.clone());
+            errs.push(config_path(&p.path), p.message.clone());
         }
     }
     snapshot

@@ -18,8 +18,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::glob::{Glob, is_glob};
 use super::{
-    ALL_CHANNELS, Blocklist, CompiledBlocklist, CompiledPackage, CompiledUser, Digest,
-    Entitlements, Extra, FpIndex, IpRule, Package, Snapshot, User, sha256,
+    ALL_CHANNELS, Blocklist, Channel, Channels, CompiledBlocklist, CompiledChannel,
+    CompiledPackage, CompiledUser, Digest, Entitlements, Extra, FpIndex, IpRule, NO_DVR, Package,
+    Snapshot, User, sha256,
 };
 use crate::ipnet_set::IpNetSet;
 
@@ -132,6 +133,56 @@ fn password_digest(text: &str) -> Result<Option<Digest>, &'static str> {
     }
 }
 
+/// Longest channel title or group, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// Longest channel logo URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// Longest catch-up depth: ten years (Flussonic keeps years at most).
+const MAX_DVR_DEPTH: u64 = 10 * 366 * 86_400;
+
+/// A title, group or logo: it is written into an M3U attribute
+/// (`tvg-name="…"`), so no `"`, no control character, at most `max` bytes.
+fn check_label(text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        Err(format!("longer than {max} bytes"))
+    } else if text.chars().any(char::is_control) {
+        Err("contains a control character".to_owned())
+    } else if text.contains('"') {
+        Err("contains '\"' (it is written inside a quoted M3U attribute)".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Tags follow the id rule; duplicates are harmless and dropped.
+fn check_tags(
+    problems: &mut Problems,
+    tags: &[String],
+    path: impl Fn() -> String,
+) -> HashSet<Box<str>> {
+    let mut out = HashSet::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        match super::rules::check_id(tag) {
+            Ok(()) => {
+                out.insert(Box::from(tag.as_str()));
+            }
+            Err(m) => problems.push(|| format!("{}.tags[{i}]", path()), || m.to_owned()),
+        }
+    }
+    out
+}
+
+/// A catch-up depth (`"3d"`, `"36h"`, `"0s"`) in whole seconds.
+pub(super) fn depth_seconds(text: &str) -> Result<u64, String> {
+    let secs = crate::units::parse_duration(text)?.as_secs();
+    if secs > MAX_DVR_DEPTH {
+        return Err(format!("{text:?} is more than ten years"));
+    }
+    Ok(secs)
+}
+
 /// The first unix second at which a user expiring at `text` is expired:
 /// the instant itself, rounded up to a whole second; 0 before 1970.
 pub(super) fn expiry_second(text: &str) -> Option<u64> {
@@ -153,6 +204,8 @@ pub(super) struct Builder {
     users: Vec<CompiledUser>,
     by_id: FpIndex,
     by_token: FpIndex,
+    channels: Vec<CompiledChannel>,
+    channel_index: HashMap<Box<str>, u32>,
     /// Package names users may name without the snapshot defining them
     /// (a layer's, see [`Entitlements::build_layer`]).
     external: HashSet<String>,
@@ -178,10 +231,12 @@ impl Entitlements {
         let Snapshot {
             users,
             packages,
+            channels,
             blocklist,
         } = snapshot;
         let mut b = Builder::new(users.len(), external);
         b.packages(packages);
+        b.channels(channels);
         b.blocklist(blocklist);
         // Consume from the back of the reversed list (document order) and
         // give memory back as the list shrinks.
@@ -211,6 +266,8 @@ impl Builder {
             users: Vec::with_capacity(users),
             by_id: FpIndex::with_capacity(users),
             by_token: FpIndex::with_capacity(users),
+            channels: Vec::new(),
+            channel_index: HashMap::new(),
         }
     }
 
@@ -261,6 +318,8 @@ impl Builder {
             by_token: self.by_token,
             packages: self.packages,
             combos,
+            channels: self.channels,
+            channel_index: self.channel_index,
             blocklist: self.blocklist,
         })
     }
@@ -335,15 +394,83 @@ impl Builder {
                     exact.insert(Box::from(ch.as_str()));
                 }
             }
+            let tags = check_tags(problems, &pkg.tags, || format!("packages[{name:?}]"));
+            let dvr_cap = pkg.dvr_depth.as_deref().and_then(|text| {
+                depth_seconds(text)
+                    .map_err(|m| problems.push(|| format!("packages[{name:?}].dvr_depth"), || m))
+                    .ok()
+            });
             out.push(CompiledPackage {
                 name,
                 external: false,
                 builtin: false,
                 exact,
                 globs: globs.into_boxed_slice(),
-                source: pkg.channels,
+                tags: tags.into_iter().collect(),
+                dvr_cap,
+                source: pkg,
             });
         }
+    }
+
+    /// Channels, in document order (a second call adds its channels).
+    pub(super) fn channels(&mut self, channels: Channels) {
+        for (name, channel) in channels.0 {
+            self.channel(name, channel);
+        }
+    }
+
+    /// Compile one channel.
+    pub(super) fn channel(&mut self, name: String, channel: Channel) {
+        let problems = &mut self.problems;
+        let path = |suffix: &str| format!("channels[{name:?}]{suffix}");
+        if let Err(m) = super::rules::check_id(&name) {
+            problems.push(|| path(""), || m.to_owned());
+        }
+        for (field, text, max) in [
+            ("title", &channel.title, MAX_LABEL_BYTES),
+            ("group", &channel.group, MAX_LABEL_BYTES),
+            ("logo", &channel.logo, MAX_URL_BYTES),
+        ] {
+            if let Err(m) = check_label(text, max) {
+                problems.push(|| path(&format!(".{field}")), || m);
+            }
+        }
+        if !channel.logo.is_empty()
+            && !(channel.logo.starts_with("https://") || channel.logo.starts_with("http://"))
+        {
+            problems.push(
+                || path(".logo"),
+                || "must be an absolute http:// or https:// URL".to_owned(),
+            );
+        }
+        let tags = check_tags(problems, &channel.tags, || path(""));
+        let dvr_depth = match channel.dvr_depth.as_deref().map(depth_seconds) {
+            None => NO_DVR,
+            Some(Ok(secs)) => secs,
+            Some(Err(m)) => {
+                problems.push(|| path(".dvr_depth"), || m);
+                NO_DVR
+            }
+        };
+        let Ok(index) = u32::try_from(self.channels.len()) else {
+            problems.push(|| "channels".to_owned(), || "too many channels".to_owned());
+            return;
+        };
+        if self
+            .channel_index
+            .insert(Box::from(name.as_str()), index)
+            .is_some()
+        {
+            problems.push(|| path(""), || "duplicate channel".to_owned());
+            return;
+        }
+        self.channels.push(CompiledChannel {
+            name: name.into_boxed_str(),
+            tags: tags.into_iter().collect(),
+            dvr_depth,
+            source: channel,
+        });
     }
 
     /// The blocklist (a second call replaces the first).

@@ -70,7 +70,7 @@ impl fmt::Debug for User {
     }
 }
 
-/// One package: `{"channels":["ch1","sports/*"]}`.
+/// One package: `{"channels":["ch1","sports/*"],"tags":["news"],"dvr_depth":"1d"}`.
 ///
 /// A channel entry without `*` or `?` is an exact name. With them it is a
 /// glob over the whole channel name: `*` matches any run of characters
@@ -81,6 +81,38 @@ impl fmt::Debug for User {
 pub struct Package {
     /// Channel names and glob patterns.
     pub channels: Vec<String>,
+    /// Tags: the package also gives every declared channel carrying one of
+    /// them (TVIP tariffs via tags, SPEC §7.1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Caps the catch-up depth of the channels this package gives
+    /// (`"1d"`); absent = the channel's own depth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dvr_depth: Option<String>,
+}
+
+/// One channel (SPEC §7.1): what channel lists show of it, its tags and
+/// how far back catch-up may go. `{"title":"Channel One","group":"News",
+/// "logo":"https://…","tags":["news"],"dvr_depth":"3d"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Channel {
+    /// Shown in channel lists (`tvg-name` and the entry's title); empty =
+    /// the channel's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// `group-title` in channel lists.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// `tvg-logo` in channel lists: an absolute http(s) URL.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logo: String,
+    /// Tags packages grant the channel by.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// How far back catch-up may go (`"3d"`); absent or `"0s"` = no catch-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dvr_depth: Option<String>,
 }
 
 /// The deny list: `{"users":[],"tokens":[],"ips":["cidr"]}`.
@@ -114,96 +146,113 @@ pub struct Snapshot {
     pub users: Users,
     /// Package name → package.
     pub packages: HashMap<String, Package>,
+    /// Channel name → channel, in the order channel lists show them.
+    pub channels: Channels,
     /// The deny list.
     pub blocklist: Blocklist,
 }
 
-/// The users of a snapshot: a JSON object `{"id": User, ...}` held as a list
-/// of `(id, user)` pairs in document order.
+/// The users of a snapshot.
+pub type Users = Named<User>;
+
+/// The channels of a snapshot, in channel-list order.
+pub type Channels = Named<Channel>;
+
+/// A JSON object `{"name": T, ...}` held as a list of `(name, T)` pairs in
+/// document order (users, channels).
 ///
 /// Why not a `HashMap`: a bulk load holds a million users, and a hash table
 /// of them costs twice the memory of a vector (1M entries land in 2^21
 /// buckets) for lookups nobody makes: the compiled
-/// [`Entitlements`](super::Entitlements) index is what requests use. A JSON
-/// object naming the same id twice is kept as written and refused by
-/// validation, instead of silently keeping the last one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Users(pub Vec<(String, User)>);
+/// [`Entitlements`](super::Entitlements) index is what requests use; and
+/// channel lists keep the channels' order. A JSON object naming the same
+/// id twice is kept as written and refused by validation, instead of
+/// silently keeping the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named<T>(pub Vec<(String, T)>);
 
-impl Users {
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Named<T> {
     /// Number of entries (duplicates included).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// True when there is no user.
+    /// True when there is no entry.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// The first user with this id. Linear: for the admin shell, not requests.
-    pub fn get(&self, id: &str) -> Option<&User> {
+    /// The first entry named `id`. Linear: for the admin shell, not requests.
+    pub fn get(&self, id: &str) -> Option<&T> {
         self.0.iter().find(|(k, _)| k == id).map(|(_, u)| u)
     }
 
-    /// Insert or replace the user `id`; returns the replaced one. Linear.
-    pub fn insert(&mut self, id: String, user: User) -> Option<User> {
+    /// Insert or replace (in place) the entry `id`; returns the replaced
+    /// one. Linear.
+    pub fn insert(&mut self, id: String, value: T) -> Option<T> {
         match self.0.iter_mut().find(|(k, _)| *k == id) {
-            Some((_, slot)) => Some(std::mem::replace(slot, user)),
+            Some((_, slot)) => Some(std::mem::replace(slot, value)),
             None => {
-                self.0.push((id, user));
+                self.0.push((id, value));
                 None
             }
         }
     }
 
-    /// Remove every entry for `id`; returns the first removed. Linear.
-    pub fn remove(&mut self, id: &str) -> Option<User> {
+    /// Remove every entry for `id`; returns the first removed. Linear;
+    /// keeps the order of the others.
+    pub fn remove(&mut self, id: &str) -> Option<T> {
         let pos = self.0.iter().position(|(k, _)| k == id)?;
-        let (_, user) = self.0.swap_remove(pos);
+        let (_, value) = self.0.remove(pos);
         self.0.retain(|(k, _)| k != id);
-        Some(user)
+        Some(value)
     }
 
-    /// The `(id, user)` pairs in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &User)> {
+    /// The `(id, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
         self.0.iter().map(|(k, u)| (k.as_str(), u))
     }
 }
 
-impl FromIterator<(String, User)> for Users {
-    fn from_iter<I: IntoIterator<Item = (String, User)>>(iter: I) -> Self {
+impl<T> FromIterator<(String, T)> for Named<T> {
+    fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
     }
 }
 
-impl Serialize for Users {
+impl<T: Serialize> Serialize for Named<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (id, user) in &self.0 {
-            map.serialize_entry(id, user)?;
+        for (id, value) in &self.0 {
+            map.serialize_entry(id, value)?;
         }
         map.end()
     }
 }
 
-impl<'de> Deserialize<'de> for Users {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct UsersVisitor;
-        impl<'de> Visitor<'de> for UsersVisitor {
-            type Value = Users;
+        struct NamedVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for NamedVisitor<T> {
+            type Value = Named<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object mapping user ids to users")
+                f.write_str("an object mapping names to objects")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Users, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Named<T>, A::Error> {
                 // Cap the hint: it comes from the input.
                 let mut out = Vec::with_capacity(access.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(entry) = access.next_entry::<String, User>()? {
+                while let Some(entry) = access.next_entry::<String, T>()? {
                     out.push(entry);
                 }
-                Ok(Users(out))
+                Ok(Named(out))
             }
         }
-        deserializer.deserialize_map(UsersVisitor)
+        deserializer.deserialize_map(NamedVisitor(std::marker::PhantomData))
     }
 }

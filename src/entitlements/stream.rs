@@ -13,7 +13,7 @@ use std::io::Read;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::compile::{Builder, ValidationError};
-use super::{Blocklist, Entitlements, Package, User};
+use super::{Blocklist, Channel, Entitlements, Package, User};
 
 /// Why a snapshot document could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,20 +109,21 @@ impl<'de> DeserializeSeed<'de> for SnapshotSeed<'_> {
 impl<'de> Visitor<'de> for SnapshotSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a snapshot object with users, packages and blocklist")
+        f.write_str("a snapshot object with users, packages, channels and blocklist")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = [false; 3];
+        let mut seen = [false; 4];
         while let Some(key) = map.next_key::<String>()? {
             let slot = match key.as_str() {
                 "users" => 0,
                 "packages" => 1,
                 "blocklist" => 2,
+                "channels" => 3,
                 _ => {
                     let _: IgnoredAny = map.next_value()?;
                     return Err(A::Error::unknown_field(
                         &key,
-                        &["users", "packages", "blocklist"],
+                        &["users", "packages", "channels", "blocklist"],
                     ));
                 }
             };
@@ -134,7 +135,8 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 1 => self
                     .0
                     .packages(map.next_value::<HashMap<String, Package>>()?),
-                _ => self.0.blocklist(map.next_value::<Blocklist>()?),
+                2 => self.0.blocklist(map.next_value::<Blocklist>()?),
+                _ => map.next_value_seed(ChannelsSeed(&mut *self.0))?,
             }
         }
         Ok(())
@@ -159,6 +161,29 @@ impl<'de> Visitor<'de> for UsersSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some((id, user)) = map.next_entry::<String, User>()? {
             self.0.user(id, user);
+        }
+        Ok(())
+    }
+}
+
+/// The `channels` object, compiled entry by entry (in document order).
+struct ChannelsSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for ChannelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChannelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object mapping channel names to channels")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((name, channel)) = map.next_entry::<String, Channel>()? {
+            self.0.channel(name, channel);
         }
         Ok(())
     }

@@ -426,7 +426,7 @@ proptest::proptest! {
         channel in "[a-z/*?]{0,6}",
     ) {
         let mut s = Snapshot::default();
-        s.packages.insert("p".to_owned(), Package { channels: vec![channel.clone()] });
+        s.packages.insert("p".to_owned(), Package { channels: vec![channel.clone()], ..Package::default() });
         for (i, id) in ids.iter().enumerate() {
             let user = User {
                 tokens: tokens.iter().skip(i).take(2).cloned().collect(),
@@ -552,4 +552,130 @@ fn ids_follow_one_rule_and_secrets_hold_no_control_characters() {
     };
     u.hash_password();
     assert_eq!(u.password, "p\nq");
+}
+
+/// Channels, tags and catch-up depth (SPEC §7.1, §7.4).
+mod channels {
+    use super::*;
+
+    const TV: &str = r#"{
+      "users": {
+        "ann":  {"tokens":["ann-t"],"packages":["news-tariff"]},
+        "ben":  {"tokens":["ben-t"],"packages":["news-tariff","premium"]},
+        "cat":  {"tokens":["cat-t"],"packages":["by-name"]},
+        "dan":  {"tokens":["dan-t"],"packages":["*"]},
+        "eve":  {"tokens":["eve-t"],"packages":["news-tariff","uncapped"]}
+      },
+      "packages": {
+        "news-tariff": {"tags":["news"],"dvr_depth":"1d"},
+        "premium":     {"tags":["news","movies"],"dvr_depth":"2d"},
+        "by-name":     {"channels":["ch2"]},
+        "uncapped":    {"channels":["ch1"]}
+      },
+      "channels": {
+        "ch1":   {"title":"Channel One","group":"News","logo":"https://cdn.example/1.png","tags":["news","public"],"dvr_depth":"3d"},
+        "ch2":   {"title":"Two","tags":["movies"],"dvr_depth":"12h"},
+        "live3": {"tags":["news"]}
+      }
+    }"#;
+
+    fn tv() -> Entitlements {
+        Entitlements::from_json_slice(TV.as_bytes()).unwrap()
+    }
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn a_package_gives_the_channels_carrying_its_tags() {
+        let e = tv();
+        let any = ip("198.51.100.1");
+        let d = |u, ch| e.decide(Some(u), None, ch, any, NOW).map(|_| ());
+        assert_eq!(d("ann", "ch1"), Ok(()));
+        assert_eq!(d("ann", "live3"), Ok(()));
+        // ch2 carries "movies", not "news".
+        assert_eq!(d("ann", "ch2"), Err(Denial::NotEntitled));
+        assert_eq!(d("ben", "ch2"), Ok(()));
+        // By name still works; a tag never matches an undeclared channel.
+        assert_eq!(d("cat", "ch2"), Ok(()));
+        assert_eq!(d("ann", "undeclared"), Err(Denial::NotEntitled));
+        assert_eq!(d("dan", "undeclared"), Ok(()));
+    }
+
+    #[test]
+    fn depth_is_the_channels_capped_by_the_largest_giving_package() {
+        let e = tv();
+        // ch1 keeps 3 days; ann's tariff caps it at 1 day.
+        assert_eq!(e.dvr_depth(Some("ann"), "ch1"), DAY);
+        // ben: two packages give ch1 (1d and 2d caps): the larger cap.
+        assert_eq!(e.dvr_depth(Some("ben"), "ch1"), 2 * DAY);
+        // A cap above the channel's depth does not extend it.
+        assert_eq!(e.dvr_depth(Some("ben"), "ch2"), DAY / 2);
+        // A giving package without dvr_depth does not cap.
+        assert_eq!(e.dvr_depth(Some("eve"), "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(Some("dan"), "ch1"), 3 * DAY);
+        // A package that does not give the channel does not count.
+        assert_eq!(e.dvr_depth(Some("cat"), "ch2"), DAY / 2);
+        // No depth declared, or not declared at all: no catch-up.
+        assert_eq!(e.dvr_depth(Some("ann"), "live3"), NO_DVR);
+        assert_eq!(e.dvr_depth(Some("dan"), "undeclared"), NO_DVR);
+        // Anonymous, or a user only the auth method knows: the channel's.
+        assert_eq!(e.dvr_depth(None, "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(Some("backend-user"), "ch1"), 3 * DAY);
+    }
+
+    #[test]
+    fn channels_keep_their_order_and_read_back() {
+        let e = tv();
+        let names: Vec<&str> = e.channels().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ch1", "ch2", "live3"]);
+        let ch1 = e.channel("ch1").unwrap();
+        assert_eq!(ch1.title, "Channel One");
+        assert_eq!(ch1.dvr_depth.as_deref(), Some("3d"));
+        assert_eq!(e.package("premium").unwrap().tags, ["news", "movies"]);
+        // Serialized, streamed back and rebuilt: the same snapshot.
+        let snap = e.to_snapshot();
+        let json = serde_json::to_string(&e).unwrap();
+        let again = Entitlements::from_json_slice(json.as_bytes()).unwrap();
+        assert_eq!(again.to_snapshot(), snap);
+        assert_eq!(
+            Entitlements::build(snap.clone()).unwrap().to_snapshot(),
+            snap
+        );
+        // Channel order survives the round trip.
+        let order: Vec<String> = snap.channels.iter().map(|(n, _)| n.to_owned()).collect();
+        assert_eq!(order, ["ch1", "ch2", "live3"]);
+    }
+
+    #[test]
+    fn bad_channels_and_tags_are_refused_with_their_paths() {
+        let got = problems(
+            r#"{
+          "packages": {"p": {"tags":["ok","bad tag"],"dvr_depth":"5"}},
+          "channels": {
+            "ch 1": {},
+            "c2": {"title":"say \"hi\"","logo":"javascript:alert(1)","dvr_depth":"forever"},
+            "c3": {"group":"a\u0007b","tags":[""],"dvr_depth":"11000d"},
+            "c2": {}
+          }
+        }"#,
+        );
+        let want = [
+            "packages[\"p\"].tags[1]",
+            "packages[\"p\"].dvr_depth",
+            "channels[\"ch 1\"]",
+            "channels[\"c2\"].title",
+            "channels[\"c2\"].logo",
+            "channels[\"c2\"].dvr_depth",
+            "channels[\"c3\"].group",
+            "channels[\"c3\"].tags[0]",
+            "channels[\"c3\"].dvr_depth",
+            "channels[\"c2\"]: duplicate channel",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.starts_with(w), "{g} should start with {w}\n{got:#?}");
+        }
+        // Unknown channel fields are refused, not ignored.
+        assert!(Entitlements::from_json_slice(br#"{"channels":{"c":{"name":"x"}}}"#).is_err());
+    }
 }

@@ -88,9 +88,7 @@ impl Entitlements {
     pub fn package(&self, name: &str) -> Option<Package> {
         self.own_packages()
             .find(|p| p.name == name)
-            .map(|p| Package {
-                channels: p.source.clone(),
-            })
+            .map(|p| p.source.clone())
     }
 
     /// The blocklist as given.
@@ -111,12 +109,11 @@ impl Entitlements {
                 .collect::<Users>(),
             packages: self
                 .own_packages()
-                .map(|p| {
-                    let pkg = Package {
-                        channels: p.source.clone(),
-                    };
-                    (p.name.clone(), pkg)
-                })
+                .map(|p| (p.name.clone(), p.source.clone()))
+                .collect(),
+            channels: self
+                .channels()
+                .map(|(name, c)| (name.to_owned(), c.clone()))
                 .collect(),
             blocklist: self.blocklist.source.clone(),
         }
@@ -143,12 +140,20 @@ impl Serialize for PackagesView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.own_packages().count()))?;
         for p in self.0.own_packages() {
-            map.serialize_entry(
-                &p.name,
-                &Package {
-                    channels: p.source.clone(),
-                },
-            )?;
+            map.serialize_entry(&p.name, &p.source)?;
+        }
+        map.end()
+    }
+}
+
+/// The channels as a JSON object, in order.
+struct ChannelsView<'a>(&'a Entitlements);
+
+impl Serialize for ChannelsView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.channels.len()))?;
+        for (name, channel) in self.0.channels() {
+            map.serialize_entry(name, channel)?;
         }
         map.end()
     }
@@ -157,9 +162,10 @@ impl Serialize for PackagesView<'_> {
 /// The [`Snapshot`] JSON shape, so persisting needs no `Snapshot` copy.
 impl Serialize for Entitlements {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Snapshot", 3)?;
+        let mut s = serializer.serialize_struct("Snapshot", 4)?;
         s.serialize_field("users", &UsersView(self))?;
         s.serialize_field("packages", &PackagesView(self))?;
+        s.serialize_field("channels", &ChannelsView(self))?;
         s.serialize_field("blocklist", &self.blocklist.source)?;
         s.end()
     }

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::entitlements::{Blocklist, Package, User, Users};
+use crate::entitlements::{Package, User, Users};
 
 /// A snapshot of `n` users whose package is named after `tag`, so two
 /// generations are told apart.
@@ -26,9 +26,10 @@ fn snapshot(n: usize, tag: &str) -> Snapshot {
             tag.to_owned(),
             Package {
                 channels: vec!["ch1".to_owned(), "news/*".to_owned()],
+                ..Package::default()
             },
         )]),
-        blocklist: Blocklist::default(),
+        ..Snapshot::default()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The store's merge of the config's entitlements and the API layer.
 
 use super::*;
-use crate::entitlements::{Blocklist, Package, User, Users};
+use crate::entitlements::{Blocklist, Named, Package, User};
 
 fn user(token: &str, packages: &[&str]) -> User {
     User {
@@ -14,13 +14,14 @@ fn user(token: &str, packages: &[&str]) -> User {
 fn package(channels: &[&str]) -> Package {
     Package {
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        ..Package::default()
     }
 }
 
 #[test]
 fn api_users_and_packages_win_and_blocklists_join() {
     let config = Snapshot {
-        users: Users(vec![
+        users: Named(vec![
             ("alice".into(), user("a", &["cfg"])),
             ("carol".into(), user("c", &["cfg"])),
         ]),
@@ -30,15 +31,17 @@ fn api_users_and_packages_win_and_blocklists_join() {
             tokens: vec!["stolen".into()],
             ips: vec!["192.0.2.0/24".into()],
         },
+        ..Snapshot::default()
     };
     let api = Snapshot {
-        users: Users(vec![("carol".into(), user("c2", &["api", "cfg"]))]),
+        users: Named(vec![("carol".into(), user("c2", &["api", "cfg"]))]),
         packages: [("api".to_owned(), package(&["api-*"]))].into(),
         blocklist: Blocklist {
             users: vec!["alice".into()],
             tokens: vec![],
             ips: vec!["198.51.100.7".into()],
         },
+        ..Snapshot::default()
     };
     let m = merged(&config, api);
     let ids: Vec<&str> = m.users.iter().map(|(id, _)| id).collect();
@@ -53,7 +56,7 @@ fn api_users_and_packages_win_and_blocklists_join() {
     // and only merged does it cover the config's channels.
     let layer = Entitlements::build_layer(
         Snapshot {
-            users: Users(vec![("dave".into(), user("d", &["cfg"]))]),
+            users: Named(vec![("dave".into(), user("d", &["cfg"]))]),
             ..Snapshot::default()
         },
         package_names(&config),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::entitlements::{
-    Blocklist, Entitlements, LoadError, Package, Snapshot, User, redact_json_error,
+    Blocklist, Channel, Entitlements, LoadError, Package, Snapshot, User, redact_json_error,
 };
 
 /// One session's line in a usage report.
@@ -73,6 +73,10 @@ pub struct Delta {
     /// Package name → the new package, or `null` to delete.
     #[serde(default)]
     pub packages: BTreeMap<String, Option<Package>>,
+    /// Channel name → the new channel (a new one goes last in channel
+    /// lists, a changed one keeps its place), or `null` to delete.
+    #[serde(default)]
+    pub channels: BTreeMap<String, Option<Channel>>,
     /// The new blocklist, replacing the old one; absent = unchanged.
     pub blocklist: Option<Blocklist>,
 }
@@ -117,6 +121,16 @@ impl Delta {
                 }
                 None => {
                     state.packages.remove(&name);
+                }
+            }
+        }
+        for (name, channel) in self.channels {
+            match channel {
+                Some(c) => {
+                    state.channels.insert(name, c);
+                }
+                None => {
+                    state.channels.remove(&name);
                 }
             }
         }

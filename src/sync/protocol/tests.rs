@@ -122,6 +122,12 @@ fn delta_apply_is_idempotent() {
         packages: [("p".to_owned(), Some(Package::default()))]
             .into_iter()
             .collect(),
+        channels: [
+            ("c1".to_owned(), Some(Channel::default())),
+            ("gone".to_owned(), None),
+        ]
+        .into_iter()
+        .collect(),
         blocklist: Some(Blocklist {
             users: vec!["carol".into()],
             ..Blocklist::default()
@@ -133,6 +139,7 @@ fn delta_apply_is_idempotent() {
     assert_eq!(s.users.get("carol"), Some(&user(1)));
     assert_eq!(s.blocklist.users, ["carol"]);
     assert!(s.packages.contains_key("p"));
+    assert_eq!(s.channels.get("c1"), Some(&Channel::default()));
     let bob = s.users.get("bob").expect("bob");
     assert!(bob.password.starts_with("sha256:"), "stored hashed");
     d.clone().apply(&mut twice);
