@@ -193,6 +193,32 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             })
             .await
         }
+        (&Method::GET, ["channels"]) => list_channels(shared),
+        (&Method::GET, ["channels", name]) => read(shared, |s| {
+            s.channel(name).map(serde_json::to_string)
+        }),
+        (&Method::PUT, ["channels", name]) if valid_name(name) => {
+            let name = (*name).to_owned();
+            let body = match read_json::<crate::entitlements::Channel>(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                s.channels.insert(name, body);
+                Ok(())
+            })
+            .await
+        }
+        (&Method::DELETE, ["channels", name]) => {
+            let name = (*name).to_owned();
+            change(shared, move |s| {
+                s.channels
+                    .remove(&name)
+                    .map(|_| ())
+                    .ok_or(ChangeError::NotFound)
+            })
+            .await
+        }
         (&Method::GET, ["blocklist"]) => {
             read(shared, |s| Some(serde_json::to_string(s.blocklist())))
         }
@@ -208,7 +234,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await
         }
         (&Method::PUT, ["snapshot"]) => upload::put_snapshot(shared, req, BULK_BODY).await,
-        (&Method::PUT, [kind @ ("users" | "packages"), _]) => json_response(
+        (&Method::PUT, [kind @ ("users" | "packages" | "channels"), _]) => json_response(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
                 "error": "invalid",
@@ -232,7 +258,8 @@ fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
     Some(match parts {
         ["sessions"] => "GET",
         ["sessions", _] => "DELETE",
-        ["users" | "packages", _] => "GET, PUT, DELETE",
+        ["users" | "packages" | "channels", _] => "GET, PUT, DELETE",
+        ["channels"] => "GET",
         ["blocklist"] => "GET, PUT",
         ["snapshot"] => "PUT",
         _ => return None,
@@ -270,6 +297,26 @@ fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
         "expires_at": u.expires_at,
         "disabled": u.disabled,
     })
+}
+
+/// `GET /api/v1/channels`: every channel in force (the config's and the
+/// API's), in channel-list order, each with its name.
+fn list_channels(shared: &Shared) -> Response<Full<Bytes>> {
+    let ents = shared.store.entitlements();
+    let channels: Vec<serde_json::Value> = ents
+        .channels()
+        .map(|(name, c)| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("name".into(), name.into());
+            }
+            v
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({ "channels": channels }).to_string(),
+    )
 }
 
 /// Read the API state: 200 with the JSON `f` makes, 404 when it has nothing.

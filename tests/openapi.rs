@@ -22,7 +22,7 @@ const TOKEN: &str = "test-admin-token";
 
 /// Every documented operation in the order the test calls it, with the
 /// status it must answer given the document's examples.
-const CASES: [(&str, u16); 15] = [
+const CASES: [(&str, u16); 19] = [
     ("GET /metrics", 200),
     ("GET /livez", 200),
     ("GET /readyz", 200),
@@ -31,6 +31,9 @@ const CASES: [(&str, u16); 15] = [
     ("DELETE /api/v1/sessions/{id}", 204),
     ("PUT /api/v1/packages/{name}", 204),
     ("GET /api/v1/packages/{name}", 200),
+    ("PUT /api/v1/channels/{name}", 204),
+    ("GET /api/v1/channels/{name}", 200),
+    ("GET /api/v1/channels", 200),
     ("PUT /api/v1/users/{id}", 204),
     ("GET /api/v1/users/{id}", 200),
     ("PUT /api/v1/blocklist", 204),
@@ -38,11 +41,12 @@ const CASES: [(&str, u16); 15] = [
     ("PUT /api/v1/snapshot", 204),
     ("DELETE /api/v1/users/{id}", 204),
     ("DELETE /api/v1/packages/{name}", 204),
+    ("DELETE /api/v1/channels/{name}", 204),
 ];
 
 /// Documented answers this test does not provoke, and why; every other
 /// documented (operation, status) must be seen.
-const NOT_PROVOKED: [&str; 6] = [
+const NOT_PROVOKED: [&str; 7] = [
     // Draining with the admin listener still up needs a response held open
     // (tests/lifecycle.rs does that).
     "GET /readyz 503",
@@ -50,6 +54,7 @@ const NOT_PROVOKED: [&str; 6] = [
     // Only a poisoned state lock.
     "GET /api/v1/users/{id} 500",
     "GET /api/v1/packages/{name} 500",
+    "GET /api/v1/channels/{name} 500",
     "GET /api/v1/blocklist 500",
     // A 1 GiB body.
     "PUT /api/v1/snapshot 413",
@@ -286,13 +291,28 @@ async fn every_documented_operation_behaves_as_documented() {
 /// The documented 400, 404 and 413 answers that are cheap to provoke.
 async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
     let ended = format!("/api/v1/sessions/{ended_session}");
-    let cases: [(&str, &str, Option<&str>, u16); 16] = [
+    let cases: [(&str, &str, Option<&str>, u16); 21] = [
         ("DELETE", &ended, None, 404),
         ("DELETE", "/api/v1/sessions/not-a-session-id", None, 404),
         ("GET", "/api/v1/users/nobody", None, 404),
         ("DELETE", "/api/v1/users/nobody", None, 404),
         ("GET", "/api/v1/packages/nothing", None, 404),
         ("DELETE", "/api/v1/packages/nothing", None, 404),
+        ("GET", "/api/v1/channels/nothing", None, 404),
+        ("DELETE", "/api/v1/channels/nothing", None, 404),
+        (
+            "PUT",
+            "/api/v1/channels/ch9",
+            Some(r#"{"logo":"javascript:alert(1)"}"#),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/channels/ch9",
+            Some(r#"{"dvr_depth":"3"}"#),
+            400,
+        ),
+        ("PUT", "/api/v1/channels/a%2Fb", Some("{}"), 400),
         // Unknown field, invalid value, name outside the pattern, bad reference.
         (
             "PUT",
@@ -389,7 +409,7 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             puts += 1;
         }
     }
-    assert_eq!(puts, 3);
+    assert_eq!(puts, 4);
 }
 
 /// Undocumented methods on documented paths and undocumented paths answer
@@ -471,6 +491,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
     for (path, body) in [
         ("/api/v1/packages/sports", json!({"channels": ["sport-*"]})),
         ("/api/v1/users/carol", json!({})),
+        ("/api/v1/channels/ch1", json!({"title": "One"})),
     ] {
         let op = doc.find("PUT", path).unwrap();
         expect(
@@ -487,6 +508,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
     let reads = [
         "/api/v1/users/carol",
         "/api/v1/packages/sports",
+        "/api/v1/channels/ch1",
         "/api/v1/blocklist",
     ];
     let mut before = Vec::new();
@@ -522,7 +544,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
         expect(proxy, doc, &op, &op.target(&[]), Some(TOKEN), body, 500).await;
         changes += 1;
     }
-    assert_eq!(changes, 6);
+    assert_eq!(changes, 8);
     for (path, before) in reads.into_iter().zip(before) {
         assert_eq!(
             call(proxy, "GET", path, Some(TOKEN), None).await.body,

@@ -13,8 +13,9 @@ pub const METHODS: [&str; 8] = [
 ];
 
 /// Keywords [`check`] implements or knows to be annotations only.
-const KEYWORDS: [&str; 18] = [
+const KEYWORDS: [&str; 19] = [
     "$ref",
+    "maxLength",
     "type",
     "nullable",
     "enum",
@@ -321,6 +322,13 @@ fn check_string(
     let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0);
     if (text.chars().count() as u64) < min {
         problems.push(format!("{at}: shorter than {min}"));
+    }
+    // JSON Schema counts characters; tollgate's limits are bytes, which
+    // are never fewer.
+    if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
+        && text.len() as u64 > max
+    {
+        problems.push(format!("{at}: longer than {max}"));
     }
     if let Some(p) = s.get("pattern").and_then(Value::as_str)
         && !regex::Regex::new(p).unwrap().is_match(text)
