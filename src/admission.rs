@@ -10,8 +10,10 @@
 //!    WMSAuth id) meets only the blocklist; any other named user is refused
 //!    (a deleted user's capability, even one re-adopting a session the table
 //!    forgot); an anonymous viewer meets the anonymous rules;
-//! 3. revocation (kicked, token blocked, credential replaced);
-//! 4. the session table's limit ([`crate::session::Sessions::admit`]), which
+//! 3. a catch-up request's window against the viewer's depth (refused
+//!    before the session is touched: it goes on live);
+//! 4. revocation (kicked, token blocked, credential replaced);
+//! 5. the session table's limit ([`crate::session::Sessions::admit`]), which
 //!    leaves the count to the fleet store when there is one.
 //!
 //! Must not: read the clock (`now` is an argument), do I/O, log or await.
@@ -56,6 +58,9 @@ pub struct Request<'a> {
     pub on_limit: Policy,
     /// A fleet store counts this user's sessions (this edge does not).
     pub fleet: bool,
+    /// A catch-up request: the first second of the window it names
+    /// ([`crate::catchup::Window::earliest`]); `None` for live.
+    pub archive_from: Option<u64>,
     /// Unix seconds.
     pub now: u64,
     /// Until when an ended session's tombstone lasts (unix seconds).
@@ -85,6 +90,9 @@ pub enum Refusal {
     Revoked(Reason),
     /// The session table refused (over the limit, or ended).
     Session(Refused),
+    /// A catch-up window beyond the viewer's depth: this request is
+    /// refused, the session (live on the same channel) goes on.
+    DvrDepth,
 }
 
 impl From<Refusal> for ProxyError {
@@ -97,6 +105,7 @@ impl From<Refusal> for ProxyError {
             Refusal::Revoked(Reason::Blocked) => ProxyError::Blocked,
             Refusal::Revoked(Reason::Revoked) => ProxyError::Forbidden,
             Refusal::Session(Refused::Limit) => ProxyError::SessionLimit,
+            Refusal::DvrDepth => ProxyError::DvrDepth,
         }
     }
 }
@@ -140,6 +149,10 @@ pub fn admit(
     sessions: &Sessions,
 ) -> Result<Admit, Refusal> {
     let grant = grant(req, ents, deny).map_err(Refusal::Denied)?;
+    if let Some(from) = req.archive_from {
+        let depth = ents.dvr_depth(req.user, req.channel);
+        crate::catchup::check(from, depth, req.now).map_err(|_| Refusal::DvrDepth)?;
+    }
     revocations
         .check(req.sid, req.expires)
         .map_err(Refusal::Revoked)?;

@@ -27,6 +27,8 @@ pub struct Admission<'a> {
     /// A limit the auth method set (the backend's `X-Max-Sessions` /
     /// `X-Unique`).
     pub limit: Option<SessionLimit>,
+    /// A catch-up request: the first second of its window.
+    pub archive_from: Option<u64>,
 }
 
 /// The one check of a session capability, for playlists, segments and
@@ -72,6 +74,7 @@ pub async fn admit(
         limit: how.limit,
         on_limit: sessions.on_limit,
         fleet: fleet.is_some(),
+        archive_from: how.archive_from,
         now,
         tombstone_until: until,
     };

@@ -61,6 +61,10 @@ pub enum ProxyError {
     /// User not entitled to this channel (403).
     #[error("not entitled")]
     NotEntitled,
+    /// A catch-up request reaching further back than the viewer's depth,
+    /// or any on a channel without catch-up (403, SPEC §7.4).
+    #[error("beyond the archive depth")]
+    DvrDepth,
     /// User over `max_sessions` with policy `reject` (403).
     #[error("session limit")]
     SessionLimit,
@@ -100,9 +104,8 @@ impl ProxyError {
             UriTooLong => StatusCode::URI_TOO_LONG,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NoRoute => StatusCode::NOT_FOUND,
-            Forbidden | IpDenied | Blocked | NotEntitled | SessionLimit | SessionEvicted => {
-                StatusCode::FORBIDDEN
-            }
+            Forbidden | IpDenied | Blocked | NotEntitled | DvrDepth | SessionLimit
+            | SessionEvicted => StatusCode::FORBIDDEN,
             Expired => StatusCode::GONE,
             OriginUnavailable | BadOriginResponse | PlaylistTooLarge | BadPlaylist => {
                 StatusCode::BAD_GATEWAY
@@ -126,6 +129,7 @@ impl ProxyError {
             IpDenied => "ip_denied",
             Blocked => "blocked",
             NotEntitled => "not_entitled",
+            DvrDepth => "dvr_depth",
             SessionLimit => "session_limit",
             SessionEvicted => "session_evicted",
             OriginUnavailable => "origin_unavailable",
@@ -189,7 +193,7 @@ pub fn api_error(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 18] = {
+    const ALL: [ProxyError; 19] = {
         use ProxyError::*;
         [
             BadPath,
@@ -201,6 +205,7 @@ mod tests {
             IpDenied,
             Blocked,
             NotEntitled,
+            DvrDepth,
             SessionLimit,
             SessionEvicted,
             OriginUnavailable,
@@ -239,6 +244,7 @@ mod tests {
             (ProxyError::IpDenied, 403, "ip_denied"),
             (ProxyError::Blocked, 403, "blocked"),
             (ProxyError::NotEntitled, 403, "not_entitled"),
+            (ProxyError::DvrDepth, 403, "dvr_depth"),
             (ProxyError::SessionLimit, 403, "session_limit"),
             (ProxyError::SessionEvicted, 403, "session_evicted"),
             (ProxyError::OriginUnavailable, 502, "origin_unavailable"),

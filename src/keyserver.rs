@@ -69,6 +69,7 @@ pub async fn serve(
         vouched: route.auth.iter().any(|m| m.vouches_for_users()),
         limit: None,
         token: None,
+        archive_from: None,
     };
     record.session = Some(admit(live, shared, &claims, &scope, again, now).await?);
     let key = live

@@ -19,7 +19,8 @@
 //!    from `[keys] master`; [`secret`] keeps the secrets out of logs).
 //! 4. **admit**: [`admission`] is the pure decision: [`entitlements`] (may
 //!    the user watch this channel from this address: packages, expiry,
-//!    blocklist; with how many sessions), revocation ([`revocation`]) and the
+//!    blocklist; with how many sessions), how far back a catch-up request
+//!    may reach ([`catchup`]), revocation ([`revocation`]) and the
 //!    session table's limit ([`session`]); [`admit`] is its shell, which
 //!    frees a refused viewer's slot and asks [`fleet`] to count the session
 //!    across every edge through Redis; [`incarnation`] guards against key/IV
@@ -57,6 +58,7 @@ pub mod admit;
 pub mod auth;
 pub mod body;
 pub mod capability;
+pub mod catchup;
 pub mod cbc;
 pub mod clock;
 pub mod config;

@@ -69,9 +69,54 @@ fn request<'a>(sid: u64, user: Option<&'a str>, channel: &'a str) -> Request<'a>
         limit: None,
         on_limit: Policy::Reject,
         fleet: false,
+        archive_from: None,
         now: NOW,
         tombstone_until: NOW + 120,
     }
+}
+
+#[test]
+fn catch_up_beyond_the_depth_is_refused_before_the_session_is_touched() {
+    let ents = Entitlements::from_json_slice(
+        br#"{
+      "users": {"ann": {"packages": ["tariff"]}},
+      "packages": {"tariff": {"tags": ["news"], "dvr_depth": "1h"}},
+      "channels": {"ch1": {"tags": ["news"], "dvr_depth": "1d"}, "ch2": {"tags": ["news"]}}
+    }"#,
+    )
+    .unwrap();
+    let none = Entitlements::default();
+    let (revocations, sessions) = (Revocations::default(), Sessions::new());
+    let at = |channel, from: Option<u64>| Request {
+        archive_from: from,
+        ..request(7, Some("ann"), channel)
+    };
+    let admit_ = |r: &Request<'_>| admit(r, &ents, &none, &revocations, &sessions).map(|_| ());
+    // The package caps the channel's day at an hour.
+    assert_eq!(admit_(&at("ch1", Some(NOW - 3600))), Ok(()));
+    let live = sessions.len();
+    assert_eq!(
+        admit_(&at("ch1", Some(NOW - 3601))),
+        Err(Refusal::DvrDepth)
+    );
+    assert_eq!(
+        ProxyError::from(Refusal::DvrDepth).code(),
+        "dvr_depth"
+    );
+    // The refusal neither ended nor added a session.
+    assert_eq!(sessions.len(), live);
+    assert!(admit_(&at("ch1", None)).is_ok());
+    // No depth on ch2: every archive form is refused; live plays.
+    assert_eq!(admit_(&at("ch2", Some(NOW))), Err(Refusal::DvrDepth));
+    assert_eq!(admit_(&at("ch2", None)), Ok(()));
+    // Not entitled comes first.
+    assert_eq!(
+        admit_(&Request {
+            archive_from: Some(NOW),
+            ..request(8, Some("ann"), "ch3")
+        }),
+        Err(Refusal::Denied(Denial::NotEntitled))
+    );
 }
 
 #[test]
