@@ -117,6 +117,7 @@ fn bench(c: &mut Criterion) {
             key_uri_prefix: "/.tollgate/key/live/ch1/20015998343868/",
             key_path_prefix: "/.tollgate/key/live/ch1/20015998343868/",
             key_until: 1_800_000_000,
+            stable: false,
         }),
         cap_param: "tg",
         tag_param: "tgs",

@@ -511,8 +511,14 @@ impl Entitlements {
         cap.map_or(declared.dvr_depth, |c| c.min(declared.dvr_depth))
     }
 
-    /// The declared channels in channel-list order, with their catch-up
-    /// depth as the channel gives it.
+    /// True when `channel` is declared with a catch-up depth: its playlists,
+    /// live and archive, key segments by what they are
+    /// ([`crate::hls::Encrypt::stable`]).
+    pub fn has_catchup(&self, channel: &str) -> bool {
+        self.declared(channel).is_some_and(|c| c.dvr_depth != NO_DVR)
+    }
+
+    /// The declared channels in channel-list order.
     pub fn channels(&self) -> impl Iterator<Item = (&str, &Channel)> {
         self.channels.iter().map(|c| (&*c.name, &c.source))
     }

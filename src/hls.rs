@@ -40,6 +40,7 @@ mod hostile_uris;
 mod keys;
 mod lines;
 mod scan;
+mod stable;
 mod template;
 mod uri;
 
@@ -116,6 +117,13 @@ pub struct Encrypt<'a> {
     /// Until when the key tags of this playlist are valid (unix seconds;
     /// [`crate::capability::Serve::Key`]).
     pub key_until: u64,
+    /// Catch-up mode: every segment's IV and key period come from the
+    /// segment itself (path, query, byte range, program date-time), not its
+    /// position, so each window listing it gets the same key, IV and
+    /// ciphertext; each segment gets a key line with an explicit IV. Not
+    /// applied to playlists with parts (LL-HLS, live only). See
+    /// `hls::stable`.
+    pub stable: bool,
 }
 
 /// Everything [`compile()`] needs besides the body.
@@ -165,4 +173,9 @@ pub enum RewriteError {
     /// (the IV) under one key: MSNs past `u64::MAX` (`bad_playlist`).
     #[error("media sequence numbers past 2^64")]
     MsnOverflow,
+    /// Only with [`Encrypt::stable`]: a segment has no known time, so no
+    /// stable identity; compile again with `stable = false` and a live
+    /// stream incarnation (position keys).
+    #[error("a segment without a program date-time")]
+    Undated,
 }

@@ -73,6 +73,9 @@ pub struct Compile<'a> {
     /// Until when key URIs written now may fetch their key (the expiry of
     /// a capability minted now).
     pub key_until: u64,
+    /// The channel has catch-up: segments keyed by what they are, not
+    /// where they are listed ([`hls::Encrypt::stable`]).
+    pub stable: bool,
 }
 
 /// The coalescing micro-cache of compiled origin playlists.
@@ -183,14 +186,33 @@ where
 
 /// Compile `body` for the route and channel in `c`.
 pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
+    match compile_as(body, c, c.stable) {
+        // Catch-up keys need a date on every segment: position keys, with a
+        // live incarnation, for a playlist without.
+        Err(hls::RewriteError::Undated) => compile_as(body, c, false),
+        other => other,
+    }
+    .map_err(|e| match e {
+        hls::RewriteError::TooLarge => ProxyError::PlaylistTooLarge,
+        _ => ProxyError::BadPlaylist,
+    })
+}
+
+fn compile_as(body: &[u8], c: &Compile<'_>, stable: bool) -> Result<Template, hls::RewriteError> {
     let (key_prefix, key_path);
     let encrypt = if c.encrypt {
         // A master playlist gets no key lines: no incarnation to choose
         // (it still needs `Encrypt` for the clear tags of its session data).
-        let inc = hls::media_window(body).map_or(0, |(first, last)| {
-            let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
-            c.incarnations.observe(&rendition, first, last, c.now)
-        });
+        // Catch-up keys need no incarnation (hls::stable): 0, which no
+        // live stream gets.
+        let inc = match hls::media_window(body) {
+            None => 0,
+            Some(_) if stable => 0,
+            Some((first, last)) => {
+                let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
+                c.incarnations.observe(&rendition, first, last, c.now)
+            }
+        };
         key_prefix = format!(
             "{}{}/{}/{inc}/",
             crate::keyserver::uri::PREFIX,
@@ -209,6 +231,7 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
             key_uri_prefix: &key_prefix,
             key_path_prefix: &key_path,
             key_until: c.key_until,
+            stable,
         })
     } else {
         None
@@ -233,10 +256,7 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
         signer: &signer,
         max_bytes: c.max_bytes,
     };
-    hls::compile(body, &ctx).map_err(|e| match e {
-        hls::RewriteError::TooLarge => ProxyError::PlaylistTooLarge,
-        _ => ProxyError::BadPlaylist,
-    })
+    hls::compile(body, &ctx)
 }
 
 /// Signs segment tags for one route and channel.

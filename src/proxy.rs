@@ -366,6 +366,7 @@ impl Ctx<'_> {
             max_bytes: config.cache.max_playlist,
             now: self.now,
             key_until: config.sessions.capability_expiry(self.now),
+            stable: self.route.encrypt && self.shared.store.entitlements().has_catchup(self.channel),
         }
     }
 }

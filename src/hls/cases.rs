@@ -423,3 +423,101 @@ fn media_window_counts_segments_like_the_rewriter() {
         None
     );
 }
+
+/// Catch-up mode (`hls::stable`): compile `body` with stable segment ids.
+fn rewrite_stable(body: &str) -> Result<(String, Vec<(String, Serve)>), RewriteError> {
+    let signer = FakeSigner::default();
+    let mut ctx = context(PATH, Some(600), &signer);
+    ctx.encrypt = ctx.encrypt.map(|e| super::Encrypt { stable: true, ..e });
+    let t = compile(body.as_bytes(), &ctx)?;
+    check_structure(body.as_bytes(), &t, true);
+    let out = String::from_utf8(t.render(CAP).to_vec()).unwrap();
+    Ok((out, signer.calls.take()))
+}
+
+/// (segment path, period, id) of every encrypted segment, and every key
+/// line's IV, in order.
+fn stable_serves(calls: &[(String, Serve)]) -> Vec<(String, u64, u64)> {
+    calls
+        .iter()
+        .filter_map(|(path, s)| match s {
+            Serve::Encrypt { period, msn, .. } => Some((path.clone(), *period, *msn)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn catch_up_segments_get_the_same_key_and_iv_in_every_window() {
+    let day = 1_733_097_600_000_i64; // 2024-12-02T00:00:00Z
+    let live = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:100\n\
+        #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00.000Z\n\
+        #EXTINF:6,\nseg-100.ts\n#EXTINF:6,\nseg-101.ts\n#EXTINF:6,\nseg-102.ts\n\
+        #EXTINF:6,\nseg-103.ts\n";
+    // An archive window listing two of them at other positions, dated per
+    // segment (as Flussonic does), VOD-like.
+    let archive = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+        #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:12.000Z\n#EXTINF:6,\nseg-102.ts\n\
+        #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:18.000Z\n#EXTINF:6,\nseg-103.ts\n\
+        #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:24.000Z\n#EXTINF:6,\nseg-104.ts\n\
+        #EXT-X-ENDLIST\n";
+    let (live_out, live_calls) = rewrite_stable(live).unwrap();
+    let (arch_out, arch_calls) = rewrite_stable(archive).unwrap();
+    let a = stable_serves(&live_calls);
+    let b = stable_serves(&arch_calls);
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 3);
+    assert_eq!(a[2], b[0], "seg-102");
+    assert_eq!(a[3], b[1], "seg-103");
+    // Each id is the documented hash of the segment and its time.
+    for (i, (path, period, id)) in a.iter().enumerate() {
+        let t = day + 6_000 * i as i64;
+        assert_eq!(*id, super::stable::segment_id(path, None, None, t));
+        assert_eq!(*period, super::stable::period(t, 600));
+    }
+    // Ids differ between segments; every segment has its own key line
+    // whose IV is the id.
+    let ids: std::collections::HashSet<u64> = a.iter().chain(&b).map(|s| s.2).collect();
+    assert_eq!(ids.len(), 5);
+    for (out, serves) in [(&live_out, &a), (&arch_out, &b)] {
+        let ivs: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-KEY:METHOD=AES-128"))
+            .map(|l| l.rsplit_once(",IV=0x").unwrap().1.to_owned())
+            .collect();
+        let want: Vec<String> = serves.iter().map(|s| format!("{:032x}", s.2)).collect();
+        assert_eq!(ivs, want, "{out}");
+        // The key line comes before the segment's EXTINF and date.
+        assert!(!out.contains("#EXTINF:6,\n#EXT-X-KEY"), "{out}");
+    }
+}
+
+#[test]
+fn catch_up_without_dates_or_with_parts_falls_back_to_position_keys() {
+    let undated = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n";
+    assert_eq!(rewrite_stable(undated).map(|_| ()), Err(RewriteError::Undated));
+    // A date after the first segment leaves that one undated.
+    let late = "#EXTM3U\n#EXTINF:6,\na.ts\n\
+        #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n#EXTINF:6,\nb.ts\n";
+    assert_eq!(rewrite_stable(late).map(|_| ()), Err(RewriteError::Undated));
+    let broken = "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:yesterday\n#EXTINF:6,\na.ts\n";
+    assert_eq!(rewrite_stable(broken).map(|_| ()), Err(RewriteError::Undated));
+    // Parts: position keys at once (no error).
+    let ll = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n\
+        #EXT-X-PART:DURATION=1,URI=\"p1.mp4\"\n#EXTINF:1,\ns5.mp4\n";
+    let (_, calls) = rewrite_stable(ll).unwrap();
+    assert!(
+        stable_serves(&calls).iter().all(|s| s.2 == 5),
+        "{calls:?}"
+    );
+    // A foreign segment still moves the clock: the next one is dated right.
+    let mixed = "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n\
+        #EXTINF:6,\nhttps://elsewhere.example/x.ts\n#EXTINF:6,\nb.ts\n";
+    let (_, calls) = rewrite_stable(mixed).unwrap();
+    let s = stable_serves(&calls);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s[0].2,
+        super::stable::segment_id("/live/ch1/b.ts", None, None, 1_733_097_606_000)
+    );
+}

@@ -16,6 +16,7 @@ use super::hostile_uris;
 use super::keys::Keys;
 use super::lines::{self, BOM, Class, Line};
 use super::scan::{self, RangeEnds};
+use super::stable;
 use super::template::{Facts, Kind, Out, Template};
 use super::uri::{Resolver, Target};
 use super::{Context, RewriteError};
@@ -52,6 +53,10 @@ pub fn compile(body: &[u8], ctx: &Context<'_>) -> Result<Template, RewriteError>
     let mut walker = Walker::new(body, &lines, ctx, scan::scan(body, &lines));
     for (i, line) in lines.iter().enumerate() {
         walker.line(i, *line);
+    }
+    if walker.undated {
+        // A segment without a time has no stable identity (`hls::stable`).
+        return Err(RewriteError::Undated);
     }
     if walker.msn_reused && walker.keys.injecting() {
         // Two segments under one key with one IV (RFC 8216 §5.2): refused,
@@ -118,6 +123,11 @@ struct Walker<'a> {
     cap_prefix: [String; 3],
     /// What goes before a segment tag: `&tgs=`.
     tag_prefix: String,
+    /// Catch-up mode's media clock ([`Encrypt::stable`](super::Encrypt)),
+    /// `None` when segments are keyed by position.
+    stable: Option<stable::Clock>,
+    /// In catch-up mode, a segment had no known time.
+    undated: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -134,6 +144,13 @@ impl<'a> Walker<'a> {
             .encrypt
             .filter(|_| facts.kind == Kind::Media && !facts.origin_encrypted);
         let eol = lines::eol_of(body, lines);
+        // Parts belong to a segment whose URI comes after them: they keep
+        // position keys (LL-HLS is live only).
+        let has = |tag: &[u8]| body.windows(tag.len()).any(|w| w == tag);
+        let stable = (inject.is_some_and(|e| e.stable)
+            && !has(b"#EXT-X-PART:")
+            && !has(b"#EXT-X-PRELOAD-HINT:"))
+        .then(stable::Clock::default);
         // Per URI: the parameter names, `?`, `=`, `&`, `=`, and a tag.
         let per_uri = ctx.cap_param.len() + ctx.tag_param.len() + 4 + TAG_ESTIMATE;
         Walker {
@@ -160,6 +177,8 @@ impl<'a> Walker<'a> {
             spare: String::new(),
             cap_prefix: ["?", "&", ""].map(|sep| format!("{sep}{}=", ctx.cap_param)),
             tag_prefix: format!("&{}=", ctx.tag_param),
+            stable,
+            undated: false,
         }
     }
 
@@ -197,6 +216,9 @@ impl<'a> Walker<'a> {
             return self.verbatim(l);
         }
         if content.starts_with(b"#EXTINF:") || content.starts_with(b"#EXT-X-PROGRAM-DATE-TIME:") {
+            if let Some(clock) = &mut self.stable {
+                clock.line(content);
+            }
             self.keys.scoped(&self.out);
             return self.verbatim(l);
         }
@@ -297,8 +319,25 @@ impl<'a> Walker<'a> {
             self.facts.msns.push(msn);
             let range = self.seg_range.take();
             let own = matches!(target, Target::Own { .. });
-            self.keys.need(&mut self.out, own, msn);
-            self.serve(Use::Media { msn }, range)
+            let time = self.stable.as_mut().map(stable::Clock::segment);
+            self.undated |= time == Some(None);
+            match (time.flatten(), &target, self.ctx.encrypt) {
+                (Some(time), Target::Own { path, signed_query, .. }, Some(e)) => {
+                    let id = stable::segment_id(path, signed_query.as_deref(), range, time);
+                    let period = stable::period(time, e.rotate_every_secs);
+                    self.keys.need_explicit(&mut self.out, Some((period, id)));
+                    Some(Serve::Encrypt {
+                        inc: e.inc,
+                        period,
+                        msn: id,
+                        range,
+                    })
+                }
+                _ => {
+                    self.keys.need(&mut self.out, own, msn);
+                    self.serve(Use::Media { msn }, range)
+                }
+            }
         } else {
             self.serve(Use::Playlist, None)
         };

@@ -110,6 +110,20 @@ impl<'a> Keys<'a> {
             period: self.period(msn),
             iv: (msn >> 32 != 0).then_some(msn),
         });
+        self.need_key(out, want);
+    }
+
+    /// [`Self::need`] for a key given whole: `period` with the explicit IV
+    /// `iv` (a stable segment id, see `hls::stable`), or none.
+    pub fn need_explicit(&mut self, out: &mut Out<'_>, key: Option<(u64, u64)>) {
+        let want = key.map(|(period, iv)| Key {
+            period,
+            iv: Some(iv),
+        });
+        self.need_key(out, want);
+    }
+
+    fn need_key(&mut self, out: &mut Out<'_>, want: Option<Key>) {
         if self.injecting() && self.effective != want {
             let at = self.point.unwrap_or_else(|| out.mark());
             out.insert(at, |o| self.write(o, want));

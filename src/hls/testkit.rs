@@ -87,6 +87,7 @@ pub fn context<'a>(
             key_uri_prefix: KEY_PREFIX,
             key_path_prefix: KEY_PREFIX,
             key_until: KEY_UNTIL,
+            stable: false,
         }),
         cap_param: "tg",
         tag_param: "tgs",
