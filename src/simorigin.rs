@@ -72,6 +72,13 @@ pub struct SimOriginOptions {
     /// Live clock multiplier: 2.0 publishes segments twice as fast. Values
     /// that are not finite and positive are treated as 1.0. Default 1.0.
     pub speed: f64,
+    /// A DVR archive this deep (Flussonic style): the stream is taken to
+    /// have been live that long already, every playlist dates its segments
+    /// (`#EXT-X-PROGRAM-DATE-TIME`, wall clock), every published segment
+    /// stays, and the archive forms (`index-FROM-DURATION.m3u8`,
+    /// `archive-…`, `video-…`, `mono-…`, `…-FROM-now`, `timeshift_abs-FROM`,
+    /// `timeshift_rel-OFFSET`) are served. Zero (the default): live only.
+    pub dvr: Duration,
 }
 
 impl Default for SimOriginOptions {
@@ -82,6 +89,7 @@ impl Default for SimOriginOptions {
             window: 5,
             segment_source: SegmentSource::Bundled,
             speed: 1.0,
+            dvr: Duration::ZERO,
         }
     }
 }
@@ -116,6 +124,12 @@ struct Shared {
     schedule: Schedule,
     /// The master playlist, identical for every channel (relative URIs).
     master: Bytes,
+    /// Its variant, for archive masters.
+    variant: Variant,
+    /// With DVR: the wall time (unix ms) of content time 0.
+    epoch_ms: Option<i64>,
+    /// With DVR: how far the live clock was at start (µs).
+    head_start_us: u64,
     /// Zero of the live clock.
     started: Instant,
     speed: f64,
@@ -127,6 +141,13 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct SimOrigin {
     shared: Arc<Shared>,
+}
+
+impl Shared {
+    /// A master playlist whose one variant is at `uri`.
+    fn master_text(&self, uri: &str) -> String {
+        playlist::master_for(&self.variant, uri)
+    }
 }
 
 impl SimOrigin {
@@ -148,7 +169,17 @@ impl SimOrigin {
         let looped = matches!(content, Content::Bundled(_));
         let schedule = Schedule::new(&durations, opts.window, looped);
         let bandwidth = peak_bandwidth(&content, &schedule, durations.len() as u64);
-        let master = playlist::master(&Variant { bandwidth, media });
+        let variant = Variant { bandwidth, media };
+        let master = playlist::master(&variant);
+        let dvr_us = u64::try_from(opts.dvr.as_micros()).unwrap_or(u64::MAX / 4);
+        let epoch_ms = (dvr_us > 0).then(|| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let behind = i64::try_from(dvr_us.saturating_add(schedule.start_us(schedule.window())) / 1000)
+                .unwrap_or(i64::MAX);
+            now_ms.saturating_sub(behind)
+        });
         let speed = if opts.speed.is_finite() && opts.speed > 0.0 {
             opts.speed
         } else {
@@ -161,6 +192,9 @@ impl SimOrigin {
                 content,
                 schedule,
                 master: Bytes::from(master),
+                variant,
+                epoch_ms,
+                head_start_us: dvr_us,
                 started: Instant::now(),
                 speed,
                 requests: AtomicU64::new(0),
@@ -268,7 +302,8 @@ impl SimOrigin {
     /// uptime, and `as` saturates instead of wrapping.
     fn position_us(&self) -> u64 {
         let shared = &self.shared;
-        (shared.started.elapsed().as_secs_f64() * shared.speed * 1e6) as u64
+        let live = (shared.started.elapsed().as_secs_f64() * shared.speed * 1e6) as u64;
+        live.saturating_add(shared.head_start_us)
     }
 }
 

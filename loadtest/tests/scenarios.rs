@@ -55,7 +55,7 @@ async fn origin(prefix: &str, segment_bytes: usize) -> Origin {
             bytes: segment_bytes,
             duration: SEGMENT,
         },
-        speed: 1.0,
+        ..SimOriginOptions::default()
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

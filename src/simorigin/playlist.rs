@@ -21,13 +21,20 @@ pub(super) struct Variant {
 
 /// The multivariant playlist: one variant pointing at `media.m3u8`.
 pub(super) fn master(variant: &Variant) -> String {
+    master_for(variant, "media.m3u8")
+}
+
+/// The multivariant playlist with its one variant at `uri`.
+pub(super) fn master_for(variant: &Variant, uri: &str) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
     // Writing into a String cannot fail; the Result is only the fmt API's.
     let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", variant.bandwidth);
     if let Some((resolution, codecs)) = variant.media {
         let _ = write!(out, ",RESOLUTION={resolution},CODECS=\"{codecs}\"");
     }
-    out.push_str("\nmedia.m3u8\n");
+    out.push('\n');
+    out.push_str(uri);
+    out.push('\n');
     out
 }
 
@@ -58,6 +65,65 @@ pub(super) fn media(schedule: &Schedule, first: u64) -> String {
         let _ = writeln!(out, "seg-{msn}.ts");
     }
     out
+}
+
+/// A media playlist of DVR segments `msns`, each with its
+/// `#EXT-X-PROGRAM-DATE-TIME` (`epoch_ms` is the wall time of content time
+/// 0), numbered from `sequence`; `end` adds `#EXT-X-ENDLIST` (a closed
+/// archive window, Flussonic's VOD-like catch-up).
+pub(super) fn dated(
+    schedule: &Schedule,
+    msns: std::ops::Range<u64>,
+    sequence: u64,
+    epoch_ms: i64,
+    end: bool,
+) -> String {
+    let count = msns.end.saturating_sub(msns.start);
+    let mut out = String::with_capacity(200 + 80 * count as usize);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+    let _ = writeln!(
+        out,
+        "#EXT-X-TARGETDURATION:{}",
+        schedule.target_duration_secs()
+    );
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{sequence}");
+    if end {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    for msn in msns {
+        if schedule.starts_wrap(msn) {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let start_ms = i64::try_from(schedule.start_us(msn) / 1_000).unwrap_or(i64::MAX);
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            date(epoch_ms.saturating_add(start_ms))
+        );
+        let ms = (schedule.duration_us(msn) + 500) / 1_000;
+        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1_000, ms % 1_000);
+        let _ = writeln!(out, "seg-{msn}.ts");
+    }
+    if end {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// Unix milliseconds as `2024-12-02T00:00:00.000Z`.
+pub(super) fn date(unix_ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[cfg(test)]
@@ -111,6 +177,21 @@ mod tests {
         );
         assert!(later.contains("#EXT-X-DISCONTINUITY\n#EXTINF:1.500,\nseg-9.ts\n"));
         assert!(!later.contains("ENDLIST"));
+    }
+
+    #[test]
+    fn dated_playlists_carry_a_date_per_segment() {
+        let schedule = Schedule::new(&[Duration::from_secs(2)], 3, false);
+        let text = dated(&schedule, 10..12, 0, 1_733_097_600_000, true);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PLAYLIST-TYPE:VOD\n\
+             #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:20.000Z\n#EXTINF:2.000,\nseg-10.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:22.000Z\n#EXTINF:2.000,\nseg-11.ts\n\
+             #EXT-X-ENDLIST\n"
+        );
+        assert_eq!(date(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

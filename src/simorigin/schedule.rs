@@ -124,6 +124,35 @@ impl Schedule {
         (oldest..=latest).contains(&msn)
     }
 
+    /// Content time (µs) at which segment `msn` starts: the durations of
+    /// every segment before it. Saturates.
+    pub(super) fn start_us(&self, msn: u64) -> u64 {
+        let len = self.cycle_len();
+        let loops = (msn / len).saturating_mul(self.cycle_total_us);
+        let partial: u64 = self.cycle_us.iter().take((msn % len) as usize).sum();
+        loops.saturating_add(partial)
+    }
+
+    /// The first msn starting at or after content time `t_us`.
+    pub(super) fn first_msn_from(&self, t_us: u64) -> u64 {
+        let len = self.cycle_len();
+        let loops = t_us / self.cycle_total_us;
+        let mut rest = t_us % self.cycle_total_us;
+        let mut i = 0;
+        while i < len && rest > 0 {
+            let d = self.cycle_us[i as usize];
+            rest = rest.saturating_sub(d);
+            i += 1;
+        }
+        loops.saturating_mul(len).saturating_add(i)
+    }
+
+    /// Content time (µs) of the live edge at position `pos_us`: where the
+    /// segment after the first window starts, plus the position.
+    pub(super) fn live_edge_us(&self, pos_us: u64) -> u64 {
+        self.start_us(self.window).saturating_add(pos_us)
+    }
+
     /// Whether segment `msn` starts a new cycle after an earlier one, so its
     /// playlist entry needs `#EXT-X-DISCONTINUITY`. Msn 0 starts the stream,
     /// not a wrap.
@@ -201,6 +230,21 @@ mod tests {
         assert!(!s.is_available(93, pos));
         assert!(s.is_available(0, 0));
         assert!(!s.is_available(u64::MAX, 0));
+    }
+
+    #[test]
+    fn content_time_and_its_inverse() {
+        let s = Schedule::new(&secs(&[1.0, 2.0, 3.0]), 2, true);
+        let starts: Vec<u64> = (0..7).map(|m| s.start_us(m)).collect();
+        assert_eq!(starts, [0, S, 3 * S, 6 * S, 7 * S, 9 * S, 12 * S]);
+        for (t, msn) in [(0, 0), (1, 1), (S, 1), (S + 1, 2), (6 * S, 3), (11 * S, 6)] {
+            assert_eq!(s.first_msn_from(t), msn, "at {t}");
+        }
+        for m in 0..50 {
+            assert_eq!(s.first_msn_from(s.start_us(m)), m);
+        }
+        // The live edge: segments 0 and 1 at position 0, so 3 s of content.
+        assert_eq!(s.live_edge_us(0), 3 * S);
     }
 
     #[test]
