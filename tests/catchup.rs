@@ -1,0 +1,291 @@
+//! The IPTV layer through the real binary (SPEC §7.1, §7.4): channels
+//! granted by a package's tags, catch-up (DVR) inside and beyond the
+//! viewer's depth for every Flussonic archive form, played end to end in
+//! ffmpeg, and one segment listed by two archive windows and the live
+//! playlist fetched and encrypted once and decrypted by openssl in all three.
+//!
+//! The origin is the simulated one with a two-hour archive
+//! (`SimOriginOptions::dvr`): the same bundled H.264/AAC loop, dated with
+//! the wall clock, so the archive forms answer for any recent FROM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::media::{framemd5, openssl_decrypt};
+use common::*;
+use tokio_util::sync::CancellationToken;
+use tollgate::simorigin::{SimOrigin, SimOriginOptions};
+use reqwest::Url;
+
+/// The simulated origin with an archive, on 127.0.0.1:0.
+struct Dvr {
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Dvr {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let origin = SimOrigin::new(SimOriginOptions {
+            channels: vec!["ch1".into(), "ch2".into(), "ch3".into()],
+            dvr: Duration::from_secs(2 * 3600),
+            ..SimOriginOptions::default()
+        });
+        tokio::spawn(origin.serve(listener, stop.clone()));
+        Self { addr, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Dvr {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// ch1 (news, 1 h of catch-up), ch2 (sport, no catch-up), ch3 (news,
+/// 1 h); ann's tariff gives news without a cap, bob's caps it at 10 min,
+/// cat's gives only ch2 by name.
+fn config(origin: SocketAddr) -> String {
+    ConfigBuilder::new(origin)
+        .admin("test-admin-token")
+        .section(
+            "keys",
+            "master = \"hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nrotate_every = \"10m\"",
+        )
+        .origin_keys("first_byte_timeout = \"5s\"\nidle_timeout = \"5s\"")
+        .route(Route::live(&["token"]).keys("encrypt = true"))
+        .extra(
+            r#"
+[[channel]]
+name = "ch1"
+title = "Channel One"
+group = "News"
+tags = ["news"]
+dvr_depth = "1h"
+
+[[channel]]
+name = "ch2"
+title = "Sport Two"
+tags = ["sport"]
+
+[[channel]]
+name = "ch3"
+tags = ["news"]
+dvr_depth = "1h"
+
+[[package]]
+name = "news"
+tags = ["news"]
+
+[[package]]
+name = "news-short"
+tags = ["news"]
+dvr_depth = "10m"
+
+[[package]]
+name = "two"
+channels = ["ch2"]
+
+[[user]]
+id = "ann"
+tokens = ["ann-token"]
+packages = ["news"]
+
+[[user]]
+id = "bob"
+tokens = ["bob-token"]
+packages = ["news-short"]
+
+[[user]]
+id = "cat"
+tokens = ["cat-token"]
+packages = ["two"]
+"#,
+        )
+        .build()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_by_tag_and_the_depth_of_every_archive_form() {
+    let origin = Dvr::start().await;
+    let proxy = start_proxy(&config(origin.addr)).await;
+
+    // A channel given by the package's tag plays; one without the tag is
+    // not_entitled; a package by name still works.
+    let (s, _) = fetch(&proxy, "/live/ch1/index.m3u8?token=ann-token").await;
+    assert_eq!(s, 200);
+    let (s, _) = fetch(&proxy, "/live/ch3/index.m3u8?token=ann-token").await;
+    assert_eq!(s, 200);
+    let (s, body) = fetch(&proxy, "/live/ch2/index.m3u8?token=ann-token").await;
+    assert_eq!((s, body), (403, error_body("not_entitled")));
+    let (s, _) = fetch(&proxy, "/live/ch2/index.m3u8?token=cat-token").await;
+    assert_eq!(s, 200);
+    let (s, body) = fetch(&proxy, "/live/ch1/index.m3u8?token=cat-token").await;
+    assert_eq!((s, body), (403, error_body("not_entitled")));
+
+    let now = unix_now();
+    // (form, whether it reaches back 50 minutes or 2 hours).
+    let forms = |back: u64| {
+        let from = now - back;
+        [
+            format!("index-{from}-60.m3u8"),
+            format!("archive-{from}-60.m3u8"),
+            format!("video-{from}-60.m3u8"),
+            format!("mono-{from}-60.m3u8"),
+            format!("index-{from}-now.m3u8"),
+            format!("archive-{from}-now.m3u8"),
+            format!("timeshift_abs-{from}.m3u8"),
+            format!("timeshift_rel-{back}.m3u8"),
+        ]
+    };
+    for form in forms(50 * 60) {
+        // Inside ann's hour: plays (the origin's archive answers).
+        let (s, body) = fetch(&proxy, &format!("/live/ch1/{form}?token=ann-token")).await;
+        assert_eq!(s, 200, "{form}: {body}");
+        assert!(body.starts_with("#EXTM3U"), "{form}: {body}");
+        // bob's package caps the channel's hour at 10 minutes.
+        let (s, body) = fetch(&proxy, &format!("/live/ch1/{form}?token=bob-token")).await;
+        assert_eq!((s, body), (403, error_body("dvr_depth")), "bob {form}");
+        // ch2 has no catch-up at all.
+        let (s, body) = fetch(&proxy, &format!("/live/ch2/{form}?token=cat-token")).await;
+        assert_eq!((s, body), (403, error_body("dvr_depth")), "ch2 {form}");
+    }
+    for form in forms(2 * 3600) {
+        let (s, body) = fetch(&proxy, &format!("/live/ch1/{form}?token=ann-token")).await;
+        assert_eq!((s, body), (403, error_body("dvr_depth")), "{form}");
+    }
+    for form in forms(5 * 60) {
+        let (s, _) = fetch(&proxy, &format!("/live/ch1/{form}?token=bob-token")).await;
+        assert_eq!(s, 200, "bob inside 10 min: {form}");
+    }
+    // A refused archive request does not cut the viewer's live session.
+    let (s, _) = fetch(&proxy, "/live/ch1/media.m3u8?token=bob-token").await;
+    assert_eq!(s, 200);
+
+    // The child playlist of an archive master carries the archive form
+    // too: checked with the capability, it plays through.
+    let from = now - 20 * 60;
+    let (s, master) =
+        fetch(&proxy, &format!("/live/ch1/index-{from}-60.m3u8?token=ann-token")).await;
+    assert_eq!(s, 200);
+    let child = master
+        .lines()
+        .find(|l| l.starts_with(&format!("mono-{from}-60.m3u8?")))
+        .unwrap_or_else(|| panic!("no archive variant in {master}"));
+    let (s, media) = fetch(&proxy, &format!("/live/ch1/{child}")).await;
+    assert_eq!(s, 200, "{media}");
+    assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
+}
+
+/// Catch-up inside the depth decodes, through the proxy, to the same frames
+/// as the origin's own archive window.
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_plays_in_ffmpeg_like_the_origin() {
+    common::media::require_ffmpeg();
+    let origin = Dvr::start().await;
+    let proxy = start_proxy(&config(origin.addr)).await;
+    let from = unix_now() - 30 * 60;
+    let window = format!("index-{from}-20.m3u8");
+    let proxied = proxy.url(&format!("/live/ch1/{window}?token=ann-token"));
+    let direct = origin.url(&format!("/live/ch1/{window}"));
+    let args = ["-map", "0"];
+    let (d, p) = tokio::join!(framemd5(&[], &direct, &args), framemd5(&[], &proxied, &args));
+    let key = |f: &[common::media::Frame]| f.iter().map(|f| f.key()).collect::<Vec<_>>();
+    assert!(d.len() >= 200, "{} frames in 20 s", d.len());
+    assert_eq!(key(&d), key(&p), "frames through the proxy differ from the origin's");
+    // And the proxied stream was encrypted (a key line per segment).
+    let (_, media) = fetch(&proxy, &format!("/live/ch1/mono-{from}-20.m3u8?token=ann-token")).await;
+    let keys = media.matches("#EXT-X-KEY:METHOD=AES-128").count();
+    let segments = media.matches("#EXTINF:").count();
+    assert!(segments >= 10 && keys == segments, "{media}");
+}
+
+/// One segment of `playlist` (a rewritten media playlist at `base`): its
+/// URL, and the key URI and IV in effect for it.
+fn segment_and_key(base: &Url, playlist: &str, name: &str) -> (Url, Url, u128) {
+    let mut key: Option<(Url, u128)> = None;
+    for line in playlist.lines() {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:METHOD=AES-128,") {
+            let uri = attrs.split("URI=\"").nth(1).unwrap().split('"').next().unwrap();
+            let iv = attrs.rsplit_once("IV=0x").unwrap().1;
+            key = Some((base.join(uri).unwrap(), u128::from_str_radix(iv, 16).unwrap()));
+        } else if line.starts_with(&format!("{name}?")) {
+            let (k, iv) = key.clone().expect("a key line before the segment");
+            return (base.join(line).unwrap(), k, iv);
+        }
+    }
+    panic!("{name} is not in\n{playlist}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
+    let origin = Dvr::start().await;
+    let proxy = start_proxy(&config(origin.addr)).await;
+    let now = unix_now();
+    let base = Url::parse(&proxy.url("/live/ch1/")).unwrap();
+    let (s, live) = fetch(&proxy, "/live/ch1/media.m3u8?token=ann-token").await;
+    assert_eq!(s, 200, "{live}");
+    // The oldest segment of the live window (about 10 s old).
+    let name = live
+        .lines()
+        .find(|l| l.starts_with("seg-"))
+        .and_then(|l| l.split('?').next())
+        .unwrap()
+        .to_owned();
+    // Two closed windows (numbered from 0, unlike live) that both list it.
+    let a = format!("archive-{}-120.m3u8", now - 60);
+    let b = format!("mono-{}-300.m3u8", now - 90);
+    let mut seen = Vec::new();
+    let metrics = || async { get_text(&proxy.admin_url("/metrics")).await };
+    let cache = |text: &str, result: &str| {
+        metric(text, &format!("tollgate_segment_cache_lookups_total{{result=\"{result}\"}}"))
+    };
+    let before = metrics().await;
+    for path in ["media.m3u8".to_owned(), a, b] {
+        let (s, text) = fetch(&proxy, &format!("/live/ch1/{path}?token=ann-token")).await;
+        assert_eq!(s, 200, "{path}: {text}");
+        let (segment, key_uri, iv) = segment_and_key(&base, &text, &name);
+        let ciphertext = get_h1(segment.as_str()).await;
+        assert_eq!(ciphertext.status(), 200, "{path}");
+        let ciphertext = ciphertext.bytes().await.unwrap();
+        let key = get_h1(key_uri.as_str()).await.bytes().await.unwrap();
+        assert_eq!(key.len(), 16);
+        seen.push((path, key.to_vec(), iv, ciphertext));
+    }
+    let after = metrics().await;
+    // Fetched from the origin and encrypted once; the other two are hits.
+    assert_eq!(cache(&after, "miss") - cache(&before, "miss"), 1.0);
+    assert_eq!(cache(&after, "hit") - cache(&before, "hit"), 2.0);
+    let plain = get_h1(origin.url(&format!("/live/ch1/{name}")).as_str())
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    for (path, key, iv, ciphertext) in &seen {
+        assert_eq!((key, iv, ciphertext), (&seen[0].1, &seen[0].2, &seen[0].3), "{path}");
+        assert_eq!(
+            openssl_decrypt(key, *iv, ciphertext).await,
+            plain.to_vec(),
+            "{path}: openssl decrypts to the origin's bytes"
+        );
+    }
+    // The IV is not the position: the archive windows list it elsewhere.
+    assert!(seen[0].2 > 1 << 32, "IV {:#x} looks like a position", seen[0].2);
+}
