@@ -182,7 +182,7 @@ def ancestors_or_descendants(a, b):
 # The cores: they decide and never do I/O. A core imports no shell module,
 # and names no runtime, network, file system or clock (docs/architecture.md).
 CORE = [
-    "admission", "auth", "capability", "catchup", "cbc", "cors", "credentials",
+    "admission", "auth", "capability", "catchup", "cbc", "channel_list", "cors", "credentials",
     "entitlements", "error", "headers", "hls", "incarnation", "ipnet_set",
     "keyserver::uri", "path", "revocation", "router", "segcache::range",
     "session", "sync::ppv", "sync::protocol", "sync::signature", "sync::usage",

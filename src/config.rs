@@ -82,6 +82,22 @@ pub struct Config {
     /// Entitlements from `[[user]]` and `[[package]]` (packages, limits,
     /// networks, expiry; tokens and passwords stay with the `token` method).
     pub entitlements: crate::entitlements::Snapshot,
+    /// `[channel_list]`: the per-user channel list; `None` when disabled
+    /// or when no route can carry channels.
+    pub channel_list: Option<ChannelListConfig>,
+}
+
+/// `[channel_list]` (SPEC §7.5).
+#[derive(Debug, Clone)]
+pub struct ChannelListConfig {
+    /// Index into [`Config::routes`]: the route whose URLs the list gives
+    /// (its prefix, the channel as the first segment after it).
+    pub route: usize,
+    /// The playlist each channel URL names: `index.m3u8`.
+    pub file: String,
+    /// `https://edge.example` (no path); `None`: the request's own scheme
+    /// and `Host`.
+    pub base_url: Option<String>,
 }
 
 /// `[keys]`.

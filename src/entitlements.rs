@@ -100,6 +100,17 @@ pub struct Grant {
     pub max_sessions: u32,
 }
 
+/// One channel of a viewer's channel list ([`Entitlements::channel_list`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a> {
+    /// The channel name (the route's channel path segment).
+    pub name: &'a str,
+    /// The channel as declared.
+    pub channel: &'a Channel,
+    /// The viewer's catch-up depth on it, seconds ([`NO_DVR`]: none).
+    pub dvr_depth: u64,
+}
+
 /// Catch-up depth in seconds that means "no catch-up".
 pub const NO_DVR: u64 = 0;
 
@@ -438,24 +449,65 @@ impl Entitlements {
         ip: IpAddr,
         now: u64,
     ) -> Result<Grant, Denial> {
-        self.check_blocklist(user, token, ip)?;
-        let ip = canonical(ip);
-        let Some(id) = user else {
+        let Some(u) = self.viewer(user, token, ip, now)? else {
             return Ok(Grant { max_sessions: 0 });
         };
-        let u = self.user(id).ok_or(Denial::Forbidden)?;
-        if !u.is_active(now) {
-            return Err(Denial::Forbidden);
-        }
-        if !u.allows_ip(ip) {
-            return Err(Denial::IpDenied);
-        }
         if !self.entitled(u, channel) {
             return Err(Denial::NotEntitled);
         }
         Ok(Grant {
             max_sessions: u.max_sessions,
         })
+    }
+
+    /// Steps 1 to 5 of [`Self::decide`]: the viewer's user, if any, when
+    /// nothing refuses them whatever the channel.
+    fn viewer(
+        &self,
+        user: Option<&str>,
+        token: Option<&str>,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Option<&CompiledUser>, Denial> {
+        self.check_blocklist(user, token, ip)?;
+        let Some(id) = user else {
+            return Ok(None);
+        };
+        let u = self.user(id).ok_or(Denial::Forbidden)?;
+        if !u.is_active(now) {
+            return Err(Denial::Forbidden);
+        }
+        if !u.allows_ip(canonical(ip)) {
+            return Err(Denial::IpDenied);
+        }
+        Ok(Some(u))
+    }
+
+    /// The channel list of `user` (SPEC §7.5): every declared channel
+    /// [`Self::decide`] would let them watch from `ip` at `now`, in
+    /// channel-list order, each with their catch-up depth on it; or the
+    /// denial that refuses them everything (blocked, unknown, disabled,
+    /// expired, outside their addresses).
+    pub fn channel_list(
+        &self,
+        user: &str,
+        token: Option<&str>,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Vec<Listed<'_>>, Denial> {
+        let u = self
+            .viewer(Some(user), token, ip, now)?
+            .ok_or(Denial::Forbidden)?;
+        Ok(self
+            .channels
+            .iter()
+            .filter(|c| self.entitled(u, &c.name))
+            .map(|c| Listed {
+                name: &c.name,
+                channel: &c.source,
+                dvr_depth: self.dvr_depth(Some(user), &c.name),
+            })
+            .collect())
     }
 
     /// True when one of the user's packages covers `channel`.

@@ -59,6 +59,7 @@ pub mod auth;
 pub mod body;
 pub mod capability;
 pub mod catchup;
+pub mod channel_list;
 pub mod cbc;
 pub mod clock;
 pub mod config;

@@ -12,6 +12,7 @@
 //! Every early exit is a [`ProxyError`]; [`crate::error`] decides what it
 //! looks like. Nothing here blocks or holds a lock across an await.
 
+mod channel_list;
 mod entry;
 mod passthrough;
 mod playlist;
@@ -157,6 +158,10 @@ async fn forward(
     // 2b. The key endpoint lives under a reserved path, outside every route.
     if path.starts_with(crate::keyserver::PREFIX) {
         return crate::keyserver::serve(live, shared, &path, req.uri().query(), record, now).await;
+    }
+    // 2c. The channel list, outside every route too.
+    if channel_list::is_list_path(&path) && live.config.channel_list.is_some() {
+        return channel_list::serve(live, shared, conn, &req, record, now);
     }
     // 3. Route and channel.
     let route = route(live, &path, record)?;

@@ -41,6 +41,18 @@ pub struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     pub control_plane: Option<RawControlPlane>,
+    #[serde(default)]
+    pub channel_list: RawChannelList,
+}
+
+/// `[channel_list]`: `GET /playlist.m3u8?token=` (SPEC §7.5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannelList {
+    pub enabled: Option<bool>,
+    pub route: Option<String>,
+    pub file: Option<String>,
+    pub base_url: Option<String>,
 }
 
 /// `[control_plane]`: pull sync with a control plane (docs/control-plane.md).

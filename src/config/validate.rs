@@ -162,6 +162,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         }
     }
     let entitlements = entitlements(&mut errs, &raw);
+    let channel_list = channel_list(&mut errs, &raw.channel_list, &routes);
     let keys = keys(&mut errs, &raw.keys, base);
     let sessions = sessions(&mut errs, &raw.sessions, base);
     let cache = cache(&mut errs, &raw.cache);
@@ -208,6 +209,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             sessions,
             cache,
             entitlements,
+            channel_list,
             control_plane,
             state_dir: base.join(raw.state.dir.as_deref().unwrap_or("state")),
         })
@@ -436,6 +438,73 @@ fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// `[channel_list]`: on unless `enabled = false`; its route is the one
+/// named, or the first whose channel is the first segment after its prefix.
+fn channel_list(
+    errs: &mut Errors,
+    raw: &super::raw::RawChannelList,
+    routes: &[RouteConfig],
+) -> Option<super::ChannelListConfig> {
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let route = match &raw.route {
+        Some(name) => {
+            let Some(i) = routes.iter().position(|r| &r.name == name) else {
+                errs.push("channel_list.route", format!("no route named {name:?}"));
+                return None;
+            };
+            if routes.get(i).is_some_and(|r| r.channel != 1) {
+                errs.push(
+                    "channel_list.route",
+                    format!("route {name:?} must name the channel right after its prefix (channel = 1)"),
+                );
+                return None;
+            }
+            i
+        }
+        None => routes.iter().position(|r| r.channel == 1)?,
+    };
+    let file = raw.file.clone().unwrap_or_else(|| "index.m3u8".to_owned());
+    let file_ok = !file.is_empty()
+        && file.len() <= 255
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !file.starts_with('/')
+        && !file.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if !file_ok {
+        errs.push(
+            "channel_list.file",
+            "a relative path of A-Z a-z 0-9 - _ . / segments, e.g. \"index.m3u8\"",
+        );
+    }
+    let base_url = raw.base_url.as_ref().and_then(|b| {
+        let trimmed = b.trim_end_matches('/');
+        let ok = match trimmed.parse::<http::Uri>() {
+            Ok(u) => {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.authority().is_some()
+                    && u.query().is_none()
+                    && !trimmed.contains(['"', ' ', '#'])
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            errs.push(
+                "channel_list.base_url",
+                format!("{b:?} is not an absolute http(s) URL without query, e.g. \"https://edge.example\""),
+            );
+        }
+        ok.then(|| trimmed.to_owned())
+    });
+    Some(super::ChannelListConfig {
+        route,
+        file,
+        base_url,
+    })
 }
 
 fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<RouteConfig> {

@@ -1,4 +1,4 @@
-//! The IPTV layer through the real binary (SPEC §7.1, §7.4): channels
+//! The IPTV layer through the real binary (SPEC §7.1, §7.4, §7.5): channels
 //! granted by a package's tags, catch-up (DVR) inside and beyond the
 //! viewer's depth for every Flussonic archive form, played end to end in
 //! ffmpeg, and one segment listed by two archive windows and the live
@@ -55,9 +55,10 @@ impl Drop for Dvr {
 /// ch1 (news, 1 h of catch-up), ch2 (sport, no catch-up), ch3 (news,
 /// 1 h); ann's tariff gives news without a cap, bob's caps it at 10 min,
 /// cat's gives only ch2 by name.
-fn config(origin: SocketAddr) -> String {
+fn config(origin: SocketAddr, state: &std::path::Path) -> String {
     ConfigBuilder::new(origin)
         .admin("test-admin-token")
+        .state(state)
         .section(
             "keys",
             "master = \"hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nrotate_every = \"10m\"",
@@ -99,6 +100,7 @@ channels = ["ch2"]
 [[user]]
 id = "ann"
 tokens = ["ann-token"]
+password = "ann-password"
 packages = ["news"]
 
 [[user]]
@@ -125,14 +127,15 @@ fn unix_now() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn channels_by_tag_and_the_depth_of_every_archive_form() {
     let origin = Dvr::start().await;
-    let proxy = start_proxy(&config(origin.addr)).await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
 
     // A channel given by the package's tag plays; one without the tag is
     // not_entitled; a package by name still works.
-    let (s, _) = fetch(&proxy, "/live/ch1/index.m3u8?token=ann-token").await;
-    assert_eq!(s, 200);
-    let (s, _) = fetch(&proxy, "/live/ch3/index.m3u8?token=ann-token").await;
-    assert_eq!(s, 200);
+    let (s, body) = fetch(&proxy, "/live/ch1/index.m3u8?token=ann-token").await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = fetch(&proxy, "/live/ch3/index.m3u8?token=ann-token").await;
+    assert_eq!(s, 200, "{body}");
     let (s, body) = fetch(&proxy, "/live/ch2/index.m3u8?token=ann-token").await;
     assert_eq!((s, body), (403, error_body("not_entitled")));
     let (s, _) = fetch(&proxy, "/live/ch2/index.m3u8?token=cat-token").await;
@@ -200,7 +203,8 @@ async fn channels_by_tag_and_the_depth_of_every_archive_form() {
 async fn catch_up_plays_in_ffmpeg_like_the_origin() {
     common::media::require_ffmpeg();
     let origin = Dvr::start().await;
-    let proxy = start_proxy(&config(origin.addr)).await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
     let from = unix_now() - 30 * 60;
     let window = format!("index-{from}-20.m3u8");
     let proxied = proxy.url(&format!("/live/ch1/{window}?token=ann-token"));
@@ -237,7 +241,8 @@ fn segment_and_key(base: &Url, playlist: &str, name: &str) -> (Url, Url, u128) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
     let origin = Dvr::start().await;
-    let proxy = start_proxy(&config(origin.addr)).await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
     let now = unix_now();
     let base = Url::parse(&proxy.url("/live/ch1/")).unwrap();
     let (s, live) = fetch(&proxy, "/live/ch1/media.m3u8?token=ann-token").await;
@@ -288,4 +293,88 @@ async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
     }
     // The IV is not the position: the archive windows list it elsewhere.
     assert!(seen[0].2 > 1 << 32, "IV {:#x} looks like a position", seen[0].2);
+}
+
+/// The channel list (SPEC §7.5), read with an independent IPTV M3U parser
+/// (crispy-m3u), and every URL in it played by ffmpeg.
+#[tokio::test(flavor = "multi_thread")]
+async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
+    common::media::require_ffmpeg();
+    let origin = Dvr::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
+    let list = |query: &'static str| {
+        let url = proxy.url(&format!("/playlist.m3u8?{query}"));
+        async move {
+            let r = get_h1(url.as_str()).await;
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.unwrap())
+        }
+    };
+    let (s, h, text) = list("token=ann-token").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(h["content-type"], "audio/x-mpegurl");
+    assert_eq!(h["cache-control"], "private, no-store");
+    let parsed = crispy_m3u::parse(&text).unwrap_or_else(|e| panic!("{e:?}: {text}"));
+    let ids: Vec<_> = parsed.entries.iter().map(|e| e.tvg_id.clone().unwrap()).collect();
+    // The news channels in [[channel]] order; ch2 (sport) is not hers.
+    assert_eq!(ids, ["ch1", "ch3"], "{text}");
+    let ch1 = &parsed.entries[0];
+    assert_eq!(ch1.name.as_deref(), Some("Channel One"));
+    assert_eq!(ch1.tvg_name.as_deref(), Some("Channel One"));
+    assert_eq!(ch1.group_title.as_deref(), Some("News"));
+    assert_eq!(ch1.catchup.as_deref(), Some("flussonic"));
+    assert_eq!(ch1.catchup_days.as_deref(), Some("1"));
+    assert_eq!(ch1.duration, Some(-1.0));
+    let ch3 = &parsed.entries[1];
+    assert_eq!((ch3.name.as_deref(), ch3.group_title.as_deref()), (Some("ch3"), None));
+    // Every URL plays as a player would open it.
+    for e in &parsed.entries {
+        let url = e.url.clone().unwrap();
+        assert!(url.starts_with(&proxy.url("/live/")), "{url}");
+        assert!(url.ends_with("/index.m3u8?token=ann-token"), "{url}");
+        let frames = framemd5(&["-live_start_index", "0"], &url, &["-map", "0", "-t", "3"]).await;
+        assert!(frames.len() > 20, "{url}: {} frames", frames.len());
+    }
+
+    // The same list as .m3u, and with ?auth=user:password (carried on).
+    let m3u = get_h1(proxy.url("/playlist.m3u?token=ann-token").as_str()).await;
+    assert_eq!(m3u.text().await.unwrap(), text);
+    let (s, _, by_password) = list("auth=ann:ann-password").await;
+    assert_eq!(s, 200);
+    let parsed = crispy_m3u::parse(&by_password).unwrap();
+    let url = parsed.entries[0].url.clone().unwrap();
+    assert!(url.ends_with("/live/ch1/index.m3u8?auth=ann%3Aann-password"), "{url}");
+    let (s, body) = fetch(&proxy, url.trim_start_matches(&proxy.url(""))).await;
+    assert_eq!(s, 200, "{body}");
+
+    // cat's list: ch2 only, no catch-up attributes (ch2 has none).
+    let (_, _, cat) = list("token=cat-token").await;
+    let parsed = crispy_m3u::parse(&cat).unwrap();
+    assert_eq!(parsed.entries.len(), 1, "{cat}");
+    assert_eq!(parsed.entries[0].tvg_id.as_deref(), Some("ch2"));
+    assert_eq!(parsed.entries[0].catchup, None);
+    assert!(!cat.contains("catchup"), "{cat}");
+
+    // Refusals: wrong or missing credentials, a wrong password, blocked.
+    for (query, code) in [
+        ("token=nobody", "forbidden"),
+        ("x=1", "forbidden"),
+        ("auth=ann:wrong", "forbidden"),
+    ] {
+        let (s, _, body) = list(query).await;
+        assert_eq!((s, body), (403, error_body(code)), "{query}");
+    }
+    let r = admin_call(
+        &proxy,
+        "PUT",
+        "/api/v1/blocklist",
+        Some("test-admin-token"),
+        Some(&serde_json::json!({"users": ["ann"]})),
+    )
+    .await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    let (s, _, body) = list("token=ann-token").await;
+    assert_eq!((s, body), (403, error_body("blocked")));
 }

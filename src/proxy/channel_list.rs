@@ -1,0 +1,105 @@
+//! `GET /playlist.m3u8?token=T` (and `/playlist.m3u`, `?auth=user:password`):
+//! the viewer's channel list (SPEC §7.5), rendered by
+//! [`crate::channel_list`]. The credential is checked by the `token`
+//! method's own rules (config and API users alike, `[ip] deny` first); the
+//! channels are the ones [`crate::entitlements::Entitlements::channel_list`]
+//! gives, and every URL in the list carries the viewer's credential, so it
+//! plays as is.
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::ConnInfo;
+use crate::access_log::RequestRecord;
+use crate::auth::query::{param, percent_decode};
+use crate::auth::{AuthMethod, AuthRequest, Step};
+use crate::body::ProxyBody;
+use crate::channel_list::{Links, query_pair, render, valid_host};
+use crate::error::ProxyError;
+use crate::runtime::{Live, Shared};
+
+/// The paths of the channel list.
+pub(super) fn is_list_path(path: &str) -> bool {
+    path == "/playlist.m3u8" || path == "/playlist.m3u"
+}
+
+/// Answer a channel-list request.
+pub(super) fn serve(
+    live: &Live,
+    shared: &Shared,
+    conn: ConnInfo,
+    req: &Request<Incoming>,
+    record: &mut RequestRecord,
+    now: u64,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let config = &live.config;
+    let list = config.channel_list.as_ref().ok_or(ProxyError::NoRoute)?;
+    let route = config.routes.get(list.route).ok_or(ProxyError::Internal)?;
+    record.route = Some("channel_list".to_owned());
+    let query = req.uri().query();
+    let auth = AuthRequest {
+        client_ip: record.client_ip,
+        path: req.uri().path(),
+        query,
+        headers: req.headers(),
+        channel: None,
+        now,
+    };
+    let api = shared.store.api_layer();
+    let identity = match live
+        .auth
+        .decide_from(&[AuthMethod::Token], 0, &auth, Some(&api))
+    {
+        Step::Done(d) => d.result?,
+        Step::Backend(_) => return Err(ProxyError::Internal),
+    };
+    let user = identity.user.ok_or(ProxyError::Forbidden)?;
+    record.user = Some(user.clone());
+    // The credential, as the list's URLs will carry it.
+    let (name, value) = match query.and_then(|q| param(q, "token")) {
+        Some(t) => ("token", percent_decode(t)),
+        None => (
+            "auth",
+            percent_decode(query.and_then(|q| param(q, "auth")).unwrap_or_default()),
+        ),
+    };
+    let token = (name == "token").then(|| String::from_utf8_lossy(&value).into_owned());
+    let deny = shared.store.deny_guard();
+    deny.check_blocklist(Some(&user), token.as_deref(), record.client_ip)?;
+    let ents = shared.store.entitlements();
+    let items = ents.channel_list(&user, token.as_deref(), record.client_ip, now)?;
+    let base = match &list.base_url {
+        Some(b) => b.clone(),
+        None => {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+                .filter(|h| valid_host(h))
+                .ok_or(ProxyError::BadPath)?;
+            format!("{}://{host}", conn.scheme)
+        }
+    };
+    let credential = query_pair(name, &value);
+    let links = Links {
+        base: &base,
+        prefix: &route.prefix,
+        file: &list.file,
+        credential: &credential,
+    };
+    let body = render(items, &links);
+    record.code = "channel_list";
+    let mut resp = Response::new(crate::body::full(bytes::Bytes::from(body)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("audio/x-mpegurl"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
+}
