@@ -56,6 +56,11 @@ fn example_config_parses() {
     let a = &c.auth;
     assert!(a.secure_link.is_some() && a.wmsauth.is_some() && a.wowza.is_some());
     assert!(a.akamai.is_some() && a.cesbo.is_some() && a.token.is_some());
+    let e = &c.entitlements;
+    assert_eq!(e.channels.get("ch1").map(|ch| ch.tags.len()), Some(2));
+    assert_eq!(e.packages["basic"].dvr_depth.as_deref(), Some("1d"));
+    let list = c.channel_list.as_ref().expect("[channel_list] on");
+    assert_eq!((list.route, list.file.as_str()), (0, "index.m3u8"));
     assert!(
         !format!("{c:?}").contains("example-token"),
         "secret leaked into Debug"

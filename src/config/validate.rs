@@ -996,26 +996,23 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             );
         }
     }
+    let mut channel_names = HashSet::new();
     for (i, c) in raw.channel.iter().enumerate() {
-        if snapshot
-            .channels
-            .insert(
-                c.name.clone(),
-                Channel {
-                    title: c.title.clone(),
-                    group: c.group.clone(),
-                    logo: c.logo.clone(),
-                    tags: c.tags.clone(),
-                    dvr_depth: c.dvr_depth.clone(),
-                },
-            )
-            .is_some()
-        {
+        if !channel_names.insert(c.name.as_str()) {
             errs.push(
                 format!("channel[{i}].name"),
                 format!("duplicate channel name {:?}", c.name),
             );
+            continue;
         }
+        let channel = Channel {
+            title: c.title.clone(),
+            group: c.group.clone(),
+            logo: c.logo.clone(),
+            tags: c.tags.clone(),
+            dvr_depth: c.dvr_depth.clone(),
+        };
+        snapshot.channels.0.push((c.name.clone(), channel));
     }
     for (i, u) in raw.user.iter().enumerate() {
         if rules::check_id(&u.id).is_err() {
