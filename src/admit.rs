@@ -42,8 +42,8 @@ pub fn verify_capability(
     scope: &Scope<'_>,
     now: u64,
 ) -> Result<Claims, ProxyError> {
-    live.keys
-        .verify(token, scope, now)
+    live.verify_with(|keys| keys.verify(token, scope, now))
+        .map(|(claims, _)| claims)
         .map_err(|_| ProxyError::Forbidden)
 }
 

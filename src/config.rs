@@ -106,6 +106,11 @@ pub struct KeysConfig {
     /// The master secret capabilities, session ids and content keys derive
     /// from (docs/hls.md §3); `None` = a random one per process.
     pub master: Option<Secret>,
+    /// Earlier masters (`[keys] previous`): what they signed (capabilities,
+    /// segment and key tags) stays valid until it expires, with the
+    /// content keys they derive, so a master is rolled without cutting a
+    /// viewer (SPEC §7.6).
+    pub previous: Vec<Secret>,
     /// Key period of the AES-128 content keys, aligned to media sequence numbers.
     pub rotate_every: Duration,
 }

@@ -55,10 +55,11 @@ pub async fn serve(
     // Only a key period a playlist of this channel named, while its tag
     // lasts: never a far-future period or a foreign incarnation.
     let tag = param(&sessions.tag_param).ok_or(ProxyError::Forbidden)?;
-    match live.keys.verify_tag(tag, &route.name, kp.channel, path) {
-        Ok(Serve::Key { until }) if now <= until => {}
+    // The master that signed the tag derives the key (SPEC §7.6).
+    let keys = match live.verify_with(|k| k.verify_tag(tag, &route.name, kp.channel, path)) {
+        Ok((Serve::Key { until }, keys)) if now <= until => keys,
         _ => return Err(ProxyError::Forbidden),
-    }
+    };
     let claims = verify_capability(live, token, &scope, now)?;
     record.user = claims.user.clone();
     // The session must be live: a capability still valid brings back one the
@@ -72,9 +73,7 @@ pub async fn serve(
         archive_from: None,
     };
     record.session = Some(admit(live, shared, &claims, &scope, again, now).await?);
-    let key = live
-        .keys
-        .content_key(&route.name, kp.channel, kp.inc, kp.period);
+    let key = keys.content_key(&route.name, kp.channel, kp.inc, kp.period);
     shared.metrics.keys_served.inc();
     record.code = "key";
     let mut resp = Response::new(crate::body::full(body(key)));

@@ -306,9 +306,8 @@ async fn answer(
         &sessions.capability_param,
         &sessions.tag_param,
     );
-    let serve = live
-        .keys
-        .verify_tag_with_query(tag, &route.name, ctx.channel, path, signed)
+    let (serve, keys) = live
+        .verify_with(|k| k.verify_tag_with_query(tag, &route.name, ctx.channel, path, signed))
         .map_err(|_| ProxyError::Forbidden)?;
     let uri = origin.uri_for(&origin_path, live.credentials.strip(signed).as_deref())?;
     match serve {
@@ -316,7 +315,8 @@ async fn answer(
             // Present only on a plain HTTP/1.x connection (crate::zerocopy).
             let zero_copy = req.extensions().get::<ZeroCopy>().cloned();
             let viewer = req.headers();
-            segment::serve_encrypted(ctx, origin, uri, serve, viewer, zero_copy, record).await
+            let tagged = segment::Tagged { serve, keys };
+            segment::serve_encrypted(ctx, origin, uri, tagged, viewer, zero_copy, record).await
         }
         Serve::Clear { range } => {
             let through = Through::Tagged(range);

@@ -56,6 +56,8 @@ pub struct Live {
     pub tls: Vec<Arc<rustls::ServerConfig>>,
     /// Sub-keys derived from `[keys] master` (or the process's random one).
     pub keys: MasterKeys,
+    /// Sub-keys of every `[keys] previous` master, newest first.
+    pub previous_keys: Vec<MasterKeys>,
     /// The random master used when `[keys] master` is absent; kept across
     /// reloads so capabilities stay valid.
     fallback_master: Arc<[u8; 32]>,
@@ -128,8 +130,16 @@ impl Live {
             }
             None => MasterKeys::new(&fallback_master[..]),
         };
+        let previous_keys = config
+            .keys
+            .previous
+            .iter()
+            .filter_map(|s| crate::capability::parse_master(s.expose()).ok())
+            .map(|bytes| MasterKeys::new(&bytes))
+            .collect();
         Ok(Self {
             keys,
+            previous_keys,
             fallback_master,
             playlists: PlaylistCache::new(config.cache.playlist_ttl),
             backend,
@@ -141,6 +151,25 @@ impl Live {
             tls,
             config,
         })
+    }
+
+    /// `check` with the current master's keys, then with each earlier
+    /// one's (`[keys] previous`): the first success and the keys that gave
+    /// it (what a capability or tag was signed with also derives its
+    /// content keys), or the current master's error. Without earlier
+    /// masters, one call.
+    pub fn verify_with<T, E>(
+        &self,
+        check: impl Fn(&MasterKeys) -> Result<T, E>,
+    ) -> Result<(T, &MasterKeys), E> {
+        match check(&self.keys) {
+            Ok(v) => Ok((v, &self.keys)),
+            Err(e) => self
+                .previous_keys
+                .iter()
+                .find_map(|k| check(k).ok().map(|v| (v, k)))
+                .ok_or(e),
+        }
     }
 
     /// The TLS config for the `index`-th HTTPS listener.

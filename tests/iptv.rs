@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::media::{framemd5, openssl_decrypt};
+use common::process::{Tollgate, is_message};
 use common::*;
+use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 use tollgate::simorigin::{SimOrigin, SimOriginOptions};
 use reqwest::Url;
@@ -56,13 +58,19 @@ impl Drop for Dvr {
 /// 1 h); ann's tariff gives news without a cap, bob's caps it at 10 min,
 /// cat's gives only ch2 by name.
 fn config(origin: SocketAddr, state: &std::path::Path) -> String {
+    config_keys(origin, state, &format!("master = \"{MASTER_A}\""))
+}
+
+const MASTER_A: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const MASTER_B: &str = "hex:b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf";
+const MASTER_C: &str = "hex:c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
+
+/// [`config`] with `keys` in `[keys]` (besides `rotate_every`).
+fn config_keys(origin: SocketAddr, state: &std::path::Path, keys: &str) -> String {
     ConfigBuilder::new(origin)
         .admin("test-admin-token")
         .state(state)
-        .section(
-            "keys",
-            "master = \"hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nrotate_every = \"10m\"",
-        )
+        .section("keys", &format!("{keys}\nrotate_every = \"10m\""))
         .origin_keys("first_byte_timeout = \"5s\"\nidle_timeout = \"5s\"")
         .route(Route::live(&["token"]).keys("encrypt = true"))
         .extra(
@@ -377,4 +385,96 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
     assert_eq!(r.0, 204, "{}", r.1);
     let (s, _, body) = list("token=ann-token").await;
     assert_eq!((s, body), (403, error_body("blocked")));
+}
+
+/// Every segment of a rewritten media playlist with its key URI and IV.
+fn segments_and_keys(base: &Url, playlist: &str) -> Vec<(Url, Url, u128)> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("seg-"))
+        .map(|l| segment_and_key(base, playlist, l.split('?').next().unwrap()))
+        .collect()
+}
+
+/// Fetch `segment` and its key and decrypt it with openssl: the origin's
+/// bytes for segment `name`.
+async fn decrypts(origin: &Dvr, (segment, key, iv): &(Url, Url, u128), what: &str) {
+    let ct = get_h1(segment.as_str()).await;
+    assert_eq!(ct.status(), 200, "{what}: {segment}");
+    let ct = ct.bytes().await.unwrap();
+    let k = get_h1(key.as_str()).await;
+    assert_eq!(k.status(), 200, "{what}: {key}");
+    let k = k.bytes().await.unwrap();
+    let name = segment.path().rsplit('/').next().unwrap();
+    let plain = get_h1(origin.url(&format!("/live/ch1/{name}")).as_str())
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(openssl_decrypt(&k, *iv, &ct).await, plain.to_vec(), "{what}: {segment}");
+}
+
+/// SPEC §7.6: a master rolled by SIGHUP with the old one in `previous`
+/// cuts no one: the capabilities, segment URLs and key URIs a player holds
+/// keep working (and decrypting), its next playlist is signed with the new
+/// master; without `previous` the old ones stop (403).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_roll_with_previous_cuts_no_viewer() {
+    let origin = Dvr::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let keys = |k: &str| config_keys(origin.addr, state.path(), k);
+    let mut tg = Tollgate::start(&keys(&format!("master = \"{MASTER_A}\""))).await;
+    let base = Url::parse(&tg.url("/live/ch1/")).unwrap();
+    let (s, before) = fetch(&tg, "/live/ch1/media.m3u8?token=ann-token").await;
+    assert_eq!(s, 200, "{before}");
+    let held = segments_and_keys(&base, &before);
+    assert!(!held.is_empty());
+    decrypts(&origin, &held[0], "before the roll").await;
+    // The capability the player refreshes its playlist with.
+    let refresh = before
+        .lines()
+        .find_map(|l| l.split_once("tg=").map(|(_, t)| t.split('&').next().unwrap().to_owned()))
+        .unwrap();
+    let refresh = format!("/live/ch1/media.m3u8?tg={refresh}");
+
+    let reload = async |tg: &mut Tollgate, toml: String| {
+        tg.rewrite_config(&toml);
+        tg.signal(Signal::SIGHUP);
+        tg.log_line("\"configuration reloaded\"", |v| is_message(v, "configuration reloaded"))
+            .await;
+    };
+    reload(
+        &mut tg,
+        keys(&format!("master = \"{MASTER_B}\"\nprevious = [\"{MASTER_A}\"]")),
+    )
+    .await;
+    // What the player holds still plays and decrypts.
+    for held in &held {
+        decrypts(&origin, held, "URLs held across the roll").await;
+    }
+    let (s, after) = fetch(&tg, &refresh).await;
+    assert_eq!(s, 200, "the held capability refreshes the playlist: {after}");
+    let fresh = segments_and_keys(&base, &after);
+    decrypts(&origin, &fresh[0], "the playlist after the roll").await;
+    // Signed with the new master: tags differ for the same segment.
+    assert_ne!(fresh[0].0.query(), held[0].0.query());
+    // Reopening the entry URL keeps the one session.
+    let (s, _) = fetch(&tg, "/live/ch1/media.m3u8?token=ann-token").await;
+    assert_eq!(s, 200);
+    let sessions = admin_call(&tg, "GET", "/api/v1/sessions?user=ann", Some("test-admin-token"), None).await;
+    let listed: serde_json::Value = serde_json::from_str(&sessions.1).unwrap();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Rolled again without the first master: what it signed is refused.
+    reload(
+        &mut tg,
+        keys(&format!("master = \"{MASTER_C}\"\nprevious = [\"{MASTER_B}\"]")),
+    )
+    .await;
+    let (s, body) = fetch(&tg, held[0].0.as_str().trim_start_matches(&tg.url(""))).await;
+    assert_eq!((s, body), (403, error_body("forbidden")), "a master-A segment URL");
+    let (s, _) = fetch(&tg, &refresh).await;
+    assert_eq!(s, 403, "a master-A capability");
+    // The master-B playlist still works.
+    decrypts(&origin, &fresh[0], "master-B URLs with B in previous").await;
 }

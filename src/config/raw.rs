@@ -113,6 +113,8 @@ pub struct RawChannel {
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
     pub master: Option<RawSecret>,
+    #[serde(default)]
+    pub previous: Vec<RawSecret>,
     pub rotate_every: Option<String>,
 }
 

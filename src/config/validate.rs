@@ -650,8 +650,29 @@ fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig
         raw.rotate_every.as_deref(),
         Duration::from_secs(600),
     );
+    let previous: Vec<Secret> = raw
+        .previous
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let path = format!("keys.previous[{i}]");
+            let secret = errs.check(&path, Secret::resolve(m, base))?;
+            errs.check(
+                &path,
+                crate::capability::parse_master(secret.expose()).map(|_| ()),
+            )?;
+            Some(secret)
+        })
+        .collect();
+    if !raw.previous.is_empty() && raw.master.is_none() {
+        errs.push(
+            "keys.previous",
+            "earlier masters need the current one: set [keys] master",
+        );
+    }
     KeysConfig {
         master,
+        previous,
         rotate_every,
     }
 }

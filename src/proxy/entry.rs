@@ -41,9 +41,7 @@ pub(super) async fn entry(
     let channel = record.channel.as_deref().unwrap_or_default();
     let sessions = &live.config.sessions;
     let user = identity.user;
-    let sid = live
-        .keys
-        .session_id(user.as_deref(), &route.name, channel, record.client_ip);
+    let sid = session_id(live, shared, user.as_deref(), &route.name, channel, record);
     // An entry the `ip` method allowed had its address as its only
     // credential: the capability never works from elsewhere.
     let by_address = method == Some(AuthMethod::Ip);
@@ -68,6 +66,30 @@ pub(super) async fn entry(
         method,
         presented,
     })
+}
+
+/// The id of the session these credentials open: the current master's,
+/// unless the viewer's session is live under an earlier master's id (a
+/// master roll, SPEC §7.6: the viewer who reopens the entry URL keeps the
+/// session they hold rather than counting twice).
+fn session_id(
+    live: &Live,
+    shared: &Shared,
+    user: Option<&str>,
+    route: &str,
+    channel: &str,
+    record: &RequestRecord,
+) -> u64 {
+    let ip = record.client_ip;
+    let current = live.keys.session_id(user, route, channel, ip);
+    if live.previous_keys.is_empty() || shared.sessions.get(current).is_some() {
+        return current;
+    }
+    live.previous_keys
+        .iter()
+        .map(|k| k.session_id(user, route, channel, ip))
+        .find(|sid| shared.sessions.get(*sid).is_some())
+        .unwrap_or(current)
 }
 
 /// Walk the route's methods; the synchronous ones in [`crate::auth`], and

@@ -10,6 +10,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
 use super::Ctx;
+use crate::capability::MasterKeys;
 use crate::access_log::RequestRecord;
 use crate::body::ProxyBody;
 use crate::capability::{ByteRange, Serve};
@@ -19,17 +20,24 @@ use crate::origin::Origin;
 use crate::segcache::{Cipher, Lookup, RangeAnswer, SegKey, Segment};
 use crate::zerocopy::ZeroCopy;
 
+/// A segment tag that said "encrypt", and the keys of the master that
+/// signed it (its content keys are that master's, SPEC §7.6).
+pub(super) struct Tagged<'k> {
+    pub serve: Serve,
+    pub keys: &'k MasterKeys,
+}
+
 /// An encrypted segment for this session.
 pub(super) async fn serve_encrypted(
     ctx: &Ctx<'_>,
     origin: &Arc<Origin>,
     uri: http::Uri,
-    serve: Serve,
+    tagged: Tagged<'_>,
     viewer: &HeaderMap,
     zero_copy: Option<ZeroCopy>,
     record: &mut RequestRecord,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let segment = fetch(ctx, origin, uri, serve).await?;
+    let segment = fetch(ctx, origin, uri, tagged).await?;
     let head = segment.head();
     record.origin_status = Some(head.status.as_u16());
     let content_type = head
@@ -73,19 +81,18 @@ async fn fetch(
     ctx: &Ctx<'_>,
     origin: &Arc<Origin>,
     uri: http::Uri,
-    serve: Serve,
+    tagged: Tagged<'_>,
 ) -> Result<Segment, ProxyError> {
     let Serve::Encrypt {
         inc,
         period,
         msn,
         range,
-    } = serve
+    } = tagged.serve
     else {
         return Err(ProxyError::Internal);
     };
-    let key = ctx
-        .live
+    let key = tagged
         .keys
         .content_key(&ctx.route.name, ctx.channel, inc, period);
     let cipher = Cipher {
