@@ -114,8 +114,9 @@ fn bench(c: &mut Criterion) {
         encrypt: Some(Encrypt {
             inc: 0x1234_5678_9abc,
             rotate_every_secs: 600,
-            key_uri_prefix: "/.tollgate/key/live/ch1/20015998343868/",
-            key_path_prefix: "/.tollgate/key/live/ch1/20015998343868/",
+            key_uri_prefix: "/.tollgate/key/live/ch1/",
+            key_path_prefix: "/.tollgate/key/live/ch1/",
+            generations: &[],
             key_until: 1_800_000_000,
             stable: false,
         }),

@@ -184,7 +184,7 @@ def ancestors_or_descendants(a, b):
 CORE = [
     "admission", "auth", "capability", "catchup", "cbc", "channel_list", "cors", "credentials",
     "entitlements", "error", "headers", "hls", "incarnation", "ipnet_set",
-    "keyserver::uri", "path", "revocation", "router", "segcache::range",
+    "keyserver::uri", "path", "revocation", "rotation", "router", "segcache::range",
     "session", "sync::ppv", "sync::protocol", "sync::signature", "sync::usage",
     "units", "config::bind_ip", "secret",
 ]

@@ -194,9 +194,9 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await
         }
         (&Method::GET, ["channels"]) => list_channels(shared),
-        (&Method::GET, ["channels", name]) => read(shared, |s| {
-            s.channel(name).map(serde_json::to_string)
-        }),
+        (&Method::GET, ["channels", name]) => {
+            read(shared, |s| s.channel(name).map(serde_json::to_string))
+        }
         (&Method::PUT, ["channels", name]) if valid_name(name) => {
             let name = (*name).to_owned();
             let body = match read_json::<crate::entitlements::Channel>(req, SMALL_BODY).await {
@@ -234,6 +234,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
             .await
         }
         (&Method::PUT, ["snapshot"]) => upload::put_snapshot(shared, req, BULK_BODY).await,
+        (&Method::POST, ["keys", "rotate"]) => rotate_keys(shared, req).await,
         (&Method::PUT, [kind @ ("users" | "packages" | "channels"), _]) => json_response(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
@@ -262,6 +263,7 @@ fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
         ["channels"] => "GET",
         ["blocklist"] => "GET, PUT",
         ["snapshot"] => "PUT",
+        ["keys", "rotate"] => "POST",
         _ => return None,
     })
 }
@@ -297,6 +299,54 @@ fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
         "expires_at": u.expires_at,
         "disabled": u.disabled,
     })
+}
+
+/// `POST /api/v1/keys/rotate`: `{"channel":"ch1"}` (or `{}`: every
+/// channel) starts a new content-key generation at the next key period
+/// (SPEC §7.6); answers when it takes effect.
+async fn rotate_keys(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        channel: Option<String>,
+    }
+    let body = match read_json::<Body>(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(c) = &body.channel
+        && !valid_name(c)
+    {
+        return invalid(&[format!("channel: {}", crate::entitlements::rules::ID_RULE)]);
+    }
+    let s = Arc::clone(shared);
+    let channel = body.channel.clone();
+    let done = tokio::task::spawn_blocking(move || s.rotate_keys(channel)).await;
+    match done {
+        Ok(Ok((effective, generation))) => {
+            tracing::info!(
+                channel = body.channel.as_deref().unwrap_or("*"),
+                generation,
+                effective_at = effective,
+                "content keys rotated"
+            );
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "channel": body.channel,
+                    "generation": generation,
+                    "effective_at": crate::units::rfc3339(effective),
+                })
+                .to_string(),
+            )
+        }
+        Ok(Err(crate::runtime::RotationFailed::Refused(e))) => invalid(&[e.to_string()]),
+        Ok(Err(crate::runtime::RotationFailed::Storage(e))) => {
+            tracing::error!(error = %e, "content-key rotation not applied: state dir not writable");
+            api_error(StatusCode::INTERNAL_SERVER_ERROR, "state_write_failed")
+        }
+        Err(_) => internal(),
+    }
 }
 
 /// `GET /api/v1/channels`: every channel in force (the config's and the

@@ -54,7 +54,9 @@ pub fn window(path: &str) -> Option<Window> {
         return Some(Window::TimeshiftAbs { from: seconds(n)? });
     }
     if let Some(n) = stem.strip_prefix("timeshift_rel-") {
-        return Some(Window::TimeshiftRel { offset: seconds(n)? });
+        return Some(Window::TimeshiftRel {
+            offset: seconds(n)?,
+        });
     }
     let (prefix, rest) = stem.split_once('-')?;
     if !RANGE_PREFIXES.contains(&prefix) {

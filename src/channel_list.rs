@@ -163,12 +163,33 @@ mod tests {
 
     #[test]
     fn credentials_are_encoded_and_hosts_checked() {
-        assert_eq!(query_pair("token", b"a b+c/\"\n~"), "token=a%20b%2Bc%2F%22%0A~");
+        assert_eq!(
+            query_pair("token", b"a b+c/\"\n~"),
+            "token=a%20b%2Bc%2F%22%0A~"
+        );
         assert_eq!(query_pair("auth", b"ann:pw"), "auth=ann%3Apw");
-        for ok in ["edge.example", "edge.example:8443", "127.0.0.1:8080", "[::1]:80", "[::1]", "localhost"] {
+        for ok in [
+            "edge.example",
+            "edge.example:8443",
+            "127.0.0.1:8080",
+            "[::1]:80",
+            "[::1]",
+            "localhost",
+        ] {
             assert!(valid_host(ok), "{ok}");
         }
-        for bad in ["", "a b", "evil.example/x", "u@h", "h:", "h:99999", "h:x", "[zz]:1", "a\"b", "::1"] {
+        for bad in [
+            "",
+            "a b",
+            "evil.example/x",
+            "u@h",
+            "h:",
+            "h:99999",
+            "h:x",
+            "[zz]:1",
+            "a\"b",
+            "::1",
+        ] {
             assert!(!valid_host(bad), "{bad}");
         }
     }

@@ -567,7 +567,8 @@ impl Entitlements {
     /// live and archive, key segments by what they are
     /// ([`crate::hls::Encrypt::stable`]).
     pub fn has_catchup(&self, channel: &str) -> bool {
-        self.declared(channel).is_some_and(|c| c.dvr_depth != NO_DVR)
+        self.declared(channel)
+            .is_some_and(|c| c.dvr_depth != NO_DVR)
     }
 
     /// The declared channels in channel-list order.

@@ -107,13 +107,17 @@ pub struct Encrypt<'a> {
     pub inc: u64,
     /// `[keys] rotate_every` in seconds.
     pub rotate_every_secs: u64,
-    /// Key URI up to the period, e.g. `/.tollgate/key/live/ch1/<inc>/`
-    /// (no query); the key URI of period `p` is this +
-    /// `p.key?tg=<cap>&tgs=<key tag>`.
+    /// Key URI up to the incarnation, e.g. `/.tollgate/key/live/ch1/`
+    /// (no query); the key URI of period `p` of incarnation `i` is this +
+    /// `i/p.key?tg=<cap>&tgs=<key tag>`.
     pub key_uri_prefix: &'a str,
     /// The same as a normalized proxy path (channel not percent-encoded):
     /// the path a key tag is signed for.
     pub key_path_prefix: &'a str,
+    /// Catch-up mode only: `(first period, incarnation)` of each content-key
+    /// generation after the first, ascending (`crate::rotation`); a period
+    /// before them all has `inc`.
+    pub generations: &'a [(u64, u64)],
     /// Until when the key tags of this playlist are valid (unix seconds;
     /// [`crate::capability::Serve::Key`]).
     pub key_until: u64,
@@ -124,6 +128,19 @@ pub struct Encrypt<'a> {
     /// applied to playlists with parts (LL-HLS, live only). See
     /// `hls::stable`.
     pub stable: bool,
+}
+
+impl Encrypt<'_> {
+    /// The incarnation of the keys of period `period` in catch-up mode.
+    pub(crate) fn inc_for(&self, period: u64) -> u64 {
+        let n = self
+            .generations
+            .partition_point(|&(first, _)| first <= period);
+        match n.checked_sub(1).and_then(|i| self.generations.get(i)) {
+            Some(&(_, inc)) => inc,
+            None => self.inc,
+        }
+    }
 }
 
 /// Everything [`compile()`] needs besides the body.

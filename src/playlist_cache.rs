@@ -76,6 +76,8 @@ pub struct Compile<'a> {
     /// The channel has catch-up: segments keyed by what they are, not
     /// where they are listed ([`hls::Encrypt::stable`]).
     pub stable: bool,
+    /// Content-key generations (`POST /api/v1/keys/rotate`).
+    pub rotations: Arc<crate::rotation::Rotations>,
 }
 
 /// The coalescing micro-cache of compiled origin playlists.
@@ -199,37 +201,51 @@ pub fn compile(body: &[u8], c: &Compile<'_>) -> Result<Template, ProxyError> {
 }
 
 fn compile_as(body: &[u8], c: &Compile<'_>, stable: bool) -> Result<Template, hls::RewriteError> {
-    let (key_prefix, key_path);
+    let (key_prefix, key_path, generations);
     let encrypt = if c.encrypt {
+        let secs = c.rotate_every_secs;
         // A master playlist gets no key lines: no incarnation to choose
         // (it still needs `Encrypt` for the clear tags of its session data).
         // Catch-up keys need no incarnation (hls::stable): 0, which no
-        // live stream gets.
-        let inc = match hls::media_window(body) {
-            None => 0,
-            Some(_) if stable => 0,
+        // live stream gets; their generations switch per period. A live
+        // playlist's whole incarnation carries its generation now
+        // (crate::rotation).
+        let (inc, schedule) = match hls::media_window(body) {
+            None => (0, Vec::new()),
+            Some(_) if stable => {
+                let schedule = c.rotations.schedule(c.channel, secs);
+                let incs = schedule
+                    .into_iter()
+                    .map(|(first, g)| (first, crate::rotation::incarnation(0, g)))
+                    .collect();
+                (0, incs)
+            }
             Some((first, last)) => {
                 let rendition = format!("{}\u{0}{}\u{0}{}", c.route, c.channel, c.path);
-                c.incarnations.observe(&rendition, first, last, c.now)
+                let inc = c.incarnations.observe(&rendition, first, last, c.now);
+                let g = c.rotations.generation(c.channel, c.now, secs);
+                (crate::rotation::incarnation(inc, g), Vec::new())
             }
         };
+        generations = schedule;
         key_prefix = format!(
-            "{}{}/{}/{inc}/",
+            "{}{}/{}/",
             crate::keyserver::uri::PREFIX,
             c.route,
             crate::path::encode_canonical(c.channel)
         );
         key_path = format!(
-            "{}{}/{}/{inc}/",
+            "{}{}/{}/",
             crate::keyserver::uri::PREFIX,
             c.route,
             c.channel
         );
         Some(hls::Encrypt {
             inc,
-            rotate_every_secs: c.rotate_every_secs,
+            rotate_every_secs: secs,
             key_uri_prefix: &key_prefix,
             key_path_prefix: &key_path,
+            generations: &generations,
             key_until: c.key_until,
             stable,
         })

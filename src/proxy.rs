@@ -371,7 +371,9 @@ impl Ctx<'_> {
             max_bytes: config.cache.max_playlist,
             now: self.now,
             key_until: config.sessions.capability_expiry(self.now),
-            stable: self.route.encrypt && self.shared.store.entitlements().has_catchup(self.channel),
+            stable: self.route.encrypt
+                && self.shared.store.entitlements().has_catchup(self.channel),
+            rotations: self.shared.rotations.load_full(),
         }
     }
 }

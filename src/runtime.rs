@@ -30,7 +30,10 @@ use crate::segcache::SegmentCache;
 use crate::session::Sessions;
 
 pub mod fleet_agent;
+mod keys;
 mod revoke;
+
+pub use keys::RotationFailed;
 
 pub use crate::store::{ChangeError, EntitlementStore};
 
@@ -251,6 +254,11 @@ pub struct Shared {
     pub revocations: Revocations,
     /// Held while the revocation file is written, so saves apply in order.
     revocation_writer: std::sync::Mutex<()>,
+    /// Content-key generations (`POST /api/v1/keys/rotate`); persisted in
+    /// the state dir ([`crate::rotation::FILE_NAME`]).
+    pub rotations: ArcSwap<crate::rotation::Rotations>,
+    /// Held while a rotation is applied and saved.
+    rotation_writer: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -283,6 +291,8 @@ impl Shared {
                 clock,
                 revocations: Revocations::default(),
                 revocation_writer: std::sync::Mutex::new(()),
+                rotations: ArcSwap::from_pointee(crate::rotation::Rotations::default()),
+                rotation_writer: std::sync::Mutex::new(()),
                 live: ArcSwap::from_pointee(live),
                 metrics,
                 draining: AtomicBool::new(false),

@@ -87,6 +87,7 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
     // Revocations first: loading the state may sweep them.
     shared
         .load_revocations()
+        .and_then(|()| shared.load_rotations())
         .map_err(|e| anyhow::anyhow!("cannot load the state dir: {e}"))?;
     shared
         .store

@@ -176,8 +176,9 @@ impl SimOrigin {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            let behind = i64::try_from(dvr_us.saturating_add(schedule.start_us(schedule.window())) / 1000)
-                .unwrap_or(i64::MAX);
+            let behind =
+                i64::try_from(dvr_us.saturating_add(schedule.start_us(schedule.window())) / 1000)
+                    .unwrap_or(i64::MAX);
             now_ms.saturating_sub(behind)
         });
         let speed = if opts.speed.is_finite() && opts.speed > 0.0 {

@@ -19,9 +19,9 @@ use common::media::{framemd5, openssl_decrypt};
 use common::process::{Tollgate, is_message};
 use common::*;
 use nix::sys::signal::Signal;
+use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 use tollgate::simorigin::{SimOrigin, SimOriginOptions};
-use reqwest::Url;
 
 /// The simulated origin with an archive, on 127.0.0.1:0.
 struct Dvr {
@@ -71,6 +71,9 @@ fn config_keys(origin: SocketAddr, state: &std::path::Path, keys: &str) -> Strin
         .admin("test-admin-token")
         .state(state)
         .section("keys", &format!("{keys}\nrotate_every = \"10m\""))
+        // Every playlist compiled afresh: the rotation test moves a manual
+        // clock, which the micro-cache's (monotonic) TTL does not follow.
+        .section("cache", "playlist_ttl = \"0s\"")
         .origin_keys("first_byte_timeout = \"5s\"\nidle_timeout = \"5s\"")
         .route(Route::live(&["token"]).keys("encrypt = true"))
         .extra(
@@ -193,8 +196,11 @@ async fn channels_by_tag_and_the_depth_of_every_archive_form() {
     // The child playlist of an archive master carries the archive form
     // too: checked with the capability, it plays through.
     let from = now - 20 * 60;
-    let (s, master) =
-        fetch(&proxy, &format!("/live/ch1/index-{from}-60.m3u8?token=ann-token")).await;
+    let (s, master) = fetch(
+        &proxy,
+        &format!("/live/ch1/index-{from}-60.m3u8?token=ann-token"),
+    )
+    .await;
     assert_eq!(s, 200);
     let child = master
         .lines()
@@ -218,12 +224,23 @@ async fn catch_up_plays_in_ffmpeg_like_the_origin() {
     let proxied = proxy.url(&format!("/live/ch1/{window}?token=ann-token"));
     let direct = origin.url(&format!("/live/ch1/{window}"));
     let args = ["-map", "0"];
-    let (d, p) = tokio::join!(framemd5(&[], &direct, &args), framemd5(&[], &proxied, &args));
+    let (d, p) = tokio::join!(
+        framemd5(&[], &direct, &args),
+        framemd5(&[], &proxied, &args)
+    );
     let key = |f: &[common::media::Frame]| f.iter().map(|f| f.key()).collect::<Vec<_>>();
     assert!(d.len() >= 200, "{} frames in 20 s", d.len());
-    assert_eq!(key(&d), key(&p), "frames through the proxy differ from the origin's");
+    assert_eq!(
+        key(&d),
+        key(&p),
+        "frames through the proxy differ from the origin's"
+    );
     // And the proxied stream was encrypted (a key line per segment).
-    let (_, media) = fetch(&proxy, &format!("/live/ch1/mono-{from}-20.m3u8?token=ann-token")).await;
+    let (_, media) = fetch(
+        &proxy,
+        &format!("/live/ch1/mono-{from}-20.m3u8?token=ann-token"),
+    )
+    .await;
     let keys = media.matches("#EXT-X-KEY:METHOD=AES-128").count();
     let segments = media.matches("#EXTINF:").count();
     assert!(segments >= 10 && keys == segments, "{media}");
@@ -232,15 +249,31 @@ async fn catch_up_plays_in_ffmpeg_like_the_origin() {
 /// One segment of `playlist` (a rewritten media playlist at `base`): its
 /// URL, and the key URI and IV in effect for it.
 fn segment_and_key(base: &Url, playlist: &str, name: &str) -> (Url, Url, u128) {
-    let mut key: Option<(Url, u128)> = None;
+    // The key in effect, with its explicit IV if it has one (RFC 8216
+    // §5.2: else the media sequence number).
+    let mut key: Option<(Url, Option<u128>)> = None;
+    let mut msn: u128 = 0;
     for line in playlist.lines() {
-        if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:METHOD=AES-128,") {
-            let uri = attrs.split("URI=\"").nth(1).unwrap().split('"').next().unwrap();
-            let iv = attrs.rsplit_once("IV=0x").unwrap().1;
-            key = Some((base.join(uri).unwrap(), u128::from_str_radix(iv, 16).unwrap()));
-        } else if line.starts_with(&format!("{name}?")) {
-            let (k, iv) = key.clone().expect("a key line before the segment");
-            return (base.join(line).unwrap(), k, iv);
+        if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = n.trim().parse().unwrap();
+        } else if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:METHOD=AES-128,") {
+            let uri = attrs
+                .split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let iv = attrs
+                .rsplit_once("IV=0x")
+                .map(|(_, iv)| u128::from_str_radix(iv, 16).unwrap());
+            key = Some((base.join(uri).unwrap(), iv));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            if line.starts_with(&format!("{name}?")) {
+                let (k, iv) = key.clone().expect("a key line before the segment");
+                return (base.join(line).unwrap(), k, iv.unwrap_or(msn));
+            }
+            msn += 1;
         }
     }
     panic!("{name} is not in\n{playlist}");
@@ -268,7 +301,10 @@ async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
     let mut seen = Vec::new();
     let metrics = || async { get_text(&proxy.admin_url("/metrics")).await };
     let cache = |text: &str, result: &str| {
-        metric(text, &format!("tollgate_segment_cache_lookups_total{{result=\"{result}\"}}"))
+        metric(
+            text,
+            &format!("tollgate_segment_cache_lookups_total{{result=\"{result}\"}}"),
+        )
     };
     let before = metrics().await;
     for path in ["media.m3u8".to_owned(), a, b] {
@@ -292,7 +328,11 @@ async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
         .await
         .unwrap();
     for (path, key, iv, ciphertext) in &seen {
-        assert_eq!((key, iv, ciphertext), (&seen[0].1, &seen[0].2, &seen[0].3), "{path}");
+        assert_eq!(
+            (key, iv, ciphertext),
+            (&seen[0].1, &seen[0].2, &seen[0].3),
+            "{path}"
+        );
         assert_eq!(
             openssl_decrypt(key, *iv, ciphertext).await,
             plain.to_vec(),
@@ -300,7 +340,11 @@ async fn a_segment_in_two_windows_and_the_live_playlist_is_encrypted_once() {
         );
     }
     // The IV is not the position: the archive windows list it elsewhere.
-    assert!(seen[0].2 > 1 << 32, "IV {:#x} looks like a position", seen[0].2);
+    assert!(
+        seen[0].2 > 1 << 32,
+        "IV {:#x} looks like a position",
+        seen[0].2
+    );
 }
 
 /// The channel list (SPEC §7.5), read with an independent IPTV M3U parser
@@ -325,7 +369,11 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
     assert_eq!(h["content-type"], "audio/x-mpegurl");
     assert_eq!(h["cache-control"], "private, no-store");
     let parsed = crispy_m3u::parse(&text).unwrap_or_else(|e| panic!("{e:?}: {text}"));
-    let ids: Vec<_> = parsed.entries.iter().map(|e| e.tvg_id.clone().unwrap()).collect();
+    let ids: Vec<_> = parsed
+        .entries
+        .iter()
+        .map(|e| e.tvg_id.clone().unwrap())
+        .collect();
     // The news channels in [[channel]] order; ch2 (sport) is not hers.
     assert_eq!(ids, ["ch1", "ch3"], "{text}");
     let ch1 = &parsed.entries[0];
@@ -336,7 +384,10 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
     assert_eq!(ch1.catchup_days.as_deref(), Some("1"));
     assert_eq!(ch1.duration, Some(-1.0));
     let ch3 = &parsed.entries[1];
-    assert_eq!((ch3.name.as_deref(), ch3.group_title.as_deref()), (Some("ch3"), None));
+    assert_eq!(
+        (ch3.name.as_deref(), ch3.group_title.as_deref()),
+        (Some("ch3"), None)
+    );
     // Every URL plays as a player would open it.
     for e in &parsed.entries {
         let url = e.url.clone().unwrap();
@@ -353,7 +404,10 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
     assert_eq!(s, 200);
     let parsed = crispy_m3u::parse(&by_password).unwrap();
     let url = parsed.entries[0].url.clone().unwrap();
-    assert!(url.ends_with("/live/ch1/index.m3u8?auth=ann%3Aann-password"), "{url}");
+    assert!(
+        url.ends_with("/live/ch1/index.m3u8?auth=ann%3Aann-password"),
+        "{url}"
+    );
     let (s, body) = fetch(&proxy, url.trim_start_matches(&proxy.url(""))).await;
     assert_eq!(s, 200, "{body}");
 
@@ -405,13 +459,16 @@ async fn decrypts(origin: &Dvr, (segment, key, iv): &(Url, Url, u128), what: &st
     let k = get_h1(key.as_str()).await;
     assert_eq!(k.status(), 200, "{what}: {key}");
     let k = k.bytes().await.unwrap();
-    let name = segment.path().rsplit('/').next().unwrap();
-    let plain = get_h1(origin.url(&format!("/live/ch1/{name}")).as_str())
+    let plain = get_h1(origin.url(segment.path()).as_str())
         .await
         .bytes()
         .await
         .unwrap();
-    assert_eq!(openssl_decrypt(&k, *iv, &ct).await, plain.to_vec(), "{what}: {segment}");
+    assert_eq!(
+        openssl_decrypt(&k, *iv, &ct).await,
+        plain.to_vec(),
+        "{what}: {segment}"
+    );
 }
 
 /// SPEC §7.6: a master rolled by SIGHUP with the old one in `previous`
@@ -433,19 +490,26 @@ async fn a_master_roll_with_previous_cuts_no_viewer() {
     // The capability the player refreshes its playlist with.
     let refresh = before
         .lines()
-        .find_map(|l| l.split_once("tg=").map(|(_, t)| t.split('&').next().unwrap().to_owned()))
+        .find_map(|l| {
+            l.split_once("tg=")
+                .map(|(_, t)| t.split('&').next().unwrap().to_owned())
+        })
         .unwrap();
     let refresh = format!("/live/ch1/media.m3u8?tg={refresh}");
 
     let reload = async |tg: &mut Tollgate, toml: String| {
         tg.rewrite_config(&toml);
         tg.signal(Signal::SIGHUP);
-        tg.log_line("\"configuration reloaded\"", |v| is_message(v, "configuration reloaded"))
-            .await;
+        tg.log_line("\"configuration reloaded\"", |v| {
+            is_message(v, "configuration reloaded")
+        })
+        .await;
     };
     reload(
         &mut tg,
-        keys(&format!("master = \"{MASTER_B}\"\nprevious = [\"{MASTER_A}\"]")),
+        keys(&format!(
+            "master = \"{MASTER_B}\"\nprevious = [\"{MASTER_A}\"]"
+        )),
     )
     .await;
     // What the player holds still plays and decrypts.
@@ -453,7 +517,10 @@ async fn a_master_roll_with_previous_cuts_no_viewer() {
         decrypts(&origin, held, "URLs held across the roll").await;
     }
     let (s, after) = fetch(&tg, &refresh).await;
-    assert_eq!(s, 200, "the held capability refreshes the playlist: {after}");
+    assert_eq!(
+        s, 200,
+        "the held capability refreshes the playlist: {after}"
+    );
     let fresh = segments_and_keys(&base, &after);
     decrypts(&origin, &fresh[0], "the playlist after the roll").await;
     // Signed with the new master: tags differ for the same segment.
@@ -461,20 +528,173 @@ async fn a_master_roll_with_previous_cuts_no_viewer() {
     // Reopening the entry URL keeps the one session.
     let (s, _) = fetch(&tg, "/live/ch1/media.m3u8?token=ann-token").await;
     assert_eq!(s, 200);
-    let sessions = admin_call(&tg, "GET", "/api/v1/sessions?user=ann", Some("test-admin-token"), None).await;
+    let sessions = admin_call(
+        &tg,
+        "GET",
+        "/api/v1/sessions?user=ann",
+        Some("test-admin-token"),
+        None,
+    )
+    .await;
     let listed: serde_json::Value = serde_json::from_str(&sessions.1).unwrap();
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
 
     // Rolled again without the first master: what it signed is refused.
     reload(
         &mut tg,
-        keys(&format!("master = \"{MASTER_C}\"\nprevious = [\"{MASTER_B}\"]")),
+        keys(&format!(
+            "master = \"{MASTER_C}\"\nprevious = [\"{MASTER_B}\"]"
+        )),
     )
     .await;
     let (s, body) = fetch(&tg, held[0].0.as_str().trim_start_matches(&tg.url(""))).await;
-    assert_eq!((s, body), (403, error_body("forbidden")), "a master-A segment URL");
+    assert_eq!(
+        (s, body),
+        (403, error_body("forbidden")),
+        "a master-A segment URL"
+    );
     let (s, _) = fetch(&tg, &refresh).await;
     assert_eq!(s, 403, "a master-A capability");
     // The master-B playlist still works.
     decrypts(&origin, &fresh[0], "master-B URLs with B in previous").await;
+}
+
+/// The incarnation in a key URI (`/.tollgate/key/<route>/<channel>/<inc>/<period>.key`).
+fn key_inc(key: &Url) -> u64 {
+    let parts: Vec<&str> = key.path().split('/').collect();
+    parts[parts.len() - 2].parse().unwrap()
+}
+
+async fn key_bytes(key: &Url) -> Vec<u8> {
+    get_h1(key.as_str()).await.bytes().await.unwrap().to_vec()
+}
+
+/// SPEC §7.6: `POST /api/v1/keys/rotate` gives new key URIs and keys from
+/// the next key period on; what was signed before still decrypts. For a
+/// live channel keyed by position and for a catch-up channel keyed by time.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_keys_changes_them_from_the_next_period_and_earlier_ones_still_decrypt() {
+    let origin = Dvr::start().await;
+    let state = tempfile::tempdir().unwrap();
+    // The proxy's clock an hour behind the origin's, so the archive holds
+    // segments after the rotation's boundary.
+    let start = unix_now() - 3600;
+    let proxy = start_proxy_on_clock_at(&config(origin.addr, state.path()), start).await;
+    let rotate = async |channel: &str| {
+        let (s, body) = admin_call(
+            &proxy,
+            "POST",
+            "/api/v1/keys/rotate",
+            Some("test-admin-token"),
+            Some(&serde_json::json!({ "channel": channel })),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+
+    // A live channel (position keys): one incarnation per playlist.
+    let base2 = Url::parse(&proxy.url("/live/ch2/")).unwrap();
+    let live = async || {
+        let (s, text) = fetch(&proxy, "/live/ch2/media.m3u8?token=cat-token").await;
+        assert_eq!(s, 200, "{text}");
+        segments_and_keys(&base2, &text)
+    };
+    let held = live().await;
+    let inc0 = key_inc(&held[0].1);
+    let answer = rotate("ch2").await;
+    assert_eq!(answer["generation"], 1);
+    assert_eq!(answer["channel"], "ch2");
+    // Until the next period boundary nothing changes.
+    assert_eq!(key_inc(&live().await[0].1), inc0);
+    let (_, ch1) = fetch(&proxy, "/live/ch1/media.m3u8?token=ann-token").await;
+    let ch1_inc =
+        key_inc(&segments_and_keys(&Url::parse(&proxy.url("/live/ch1/")).unwrap(), &ch1)[0].1);
+    let period = 600;
+    let boundary = (start / period + 1) * period;
+    assert_eq!(
+        answer["effective_at"],
+        tollgate::units::rfc3339(boundary),
+        "the next 10-minute boundary"
+    );
+    proxy
+        .control
+        .clock
+        .advance(Duration::from_secs(boundary - start));
+    let after = live().await;
+    let inc1 = key_inc(&after[0].1);
+    assert_ne!(inc1, inc0, "new key URIs from the boundary on");
+    assert!(inc1 >= 1 << 63, "{inc1}");
+    assert!(after.iter().all(|s| key_inc(&s.1) == inc1));
+    assert_ne!(
+        key_bytes(&after[0].1).await,
+        key_bytes(&held[0].1).await,
+        "new keys"
+    );
+    decrypts(&origin, &after[0], "after the rotation").await;
+    for h in &held {
+        decrypts(&origin, h, "URLs from before the rotation").await;
+    }
+    // Another channel is not rotated.
+    let (_, ch1_after) = fetch(&proxy, "/live/ch1/media.m3u8?token=ann-token").await;
+    let base1 = Url::parse(&proxy.url("/live/ch1/")).unwrap();
+    assert_eq!(
+        key_inc(&segments_and_keys(&base1, &ch1_after)[0].1),
+        ch1_inc
+    );
+
+    // Catch-up (time-based periods): a window across the next boundary
+    // keeps its keys before it and changes them from it on.
+    let now = boundary;
+    // 40 s around the next boundary (the origin's archive has it: its clock
+    // is an hour ahead).
+    let from = (now / period + 1) * period - 20;
+    let window = format!("/live/ch1/mono-{from}-40.m3u8?token=ann-token");
+    let (_, before_text) = fetch(&proxy, &window).await;
+    let before = segments_and_keys(&base1, &before_text);
+    let answer = rotate("ch1").await;
+    let boundary1 = (now / period + 1) * period;
+    assert_eq!(answer["effective_at"], tollgate::units::rfc3339(boundary1));
+    let (_, after_text) = fetch(&proxy, &window).await;
+    let after = segments_and_keys(&base1, &after_text);
+    assert_eq!(before.len(), after.len());
+    let mut switched = 0;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a.0.path(), b.0.path());
+        let period_of = |k: &Url| {
+            k.path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .trim_end_matches(".key")
+                .parse::<u64>()
+                .unwrap()
+        };
+        if period_of(&a.1) * period >= boundary1 {
+            assert_ne!(key_inc(&a.1), key_inc(&b.1), "{}", a.0);
+            assert_ne!(key_bytes(&a.1).await, key_bytes(&b.1).await);
+            switched += 1;
+        } else {
+            assert_eq!(key_inc(&a.1), 0, "{}", a.0);
+            assert_eq!(key_bytes(&a.1).await, key_bytes(&b.1).await);
+        }
+        decrypts(&origin, a, "catch-up after the rotation").await;
+    }
+    assert!(
+        switched > 0 && switched < after.len(),
+        "{switched} of {}",
+        after.len()
+    );
+    for b in &before {
+        decrypts(&origin, b, "catch-up URLs from before the rotation").await;
+    }
+
+    // The generations survive a restart (keys.json in the state dir): the
+    // live channel keeps its rotated keys.
+    stop(proxy).await;
+    let again = start_proxy_on_clock_at(&config(origin.addr, state.path()), boundary + 1).await;
+    let (_, text) = fetch(&again, "/live/ch2/media.m3u8?token=cat-token").await;
+    let restarted = segments_and_keys(&base2, &text);
+    assert!(key_inc(&restarted[0].1) >= 1 << 63, "{text}");
+    assert!(state.path().join("keys.json").exists());
 }

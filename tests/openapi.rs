@@ -22,7 +22,7 @@ const TOKEN: &str = "test-admin-token";
 
 /// Every documented operation in the order the test calls it, with the
 /// status it must answer given the document's examples.
-const CASES: [(&str, u16); 19] = [
+const CASES: [(&str, u16); 20] = [
     ("GET /metrics", 200),
     ("GET /livez", 200),
     ("GET /readyz", 200),
@@ -39,6 +39,7 @@ const CASES: [(&str, u16); 19] = [
     ("PUT /api/v1/blocklist", 204),
     ("GET /api/v1/blocklist", 200),
     ("PUT /api/v1/snapshot", 204),
+    ("POST /api/v1/keys/rotate", 200),
     ("DELETE /api/v1/users/{id}", 204),
     ("DELETE /api/v1/packages/{name}", 204),
     ("DELETE /api/v1/channels/{name}", 204),
@@ -291,7 +292,7 @@ async fn every_documented_operation_behaves_as_documented() {
 /// The documented 400, 404 and 413 answers that are cheap to provoke.
 async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
     let ended = format!("/api/v1/sessions/{ended_session}");
-    let cases: [(&str, &str, Option<&str>, u16); 21] = [
+    let cases: [(&str, &str, Option<&str>, u16); 23] = [
         ("DELETE", &ended, None, 404),
         ("DELETE", "/api/v1/sessions/not-a-session-id", None, 404),
         ("GET", "/api/v1/users/nobody", None, 404),
@@ -313,6 +314,18 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             400,
         ),
         ("PUT", "/api/v1/channels/a%2Fb", Some("{}"), 400),
+        (
+            "POST",
+            "/api/v1/keys/rotate",
+            Some(r#"{"channel":"a/b"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/keys/rotate",
+            Some(r#"{"chanel":"ch1"}"#),
+            400,
+        ),
         // Unknown field, invalid value, name outside the pattern, bad reference.
         (
             "PUT",
@@ -394,7 +407,7 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
     big.push_str("{}");
     let mut puts = 0;
     for op in doc.operations() {
-        if op.method == "PUT" && op.path != "/api/v1/snapshot" {
+        if matches!(op.method.as_str(), "PUT" | "POST") && op.path != "/api/v1/snapshot" {
             let target = op.target(&[]);
             expect(
                 proxy,
@@ -409,7 +422,7 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             puts += 1;
         }
     }
-    assert_eq!(puts, 4);
+    assert_eq!(puts, 5);
 }
 
 /// Undocumented methods on documented paths and undocumented paths answer
@@ -544,7 +557,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
         expect(proxy, doc, &op, &op.target(&[]), Some(TOKEN), body, 500).await;
         changes += 1;
     }
-    assert_eq!(changes, 8);
+    assert_eq!(changes, 9);
     for (path, before) in reads.into_iter().zip(before) {
         assert_eq!(
             call(proxy, "GET", path, Some(TOKEN), None).await.body,

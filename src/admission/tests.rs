@@ -95,14 +95,8 @@ fn catch_up_beyond_the_depth_is_refused_before_the_session_is_touched() {
     // The package caps the channel's day at an hour.
     assert_eq!(admit_(&at("ch1", Some(NOW - 3600))), Ok(()));
     let live = sessions.len();
-    assert_eq!(
-        admit_(&at("ch1", Some(NOW - 3601))),
-        Err(Refusal::DvrDepth)
-    );
-    assert_eq!(
-        ProxyError::from(Refusal::DvrDepth).code(),
-        "dvr_depth"
-    );
+    assert_eq!(admit_(&at("ch1", Some(NOW - 3601))), Err(Refusal::DvrDepth));
+    assert_eq!(ProxyError::from(Refusal::DvrDepth).code(), "dvr_depth");
     // The refusal neither ended nor added a session.
     assert_eq!(sessions.len(), live);
     assert!(admit_(&at("ch1", None)).is_ok());

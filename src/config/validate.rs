@@ -459,7 +459,9 @@ fn channel_list(
             if routes.get(i).is_some_and(|r| r.channel != 1) {
                 errs.push(
                     "channel_list.route",
-                    format!("route {name:?} must name the channel right after its prefix (channel = 1)"),
+                    format!(
+                        "route {name:?} must name the channel right after its prefix (channel = 1)"
+                    ),
                 );
                 return None;
             }
@@ -474,7 +476,9 @@ fn channel_list(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
         && !file.starts_with('/')
-        && !file.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        && !file
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
     if !file_ok {
         errs.push(
             "channel_list.file",

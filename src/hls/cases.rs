@@ -495,21 +495,24 @@ fn catch_up_segments_get_the_same_key_and_iv_in_every_window() {
 #[test]
 fn catch_up_without_dates_or_with_parts_falls_back_to_position_keys() {
     let undated = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na.ts\n";
-    assert_eq!(rewrite_stable(undated).map(|_| ()), Err(RewriteError::Undated));
+    assert_eq!(
+        rewrite_stable(undated).map(|_| ()),
+        Err(RewriteError::Undated)
+    );
     // A date after the first segment leaves that one undated.
     let late = "#EXTM3U\n#EXTINF:6,\na.ts\n\
         #EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n#EXTINF:6,\nb.ts\n";
     assert_eq!(rewrite_stable(late).map(|_| ()), Err(RewriteError::Undated));
     let broken = "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:yesterday\n#EXTINF:6,\na.ts\n";
-    assert_eq!(rewrite_stable(broken).map(|_| ()), Err(RewriteError::Undated));
+    assert_eq!(
+        rewrite_stable(broken).map(|_| ()),
+        Err(RewriteError::Undated)
+    );
     // Parts: position keys at once (no error).
     let ll = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n\
         #EXT-X-PART:DURATION=1,URI=\"p1.mp4\"\n#EXTINF:1,\ns5.mp4\n";
     let (_, calls) = rewrite_stable(ll).unwrap();
-    assert!(
-        stable_serves(&calls).iter().all(|s| s.2 == 5),
-        "{calls:?}"
-    );
+    assert!(stable_serves(&calls).iter().all(|s| s.2 == 5), "{calls:?}");
     // A foreign segment still moves the clock: the next one is dated right.
     let mixed = "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2024-12-02T00:00:00Z\n\
         #EXTINF:6,\nhttps://elsewhere.example/x.ts\n#EXTINF:6,\nb.ts\n";
@@ -520,4 +523,47 @@ fn catch_up_without_dates_or_with_parts_falls_back_to_position_keys() {
         s[0].2,
         super::stable::segment_id("/live/ch1/b.ts", None, None, 1_733_097_606_000)
     );
+}
+
+#[test]
+fn catch_up_generations_switch_keys_at_their_first_period() {
+    // Three 10-minute periods of two-minute segments from 2024-12-02T00:00Z;
+    // a second generation from the third period (index 2_888_498 + 2).
+    let p0 = 1_733_097_600 / 600;
+    let mut body = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:120\n");
+    for i in 0..15 {
+        let t = 1_733_097_600 + 120 * i;
+        body.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:120,\ns{i}.ts\n",
+            crate::units::rfc3339(t)
+        ));
+    }
+    let signer = FakeSigner::default();
+    let generations = [(p0 + 2, 0xabc)];
+    let mut ctx = context(PATH, Some(600), &signer);
+    ctx.encrypt = ctx.encrypt.map(|e| super::Encrypt {
+        stable: true,
+        generations: &generations,
+        ..e
+    });
+    let t = compile(body.as_bytes(), &ctx).unwrap();
+    let out = String::from_utf8(t.render(CAP).to_vec()).unwrap();
+    let incs: Vec<(u64, u64)> = stable_serves(&signer.calls.take())
+        .iter()
+        .map(|(_, period, _)| *period)
+        .zip(
+            out.lines()
+                .filter_map(|l| l.split("/.tollgate/key/live/ch1/").nth(1))
+                .map(|rest| rest.split('/').next().unwrap().parse().unwrap()),
+        )
+        .collect();
+    assert_eq!(incs.len(), 15);
+    for (period, inc) in incs {
+        let want = if period >= p0 + 2 {
+            0xabc
+        } else {
+            super::testkit::INC
+        };
+        assert_eq!(inc, want, "period {period}");
+    }
 }

@@ -322,12 +322,19 @@ impl<'a> Walker<'a> {
             let time = self.stable.as_mut().map(stable::Clock::segment);
             self.undated |= time == Some(None);
             match (time.flatten(), &target, self.ctx.encrypt) {
-                (Some(time), Target::Own { path, signed_query, .. }, Some(e)) => {
+                (
+                    Some(time),
+                    Target::Own {
+                        path, signed_query, ..
+                    },
+                    Some(e),
+                ) => {
                     let id = stable::segment_id(path, signed_query.as_deref(), range, time);
                     let period = stable::period(time, e.rotate_every_secs);
-                    self.keys.need_explicit(&mut self.out, Some((period, id)));
+                    let inc = e.inc_for(period);
+                    self.keys.need_explicit(&mut self.out, inc, period, id);
                     Some(Serve::Encrypt {
-                        inc: e.inc,
+                        inc,
                         period,
                         msn: id,
                         range,

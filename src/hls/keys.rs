@@ -19,6 +19,8 @@ use crate::capability::Serve;
 /// A key as the playlist names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Key {
+    /// The stream incarnation (with its key generation) in the key URI.
+    inc: u64,
     period: u64,
     /// Explicit IV (the MSN), for MSNs of 2^32 and more: hls.js keeps only
     /// 32 bits of an implicit one (research doc §1.2).
@@ -106,17 +108,20 @@ impl<'a> Keys<'a> {
     /// is about to be written: inserts a key line if the one in effect
     /// differs.
     pub fn need(&mut self, out: &mut Out<'_>, own: bool, msn: u64) {
+        let inc = self.inject.map_or(0, |e| e.inc);
         let want = own.then(|| Key {
+            inc,
             period: self.period(msn),
             iv: (msn >> 32 != 0).then_some(msn),
         });
         self.need_key(out, want);
     }
 
-    /// [`Self::need`] for a key given whole: `period` with the explicit IV
-    /// `iv` (a stable segment id, see `hls::stable`), or none.
-    pub fn need_explicit(&mut self, out: &mut Out<'_>, key: Option<(u64, u64)>) {
-        let want = key.map(|(period, iv)| Key {
+    /// [`Self::need`] for a key given whole: incarnation `inc`, `period`,
+    /// with the explicit IV `iv` (a stable segment id, see `hls::stable`).
+    pub fn need_explicit(&mut self, out: &mut Out<'_>, inc: u64, period: u64, iv: u64) {
+        let want = Some(Key {
+            inc,
             period,
             iv: Some(iv),
         });
@@ -142,7 +147,9 @@ impl<'a> Keys<'a> {
         };
         out.push(b"#EXT-X-KEY:METHOD=AES-128,URI=\"");
         out.push_str(encrypt.key_uri_prefix);
-        let period = key.period.to_string();
+        let (inc, period) = (key.inc.to_string(), key.period.to_string());
+        out.push_str(&inc);
+        out.push(b"/");
         out.push_str(&period);
         out.push(b".key?");
         out.push_str(self.cap_param);
@@ -151,7 +158,7 @@ impl<'a> Keys<'a> {
         // The key endpoint serves only periods a playlist named: the tag
         // binds the incarnation and period (in the signed path) and a
         // validity (research doc §0 "Key URL auth").
-        let path = format!("{}{period}.key", encrypt.key_path_prefix);
+        let path = format!("{}{inc}/{period}.key", encrypt.key_path_prefix);
         let until = encrypt.key_until;
         out.push(b"&");
         out.push_str(self.tag_param);

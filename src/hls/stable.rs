@@ -90,7 +90,9 @@ fn parse_duration_ms(value: &[u8]) -> i64 {
     }
     let secs = whole
         .iter()
-        .try_fold(0i64, |n, &d| n.checked_mul(10)?.checked_add(i64::from(d - b'0')))
+        .try_fold(0i64, |n, &d| {
+            n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+        })
         .unwrap_or(i64::MAX / 1000);
     let mut ms = 0i64;
     for (i, &d) in fraction.iter().take(3).enumerate() {
@@ -151,7 +153,10 @@ mod tests {
         assert_eq!(parse_duration_ms(b"1.23456,"), 1234);
         assert_eq!(parse_duration_ms(b"-1,"), 0);
         assert_eq!(parse_duration_ms(b"x,"), 0);
-        assert_eq!(parse_duration_ms(b"99999999999999999999999,"), i64::MAX / 1000 * 1000);
+        assert_eq!(
+            parse_duration_ms(b"99999999999999999999999,"),
+            i64::MAX / 1000 * 1000
+        );
     }
 
     #[test]

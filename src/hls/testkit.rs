@@ -21,6 +21,8 @@ pub const ORIGIN: OriginBase<'static> = OriginBase {
 /// The incarnation and key URI prefix of every encrypting test context.
 pub const INC: u64 = 7;
 pub const KEY_PREFIX: &str = "/.tollgate/key/live/ch1/7/";
+/// [`KEY_PREFIX`] without the incarnation, as [`Encrypt`] takes it.
+pub const KEY_BASE: &str = "/.tollgate/key/live/ch1/";
 /// The key tags' validity in every encrypting test context.
 pub const KEY_UNTIL: u64 = 1_800_000_000;
 
@@ -84,8 +86,9 @@ pub fn context<'a>(
         encrypt: rotate.map(|rotate_every_secs| Encrypt {
             inc: INC,
             rotate_every_secs,
-            key_uri_prefix: KEY_PREFIX,
-            key_path_prefix: KEY_PREFIX,
+            key_uri_prefix: KEY_BASE,
+            key_path_prefix: KEY_BASE,
+            generations: &[],
             key_until: KEY_UNTIL,
             stable: false,
         }),

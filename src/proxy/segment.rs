@@ -10,9 +10,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
 use super::Ctx;
-use crate::capability::MasterKeys;
 use crate::access_log::RequestRecord;
 use crate::body::ProxyBody;
+use crate::capability::MasterKeys;
 use crate::capability::{ByteRange, Serve};
 use crate::error::ProxyError;
 use crate::metrics::ResultLabel;

@@ -93,10 +93,12 @@ pub(super) fn respond(
             let text = shared.master_text(&format!("mono-{window}.m3u8"));
             ok(PLAYLIST_TYPE, Bytes::from(text), head)
         }
-        (Resource::Archive(window), Some(epoch)) => match archive(schedule, window, epoch, pos_us) {
-            Some(text) => ok(PLAYLIST_TYPE, Bytes::from(text), head),
-            None => not_found(),
-        },
+        (Resource::Archive(window), Some(epoch)) => {
+            match archive(schedule, window, epoch, pos_us) {
+                Some(text) => ok(PLAYLIST_TYPE, Bytes::from(text), head),
+                None => not_found(),
+            }
+        }
         _ => not_found(),
     }
 }
@@ -346,7 +348,9 @@ mod tests {
     }
 
     fn body_text(r: Response<Full<Bytes>>) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
@@ -372,7 +376,10 @@ mod tests {
             assert!(body.ends_with("#EXT-X-ENDLIST\n"));
         }
         let (_, master) = text(&o, &format!("/live/ch1/index-{from}-60.m3u8"), pos);
-        assert!(master.contains(&format!("\nmono-{from}-60.m3u8\n")), "{master}");
+        assert!(
+            master.contains(&format!("\nmono-{from}-60.m3u8\n")),
+            "{master}"
+        );
         let (_, open) = text(&o, &format!("/live/ch1/archive-{from}-now.m3u8"), pos);
         assert!(!open.contains("ENDLIST"));
         assert_eq!(open.matches("#EXTINF:").count(), 300);
@@ -382,18 +389,35 @@ mod tests {
         assert_eq!(rel.matches("#EXTINF:").count(), 3);
         // The live playlist's last segment and the -now window's last agree
         // on its date.
-        let last_date = |t: &str| t.lines().filter(|l| l.starts_with("#EXT-X-PROGRAM")).last().map(str::to_owned);
+        let last_date = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("#EXT-X-PROGRAM"))
+                .last()
+                .map(str::to_owned)
+        };
         assert_eq!(last_date(&live), last_date(&open));
         // Before the archive, or in the future: nothing.
         let (s, _) = text(&o, "/live/ch1/archive-1000-60.m3u8", pos);
         assert_eq!(s, StatusCode::NOT_FOUND, "before the archive");
-        let (s, _) = text(&o, &format!("/live/ch1/archive-{}-60.m3u8", live_edge_s + 100), pos);
+        let (s, _) = text(
+            &o,
+            &format!("/live/ch1/archive-{}-60.m3u8", live_edge_s + 100),
+            pos,
+        );
         assert_eq!(s, StatusCode::NOT_FOUND);
         // Old segments stay; without DVR the archive forms are unknown.
-        assert_eq!(status(&o, Method::GET, "/live/ch1/seg-0.ts", pos), StatusCode::OK);
+        assert_eq!(
+            status(&o, Method::GET, "/live/ch1/seg-0.ts", pos),
+            StatusCode::OK
+        );
         let plain = origin();
         assert_eq!(
-            status(&plain, Method::GET, &format!("/live/ch1/archive-{from}-60.m3u8"), 0),
+            status(
+                &plain,
+                Method::GET,
+                &format!("/live/ch1/archive-{from}-60.m3u8"),
+                0
+            ),
             StatusCode::NOT_FOUND
         );
     }

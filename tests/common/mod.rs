@@ -226,6 +226,15 @@ async fn start_proxy_with(toml: &str, base: &std::path::Path, control: Control) 
     }
 }
 
+/// Start the proxy on a manual clock standing at `start` (unix seconds).
+pub async fn start_proxy_on_clock_at(toml: &str, start: u64) -> TestProxy {
+    let control = Control {
+        clock: tollgate::clock::Clock::manual(start),
+        ..Control::default()
+    };
+    start_proxy_with(toml, std::path::Path::new("."), control).await
+}
+
 pub async fn start_proxy(toml: &str) -> TestProxy {
     start_proxy_in(toml, std::path::Path::new(".")).await
 }
