@@ -436,9 +436,8 @@ impl Builder {
                 problems.push(|| path(&format!(".{field}")), || m);
             }
         }
-        if !channel.logo.is_empty()
-            && !(channel.logo.starts_with("https://") || channel.logo.starts_with("http://"))
-        {
+        let web = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        if !(channel.logo.is_empty() || web(&channel.logo)) {
             problems.push(
                 || path(".logo"),
                 || "must be an absolute http:// or https:// URL".to_owned(),

@@ -391,8 +391,7 @@ mod tests {
         // on its date.
         let last_date = |t: &str| {
             t.lines()
-                .filter(|l| l.starts_with("#EXT-X-PROGRAM"))
-                .last()
+                .rfind(|l| l.starts_with("#EXT-X-PROGRAM"))
                 .map(str::to_owned)
         };
         assert_eq!(last_date(&live), last_date(&open));
