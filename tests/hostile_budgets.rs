@@ -238,47 +238,17 @@ fn config(origin: SocketAddr, total: &str, extra: &str) -> String {
     text
 }
 
-/// One segment of the rewritten playlist: its URL, key URL and IV.
-#[derive(Debug, Clone)]
-struct Seg {
-    url: Url,
-    key: Url,
-    iv: u128,
-}
+type Seg = common::KeyedSegment;
 
 /// Fetch the playlist at `base` and list its segments by name.
 async fn segments(client: &reqwest::Client, base: &str) -> Vec<(String, Seg)> {
     let url = Url::parse(&format!("{base}/live/ch1/index.m3u8")).unwrap();
     let resp = get_ok(client, url.clone()).await;
     let text = resp.text().await.unwrap();
-    let (mut msn, mut key, mut out) = (0u128, None, Vec::new());
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            msn = v.trim().parse().unwrap();
-        } else if let Some(rest) = line.strip_prefix("#EXT-X-KEY:") {
-            let uri = rest
-                .split("URI=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            key = Some(url.join(uri).unwrap());
-        } else if !line.starts_with('#') && !line.is_empty() {
-            let seg = url.join(line).unwrap();
-            let name = seg.path().rsplit('/').next().unwrap().to_owned();
-            let key = key.clone().expect("a key line before the segments");
-            out.push((
-                name,
-                Seg {
-                    url: seg,
-                    key,
-                    iv: msn,
-                },
-            ));
-            msn += 1;
-        }
-    }
+    let out: Vec<(String, Seg)> = common::keyed_segments(&url, &text)
+        .into_iter()
+        .map(|s| (s.name().to_owned(), s))
+        .collect();
     assert!(!out.is_empty(), "no segments in:\n{text}");
     out
 }

@@ -246,37 +246,14 @@ async fn catch_up_plays_in_ffmpeg_like_the_origin() {
     assert!(segments >= 10 && keys == segments, "{media}");
 }
 
-/// One segment of `playlist` (a rewritten media playlist at `base`): its
-/// URL, and the key URI and IV in effect for it.
+/// Segment `name` of `playlist` (a rewritten media playlist at `base`):
+/// its URL, and the key URI and IV in effect for it.
 fn segment_and_key(base: &Url, playlist: &str, name: &str) -> (Url, Url, u128) {
-    // The key in effect, with its explicit IV if it has one (RFC 8216
-    // §5.2: else the media sequence number).
-    let mut key: Option<(Url, Option<u128>)> = None;
-    let mut msn: u128 = 0;
-    for line in playlist.lines() {
-        if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            msn = n.trim().parse().unwrap();
-        } else if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:METHOD=AES-128,") {
-            let uri = attrs
-                .split("URI=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            let iv = attrs
-                .rsplit_once("IV=0x")
-                .map(|(_, iv)| u128::from_str_radix(iv, 16).unwrap());
-            key = Some((base.join(uri).unwrap(), iv));
-        } else if !line.starts_with('#') && !line.is_empty() {
-            if line.starts_with(&format!("{name}?")) {
-                let (k, iv) = key.clone().expect("a key line before the segment");
-                return (base.join(line).unwrap(), k, iv.unwrap_or(msn));
-            }
-            msn += 1;
-        }
-    }
-    panic!("{name} is not in\n{playlist}");
+    keyed_segments(base, playlist)
+        .into_iter()
+        .find(|s| s.name() == name)
+        .map(|s| (s.url, s.key, s.iv))
+        .unwrap_or_else(|| panic!("{name} is not in\n{playlist}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -443,10 +420,9 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
 
 /// Every segment of a rewritten media playlist with its key URI and IV.
 fn segments_and_keys(base: &Url, playlist: &str) -> Vec<(Url, Url, u128)> {
-    playlist
-        .lines()
-        .filter(|l| l.starts_with("seg-"))
-        .map(|l| segment_and_key(base, playlist, l.split('?').next().unwrap()))
+    keyed_segments(base, playlist)
+        .into_iter()
+        .map(|s| (s.url, s.key, s.iv))
         .collect()
 }
 

@@ -451,3 +451,52 @@ pub async fn admin_call(
     let resp = r.send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+/// One segment of a rewritten media playlist: its URL, the key URI in
+/// effect for it and its IV (the key line's explicit `IV`, else its media
+/// sequence number, RFC 8216 §5.2).
+#[derive(Debug, Clone)]
+pub struct KeyedSegment {
+    pub url: reqwest::Url,
+    pub key: reqwest::Url,
+    pub iv: u128,
+}
+
+impl KeyedSegment {
+    /// The last path segment of its URL (`seg-7.ts`).
+    pub fn name(&self) -> &str {
+        self.url.path().rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// Every segment of `playlist` (rewritten by the proxy, at `base`), with
+/// its key; fails the test on a segment before any key line.
+pub fn keyed_segments(base: &reqwest::Url, playlist: &str) -> Vec<KeyedSegment> {
+    let (mut msn, mut key, mut out) = (0u128, None, Vec::new());
+    for line in playlist.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = v.trim().parse().unwrap();
+        } else if let Some(rest) = line.strip_prefix("#EXT-X-KEY:") {
+            let uri = rest
+                .split("URI=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let iv = rest
+                .rsplit_once("IV=0x")
+                .map(|(_, iv)| u128::from_str_radix(iv, 16).unwrap());
+            key = Some((base.join(uri).unwrap(), iv));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (k, iv) = key.clone().expect("a key line before the segments");
+            out.push(KeyedSegment {
+                url: base.join(line).unwrap(),
+                key: k,
+                iv: iv.unwrap_or(msn),
+            });
+            msn += 1;
+        }
+    }
+    out
+}
