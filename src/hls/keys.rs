@@ -45,6 +45,9 @@ pub(crate) struct Keys<'a> {
     point: Option<usize>,
     /// Key lines written so far (AES-128 and NONE).
     pub written: usize,
+    /// The last key URI's tag, by (incarnation, period): catch-up mode
+    /// writes a key line per segment, most of them for the same period.
+    last_tag: std::cell::RefCell<Option<((u64, u64), String)>>,
 }
 
 impl<'a> Keys<'a> {
@@ -65,6 +68,7 @@ impl<'a> Keys<'a> {
             effective: None,
             point: None,
             written: 0,
+            last_tag: std::cell::RefCell::new(None),
         }
     }
 
@@ -158,12 +162,21 @@ impl<'a> Keys<'a> {
         // The key endpoint serves only periods a playlist named: the tag
         // binds the incarnation and period (in the signed path) and a
         // validity (research doc §0 "Key URL auth").
-        let path = format!("{}{inc}/{period}.key", encrypt.key_path_prefix);
-        let until = encrypt.key_until;
         out.push(b"&");
         out.push_str(self.tag_param);
         out.push(b"=");
-        out.push_str(&self.signer.tag(&path, "", &Serve::Key { until }));
+        let id = (key.inc, key.period);
+        let mut last = self.last_tag.borrow_mut();
+        match &*last {
+            Some((at, tag)) if *at == id => out.push_str(tag),
+            _ => {
+                let path = format!("{}{inc}/{period}.key", encrypt.key_path_prefix);
+                let until = encrypt.key_until;
+                let tag = self.signer.tag(&path, "", &Serve::Key { until });
+                out.push_str(&tag);
+                *last = Some((id, tag));
+            }
+        }
         out.push(b"\"");
         if let Some(iv) = key.iv {
             out.push_str(&format!(",IV=0x{iv:032x}"));
