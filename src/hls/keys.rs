@@ -151,10 +151,11 @@ impl<'a> Keys<'a> {
         };
         out.push(b"#EXT-X-KEY:METHOD=AES-128,URI=\"");
         out.push_str(encrypt.key_uri_prefix);
-        let (inc, period) = (key.inc.to_string(), key.period.to_string());
-        out.push_str(&inc);
+        let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+        let (inc, period) = (decimal(key.inc, &mut a), decimal(key.period, &mut b));
+        out.push_str(inc);
         out.push(b"/");
-        out.push_str(&period);
+        out.push_str(period);
         out.push(b".key?");
         out.push_str(self.cap_param);
         out.push(b"=");
@@ -179,8 +180,41 @@ impl<'a> Keys<'a> {
         }
         out.push(b"\"");
         if let Some(iv) = key.iv {
-            out.push_str(&format!(",IV=0x{iv:032x}"));
+            out.push(b",IV=0x0000000000000000");
+            let mut hex = [0u8; 16];
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            for (i, h) in hex.iter_mut().enumerate() {
+                let nibble = (iv >> (60 - 4 * i)) & 0xf;
+                *h = DIGITS.get(nibble as usize).copied().unwrap_or(b'0');
+            }
+            out.push(&hex);
         }
         out.push(self.eol);
+    }
+}
+
+/// `n` in decimal, written into `buf` (20 digits hold any u64).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimals_match_display() {
+        for n in [0, 7, 10, 99, 1_733_097_600, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut [0; 20]), n.to_string());
+        }
     }
 }

@@ -68,9 +68,96 @@ impl Clock {
 
 /// `2024-12-02T00:00:00.000Z` (RFC 3339, any offset) in Unix milliseconds.
 fn parse_date_ms(value: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let text = value.trim_ascii();
+    if let Some(ms) = fast_date_ms(text) {
+        return Some(ms);
+    }
+    let t = OffsetDateTime::parse(std::str::from_utf8(text).ok()?, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// The shape packagers write, `YYYY-MM-DDTHH:MM:SS[.f…](Z|±HH:MM)`, without
+/// the general parser (a catch-up window has thousands); `None` for
+/// anything else, which the general parser then decides.
+fn fast_date_ms(t: &[u8]) -> Option<i64> {
+    let num = |at: usize, len: usize| -> Option<i64> {
+        let digits = t.get(at..at + len)?;
+        digits.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, c: u8| t.get(at) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut at = 19;
+    let mut ms = 0;
+    if sep(at, b'.') {
+        at += 1;
+        let start = at;
+        while t.get(at).is_some_and(u8::is_ascii_digit) {
+            if at - start < 3 {
+                ms = ms * 10 + i64::from(t.get(at).copied().unwrap_or(b'0') - b'0');
+            }
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        for _ in (at - start)..3 {
+            ms *= 10;
+        }
+    }
+    let offset_min = match t.get(at..)? {
+        b"Z" | b"z" => 0,
+        [s @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let (h, m) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *s == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
+        }
+        _ => return None,
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let max_day = *month_days.get(usize::try_from(month - 1).ok()?)?;
+    if day < 1 || day > max_day || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from 1970-01-01 (H. Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    Some(secs * 1000 + ms)
 }
 
 /// `6.006,title` in milliseconds (0 when it does not parse; negative
@@ -157,6 +244,44 @@ mod tests {
             parse_duration_ms(b"99999999999999999999999,"),
             i64::MAX / 1000 * 1000
         );
+    }
+
+    #[test]
+    fn the_fast_date_path_agrees_with_the_general_parser() {
+        let general = |s: &str| {
+            OffsetDateTime::parse(s, &Rfc3339)
+                .ok()
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        };
+        let mut checked = 0;
+        for year in [1970, 1999, 2000, 2024, 2026, 2100, 2400] {
+            for month in 1..=12 {
+                for day in [1, 28, 29, 30, 31] {
+                    for (time, zone) in [
+                        ("00:00:00", "Z"),
+                        ("23:59:59.999", "Z"),
+                        ("12:34:56.7", "+05:30"),
+                        ("01:02:03.123456", "-08:00"),
+                        ("10:00:00", "+00:00"),
+                    ] {
+                        let s = format!("{year:04}-{month:02}-{day:02}T{time}{zone}");
+                        assert_eq!(fast_date_ms(s.as_bytes()), general(&s), "{s}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 7 * 12 * 5 * 5);
+        for odd in [
+            "2024-12-02 00:00:00Z",
+            "2024-12-02T00:00:00",
+            "2024-12-02T00:00:00.Z",
+            "2024-13-02T00:00:00Z",
+            "2024-12-02T24:00:00Z",
+            "2024-12-02T00:00:00+0100",
+        ] {
+            assert_eq!(fast_date_ms(odd.as_bytes()), None, "{odd}");
+        }
     }
 
     #[test]
