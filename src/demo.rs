@@ -52,15 +52,47 @@ name = "live"
 prefix = "/live/"
 origin = "sim"
 channel = 1
-auth = ["ip"]
+auth = ["token", "ip"]
 encrypt = true
+
+# The IPTV layer (docs/iptv.md): two channels with an hour of catch-up,
+# and a user whose channel list is /playlist.m3u8?token={DEMO_TOKEN}.
+[[channel]]
+name = "ch1"
+title = "Demo One"
+group = "Demo"
+tags = ["demo"]
+dvr_depth = "1h"
+
+[[channel]]
+name = "ch2"
+title = "Demo Two"
+group = "Demo"
+tags = ["demo"]
+dvr_depth = "1h"
+
+[[package]]
+name = "demo"
+tags = ["demo"]
+
+[[user]]
+id = "viewer"
+tokens = ["{DEMO_TOKEN}"]
+packages = ["demo"]
 "#
     )
 }
 
+/// The demo user's token (its channel list is `/playlist.m3u8?token=…`).
+pub const DEMO_TOKEN: &str = "demo-token";
+
 /// Run the demo until `control` says stop or drain.
 pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> anyhow::Result<()> {
-    let options = SimOriginOptions::default();
+    // Two hours of archive, so catch-up plays at once.
+    let options = SimOriginOptions {
+        dvr: std::time::Duration::from_secs(2 * 3600),
+        ..SimOriginOptions::default()
+    };
     let channels = options.channels.clone();
     let origin = SimOrigin::new(options);
     let origin_listener = TcpListener::bind("127.0.0.1:0")
@@ -122,7 +154,18 @@ fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channe
     }
     if let Some(ch) = channels.first() {
         let _ = writeln!(out, "  vlc http://{proxy}/live/{ch}/index.m3u8");
+        let from = crate::clock::unix_now().saturating_sub(600);
+        let _ = writeln!(
+            out,
+            "Catch-up (5 minutes from 10 minutes ago; Flussonic URL forms):"
+        );
+        let _ = writeln!(
+            out,
+            "  ffplay http://{proxy}/live/{ch}/index-{from}-300.m3u8"
+        );
     }
+    let _ = writeln!(out, "Channel list (VLC, Kodi, TiviMate):");
+    let _ = writeln!(out, "  vlc http://{proxy}/playlist.m3u8?token={DEMO_TOKEN}");
     let _ = writeln!(
         out,
         "Segments are AES-128 encrypted on the fly; keys come from http://{proxy}/.tollgate/key/..."

@@ -58,6 +58,21 @@ impl Demo {
             .await
     }
 
+    /// The next banner line `<prefix> http://…` whose URL contains `contains`.
+    async fn banner_url(&mut self, prefix: &str, contains: &str) -> String {
+        let stdout = self.process.stdout.as_mut().unwrap();
+        stdout
+            .next_matching(
+                &format!("{prefix} {contains} URL in the banner"),
+                PATIENCE,
+                |line| {
+                    let url = line.trim().strip_prefix(prefix)?.trim();
+                    (url.starts_with("http://") && url.contains(contains)).then(|| url.to_owned())
+                },
+            )
+            .await
+    }
+
     /// The address of listener `kind` from its `listening` log line.
     async fn listener(&mut self, kind: &str) -> SocketAddr {
         let stderr = self.process.stderr.as_mut().unwrap();
@@ -156,6 +171,19 @@ async fn demo_plays_in_ffmpeg() {
         ))
         .await;
     }
+
+    // The banner's catch-up URL and channel list answer (the IPTV layer,
+    // docs/iptv.md): the archive window through the proxy, and a list of
+    // both channels with catch-up attributes.
+    let catchup = demo.banner_url("ffplay", "/index-").await;
+    let window = client.get(&catchup).send().await.unwrap();
+    assert_eq!(window.status(), 200, "{catchup}");
+    assert!(window.text().await.unwrap().starts_with("#EXTM3U"));
+    let list_url = demo.banner_url("vlc", "/playlist.m3u8?token=").await;
+    let list = client.get(&list_url).send().await.unwrap();
+    assert_eq!(list.status(), 200, "{list_url}");
+    let list = list.text().await.unwrap();
+    assert_eq!(list.matches("catchup=\"flussonic\"").count(), 2, "{list}");
 
     demo.process.signal(Signal::SIGTERM);
     let status = demo.process.exit_within(PATIENCE).await;
