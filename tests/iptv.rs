@@ -674,3 +674,68 @@ async fn rotating_keys_changes_them_from_the_next_period_and_earlier_ones_still_
     assert!(key_inc(&restarted[0].1) >= 1 << 63, "{text}");
     assert!(state.path().join("keys.json").exists());
 }
+
+/// Channels at scale through the admin API (issue: "at least 10,000 in a
+/// snapshot"): a bulk snapshot of 10,000 channels and a tariff by tag,
+/// listed in order, in the viewer's channel list, and kept across a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_channels_in_a_snapshot_survive_a_restart() {
+    let origin = Dvr::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
+    let channels: serde_json::Map<String, serde_json::Value> = (0..10_000)
+        .map(|i| {
+            let tag = if i % 2 == 0 { "even" } else { "odd" };
+            (
+                format!("c{i:05}"),
+                serde_json::json!({"title": format!("Channel {i}"), "tags": [tag], "dvr_depth": "1h"}),
+            )
+        })
+        .collect();
+    let snapshot = serde_json::json!({
+        "users": {"zed": {"tokens": ["zed-token"], "packages": ["evens"]}},
+        "packages": {"evens": {"tags": ["even"]}},
+        "channels": channels,
+    });
+    let (s, body) = admin_call(
+        &proxy,
+        "PUT",
+        "/api/v1/snapshot",
+        Some("test-admin-token"),
+        Some(&snapshot),
+    )
+    .await;
+    assert_eq!(s, 204, "{body}");
+    let check = async |proxy: &TestProxy| {
+        let (s, body) = admin_call(
+            proxy,
+            "GET",
+            "/api/v1/channels",
+            Some("test-admin-token"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let names: Vec<&str> = listed["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        // The config's three first, then the snapshot's in its order.
+        assert_eq!(names.len(), 10_003);
+        assert_eq!(&names[..4], ["ch1", "ch2", "ch3", "c00000"]);
+        assert_eq!(names[10_002], "c09999");
+        let (s, list) = fetch(proxy, "/playlist.m3u8?token=zed-token").await;
+        assert_eq!(s, 200);
+        let parsed = crispy_m3u::parse(&list).unwrap();
+        assert_eq!(parsed.entries.len(), 5_000);
+        assert_eq!(parsed.entries[1].tvg_id.as_deref(), Some("c00002"));
+        assert_eq!(parsed.entries[1].name.as_deref(), Some("Channel 2"));
+    };
+    check(&proxy).await;
+    stop(proxy).await;
+    let again = start_proxy(&config(origin.addr, state.path())).await;
+    check(&again).await;
+}
