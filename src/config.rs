@@ -384,6 +384,11 @@ pub struct RouteConfig {
     pub auth: Vec<AuthMethod>,
     /// Inject `EXT-X-KEY` and encrypt segments (AES-128).
     pub encrypt: bool,
+    /// Flussonic's archive forms in the last path segment are catch-up
+    /// requests, checked against the viewer's depth (SPEC §7.4); `false`
+    /// for an origin without an archive whose playlists merely look like
+    /// them.
+    pub catchup: bool,
 }
 
 impl Config {

@@ -190,7 +190,11 @@ async fn forward(
         vouched: route.auth.iter().any(|m| m.vouches_for_users()),
         limit: who.limit,
         token: who.presented.as_deref(),
-        archive_from: crate::catchup::window(&path).map(|w| w.earliest(now)),
+        archive_from: route
+            .catchup
+            .then(|| crate::catchup::window(&path))
+            .flatten()
+            .map(|w| w.earliest(now)),
     };
     record.session = Some(admit(live, shared, &who.claims, &scope, how, now).await?);
     if capability.is_none() {

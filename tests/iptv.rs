@@ -76,6 +76,13 @@ fn config_keys(origin: SocketAddr, state: &std::path::Path, keys: &str) -> Strin
         .section("cache", "playlist_ttl = \"0s\"")
         .origin_keys("first_byte_timeout = \"5s\"\nidle_timeout = \"5s\"")
         .route(Route::live(&["token"]).keys("encrypt = true"))
+        // The same origin where archive-looking names are just playlists.
+        .route(
+            Route::new("plain", "/plain/")
+                .channel(1)
+                .auth(&["token"])
+                .keys("catchup = false"),
+        )
         .extra(
             r#"
 [[channel]]
@@ -189,6 +196,13 @@ async fn channels_by_tag_and_the_depth_of_every_archive_form() {
         let (s, _) = fetch(&proxy, &format!("/live/ch1/{form}?token=bob-token")).await;
         assert_eq!(s, 200, "bob inside 10 min: {form}");
     }
+    // A route with catchup = false passes archive-looking names through
+    // (here the origin's own 404), where the catch-up route refuses them.
+    let look_alike = "ch2/video-1280-720.m3u8?token=cat-token";
+    let (s, body) = fetch(&proxy, &format!("/live/{look_alike}")).await;
+    assert_eq!((s, body), (403, error_body("dvr_depth")));
+    let (s, _) = fetch(&proxy, &format!("/plain/{look_alike}")).await;
+    assert_eq!(s, 404, "passed to the origin");
     // A refused archive request does not cut the viewer's live session.
     let (s, _) = fetch(&proxy, "/live/ch1/media.m3u8?token=bob-token").await;
     assert_eq!(s, 200);

@@ -250,4 +250,5 @@ pub struct RawRoute {
     pub channel: Option<usize>,
     pub auth: Vec<String>,
     pub encrypt: Option<bool>,
+    pub catchup: Option<bool>,
 }

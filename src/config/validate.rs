@@ -31,6 +31,10 @@ const MAX_CONNECTIONS: usize = 10_000_000;
 const MAX_HEADERS: usize = 10_000;
 const MAX_HEADER_BYTES: u64 = 1 << 20;
 
+/// Most `[keys] previous` masters: a capability or tag that fails under the
+/// current one is tried under each.
+const MAX_PREVIOUS_MASTERS: usize = 16;
+
 /// Collects errors while values are converted.
 struct Errors(Vec<ConfigError>);
 
@@ -580,6 +584,7 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
                 channel,
                 auth,
                 encrypt: r.encrypt.unwrap_or(false),
+                catchup: r.catchup.unwrap_or(true),
             });
         }
     }
@@ -668,6 +673,14 @@ fn keys(errs: &mut Errors, raw: &super::raw::RawKeys, base: &Path) -> KeysConfig
             Some(secret)
         })
         .collect();
+    if raw.previous.len() > MAX_PREVIOUS_MASTERS {
+        errs.push(
+            "keys.previous",
+            format!(
+                "at most {MAX_PREVIOUS_MASTERS} earlier masters (each is tried on every bad capability)"
+            ),
+        );
+    }
     if !raw.previous.is_empty() && raw.master.is_none() {
         errs.push(
             "keys.previous",
