@@ -59,11 +59,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigPath,
         /// Route name.
-        #[arg(long)]
-        route: String,
+        #[arg(long, required_unless_present = "list")]
+        route: Option<String>,
         /// Path to sign, e.g. /live/ch1/index.m3u8.
-        #[arg(long)]
-        path: String,
+        #[arg(long, required_unless_present = "list")]
+        path: Option<String>,
+        /// Print the user's channel list link instead (`/playlist.m3u8?token=…`; needs --user).
+        #[arg(long, requires = "user", conflicts_with_all = ["route", "path", "scheme"])]
+        list: bool,
         /// Bind the link to this client IP (schemes that support it).
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             config,
             route,
             path,
+            list,
             ip,
             ttl,
             user,
@@ -127,15 +131,22 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let opts = tollgate::sign::SignOptions {
-                route: &route,
-                path: &path,
-                ip,
-                ttl,
-                user: user.as_deref(),
-                scheme: scheme.as_deref(),
+            let now = tollgate::clock::unix_now();
+            let signed = match (list, user.as_deref()) {
+                (true, Some(id)) => tollgate::sign::sign_list(&config, id, now),
+                _ => {
+                    let opts = tollgate::sign::SignOptions {
+                        route: route.as_deref().unwrap_or_default(),
+                        path: path.as_deref().unwrap_or_default(),
+                        ip,
+                        ttl,
+                        user: user.as_deref(),
+                        scheme: scheme.as_deref(),
+                    };
+                    tollgate::sign::sign(&config, &opts, now)
+                }
             };
-            match tollgate::sign::sign(&config, &opts, tollgate::clock::unix_now()) {
+            match signed {
                 Ok(url) => {
                     println!("{url}");
                     ExitCode::SUCCESS

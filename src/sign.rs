@@ -82,6 +82,26 @@ pub fn sign(config: &Config, opts: &SignOptions<'_>, now: u64) -> Result<String,
     })
 }
 
+/// `tollgate sign --list --user ID`: the path+query of `id`'s channel list
+/// (SPEC §7.5), `/playlist.m3u8?token=<the user's first token>`.
+pub fn sign_list(config: &Config, id: &str, now: u64) -> Result<String, String> {
+    if config.channel_list.is_none() {
+        return Err("[channel_list] is disabled".to_owned());
+    }
+    let scheme = config
+        .auth
+        .get(AuthMethod::Token)
+        .ok_or("channel lists sign with a [[user]]'s token: the config has no [[user]]")?;
+    scheme.sign(&SignRequest {
+        path: "/playlist.m3u8",
+        client_ip: None,
+        channel: None,
+        start: now,
+        expires: now,
+        user: Some(id),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +149,36 @@ auth = ["ip"]
         o.scheme = Some("wowza");
         let e = sign(&c, &o, 0).unwrap_err();
         assert!(e.contains("does not use"), "{e}");
+    }
+
+    #[test]
+    fn channel_list_links_carry_the_users_token() {
+        let text = r#"
+[[origin]]
+name = "o"
+url = "http://127.0.0.1:1"
+[[route]]
+name = "live"
+prefix = "/live/"
+origin = "o"
+channel = 1
+auth = ["token"]
+[[user]]
+id = "ann"
+tokens = ["ann t1", "ann-t2"]
+packages = ["*"]
+"#;
+        let c = Config::parse(text, std::path::Path::new(".")).unwrap();
+        assert_eq!(
+            sign_list(&c, "ann", 0).unwrap(),
+            "/playlist.m3u8?token=ann%20t1"
+        );
+        assert!(sign_list(&c, "bob", 0).is_err());
+        let off = Config::parse(
+            &format!("{text}[channel_list]\nenabled = false\n"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        assert!(sign_list(&off, "ann", 0).unwrap_err().contains("disabled"));
     }
 }

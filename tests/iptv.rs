@@ -402,6 +402,24 @@ async fn channel_lists_give_what_the_viewer_may_watch_and_every_url_plays() {
     let (s, body) = fetch(&proxy, url.trim_start_matches(&proxy.url(""))).await;
     assert_eq!(s, 200, "{body}");
 
+    // `tollgate sign --list --user ann` (the binary, from the same file)
+    // prints a link to the same list.
+    let file = state.path().join("tollgate.toml");
+    std::fs::write(&file, config(origin.addr, state.path())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["sign", "--list", "--user", "ann", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(link, "/playlist.m3u8?token=ann-token");
+    assert_eq!(fetch(&proxy, &link).await, (200, text.clone()));
+
     // cat's list: ch2 only, no catch-up attributes (ch2 has none).
     let (_, _, cat) = list("token=cat-token").await;
     let parsed = crispy_m3u::parse(&cat).unwrap();
