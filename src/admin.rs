@@ -298,6 +298,10 @@ fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
         "ips": u.ips,
         "expires_at": u.expires_at,
         "disabled": u.disabled,
+        "region": u.region,
+        "name": u.name,
+        "email": u.email,
+        "comment": u.comment,
     })
 }
 

@@ -120,6 +120,7 @@ mod tests {
             logo: "https://cdn.example/logos/ch1.png".into(),
             tags: vec!["news".into()],
             dvr_depth: Some("3d".into()),
+            regions: vec![],
         };
         let bare = Channel::default();
         let links = Links {

@@ -158,6 +158,10 @@ struct Extra {
     ips: Option<IpRule>,
     /// `expires_at` as given.
     expires_source: Option<String>,
+    /// The user's region.
+    region: Option<Box<str>>,
+    /// `name`, `email`, `comment` as given.
+    profile: [Box<str>; 3],
 }
 
 /// One compiled user, as [`Entitlements::user`] returns it.
@@ -198,6 +202,11 @@ impl CompiledUser {
 
     fn password(&self) -> Option<&Digest> {
         self.extra.as_deref()?.password.as_ref()
+    }
+
+    /// The user's region, if any.
+    pub fn region(&self) -> Option<&str> {
+        self.extra.as_deref()?.region.as_deref()
     }
 
     /// True when the user is neither disabled nor expired at `now`.
@@ -290,6 +299,8 @@ impl CompiledPackage {
 struct CompiledChannel {
     name: Box<str>,
     tags: Box<[Box<str>]>,
+    /// Regions whose users may watch it; empty = every region.
+    regions: Box<[Box<str>]>,
     /// Catch-up depth, seconds ([`NO_DVR`] = none).
     dvr_depth: u64,
     /// The channel as given, for reading it back and for channel lists.
@@ -510,10 +521,17 @@ impl Entitlements {
             .collect())
     }
 
-    /// True when one of the user's packages covers `channel`.
+    /// True when one of the user's packages covers `channel` and, if the
+    /// channel is regional, the user is of one of its regions (SPEC §7.2).
     pub fn entitled(&self, user: &CompiledUser, channel: &str) -> bool {
         let declared = self.declared(channel);
-        self.granting(user, channel, declared).next().is_some()
+        let in_region = declared.is_none_or(|c| {
+            c.regions.is_empty()
+                || user
+                    .region()
+                    .is_some_and(|r| c.regions.iter().any(|x| **x == *r))
+        });
+        in_region && self.granting(user, channel, declared).next().is_some()
     }
 
     /// The user's packages that cover `channel`.

@@ -771,3 +771,56 @@ async fn ten_thousand_channels_in_a_snapshot_survive_a_restart() {
     let again = start_proxy(&config(origin.addr, state.path())).await;
     check(&again).await;
 }
+
+/// SPEC §7.2 through the proxy: a London user plays the London channel and
+/// is not_entitled on the Paris one (and the reverse), and each channel
+/// list holds only their region's channels.
+#[tokio::test(flavor = "multi_thread")]
+async fn regional_channels_play_only_in_their_region() {
+    let origin = Dvr::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
+    let put = async |path: &str, body: serde_json::Value| {
+        let (s, b) = admin_call(&proxy, "PUT", path, Some("test-admin-token"), Some(&body)).await;
+        assert_eq!(s, 204, "{path}: {b}");
+    };
+    // ch1 is London's news, ch3 Paris's (the API replaces the config's).
+    let news = |region: &str| serde_json::json!({"tags": ["news"], "regions": [region]});
+    put("/api/v1/channels/ch1", news("london")).await;
+    put("/api/v1/channels/ch3", news("paris")).await;
+    for (id, region) in [("lon", "london"), ("par", "paris")] {
+        let user = serde_json::json!({"tokens": [format!("{id}-token")], "packages": ["news"], "region": region});
+        put(&format!("/api/v1/users/{id}"), user).await;
+    }
+    for (token, mine, theirs) in [("lon-token", "ch1", "ch3"), ("par-token", "ch3", "ch1")] {
+        let (s, body) = fetch(&proxy, &format!("/live/{mine}/index.m3u8?token={token}")).await;
+        assert_eq!(s, 200, "{token} on {mine}: {body}");
+        let (s, body) = fetch(&proxy, &format!("/live/{theirs}/index.m3u8?token={token}")).await;
+        assert_eq!(
+            (s, body),
+            (403, error_body("not_entitled")),
+            "{token} on {theirs}"
+        );
+        let (_, list) = fetch(&proxy, &format!("/playlist.m3u8?token={token}")).await;
+        let ids: Vec<String> = crispy_m3u::parse(&list)
+            .unwrap()
+            .entries
+            .into_iter()
+            .filter_map(|e| e.tvg_id)
+            .collect();
+        assert_eq!(ids, [mine], "{token}: {list}");
+    }
+    // A user without a region sees no regional channel.
+    let (s, body) = fetch(&proxy, "/live/ch1/index.m3u8?token=ann-token").await;
+    assert_eq!((s, body), (403, error_body("not_entitled")));
+    let (s, body) = admin_call(
+        &proxy,
+        "GET",
+        "/api/v1/users/lon",
+        Some("test-admin-token"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(body.contains("\"region\":\"london\""), "{body}");
+}

@@ -106,6 +106,8 @@ pub struct RawChannel {
     #[serde(default)]
     pub tags: Vec<String>,
     pub dvr_depth: Option<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 /// `[keys]`: the master secret everything per-session and per-stream derives from.

@@ -1049,6 +1049,7 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             logo: c.logo.clone(),
             tags: c.tags.clone(),
             dvr_depth: c.dvr_depth.clone(),
+            regions: c.regions.clone(),
         };
         snapshot.channels.0.push((c.name.clone(), channel));
     }
@@ -1071,6 +1072,10 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             ips: u.ips.clone(),
             expires_at: u.expires_at.clone(),
             disabled: u.disabled.unwrap_or(false),
+            region: u.region.clone(),
+            name: u.name.clone().unwrap_or_default(),
+            email: u.email.clone().unwrap_or_default(),
+            comment: u.comment.clone().unwrap_or_default(),
             ..User::default()
         };
         // Duplicate ids are the token method's error to report.

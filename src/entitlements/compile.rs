@@ -142,6 +142,28 @@ pub const MAX_URL_BYTES: usize = 2048;
 /// Longest catch-up depth: ten years (Flussonic keeps years at most).
 const MAX_DVR_DEPTH: u64 = 10 * 366 * 86_400;
 
+/// Longest user comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 1024;
+
+/// A user's region and the texts shown about them.
+struct Profile {
+    region: Option<String>,
+    /// `name`, `email`, `comment`.
+    texts: [String; 3],
+}
+
+/// A user's name, email or comment: no control character (it is written
+/// to logs and the console), at most `max` bytes.
+fn check_text(text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        Err(format!("longer than {max} bytes"))
+    } else if text.chars().any(char::is_control) {
+        Err("contains a control character".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
 /// A title, group or logo: it is written into an M3U attribute
 /// (`tvg-name="…"`), so no `"`, no control character, at most `max` bytes.
 fn check_label(text: &str, max: usize) -> Result<(), String> {
@@ -444,6 +466,13 @@ impl Builder {
             );
         }
         let tags = check_tags(problems, &channel.tags, || path(""));
+        let mut regions = Vec::with_capacity(channel.regions.len());
+        for (i, r) in channel.regions.iter().enumerate() {
+            match super::rules::check_id(r) {
+                Ok(()) => regions.push(Box::from(r.as_str())),
+                Err(m) => problems.push(|| path(&format!(".regions[{i}]")), || m.to_owned()),
+            }
+        }
         let dvr_depth = match channel.dvr_depth.as_deref().map(depth_seconds) {
             None => NO_DVR,
             Some(Ok(secs)) => secs,
@@ -467,6 +496,7 @@ impl Builder {
         self.channels.push(CompiledChannel {
             name: name.into_boxed_str(),
             tags: tags.into_iter().collect(),
+            regions: regions.into_boxed_slice(),
             dvr_depth,
             source: channel,
         });
@@ -526,6 +556,10 @@ impl Builder {
             ips,
             expires_at,
             disabled,
+            region,
+            name,
+            email,
+            comment,
         } = user;
         let Ok(index) = u32::try_from(self.users.len()) else {
             self.problems
@@ -554,7 +588,11 @@ impl Builder {
             None
         });
         let combo = self.combo(packages);
-        let extra = self.extra(&id, password, ips, expires_at);
+        let profile = Profile {
+            region,
+            texts: [name, email, comment],
+        };
+        let extra = self.extra(&id, password, ips, expires_at, profile);
         self.users.push(CompiledUser {
             id: id.into_boxed_str(),
             tokens: tokens.into_iter().map(String::into_boxed_str).collect(),
@@ -604,9 +642,32 @@ impl Builder {
         password: Option<Digest>,
         ips: Vec<String>,
         expires_at: Option<String>,
+        profile: Profile,
     ) -> Option<Box<Extra>> {
-        if password.is_none() && ips.is_empty() && expires_at.is_none() {
+        let Profile { region, texts } = profile;
+        if password.is_none()
+            && ips.is_empty()
+            && expires_at.is_none()
+            && region.is_none()
+            && texts.iter().all(String::is_empty)
+        {
             return None;
+        }
+        if let Some(r) = &region
+            && let Err(m) = super::rules::check_id(r)
+        {
+            self.problems
+                .push(|| format!("users[{id:?}].region"), || m.to_owned());
+        }
+        for ((field, text), max) in ["name", "email", "comment"].iter().zip(&texts).zip([
+            MAX_LABEL_BYTES,
+            MAX_LABEL_BYTES,
+            MAX_COMMENT_BYTES,
+        ]) {
+            if let Err(m) = check_text(text, max) {
+                self.problems
+                    .push(|| format!("users[{id:?}].{field}"), || m);
+            }
         }
         let mut nets = Vec::with_capacity(ips.len());
         for (i, text) in ips.iter().enumerate() {
@@ -634,6 +695,8 @@ impl Builder {
             ips: (!ips.is_empty()).then(|| IpRule::new(nets)),
             ips_source: ips,
             expires_source: expires_at,
+            region: region.map(String::into_boxed_str),
+            profile: texts.map(String::into_boxed_str),
         }))
     }
 }

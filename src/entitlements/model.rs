@@ -35,6 +35,19 @@ pub struct User {
     pub expires_at: Option<String>,
     /// A disabled user is refused (`forbidden`) but kept.
     pub disabled: bool,
+    /// The user's region (SPEC §7.2): a channel with `regions` is theirs
+    /// only if it lists this one; `None` = channels without regions only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Display name (middleware, the console).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Contact address (middleware, the console).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub email: String,
+    /// The operator's note (Astra's comment).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub comment: String,
 }
 
 impl User {
@@ -66,7 +79,8 @@ impl fmt::Debug for User {
             .field("ips", &self.ips)
             .field("expires_at", &self.expires_at)
             .field("disabled", &self.disabled)
-            .finish()
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,6 +127,9 @@ pub struct Channel {
     /// How far back catch-up may go (`"3d"`); absent or `"0s"` = no catch-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dvr_depth: Option<String>,
+    /// Regions whose users may watch it (SPEC §7.2); empty = every region.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 /// The deny list: `{"users":[],"tokens":[],"ips":["cidr"]}`.

@@ -678,4 +678,54 @@ mod channels {
         // Unknown channel fields are refused, not ignored.
         assert!(Entitlements::from_json_slice(br#"{"channels":{"c":{"name":"x"}}}"#).is_err());
     }
+
+    #[test]
+    fn regional_channels_are_only_their_regions_users() {
+        let e = Entitlements::from_json_slice(
+            br#"{
+          "users": {
+            "lon": {"packages": ["all"], "region": "london", "name": "L", "email": "l@example.com", "comment": "vip"},
+            "par": {"packages": ["all"], "region": "paris"},
+            "nowhere": {"packages": ["all"]}
+          },
+          "packages": {"all": {"tags": ["tv"]}},
+          "channels": {
+            "news-london": {"tags": ["tv"], "regions": ["london"]},
+            "news-paris": {"tags": ["tv"], "regions": ["paris"]},
+            "global": {"tags": ["tv"]}
+          }
+        }"#,
+        )
+        .unwrap();
+        let any = ip("198.51.100.1");
+        let d = |u, ch| e.decide(Some(u), None, ch, any, NOW).map(|_| ());
+        assert_eq!(d("lon", "news-london"), Ok(()));
+        assert_eq!(d("lon", "news-paris"), Err(Denial::NotEntitled));
+        assert_eq!(d("par", "news-paris"), Ok(()));
+        assert_eq!(d("par", "news-london"), Err(Denial::NotEntitled));
+        assert_eq!(d("nowhere", "news-london"), Err(Denial::NotEntitled));
+        assert_eq!(d("nowhere", "global"), Ok(()));
+        let list = |u| -> Vec<String> {
+            e.channel_list(u, None, any, NOW)
+                .unwrap()
+                .iter()
+                .map(|l| l.name.to_owned())
+                .collect()
+        };
+        assert_eq!(list("lon"), ["news-london", "global"]);
+        assert_eq!(list("par"), ["news-paris", "global"]);
+        assert_eq!(list("nowhere"), ["global"]);
+        // The profile reads back; bad regions are refused with their path.
+        let lon = e.user_record("lon").unwrap();
+        assert_eq!(lon.region.as_deref(), Some("london"));
+        assert_eq!(
+            (lon.name.as_str(), lon.email.as_str(), lon.comment.as_str()),
+            ("L", "l@example.com", "vip")
+        );
+        assert_eq!(e.to_snapshot().users.get("lon"), Some(&lon));
+        let got = problems(
+            r#"{"users":{"x":{"region":"a b","comment":"x\u0000"}},"channels":{"c":{"regions":[""]}}}"#,
+        );
+        assert_eq!(got.len(), 3, "{got:#?}");
+    }
 }

@@ -30,6 +30,14 @@ struct UserView<'a> {
     expires_at: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    email: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    comment: &'a str,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -59,6 +67,10 @@ impl Entitlements {
             ips: extra.map(|e| e.ips_source.as_slice()).unwrap_or_default(),
             expires_at: extra.and_then(|e| e.expires_source.as_deref()),
             disabled: u.disabled,
+            region: extra.and_then(|e| e.region.as_deref()),
+            name: extra.map_or("", |e| &e.profile[0]),
+            email: extra.map_or("", |e| &e.profile[1]),
+            comment: extra.map_or("", |e| &e.profile[2]),
         }
     }
 
@@ -71,6 +83,10 @@ impl Entitlements {
             ips: view.ips.to_vec(),
             expires_at: view.expires_at.map(str::to_owned),
             disabled: view.disabled,
+            region: view.region.map(str::to_owned),
+            name: view.name.to_owned(),
+            email: view.email.to_owned(),
+            comment: view.comment.to_owned(),
         }
     }
 

@@ -48,6 +48,12 @@ pub struct RawUser {
     pub expires_at: Option<String>,
     /// Refuse the user (403 forbidden). Entitlements.
     pub disabled: Option<bool>,
+    /// The user's region (SPEC §7.2). Entitlements.
+    pub region: Option<String>,
+    /// Display name, contact address, operator's note. Entitlements.
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub comment: Option<String>,
 }
 
 impl fmt::Debug for RawUser {

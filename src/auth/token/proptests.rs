@@ -47,6 +47,10 @@ fn users() -> impl Strategy<Value = Vec<RawUser>> {
                         ips: Vec::new(),
                         expires_at: None,
                         disabled: None,
+                        region: None,
+                        name: None,
+                        email: None,
+                        comment: None,
                     })
                     .collect();
                 let n = users.len();
