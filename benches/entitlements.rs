@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tollgate::entitlements::Entitlements;
+use tollgate::entitlements::{Entitlements, UserQuery};
 
 const USERS: u64 = 1_000_000;
 const NOW: u64 = 1_800_000_000;
@@ -74,6 +74,60 @@ fn bench(c: &mut Criterion) {
     g.bench_function("check_password", |b| {
         b.iter(|| ents.check_password(black_box("user0424242"), black_box(b"pw424242")))
     });
+    g.finish();
+
+    // GET /api/v1/users over the million (one element = one page).
+    let mut g = c.benchmark_group("users_page");
+    g.sample_size(10);
+    let base = UserQuery {
+        limit: 100,
+        ..UserQuery::default()
+    };
+    let cases: [(&str, UserQuery<'static>, usize); 5] = [
+        ("first_page", base, USERS as usize),
+        (
+            "last_page",
+            UserQuery {
+                offset: 999_900,
+                ..base
+            },
+            USERS as usize,
+        ),
+        (
+            "package",
+            UserQuery {
+                package: Some("sports"),
+                offset: 250_000,
+                ..base
+            },
+            500_000,
+        ),
+        (
+            "token",
+            UserQuery {
+                token: Some("tk-0424242"),
+                ..base
+            },
+            1,
+        ),
+        (
+            "text",
+            UserQuery {
+                text: Some("r04242"),
+                ..base
+            },
+            100,
+        ),
+    ];
+    for (name, q, total) in cases {
+        let got = ents.users_page(&q);
+        assert_eq!(
+            (got.total, got.users.len()),
+            (total, total.min(100)),
+            "{name}"
+        );
+        g.bench_function(name, |b| b.iter(|| ents.users_page(black_box(&q))));
+    }
     g.finish();
 }
 

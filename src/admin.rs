@@ -134,14 +134,18 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
     match (&method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
         (&Method::DELETE, ["sessions", id]) => kick_session(shared, id).await,
+        (&Method::GET, ["users"]) => list_users(shared, query.as_deref()),
         (&Method::GET, ["users", id]) => read(shared, |s| {
             s.user_record(id)
                 .map(|u| serde_json::to_string(&redacted(&u)))
         }),
         (&Method::PUT, ["users", id]) if valid_name(id) => {
             let id = (*id).to_owned();
-            let mut body = match read_json::<crate::entitlements::User>(req, SMALL_BODY).await {
-                Ok(b) => b,
+            let mut body = match read_body(req, SMALL_BODY).await {
+                Ok(bytes) => match crate::entitlements::User::from_api_json(&bytes) {
+                    Ok(u) => u,
+                    Err(problems) => return invalid(&problems),
+                },
                 Err(r) => return r,
             };
             // Only a digest is ever stored (the state dir holds what the API set).
@@ -257,7 +261,7 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
 /// when there is no such resource (404).
 fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
     Some(match parts {
-        ["sessions"] => "GET",
+        ["sessions"] | ["users"] => "GET",
         ["sessions", _] => "DELETE",
         ["users" | "packages" | "channels", _] => "GET, PUT, DELETE",
         ["channels"] => "GET",
@@ -353,6 +357,68 @@ async fn rotate_keys(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<F
     }
 }
 
+/// Most users one `GET /api/v1/users` page holds.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /api/v1/users?offset=&limit=&package=&region=&token=&q=`: a page
+/// of the API's users (as `GET /api/v1/users/{id}` shows each, with its
+/// id), in a stable order, and how many match.
+fn list_users(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
+    use crate::auth::query::{param, percent_decode};
+    let get = |name: &str| {
+        query
+            .and_then(|q| param(q, name))
+            .map(|v| String::from_utf8_lossy(&percent_decode(v)).into_owned())
+    };
+    let mut problems = Vec::new();
+    let mut number = |name: &str, default: usize, max: usize| match get(name) {
+        None => default,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                problems.push(format!("{name}: a whole number from 0 to {max}"));
+                default
+            }
+        },
+    };
+    let offset = number("offset", 0, usize::MAX);
+    let limit = number("limit", 100, MAX_PAGE);
+    if !problems.is_empty() {
+        return invalid(&problems);
+    }
+    let (package, region, token, text) = (get("package"), get("region"), get("token"), get("q"));
+    let q = crate::entitlements::UserQuery {
+        package: package.as_deref(),
+        region: region.as_deref(),
+        token: token.as_deref(),
+        text: text.as_deref().filter(|t| !t.is_empty()),
+        offset,
+        limit,
+    };
+    let page = shared.store.api_state(|s| s.users_page(&q));
+    let users: Vec<serde_json::Value> = page
+        .users
+        .iter()
+        .map(|(id, u)| {
+            let mut v = redacted(u);
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("id".into(), id.as_str().into());
+            }
+            v
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "total": page.total,
+            "offset": offset,
+            "limit": limit,
+            "users": users,
+        })
+        .to_string(),
+    )
+}
+
 /// `GET /api/v1/channels`: every channel in force (the config's and the
 /// API's), in channel-list order, each with its name.
 fn list_channels(shared: &Shared) -> Response<Full<Bytes>> {
@@ -443,6 +509,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<T, Response<Full<Bytes>>> {
+    let bytes = read_body(req, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&[crate::entitlements::redact_json_error(&e)]))
+}
+
+/// A request body of at most `limit` bytes (413 beyond, 400 when broken).
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Full<Bytes>>> {
     use http_body_util::BodyExt;
     let body = http_body_util::Limited::new(req.into_body(), limit);
     let bytes = match body.collect().await {
@@ -455,8 +528,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         }
         Err(_) => return Err(bad_body()),
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(&[crate::entitlements::redact_json_error(&e)]))
+    Ok(bytes)
 }
 
 /// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.

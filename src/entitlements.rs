@@ -46,6 +46,7 @@ use crate::ipnet_set::IpNetSet;
 pub use compile::{Problem, ValidationError};
 pub use model::{Blocklist, Channel, Channels, Named, Package, Snapshot, User, Users};
 pub use stream::{LoadError, redact_json_error};
+pub use view::{UserPage, UserQuery};
 
 use glob::Glob;
 use index::FpIndex;

@@ -273,3 +273,79 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
         deserializer.deserialize_map(NamedVisitor(std::marker::PhantomData))
     }
 }
+
+/// Fields of the Flussonic IPTV plugin's user bodies that tollgate keeps
+/// itself (`id`, timestamps): accepted and ignored.
+const FLUSSONIC_IGNORED: [&str; 3] = ["id", "created_at", "updated_at"];
+
+impl User {
+    /// A `PUT /api/v1/users/{id}` body: the native shape, or the Flussonic
+    /// IPTV plugin's create/update bodies (`max_sessions` as a number or a
+    /// string of digits, `key` as one more play token, `packages: null` as
+    /// none, `id`, `created_at` and `updated_at` ignored). Anything else
+    /// unknown, or a value of the wrong kind, is a problem in the list
+    /// (values redacted), never silently misread.
+    pub fn from_api_json(json: &[u8]) -> Result<User, Vec<String>> {
+        let redact = |e: &serde_json::Error| vec![super::redact_json_error(e)];
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| redact(&e))?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(vec!["body: expected a JSON object".to_owned()]);
+        };
+        let mut problems = Vec::new();
+        for field in FLUSSONIC_IGNORED {
+            if let Some(v) = map.remove(field)
+                && !(v.is_null() || v.is_number() || v.is_string())
+            {
+                problems.push(format!("{field}: expected a number, a string or null"));
+            }
+        }
+        if let Some(v) = map.get_mut("max_sessions")
+            && let serde_json::Value::String(text) = v
+        {
+            match text.trim().parse::<u32>() {
+                Ok(n) => *v = serde_json::Value::from(n),
+                Err(_) => problems.push(
+                    "max_sessions: a string must hold a whole number from 0 to 4294967295"
+                        .to_owned(),
+                ),
+            }
+        }
+        if map.get("packages").is_some_and(serde_json::Value::is_null) {
+            map.insert("packages".to_owned(), serde_json::Value::Array(Vec::new()));
+        }
+        let key = match map.remove("key") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(k)) if !k.is_empty() => Some(k),
+            Some(_) => {
+                problems.push("key: expected a non-empty string (a play token)".to_owned());
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut user: User = match serde_json::from_value(serde_json::Value::Object(map.clone())) {
+            Ok(u) => u,
+            // Name the field: serde's message for a wrong type does not.
+            Err(e) => {
+                let named: Vec<String> = map
+                    .into_iter()
+                    .filter_map(|(field, v)| {
+                        let one =
+                            serde_json::Value::Object([(field.clone(), v)].into_iter().collect());
+                        serde_json::from_value::<User>(one)
+                            .err()
+                            .map(|e| format!("{field}: {}", super::redact_json_error(&e)))
+                    })
+                    .collect();
+                return Err(if named.is_empty() { redact(&e) } else { named });
+            }
+        };
+        if let Some(k) = key
+            && !user.tokens.contains(&k)
+        {
+            user.tokens.push(k);
+        }
+        Ok(user)
+    }
+}

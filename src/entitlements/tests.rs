@@ -729,3 +729,109 @@ mod channels {
         assert_eq!(got.len(), 3, "{got:#?}");
     }
 }
+
+/// The Flussonic IPTV plugin's documented user bodies (its API page),
+/// accepted on the native API or refused with a problem list.
+#[test]
+fn flussonic_user_bodies_are_read_as_it_means_them() {
+    let create = br#"{"name":"flussonic","email":"support1@flussonic.com","max_sessions":"3"}"#;
+    let u = User::from_api_json(create).unwrap();
+    assert_eq!((u.name.as_str(), u.max_sessions), ("flussonic", 3));
+    assert_eq!(u.email, "support1@flussonic.com");
+    let update = br#"{"created_at":null,"email":"support3@flussonic.com","id":10,"key":"newtoken","max_sessions":3,"name":"support","packages":null,"updated_at":null}"#;
+    let u = User::from_api_json(update).unwrap();
+    assert_eq!(u.tokens, ["newtoken"]);
+    assert!(u.packages.is_empty());
+    assert_eq!(u.max_sessions, 3);
+    let delete = br#"{"created_at":null,"email":"user1@example.com","id":11,"key":"mPSfFitQl3","max_sessions":1,"name":"user1","packages":[],"updated_at":null}"#;
+    assert_eq!(User::from_api_json(delete).unwrap().tokens, ["mPSfFitQl3"]);
+    // The native shape still reads as before; key joins tokens once.
+    let native = br#"{"tokens":["a","b"],"key":"b","max_sessions":2}"#;
+    assert_eq!(User::from_api_json(native).unwrap().tokens, ["a", "b"]);
+    // Never misread: each refusal names the field, never the value.
+    for (body, field) in [
+        (&br#"{"max_sessions":"three"}"#[..], "max_sessions"),
+        (br#"{"max_sessions":"-1"}"#, "max_sessions"),
+        (br#"{"key":5}"#, "key"),
+        (br#"{"key":""}"#, "key"),
+        (br#"{"id":{"x":1}}"#, "id"),
+        (br#"{"nmae":"typo"}"#, "nmae"),
+        (br#"{"max_sessions":1.5}"#, "max_sessions"),
+        (br#"[]"#, "body"),
+    ] {
+        let problems = User::from_api_json(body).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains(field)),
+            "{}: {problems:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.contains("three") || p.contains("typo"))
+        );
+    }
+}
+
+#[test]
+fn users_page_filters_and_pages_in_a_stable_order() {
+    let e = fixture();
+    let all = |offset, limit| UserQuery {
+        offset,
+        limit,
+        ..UserQuery::default()
+    };
+    let ids = |p: &UserPage| p.users.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    let first = e.users_page(&all(0, 3));
+    assert_eq!(first.total, 7);
+    assert_eq!(ids(&first), ["alice", "bob", "carol"]);
+    assert_eq!(ids(&e.users_page(&all(3, 3))), ["dave", "erin", "frank"]);
+    assert_eq!(ids(&e.users_page(&all(6, 3))), ["gina"]);
+    assert!(e.users_page(&all(7, 3)).users.is_empty());
+    let by = |q: UserQuery<'static>| ids(&e.users_page(&UserQuery { limit: 10, ..q }));
+    assert_eq!(
+        by(UserQuery {
+            package: Some("sports"),
+            ..UserQuery::default()
+        }),
+        ["bob", "carol"]
+    );
+    assert_eq!(
+        by(UserQuery {
+            token: Some("bob-token"),
+            ..UserQuery::default()
+        }),
+        ["bob"]
+    );
+    assert!(
+        by(UserQuery {
+            token: Some("nobody"),
+            ..UserQuery::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        by(UserQuery {
+            text: Some("AR"),
+            ..UserQuery::default()
+        }),
+        ["carol"]
+    );
+    assert_eq!(
+        by(UserQuery {
+            package: Some("basic"),
+            text: Some("a"),
+            ..UserQuery::default()
+        }),
+        ["alice", "dave", "gina"]
+    );
+    assert!(
+        by(UserQuery {
+            region: Some("london"),
+            ..UserQuery::default()
+        })
+        .is_empty()
+    );
+    // A page's users read back like GET /api/v1/users/{id}.
+    assert_eq!(first.users[0].1, e.user_record("alice").unwrap());
+}

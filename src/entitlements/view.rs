@@ -186,3 +186,92 @@ impl Serialize for Entitlements {
         s.end()
     }
 }
+
+/// What `GET /api/v1/users` asks for: filters (all must hold) and a page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserQuery<'a> {
+    /// Users whose `packages` name this package.
+    pub package: Option<&'a str>,
+    /// Users of this region.
+    pub region: Option<&'a str>,
+    /// The user holding this play token (exact, compared in constant time).
+    pub token: Option<&'a str>,
+    /// A case-insensitive substring of the id, name, email or comment.
+    pub text: Option<&'a str>,
+    /// Matching users to skip, in the stable order (build order).
+    pub offset: usize,
+    /// Matching users to return at most.
+    pub limit: usize,
+}
+
+/// One page of users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// Matching users in all.
+    pub total: usize,
+    /// `(id, user)` of the page, in order.
+    pub users: Vec<(String, User)>,
+}
+
+impl Entitlements {
+    /// One page of the users matching `q`, in build order (the order of the
+    /// snapshot or of their creation), so paging is stable while nothing
+    /// changes. One pass, no allocation per user that does not match.
+    pub fn users_page(&self, q: &UserQuery<'_>) -> UserPage {
+        let by_token = q.token.map(|t| self.user_by_token(t));
+        // Per package list: does it name the package?
+        let combos: Option<Vec<bool>> = q.package.map(|name| {
+            self.combos
+                .iter()
+                .map(|c| {
+                    c.iter().any(|&p| {
+                        self.packages
+                            .get(p as usize)
+                            .is_some_and(|pkg| pkg.name == name)
+                    })
+                })
+                .collect()
+        });
+        let text = q.text.map(str::to_lowercase);
+        // ASCII needles (ids, emails) compare without allocating.
+        let contains = |hay: &str, needle: &str| {
+            if hay.len() < needle.len() {
+                false
+            } else if needle.is_ascii() {
+                hay.as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+            } else {
+                hay.to_lowercase().contains(needle)
+            }
+        };
+        let mut total = 0;
+        let mut users = Vec::new();
+        for u in &self.users {
+            if by_token.is_some_and(|id| id != Some(&*u.id)) {
+                continue;
+            }
+            if let Some(flags) = &combos
+                && !flags.get(u.combo as usize).copied().unwrap_or(false)
+            {
+                continue;
+            }
+            if q.region.is_some_and(|r| u.region() != Some(r)) {
+                continue;
+            }
+            if let Some(needle) = &text {
+                let e = u.extra.as_deref();
+                let found = contains(&u.id, needle)
+                    || e.is_some_and(|e| e.profile.iter().any(|t| contains(t, needle)));
+                if !found {
+                    continue;
+                }
+            }
+            if total >= q.offset && users.len() < q.limit {
+                users.push((u.id.to_string(), Self::owned(self.view(u))));
+            }
+            total += 1;
+        }
+        UserPage { total, users }
+    }
+}

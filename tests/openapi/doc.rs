@@ -220,7 +220,11 @@ impl Op<'_> {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| (*v).to_owned())
-                .or_else(|| p["example"].as_str().map(str::to_owned))
+                .or_else(|| match &p["example"] {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
                 .unwrap_or_else(|| panic!("{}: parameter {name} has no example", self.key()));
             match p["in"].as_str().unwrap() {
                 "path" => path = path.replace(&format!("{{{name}}}"), &value),
