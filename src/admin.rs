@@ -131,10 +131,49 @@ async fn api(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byte
     let parts: Vec<&str> = path
         .strip_prefix("/api/v1/")
         .map_or_else(Vec::new, |rest| rest.split('/').collect());
-    match (&method, parts.as_slice()) {
-        (&Method::GET, ["sessions"]) => list_sessions(shared, query.as_deref()),
+    let response = route_api(shared, req, &method, &parts, query.as_deref()).await;
+    if response.status().is_success() {
+        audit_change(&method, &parts);
+    }
+    response
+}
+
+/// The audit line of a change the API made (`tollgate::audit`): every
+/// successful `PUT` and `DELETE`, one mechanism for every resource. A
+/// rotation writes its own (it knows the generation).
+fn audit_change(method: &Method, parts: &[&str]) {
+    let action = match (method, parts) {
+        (&Method::PUT, ["snapshot"]) => "replace",
+        (&Method::PUT, _) => "put",
+        (&Method::DELETE, ["sessions", _]) => "kick",
+        (&Method::DELETE, _) => "delete",
+        _ => return,
+    };
+    let object = match parts.first().copied() {
+        Some("users") => "user",
+        Some("packages") => "package",
+        Some("channels") => "channel",
+        Some("sessions") => "session",
+        Some("blocklist") => "blocklist",
+        Some("snapshot") => "snapshot",
+        _ => return,
+    };
+    let id = parts.get(1).copied().unwrap_or_default();
+    crate::audit::record(crate::audit::Who::Api, action, object, id, "");
+}
+
+/// Dispatch one authorized `/api/v1/…` request.
+async fn route_api(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    method: &Method,
+    parts: &[&str],
+    query: Option<&str>,
+) -> Response<Full<Bytes>> {
+    match (method, parts) {
+        (&Method::GET, ["sessions"]) => list_sessions(shared, query),
         (&Method::DELETE, ["sessions", id]) => kick_session(shared, id).await,
-        (&Method::GET, ["users"]) => list_users(shared, query.as_deref()),
+        (&Method::GET, ["users"]) => list_users(shared, query),
         (&Method::GET, ["users", id]) => read(shared, |s| {
             s.user_record(id)
                 .map(|u| serde_json::to_string(&redacted(&u)))
@@ -332,11 +371,15 @@ async fn rotate_keys(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<F
     let done = tokio::task::spawn_blocking(move || s.rotate_keys(channel)).await;
     match done {
         Ok(Ok((effective, generation))) => {
-            tracing::info!(
-                channel = body.channel.as_deref().unwrap_or("*"),
-                generation,
-                effective_at = effective,
-                "content keys rotated"
+            crate::audit::record(
+                crate::audit::Who::Api,
+                "rotate",
+                "keys",
+                body.channel.as_deref().unwrap_or("*"),
+                &format!(
+                    "generation {generation} from {}",
+                    crate::units::rfc3339(effective)
+                ),
             );
             json_response(
                 StatusCode::OK,

@@ -55,6 +55,7 @@ pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod admit;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod capability;

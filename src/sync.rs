@@ -478,15 +478,37 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
             ));
         }
         Plan::Apply => {
+            let cp = crate::audit::Who::ControlPlane;
+            let version = answer.version;
             match answer.change {
-                Change::Full(ents) => shared.store.replace_all(*ents).map_err(storage)?,
-                Change::Delta(delta) => shared
-                    .store
-                    .change(|s| {
-                        delta.apply(s);
-                        Ok(())
-                    })
-                    .map_err(storage)?,
+                Change::Full(ents) => {
+                    let users = ents.len();
+                    shared.store.replace_all(*ents).map_err(storage)?;
+                    let detail = format!("version {version}: {users} users");
+                    crate::audit::record(cp, "replace", "snapshot", "", &detail);
+                }
+                Change::Delta(delta) => {
+                    let detail = format!(
+                        "version {version} from {}: {} users, {} packages, {} channels{}",
+                        delta.since,
+                        delta.users.len(),
+                        delta.packages.len(),
+                        delta.channels.len(),
+                        if delta.blocklist.is_some() {
+                            ", the blocklist"
+                        } else {
+                            ""
+                        },
+                    );
+                    shared
+                        .store
+                        .change(|s| {
+                            delta.apply(s);
+                            Ok(())
+                        })
+                        .map_err(storage)?;
+                    crate::audit::record(cp, "apply", "delta", "", &detail);
+                }
                 Change::Unchanged => {}
             }
             next.version = Some(answer.version);
@@ -516,8 +538,14 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
                 .filter(|u| !was.contains(u.as_str()))
                 .cloned(),
         );
+        let detail = format!(
+            "{} users, {} tokens, {} networks",
+            list.users.len(),
+            list.tokens.len(),
+            list.ips.len()
+        );
         next.deny = list;
-        deny_layer = Some(layer);
+        deny_layer = Some((layer, detail));
     }
     let changed = next != before;
     if changed {
@@ -526,8 +554,15 @@ fn apply(shared: &Shared, answer: Answer) -> Result<Applied, Failure> {
             .map_err(|e| Failure::new("storage", e.to_string()))?;
         hold(shared, next);
         // Last, so whoever sees the new deny list also sees the figures.
-        if let Some(layer) = deny_layer {
+        if let Some((layer, detail)) = deny_layer {
             shared.store.set_deny(layer);
+            crate::audit::record(
+                crate::audit::Who::ControlPlane,
+                "put",
+                "deny_list",
+                "",
+                &detail,
+            );
         }
     }
     Ok((changed, ended, gap))

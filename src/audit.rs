@@ -1,0 +1,43 @@
+//! The audit trail (SPEC §8): one JSON line under the target
+//! `tollgate::audit` for every change the admin API or the control plane
+//! makes to what viewers may do: who (`api` or `control_plane`), what
+//! (`action` on an `object` with its `id`), never a secret (ids and names
+//! only; tokens, passwords and bodies are never logged).
+//!
+//! `RUST_LOG=tollgate::audit=off` silences it; ship it apart with a log
+//! router on the target.
+
+/// Who made a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// The admin API (bearer token).
+    Api,
+    /// Pull sync with the control plane.
+    ControlPlane,
+}
+
+impl Who {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::ControlPlane => "control_plane",
+        }
+    }
+}
+
+/// Record one change: `action` (`put`, `delete`, `kick`, `rotate`,
+/// `replace`, `apply`) on `object` (`user`, `package`, `channel`,
+/// `blocklist`, `snapshot`, `session`, `keys`, `deny_list`, `delta`) named
+/// `id` (`""` when the object is a singleton), with `detail` (counts,
+/// versions; never a secret).
+pub fn record(who: Who, action: &str, object: &str, id: &str, detail: &str) {
+    tracing::info!(
+        target: "tollgate::audit",
+        who = who.as_str(),
+        action,
+        object,
+        id,
+        detail,
+        "change"
+    );
+}
