@@ -207,6 +207,7 @@ fn expected(second: bool) -> Vec<(String, u16, Value)> {
         let mut u = json!({
             "tokens": ["***"], "password": "", "max_sessions": 0, "packages": packages,
             "ips": [], "expires_at": null, "disabled": false,
+            "region": null, "name": "", "email": "", "comment": "",
         });
         u.as_object_mut()
             .unwrap()
