@@ -40,31 +40,8 @@ pub(super) fn master_for(variant: &Variant, uri: &str) -> String {
 
 /// The live media playlist listing `schedule.window()` segments from `first`.
 pub(super) fn media(schedule: &Schedule, first: u64) -> String {
-    let window = schedule.window();
-    // About 32 bytes per entry plus the header; avoids regrowth.
-    let mut out = String::with_capacity(160 + 32 * window as usize);
-    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
-    let _ = writeln!(
-        out,
-        "#EXT-X-TARGETDURATION:{}",
-        schedule.target_duration_secs()
-    );
-    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
-    let discontinuities = schedule.discontinuity_sequence(first);
-    if discontinuities > 0 {
-        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}");
-    }
-    for msn in first..first.saturating_add(window) {
-        if schedule.starts_wrap(msn) {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        // Milliseconds, rounded: three decimals are what players expect and
-        // keep the text stable for tests.
-        let ms = (schedule.duration_us(msn) + 500) / 1_000;
-        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1_000, ms % 1_000);
-        let _ = writeln!(out, "seg-{msn}.ts");
-    }
-    out
+    let msns = first..first.saturating_add(schedule.window());
+    render(schedule, msns, first, None, false)
 }
 
 /// A media playlist of DVR segments `msns`, each with its
@@ -78,8 +55,22 @@ pub(super) fn dated(
     epoch_ms: i64,
     end: bool,
 ) -> String {
+    render(schedule, msns, sequence, Some(epoch_ms), end)
+}
+
+/// Segments `msns` numbered from `sequence`, dated when `epoch_ms` is
+/// given, closed (`VOD`, `ENDLIST`) when `end`.
+fn render(
+    schedule: &Schedule,
+    msns: std::ops::Range<u64>,
+    sequence: u64,
+    epoch_ms: Option<i64>,
+    end: bool,
+) -> String {
     let count = msns.end.saturating_sub(msns.start);
-    let mut out = String::with_capacity(200 + 80 * count as usize);
+    // About 32 bytes per entry (80 dated) plus the header; avoids regrowth.
+    let per = if epoch_ms.is_some() { 80 } else { 32 };
+    let mut out = String::with_capacity(200 + per * count as usize);
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(
         out,
@@ -87,6 +78,15 @@ pub(super) fn dated(
         schedule.target_duration_secs()
     );
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{sequence}");
+    // The wraps before the first segment, for a window numbered like live.
+    let discontinuities = if sequence == msns.start {
+        schedule.discontinuity_sequence(msns.start)
+    } else {
+        0
+    };
+    if discontinuities > 0 {
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}");
+    }
     if end {
         out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
@@ -94,12 +94,16 @@ pub(super) fn dated(
         if schedule.starts_wrap(msn) {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let start_ms = i64::try_from(schedule.start_us(msn) / 1_000).unwrap_or(i64::MAX);
-        let _ = writeln!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}",
-            date(epoch_ms.saturating_add(start_ms))
-        );
+        if let Some(epoch) = epoch_ms {
+            let start_ms = i64::try_from(schedule.start_us(msn) / 1_000).unwrap_or(i64::MAX);
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                date(epoch.saturating_add(start_ms))
+            );
+        }
+        // Milliseconds, rounded: three decimals are what players expect and
+        // keep the text stable for tests.
         let ms = (schedule.duration_us(msn) + 500) / 1_000;
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1_000, ms % 1_000);
         let _ = writeln!(out, "seg-{msn}.ts");
