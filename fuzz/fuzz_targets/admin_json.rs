@@ -1,5 +1,5 @@
 //! Admin-API bodies: `PUT /api/v1/users/{id}`, `/packages/{name}`,
-//! `/blocklist` and `/snapshot`, parsed and compiled the way the admin
+//! `/channels/{name}`, `/blocklist` and `/snapshot`, parsed and compiled the way the admin
 //! listener does it (into the API layer over the config's packages).
 //!
 //! Input: one byte picks the endpoint, the rest is the body.
@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::entitlements::{Blocklist, Entitlements, Package, Snapshot, User};
+use tollgate::entitlements::{Blocklist, Channel, Entitlements, Package, Snapshot, User};
 
 const BASE: &str = r#"{
   "users": {"alice": {"tokens": ["alice-token-1"], "packages": ["basic", "cfg"]}},
@@ -35,16 +35,22 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut state) = serde_json::from_str::<Snapshot>(BASE) else {
         panic!("fuzz target base snapshot refused");
     };
-    match which % 4 {
+    match which % 5 {
         0 => {
             let Ok(mut user) = serde_json::from_slice::<User>(body) else {
                 return;
             };
             let shown = format!("{user:?}");
-            let public = format!("{:?}{:?}{:?}", user.packages, user.ips, user.expires_at);
+            let public = format!(
+                "{:?}{:?}{:?}{:?}",
+                user.packages, user.ips, user.expires_at, user.region
+            );
+            // A secret would show as a quoted string (field names and
+            // numbers are not quoted, so they can equal a token harmlessly).
             for t in user.tokens.iter().chain([&user.password]) {
-                let secret = t.len() >= 8 && !public.contains(t.as_str());
-                assert!(!secret || !shown.contains(t.as_str()), "{t:?} in Debug");
+                let quoted = format!("{t:?}");
+                let secret = t.len() >= 8 && !public.contains(&quoted);
+                assert!(!secret || !shown.contains(&quoted), "{t:?} in Debug");
             }
             user.hash_password();
             // Hashed, or left as given only when validation refuses it (a
@@ -62,6 +68,12 @@ fuzz_target!(|data: &[u8]| {
             };
             state.packages.insert("p1".to_owned(), p);
         }
+        3 => {
+            let Ok(c) = serde_json::from_slice::<Channel>(body) else {
+                return;
+            };
+            state.channels.insert("c1".to_owned(), c);
+        }
         2 => {
             let Ok(b) = serde_json::from_slice::<Blocklist>(body) else {
                 return;
@@ -69,8 +81,9 @@ fuzz_target!(|data: &[u8]| {
             let shown = format!("{b:?}");
             let public = format!("{:?}{:?}", b.users, b.ips);
             for t in &b.tokens {
-                let secret = t.len() >= 8 && !public.contains(t.as_str());
-                assert!(!secret || !shown.contains(t.as_str()), "{t:?} in Debug");
+                let quoted = format!("{t:?}");
+                let secret = t.len() >= 8 && !public.contains(&quoted);
+                assert!(!secret || !shown.contains(&quoted), "{t:?} in Debug");
             }
             state.blocklist = b;
         }
