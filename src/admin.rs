@@ -442,13 +442,7 @@ fn list_users(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
     let users: Vec<serde_json::Value> = page
         .users
         .iter()
-        .map(|(id, u)| {
-            let mut v = redacted(u);
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("id".into(), id.as_str().into());
-            }
-            v
-        })
+        .map(|(id, u)| keyed(redacted(u), "id", id))
         .collect();
     json_response(
         StatusCode::OK,
@@ -462,19 +456,22 @@ fn list_users(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
     )
 }
 
+/// `object` (a JSON object) with `key: name` added: an item of a list
+/// shown with the name it is stored under.
+fn keyed(mut object: serde_json::Value, key: &str, name: &str) -> serde_json::Value {
+    if let Some(obj) = object.as_object_mut() {
+        obj.insert(key.into(), name.into());
+    }
+    object
+}
+
 /// `GET /api/v1/channels`: every channel in force (the config's and the
 /// API's), in channel-list order, each with its name.
 fn list_channels(shared: &Shared) -> Response<Full<Bytes>> {
     let ents = shared.store.entitlements();
     let channels: Vec<serde_json::Value> = ents
         .channels()
-        .map(|(name, c)| {
-            let mut v = serde_json::to_value(c).unwrap_or_default();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("name".into(), name.into());
-            }
-            v
-        })
+        .map(|(name, c)| keyed(serde_json::to_value(c).unwrap_or_default(), "name", name))
         .collect();
     json_response(
         StatusCode::OK,

@@ -71,19 +71,10 @@ pub fn render<'a>(items: impl IntoIterator<Item = Item<'a>>, links: &Links<'_>) 
 }
 
 /// `name=value` with `value` percent-encoded (all but RFC 3986 unreserved
-/// characters), for a credential put back into the list's URLs.
-pub fn query_pair(name: &str, value: &[u8]) -> String {
-    let mut out = String::with_capacity(name.len() + 1 + value.len() * 3);
-    out.push_str(name);
-    out.push('=');
-    for &b in value {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+/// characters, [`crate::auth::query::percent_encode`]), for a credential
+/// put back into the list's URLs.
+pub fn query_pair(name: &str, value: &str) -> String {
+    format!("{name}={}", crate::auth::query::percent_encode(value))
 }
 
 /// A `Host` header fit to be a URL's authority: a DNS name or an address,
@@ -165,10 +156,10 @@ mod tests {
     #[test]
     fn credentials_are_encoded_and_hosts_checked() {
         assert_eq!(
-            query_pair("token", b"a b+c/\"\n~"),
+            query_pair("token", "a b+c/\"\n~"),
             "token=a%20b%2Bc%2F%22%0A~"
         );
-        assert_eq!(query_pair("auth", b"ann:pw"), "auth=ann%3Apw");
+        assert_eq!(query_pair("auth", "ann:pw"), "auth=ann%3Apw");
         for ok in [
             "edge.example",
             "edge.example:8443",

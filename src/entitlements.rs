@@ -513,11 +513,11 @@ impl Entitlements {
         Ok(self
             .channels
             .iter()
-            .filter(|c| self.entitled(u, &c.name))
+            .filter(|c| self.entitled_on(u, &c.name, Some(c)))
             .map(|c| Listed {
                 name: &c.name,
                 channel: &c.source,
-                dvr_depth: self.dvr_depth(Some(user), &c.name),
+                dvr_depth: self.depth_on(u, c),
             })
             .collect())
     }
@@ -525,7 +525,16 @@ impl Entitlements {
     /// True when one of the user's packages covers `channel` and, if the
     /// channel is regional, the user is of one of its regions (SPEC §7.2).
     pub fn entitled(&self, user: &CompiledUser, channel: &str) -> bool {
-        let declared = self.declared(channel);
+        self.entitled_on(user, channel, self.declared(channel))
+    }
+
+    /// [`Self::entitled`] with the channel's declaration already looked up.
+    fn entitled_on(
+        &self,
+        user: &CompiledUser,
+        channel: &str,
+        declared: Option<&CompiledChannel>,
+    ) -> bool {
         let in_region = declared.is_none_or(|c| {
             c.regions.is_empty()
                 || user
@@ -569,11 +578,16 @@ impl Entitlements {
         let Some(declared) = self.declared(channel) else {
             return NO_DVR;
         };
-        let Some(u) = user.and_then(|id| self.user(id)) else {
-            return declared.dvr_depth;
-        };
+        match user.and_then(|id| self.user(id)) {
+            Some(u) => self.depth_on(u, declared),
+            None => declared.dvr_depth,
+        }
+    }
+
+    /// [`Self::dvr_depth`] of a listed user on a declared channel.
+    fn depth_on(&self, user: &CompiledUser, declared: &CompiledChannel) -> u64 {
         let mut cap: Option<u64> = Some(0);
-        for pkg in self.granting(u, channel, Some(declared)) {
+        for pkg in self.granting(user, &declared.name, Some(declared)) {
             cap = match (cap, pkg.dvr_cap) {
                 (None, _) | (_, None) => None,
                 (Some(a), Some(b)) => Some(a.max(b)),

@@ -130,12 +130,15 @@ impl fmt::Debug for Tokens {
 /// The credential a request presents to the `token` method: `token` wins
 /// over `auth` when both are present; the first occurrence of each
 /// parameter counts. Percent-decoded.
-enum Credential<'a> {
+pub enum Credential<'a> {
+    /// `?token=T`.
     Token(std::borrow::Cow<'a, [u8]>),
+    /// `?auth=user:password`, whole.
     Password(std::borrow::Cow<'a, [u8]>),
 }
 
-fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
+/// The credential `req` presents to the `token` method, if any.
+pub fn credential<'a>(req: &AuthRequest<'a>) -> Option<Credential<'a>> {
     let q = req.query?;
     if let Some(token) = query::param(q, "token") {
         Some(Credential::Token(query::percent_decode(token)))

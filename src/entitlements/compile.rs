@@ -167,30 +167,28 @@ fn check_text(text: &str, max: usize) -> Result<(), String> {
 /// A title, group or logo: it is written into an M3U attribute
 /// (`tvg-name="…"`), so no `"`, no control character, at most `max` bytes.
 fn check_label(text: &str, max: usize) -> Result<(), String> {
-    if text.len() > max {
-        Err(format!("longer than {max} bytes"))
-    } else if text.chars().any(char::is_control) {
-        Err("contains a control character".to_owned())
-    } else if text.contains('"') {
-        Err("contains '\"' (it is written inside a quoted M3U attribute)".to_owned())
-    } else {
-        Ok(())
+    check_text(text, max)?;
+    if text.contains('"') {
+        return Err("contains '\"' (it is written inside a quoted M3U attribute)".to_owned());
     }
+    Ok(())
 }
 
-/// Tags follow the id rule; duplicates are harmless and dropped.
-fn check_tags(
+/// A list of names that follow the id rule (tags, regions), as a set:
+/// duplicates are harmless and dropped. Problems are at `<path>.<field>[i]`.
+fn check_ids(
     problems: &mut Problems,
-    tags: &[String],
+    names: &[String],
     path: impl Fn() -> String,
+    field: &str,
 ) -> HashSet<Box<str>> {
-    let mut out = HashSet::with_capacity(tags.len());
-    for (i, tag) in tags.iter().enumerate() {
-        match super::rules::check_id(tag) {
+    let mut out = HashSet::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match super::rules::check_id(name) {
             Ok(()) => {
-                out.insert(Box::from(tag.as_str()));
+                out.insert(Box::from(name.as_str()));
             }
-            Err(m) => problems.push(|| format!("{}.tags[{i}]", path()), || m.to_owned()),
+            Err(m) => problems.push(|| format!("{}.{field}[{i}]", path()), || m.to_owned()),
         }
     }
     out
@@ -416,7 +414,12 @@ impl Builder {
                     exact.insert(Box::from(ch.as_str()));
                 }
             }
-            let tags = check_tags(problems, &pkg.tags, || format!("packages[{name:?}]"));
+            let tags = check_ids(
+                problems,
+                &pkg.tags,
+                || format!("packages[{name:?}]"),
+                "tags",
+            );
             let dvr_cap = pkg.dvr_depth.as_deref().and_then(|text| {
                 depth_seconds(text)
                     .map_err(|m| problems.push(|| format!("packages[{name:?}].dvr_depth"), || m))
@@ -465,14 +468,8 @@ impl Builder {
                 || "must be an absolute http:// or https:// URL".to_owned(),
             );
         }
-        let tags = check_tags(problems, &channel.tags, || path(""));
-        let mut regions = Vec::with_capacity(channel.regions.len());
-        for (i, r) in channel.regions.iter().enumerate() {
-            match super::rules::check_id(r) {
-                Ok(()) => regions.push(Box::from(r.as_str())),
-                Err(m) => problems.push(|| path(&format!(".regions[{i}]")), || m.to_owned()),
-            }
-        }
+        let tags = check_ids(problems, &channel.tags, || path(""), "tags");
+        let regions = check_ids(problems, &channel.regions, || path(""), "regions");
         let dvr_depth = match channel.dvr_depth.as_deref().map(depth_seconds) {
             None => NO_DVR,
             Some(Ok(secs)) => secs,
@@ -496,7 +493,7 @@ impl Builder {
         self.channels.push(CompiledChannel {
             name: name.into_boxed_str(),
             tags: tags.into_iter().collect(),
-            regions: regions.into_boxed_slice(),
+            regions: regions.into_iter().collect(),
             dvr_depth,
             source: channel,
         });

@@ -136,6 +136,7 @@ impl<'a> Walker<'a> {
             facts,
             defines,
             uris,
+            parts,
             ..
         } = scan;
         let target = facts.target_duration.unwrap_or(DEFAULT_TARGET).max(1);
@@ -146,11 +147,7 @@ impl<'a> Walker<'a> {
         let eol = lines::eol_of(body, lines);
         // Parts belong to a segment whose URI comes after them: they keep
         // position keys (LL-HLS is live only).
-        let has = |tag: &[u8]| body.windows(tag.len()).any(|w| w == tag);
-        let stable = (inject.is_some_and(|e| e.stable)
-            && !has(b"#EXT-X-PART:")
-            && !has(b"#EXT-X-PRELOAD-HINT:"))
-        .then(stable::Clock::default);
+        let stable = (inject.is_some_and(|e| e.stable) && !parts).then(stable::Clock::default);
         // Per URI: the parameter names, `?`, `=`, `&`, `=`, and a tag.
         let per_uri = ctx.cap_param.len() + ctx.tag_param.len() + 4 + TAG_ESTIMATE;
         Walker {

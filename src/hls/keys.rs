@@ -180,14 +180,12 @@ impl<'a> Keys<'a> {
         }
         out.push(b"\"");
         if let Some(iv) = key.iv {
+            // 32 hex digits: the id is the low 64 bits of the 128-bit IV.
             out.push(b",IV=0x0000000000000000");
             let mut hex = [0u8; 16];
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            for (i, h) in hex.iter_mut().enumerate() {
-                let nibble = (iv >> (60 - 4 * i)) & 0xf;
-                *h = DIGITS.get(nibble as usize).copied().unwrap_or(b'0');
+            if hex::encode_to_slice(iv.to_be_bytes(), &mut hex).is_ok() {
+                out.push(&hex);
             }
-            out.push(&hex);
         }
         out.push(self.eol);
     }

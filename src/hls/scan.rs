@@ -49,6 +49,8 @@ pub(crate) struct Scan {
     pub uris: usize,
     /// URI lines: the media segments of a media playlist.
     pub segments: u64,
+    /// An `EXT-X-PART` or `EXT-X-PRELOAD-HINT` (LL-HLS) is present.
+    pub parts: bool,
 }
 
 /// Facts and defines from one pass over `lines`.
@@ -60,6 +62,7 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
     let mut media = false;
     let (mut seq, mut target) = (None, None);
     let mut keyed = false;
+    let mut parts = false;
     for l in lines {
         let content = body.get(l.start..l.end).unwrap_or_default();
         // The most frequent lines, settled without a full look.
@@ -87,6 +90,7 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
             b"EXT-X-MEDIA-SEQUENCE" if seq.is_none() => seq = Some(parse_u64(text)),
             b"EXT-X-TARGETDURATION" if target.is_none() => target = Some(parse_ceil(text)),
             b"EXT-X-ENDLIST" => facts.end_list = true,
+            b"EXT-X-PART" | b"EXT-X-PRELOAD-HINT" => parts = true,
             b"EXT-X-KEY" => {
                 let method = attrs::find(content, from, b"METHOD").map(|a| a.value(content));
                 keyed |= method.is_some_and(|m| m != b"NONE");
@@ -111,6 +115,7 @@ pub(crate) fn scan(body: &[u8], lines: &[Line]) -> Scan {
         defines,
         uris,
         segments,
+        parts,
     }
 }
 

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::ConnInfo;
 use crate::access_log::RequestRecord;
-use crate::auth::query::{param, percent_decode};
+use crate::auth::token::{self, Credential};
 use crate::auth::{AuthMethod, AuthRequest, Step};
 use crate::body::ProxyBody;
 use crate::channel_list::{Links, query_pair, render, valid_host};
@@ -56,19 +56,17 @@ pub(super) fn serve(
     };
     let user = identity.user.ok_or(ProxyError::Forbidden)?;
     record.user = Some(user.clone());
-    // The credential, as the list's URLs will carry it.
-    let (name, value) = match query.and_then(|q| param(q, "token")) {
-        Some(t) => ("token", percent_decode(t)),
-        None => (
-            "auth",
-            percent_decode(query.and_then(|q| param(q, "auth")).unwrap_or_default()),
-        ),
+    // The credential the token method read, as the list's URLs carry it.
+    let (name, value) = match token::credential(&auth) {
+        Some(Credential::Token(t)) => ("token", String::from_utf8_lossy(&t).into_owned()),
+        Some(Credential::Password(p)) => ("auth", String::from_utf8_lossy(&p).into_owned()),
+        None => return Err(ProxyError::Forbidden),
     };
-    let token = (name == "token").then(|| String::from_utf8_lossy(&value).into_owned());
+    let token = (name == "token").then_some(value.as_str());
     let deny = shared.store.deny_guard();
-    deny.check_blocklist(Some(&user), token.as_deref(), record.client_ip)?;
+    deny.check_blocklist(Some(&user), token, record.client_ip)?;
     let ents = shared.store.entitlements();
-    let items = ents.channel_list(&user, token.as_deref(), record.client_ip, now)?;
+    let items = ents.channel_list(&user, token, record.client_ip, now)?;
     let base = match &list.base_url {
         Some(b) => b.clone(),
         None => {
