@@ -27,6 +27,7 @@ fn bench(c: &mut Criterion) {
         expires: NOW + 12 * 3600,
         user: Some("subscriber-1234567@example.com".to_owned()),
         bind_ip: Binding::Address,
+        device: None,
     };
     let anonymous = Claims {
         user: None,

@@ -221,7 +221,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("catchup_depth_check", |b| {
         b.iter(|| {
             let w = tollgate::catchup::window(black_box(&path)).unwrap();
-            let depth = ents.dvr_depth(Some(black_box("alice")), "ch1");
+            let depth = ents.dvr_depth(Some(black_box("alice")), None, "ch1");
             tollgate::catchup::check(w.earliest(now), depth, now)
         })
     });

@@ -48,7 +48,7 @@ fn main() {
         };
         table
             .admit(&ask, || {
-                Session::new(id, Some(user), "live", channel, ip, 1_000_000)
+                Session::new(id, Some(user), None, "live", channel, ip, 1_000_000)
             })
             .expect("admitted");
     }

@@ -403,7 +403,7 @@ async fn rotate_keys(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<F
 /// Most users one `GET /api/v1/users` page holds.
 const MAX_PAGE: usize = 1000;
 
-/// `GET /api/v1/users?offset=&limit=&package=&region=&token=&q=`: a page
+/// `GET /api/v1/users?offset=&limit=&package=&region=&token=&device=&q=`: a page
 /// of the API's users (as `GET /api/v1/users/{id}` shows each, with its
 /// id), in a stable order, and how many match.
 fn list_users(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
@@ -430,10 +430,12 @@ fn list_users(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
         return invalid(&problems);
     }
     let (package, region, token, text) = (get("package"), get("region"), get("token"), get("q"));
+    let device = get("device");
     let q = crate::entitlements::UserQuery {
         package: package.as_deref(),
         region: region.as_deref(),
         token: token.as_deref(),
+        device: device.as_deref(),
         text: text.as_deref().filter(|t| !t.is_empty()),
         offset,
         limit,
@@ -571,7 +573,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Respon
     Ok(bytes)
 }
 
-/// `GET /api/v1/sessions?user=&channel=`: live sessions of this edge.
+/// `GET /api/v1/sessions?user=&channel=&device=`: live sessions of this edge.
 fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
     let param = |name: &str| {
         query
@@ -579,17 +581,19 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
             .map(|v| crate::auth::query::percent_decode(v).into_owned())
             .map(|v| String::from_utf8_lossy(&v).into_owned())
     };
-    let (user, channel) = (param("user"), param("channel"));
+    let (user, channel, device) = (param("user"), param("channel"), param("device"));
     let mut sessions: Vec<serde_json::Value> = shared
         .sessions
         .list()
         .iter()
         .filter(|s| user.as_deref().is_none_or(|u| s.user.as_deref() == Some(u)))
         .filter(|s| channel.as_deref().is_none_or(|c| &*s.channel == c))
+        .filter(|s| device.as_deref().is_none_or(|d| s.device.as_deref() == Some(d)))
         .map(|s| {
             serde_json::json!({
                 "id": SessionId(s.id).to_string(),
                 "user": s.user.as_deref(),
+                "device": s.device.as_deref(),
                 "route": &*s.route,
                 "channel": &*s.channel,
                 "ip": s.ip.to_string(),

@@ -4,8 +4,9 @@
 //! Every request kind (entry, playlist, segment, key) passes [`admit`]
 //! after its credentials or capability checked out. In order:
 //! 1. the control plane's deny list;
-//! 2. the entitlements ([`grant`]): a listed user meets their packages,
-//!    expiry, addresses and blocklist; a user the route's auth method vouches
+//! 2. the entitlements ([`grant`]): a listed user meets their packages
+//!    (their device's, on a device with packages of its own), expiry,
+//!    addresses, blocklist and their device's state; a user the route's auth method vouches
 //!    for but the entitlements do not list (a backend's `X-UserId`, a
 //!    WMSAuth id) meets only the blocklist; any other named user is refused
 //!    (a deleted user's capability, even one re-adopting a session the table
@@ -36,6 +37,8 @@ pub struct Request<'a> {
     pub sid: u64,
     /// The user the credentials or the capability named.
     pub user: Option<&'a str>,
+    /// The device the credentials or the capability named (SPEC §7.3).
+    pub device: Option<&'a str>,
     /// The capability's expiry (unix seconds), for the revocation check.
     pub expires: u64,
     /// Route name.
@@ -129,9 +132,14 @@ pub fn policy(limit: Option<SessionLimit>, on_limit: Policy) -> Policy {
 pub fn grant(req: &Request<'_>, ents: &Entitlements, deny: &Entitlements) -> Result<Grant, Denial> {
     deny.check_blocklist(req.user, req.token, req.client_ip)?;
     match req.user {
-        Some(user) if ents.user(user).is_some() => {
-            ents.decide(Some(user), req.token, req.channel, req.client_ip, req.now)
-        }
+        Some(user) if ents.user(user).is_some() => ents.decide_on(
+            Some(user),
+            req.device,
+            req.token,
+            req.channel,
+            req.client_ip,
+            req.now,
+        ),
         Some(user) if req.vouched => ents
             .check_blocklist(Some(user), req.token, req.client_ip)
             .map(|()| Grant { max_sessions: 0 }),
@@ -150,7 +158,7 @@ pub fn admit(
 ) -> Result<Admit, Refusal> {
     let grant = grant(req, ents, deny).map_err(Refusal::Denied)?;
     if let Some(from) = req.archive_from {
-        let depth = ents.dvr_depth(req.user, req.channel);
+        let depth = ents.dvr_depth(req.user, req.device, req.channel);
         crate::catchup::check(from, depth, req.now).map_err(|_| Refusal::DvrDepth)?;
     }
     revocations
@@ -177,6 +185,7 @@ pub fn admit(
             Session::new(
                 req.sid,
                 req.user,
+                req.device,
                 req.route,
                 req.channel,
                 req.client_ip,

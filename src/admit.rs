@@ -64,6 +64,7 @@ pub async fn admit(
     let req = Request {
         sid: claims.sid,
         user: claims.user.as_deref(),
+        device: claims.device.as_deref(),
         expires: claims.expires,
         route: scope.route,
         channel: scope.channel,

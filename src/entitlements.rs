@@ -44,7 +44,9 @@ use crate::error::ProxyError;
 use crate::ipnet_set::IpNetSet;
 
 pub use compile::{Problem, ValidationError};
-pub use model::{Blocklist, Channel, Channels, Named, Package, Snapshot, User, Users};
+pub use model::{
+    Blocklist, Channel, Channels, Device, Devices, Named, Package, Snapshot, User, Users,
+};
 pub use stream::{LoadError, redact_json_error};
 pub use view::{UserPage, UserQuery};
 
@@ -110,6 +112,14 @@ pub struct Listed<'a> {
     pub channel: &'a Channel,
     /// The viewer's catch-up depth on it, seconds ([`NO_DVR`]: none).
     pub dvr_depth: u64,
+}
+
+/// A listed user as one request sees them: on a device with packages of
+/// its own, those packages instead of the user's.
+struct Viewer<'a> {
+    user: &'a CompiledUser,
+    /// Index into [`Entitlements::combos`]: the packages in force.
+    combo: u32,
 }
 
 /// Catch-up depth in seconds that means "no catch-up".
@@ -308,6 +318,34 @@ struct CompiledChannel {
     source: Channel,
 }
 
+/// One compiled device (SPEC §7.3).
+#[derive(Debug, Clone)]
+pub struct CompiledDevice {
+    hwid: Box<str>,
+    /// Index into [`Entitlements::combos`] when the device has packages of
+    /// its own (they replace its user's).
+    combo: Option<u32>,
+    /// The device as given (its user, packages and state).
+    source: Device,
+}
+
+impl CompiledDevice {
+    /// The hardware id.
+    pub fn hwid(&self) -> &str {
+        &self.hwid
+    }
+
+    /// The user it belongs to.
+    pub fn user(&self) -> &str {
+        &self.source.user
+    }
+
+    /// True when the device is disabled (refused with `blocked`).
+    pub fn is_disabled(&self) -> bool {
+        self.source.disabled
+    }
+}
+
 /// The blocklist, compiled.
 #[derive(Debug, Clone, Default)]
 struct CompiledBlocklist {
@@ -333,6 +371,12 @@ pub struct Entitlements {
     channels: Vec<CompiledChannel>,
     /// Channel name → index into `channels`.
     channel_index: HashMap<Box<str>, u32>,
+    /// Devices, in document order.
+    devices: Vec<CompiledDevice>,
+    /// Hardware id → index into `devices`.
+    device_index: HashMap<Box<str>, u32>,
+    /// User id → how many devices name them.
+    devices_per_user: HashMap<Box<str>, u32>,
     blocklist: CompiledBlocklist,
 }
 
@@ -344,6 +388,7 @@ impl fmt::Debug for Entitlements {
             .field("packages", &self.packages.len())
             .field("package_lists", &self.combos.len())
             .field("channels", &self.channels.len())
+            .field("devices", &self.devices.len())
             .field("blocked_users", &self.blocklist.users.len())
             .field("blocked_tokens", &self.blocklist.tokens.len())
             .finish()
@@ -441,18 +486,7 @@ impl Entitlements {
     }
 
     /// May this viewer watch `channel` from `ip` at `now` (unix seconds)?
-    ///
-    /// Checked in this order, the first failure deciding:
-    /// 1. `ip` on the blocklist → [`Denial::IpDenied`];
-    /// 2. `user` or `token` on the blocklist → [`Denial::Blocked`];
-    /// 3. no user (anonymous) → allowed, unlimited;
-    /// 4. unknown, disabled or expired (`now >= expires_at`) user →
-    ///    [`Denial::Forbidden`];
-    /// 5. `ip` outside the user's `ips` → [`Denial::IpDenied`];
-    /// 6. no package of the user covers `channel` → [`Denial::NotEntitled`].
-    ///
-    /// So anonymous viewers answer only to the blocklist: its IPs and, if
-    /// they presented one, its tokens.
+    /// [`Self::decide_on`] without a device.
     pub fn decide(
         &self,
         user: Option<&str>,
@@ -461,26 +495,56 @@ impl Entitlements {
         ip: IpAddr,
         now: u64,
     ) -> Result<Grant, Denial> {
-        let Some(u) = self.viewer(user, token, ip, now)? else {
+        self.decide_on(user, None, token, channel, ip, now)
+    }
+
+    /// May this viewer, on `device` if the credentials named one, watch
+    /// `channel` from `ip` at `now` (unix seconds)?
+    ///
+    /// Checked in this order, the first failure deciding:
+    /// 1. `ip` on the blocklist → [`Denial::IpDenied`];
+    /// 2. `user` or `token` on the blocklist → [`Denial::Blocked`];
+    /// 3. no user (anonymous) → allowed, unlimited;
+    /// 4. unknown, disabled or expired (`now >= expires_at`) user →
+    ///    [`Denial::Forbidden`];
+    /// 5. `ip` outside the user's `ips` → [`Denial::IpDenied`];
+    /// 6. a device these entitlements do not list, or another user's →
+    ///    [`Denial::Forbidden`]; a disabled one → [`Denial::Blocked`];
+    /// 7. no package covers `channel` → [`Denial::NotEntitled`]: the
+    ///    device's packages when it has any, else the user's.
+    ///
+    /// So anonymous viewers answer only to the blocklist: its IPs and, if
+    /// they presented one, its tokens.
+    pub fn decide_on(
+        &self,
+        user: Option<&str>,
+        device: Option<&str>,
+        token: Option<&str>,
+        channel: &str,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Grant, Denial> {
+        let Some(v) = self.viewer(user, device, token, ip, now)? else {
             return Ok(Grant { max_sessions: 0 });
         };
-        if !self.entitled(u, channel) {
+        if !self.entitled_on(&v, channel, self.declared(channel)) {
             return Err(Denial::NotEntitled);
         }
         Ok(Grant {
-            max_sessions: u.max_sessions,
+            max_sessions: v.user.max_sessions,
         })
     }
 
-    /// Steps 1 to 5 of [`Self::decide`]: the viewer's user, if any, when
+    /// Steps 1 to 6 of [`Self::decide_on`]: the viewer, if named, when
     /// nothing refuses them whatever the channel.
     fn viewer(
         &self,
         user: Option<&str>,
+        device: Option<&str>,
         token: Option<&str>,
         ip: IpAddr,
         now: u64,
-    ) -> Result<Option<&CompiledUser>, Denial> {
+    ) -> Result<Option<Viewer<'_>>, Denial> {
         self.check_blocklist(user, token, ip)?;
         let Some(id) = user else {
             return Ok(None);
@@ -492,7 +556,37 @@ impl Entitlements {
         if !u.allows_ip(canonical(ip)) {
             return Err(Denial::IpDenied);
         }
-        Ok(Some(u))
+        let mut combo = u.combo;
+        if let Some(hwid) = device {
+            let d = self.device(hwid).ok_or(Denial::Forbidden)?;
+            if d.user() != id {
+                return Err(Denial::Forbidden);
+            }
+            if d.is_disabled() {
+                return Err(Denial::Blocked);
+            }
+            combo = d.combo.unwrap_or(combo);
+        }
+        Ok(Some(Viewer { user: u, combo }))
+    }
+
+    /// The device `hwid`.
+    pub fn device(&self, hwid: &str) -> Option<&CompiledDevice> {
+        if self.devices.is_empty() {
+            return None;
+        }
+        let i = *self.device_index.get(hwid)?;
+        self.devices.get(i as usize)
+    }
+
+    /// How many devices belong to `user` (disabled ones included).
+    pub fn device_count(&self, user: &str) -> u32 {
+        self.devices_per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// The devices in document order.
+    pub fn devices(&self) -> impl Iterator<Item = &CompiledDevice> {
+        self.devices.iter()
     }
 
     /// The channel list of `user` (SPEC §7.5): every declared channel
@@ -507,51 +601,47 @@ impl Entitlements {
         ip: IpAddr,
         now: u64,
     ) -> Result<Vec<Listed<'_>>, Denial> {
-        let u = self
-            .viewer(Some(user), token, ip, now)?
+        let v = self
+            .viewer(Some(user), None, token, ip, now)?
             .ok_or(Denial::Forbidden)?;
         Ok(self
             .channels
             .iter()
-            .filter(|c| self.entitled_on(u, &c.name, Some(c)))
+            .filter(|c| self.entitled_on(&v, &c.name, Some(c)))
             .map(|c| Listed {
                 name: &c.name,
                 channel: &c.source,
-                dvr_depth: self.depth_on(u, c),
+                dvr_depth: self.depth_on(&v, c),
             })
             .collect())
     }
 
-    /// True when one of the user's packages covers `channel` and, if the
+    /// True when one of the viewer's packages covers `channel` and, if the
     /// channel is regional, the user is of one of its regions (SPEC §7.2).
-    pub fn entitled(&self, user: &CompiledUser, channel: &str) -> bool {
-        self.entitled_on(user, channel, self.declared(channel))
-    }
-
-    /// [`Self::entitled`] with the channel's declaration already looked up.
     fn entitled_on(
         &self,
-        user: &CompiledUser,
+        viewer: &Viewer<'_>,
         channel: &str,
         declared: Option<&CompiledChannel>,
     ) -> bool {
         let in_region = declared.is_none_or(|c| {
             c.regions.is_empty()
-                || user
+                || viewer
+                    .user
                     .region()
                     .is_some_and(|r| c.regions.iter().any(|x| **x == *r))
         });
-        in_region && self.granting(user, channel, declared).next().is_some()
+        in_region && self.granting(viewer, channel, declared).next().is_some()
     }
 
-    /// The user's packages that cover `channel`.
+    /// The viewer's packages that cover `channel`.
     fn granting<'a>(
         &'a self,
-        user: &CompiledUser,
+        viewer: &Viewer<'_>,
         channel: &'a str,
         declared: Option<&'a CompiledChannel>,
     ) -> impl Iterator<Item = &'a CompiledPackage> + 'a {
-        let combo: &[u32] = self.combos.get(user.combo as usize).map_or(&[], |c| c);
+        let combo: &[u32] = self.combos.get(viewer.combo as usize).map_or(&[], |c| c);
         combo
             .iter()
             .filter_map(|&p| self.packages.get(p as usize))
@@ -574,20 +664,29 @@ impl Entitlements {
     /// entitlements do not list (vouched for by the route's auth method),
     /// gets the channel's depth. Asked only for archive requests, after
     /// [`Self::decide`] allowed the viewer.
-    pub fn dvr_depth(&self, user: Option<&str>, channel: &str) -> u64 {
+    ///
+    /// On a `device` with packages of its own, those packages cap it.
+    pub fn dvr_depth(&self, user: Option<&str>, device: Option<&str>, channel: &str) -> u64 {
         let Some(declared) = self.declared(channel) else {
             return NO_DVR;
         };
         match user.and_then(|id| self.user(id)) {
-            Some(u) => self.depth_on(u, declared),
+            Some(u) => {
+                let combo = device
+                    .and_then(|h| self.device(h))
+                    .filter(|d| d.user() == &*u.id)
+                    .and_then(|d| d.combo)
+                    .unwrap_or(u.combo);
+                self.depth_on(&Viewer { user: u, combo }, declared)
+            }
             None => declared.dvr_depth,
         }
     }
 
-    /// [`Self::dvr_depth`] of a listed user on a declared channel.
-    fn depth_on(&self, user: &CompiledUser, declared: &CompiledChannel) -> u64 {
+    /// [`Self::dvr_depth`] of a listed viewer on a declared channel.
+    fn depth_on(&self, viewer: &Viewer<'_>, declared: &CompiledChannel) -> u64 {
         let mut cap: Option<u64> = Some(0);
-        for pkg in self.granting(user, &declared.name, Some(declared)) {
+        for pkg in self.granting(viewer, &declared.name, Some(declared)) {
             cap = match (cap, pkg.dvr_cap) {
                 (None, _) | (_, None) => None,
                 (Some(a), Some(b)) => Some(a.max(b)),

@@ -67,6 +67,8 @@ pub struct Session {
     pub id: u64,
     /// The authenticated user, if the method named one.
     pub user: Option<Box<str>>,
+    /// The device it plays on, when the `device` method admitted it.
+    pub device: Option<Box<str>>,
     /// Route name.
     pub route: Box<str>,
     /// Channel name (empty when the route's paths name none).
@@ -87,6 +89,7 @@ impl Session {
     pub fn new(
         id: u64,
         user: Option<&str>,
+        device: Option<&str>,
         route: &str,
         channel: &str,
         ip: IpAddr,
@@ -95,6 +98,7 @@ impl Session {
         Self {
             id,
             user: user.map(Into::into),
+            device: device.map(Into::into),
             route: route.into(),
             channel: channel.into(),
             ip,
@@ -410,7 +414,7 @@ mod tests {
     fn touch_creates_once_then_refreshes() {
         let t = Sessions::new();
         let (a, how) = t.touch(7, 100, || {
-            Session::new(7, Some("alice"), "live", "ch1", ip(), 100)
+            Session::new(7, Some("alice"), None, "live", "ch1", ip(), 100)
         });
         assert_eq!(how, Touch::Created);
         let (b, how) = t.touch(7, 105, || unreachable!("exists"));
@@ -427,8 +431,8 @@ mod tests {
     #[test]
     fn sweep_forgets_only_idle_sessions() {
         let t = Sessions::new();
-        t.touch(1, 100, || Session::new(1, None, "live", "a", ip(), 100));
-        t.touch(2, 100, || Session::new(2, None, "live", "b", ip(), 100));
+        t.touch(1, 100, || Session::new(1, None, None, "live", "a", ip(), 100));
+        t.touch(2, 100, || Session::new(2, None, None, "live", "b", ip(), 100));
         t.touch(2, 125, || unreachable!());
         assert_eq!(t.sweep(130, 30), 0, "both within 30 s");
         assert_eq!(t.sweep(131, 30), 1, "session 1 idle for 31 s");
@@ -451,7 +455,7 @@ mod tests {
     }
 
     fn new_session(id: u64, user: Option<&str>, now: u64) -> Session {
-        Session::new(id, user, "live", "ch", ip(), now)
+        Session::new(id, user, None, "live", "ch", ip(), now)
     }
 
     #[test]
@@ -581,7 +585,7 @@ mod tests {
     #[test]
     fn bytes_and_forget() {
         let t = Sessions::new();
-        let (s, _) = t.touch(9, 1, || Session::new(9, None, "r", "c", ip(), 1));
+        let (s, _) = t.touch(9, 1, || Session::new(9, None, None, "r", "c", ip(), 1));
         s.add_bytes(10);
         s.add_bytes(5);
         assert_eq!(t.get(9).map(|s| s.bytes()), Some(15));

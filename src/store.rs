@@ -277,14 +277,15 @@ impl EntitlementStore {
     }
 }
 
-/// The config's entitlements overlaid by the API's: users, packages and
-/// channels by name (the API wins), blocklists joined. Consumes `api` (its users move,
+/// The config's entitlements overlaid by the API's: users, packages,
+/// channels and devices by name (the API wins), blocklists joined. Consumes `api` (its users move,
 /// not copied).
 pub fn merged(config: &Snapshot, api: Snapshot) -> Snapshot {
     let Snapshot {
         users,
         packages,
         channels,
+        devices,
         blocklist,
     } = api;
     let mut out = config.clone();
@@ -300,6 +301,9 @@ pub fn merged(config: &Snapshot, api: Snapshot) -> Snapshot {
     // A channel the API redefines keeps its place in the config's order.
     for (name, channel) in channels.0 {
         out.channels.insert(name, channel);
+    }
+    for (hwid, device) in devices.0 {
+        out.devices.insert(hwid, device);
     }
     out.blocklist.users.extend(blocklist.users);
     out.blocklist.tokens.extend(blocklist.tokens);

@@ -398,6 +398,7 @@ fn native_report(cp: &ControlPlaneConfig, held: Option<u64>, now: u64, lines: &[
                 SessionUsage {
                     id: crate::session::SessionId(s.id).to_string(),
                     user: s.user.as_deref(),
+                    device: s.device.as_deref(),
                     route: &s.route,
                     channel: &s.channel,
                     ip: s.ip,

@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
         expires,
         user: user.clone(),
         bind_ip,
+        device: None,
     };
     let token = keys.mint(&claims, &scope);
     assert!((42..=384).contains(&token.len()), "length {}", token.len());
@@ -77,6 +78,7 @@ fuzz_target!(|data: &[u8]| {
         expires: wire_expires,
         user: user.as_deref().map(|u| wire_user(u).into_owned()),
         bind_ip: bind_ip.for_ip(ip),
+        device: None,
     };
     assert_eq!(keys.verify(&token, &scope, wire_expires), Ok(want.clone()));
 

@@ -59,6 +59,7 @@ fn request<'a>(sid: u64, user: Option<&'a str>, channel: &'a str) -> Request<'a>
     Request {
         sid,
         user,
+        device: None,
         expires: NOW + 60,
         route: "live",
         channel,

@@ -38,12 +38,14 @@ fn arb_claims() -> impl Strategy<Value = Claims> {
             Just(Binding::Address),
             any::<u8>().prop_map(Binding::Prefix),
         ],
+        proptest::option::of("[A-Za-z0-9:._@-]{1,128}"),
     )
-        .prop_map(|(sid, expires, user, bind_ip)| Claims {
+        .prop_map(|(sid, expires, user, bind_ip, device)| Claims {
             sid,
             expires: u64::from(expires),
             user,
             bind_ip,
+            device,
         })
 }
 

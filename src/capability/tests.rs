@@ -45,6 +45,7 @@ fn claims(user: Option<&str>, bind_ip: bool) -> Claims {
         } else {
             Binding::Unbound
         },
+        device: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! which route until when.
 //!
 //! ```text
-//! tg  = base64url_nopad( 0x01 ‖ flags ‖ be64(sid) ‖ be32(expires) ‖ u8(len) ‖ user [‖ u8(prefix)] ‖ mac[0..16] )
+//! tg  = base64url_nopad( 0x01 ‖ flags ‖ be64(sid) ‖ be32(expires) ‖ u8(len) ‖ user [‖ u8(prefix)] [‖ u8(dlen) ‖ hwid] ‖ mac[0..16] )
 //! mac = HMAC-SHA256(K_cap, <every byte before mac> ‖ 0 ‖ route ‖ 0 ‖ channel [‖ 0 ‖ ip_enc])
 //! ```
 //!
@@ -11,9 +11,11 @@
 //! [`MasterKeys::session_id`]) is then part of the MAC; bit 2 (only with
 //! bit 1): bound to the client's network of `prefix` bits instead (the
 //! `prefix` byte, 1–127, is then present, and `ip_enc` is of the address
-//! with every later bit cleared). Other bits are refused.
+//! with every later bit cleared); bit 3: the session plays on a device
+//! (SPEC §7.3) whose hardware id, 1 to [`MAX_HWID_LEN`] bytes, follows.
+//! Other bits are refused.
 //!
-//! Verification allocates nothing but the returned user `String`: the token
+//! Verification allocates nothing but the returned user and device `String`s: the token
 //! is decoded into a stack buffer and the MAC is computed from a cloned,
 //! pre-keyed HMAC state.
 
@@ -37,11 +39,14 @@ const VERSION: u8 = 1;
 const FLAG_USER: u8 = 0b01;
 const FLAG_BIND_IP: u8 = 0b10;
 const FLAG_PREFIX: u8 = 0b100;
+const FLAG_DEVICE: u8 = 0b1000;
+/// Longest hardware id a capability carries (the hardware-id rule's).
+pub const MAX_HWID_LEN: usize = crate::entitlements::rules::MAX_HWID_BYTES;
 /// ver ‖ flags ‖ sid ‖ expires ‖ len.
 const HEADER_LEN: usize = 1 + 1 + 8 + 4 + 1;
 const MAC_LEN: usize = 16;
 const MIN_RAW: usize = HEADER_LEN + MAC_LEN;
-const MAX_RAW: usize = HEADER_LEN + MAX_USER_LEN + 1 + MAC_LEN;
+const MAX_RAW: usize = HEADER_LEN + MAX_USER_LEN + 1 + 1 + MAX_HWID_LEN + MAC_LEN;
 /// Unpadded base64 length of `n` bytes.
 const fn b64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
@@ -68,6 +73,10 @@ pub struct Claims {
     /// bind_ip`, and always the address for an entry the `ip` method
     /// allowed).
     pub bind_ip: Binding,
+    /// The device's hardware id, when the `device` method admitted the
+    /// session. [`MasterKeys::mint`] leaves out an id that is empty or
+    /// longer than [`MAX_HWID_LEN`] (the hardware-id rule never admits one).
+    pub device: Option<String>,
 }
 
 /// To what a capability is bound.
@@ -172,9 +181,18 @@ impl MasterKeys {
             Binding::Address => flags |= FLAG_BIND_IP,
             Binding::Prefix(_) => flags |= FLAG_BIND_IP | FLAG_PREFIX,
         }
+        let device = claims
+            .device
+            .as_deref()
+            .filter(|d| (1..=MAX_HWID_LEN).contains(&d.len()));
+        if device.is_some() {
+            flags |= FLAG_DEVICE;
+        }
         let expires = u32::try_from(claims.expires).unwrap_or(u32::MAX);
 
-        let mut raw = Vec::with_capacity(HEADER_LEN + user_bytes.len() + 1 + MAC_LEN);
+        let device_len = device.map_or(0, |d| 1 + d.len());
+        let mut raw =
+            Vec::with_capacity(HEADER_LEN + user_bytes.len() + 1 + device_len + MAC_LEN);
         raw.extend_from_slice(&[VERSION, flags]);
         raw.extend_from_slice(&claims.sid.to_be_bytes());
         raw.extend_from_slice(&expires.to_be_bytes());
@@ -182,6 +200,10 @@ impl MasterKeys {
         raw.extend_from_slice(user_bytes);
         if let Binding::Prefix(n) = binding {
             raw.push(n);
+        }
+        if let Some(d) = device {
+            raw.push(u8::try_from(d.len()).unwrap_or(u8::MAX));
+            raw.extend_from_slice(d.as_bytes());
         }
         let mac = self.cap_mac(&raw, scope, binding);
         raw.extend_from_slice(mac.get(..MAC_LEN).unwrap_or_default());
@@ -229,20 +251,31 @@ impl MasterKeys {
         ] = *header;
         let len = usize::from(len);
         if ver != VERSION
-            || flags & !(FLAG_USER | FLAG_BIND_IP | FLAG_PREFIX) != 0
+            || flags & !(FLAG_USER | FLAG_BIND_IP | FLAG_PREFIX | FLAG_DEVICE) != 0
             || (flags & FLAG_USER == 0 && len != 0)
             || (flags & FLAG_PREFIX != 0 && flags & FLAG_BIND_IP == 0)
         {
             return Err(CapError::Malformed);
         }
         let (user, after) = rest.split_at_checked(len).ok_or(CapError::Malformed)?;
-        let (bind_ip, mac) = match (flags & FLAG_BIND_IP != 0, flags & FLAG_PREFIX != 0) {
+        let (bind_ip, after) = match (flags & FLAG_BIND_IP != 0, flags & FLAG_PREFIX != 0) {
             (false, _) => (Binding::Unbound, after),
             (true, false) => (Binding::Address, after),
             (true, true) => match after.split_first() {
-                Some((&n, mac)) if (1..128).contains(&n) => (Binding::Prefix(n), mac),
+                Some((&n, rest)) if (1..128).contains(&n) => (Binding::Prefix(n), rest),
                 _ => return Err(CapError::Malformed),
             },
+        };
+        let (device, mac) = if flags & FLAG_DEVICE != 0 {
+            let (&dlen, rest) = after.split_first().ok_or(CapError::Malformed)?;
+            let dlen = usize::from(dlen);
+            if !(1..=MAX_HWID_LEN).contains(&dlen) {
+                return Err(CapError::Malformed);
+            }
+            let (hwid, mac) = rest.split_at_checked(dlen).ok_or(CapError::Malformed)?;
+            (Some(hwid), mac)
+        } else {
+            (None, after)
         };
         if mac.len() != MAC_LEN {
             return Err(CapError::Malformed);
@@ -271,11 +304,20 @@ impl MasterKeys {
         } else {
             None
         };
+        let device = match device {
+            Some(d) => Some(
+                std::str::from_utf8(d)
+                    .map_err(|_| CapError::Malformed)?
+                    .to_owned(),
+            ),
+            None => None,
+        };
         Ok(Claims {
             sid: u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
             expires,
             user,
             bind_ip,
+            device,
         })
     }
 

@@ -19,8 +19,8 @@ use time::format_description::well_known::Rfc3339;
 use super::glob::{Glob, is_glob};
 use super::{
     ALL_CHANNELS, Blocklist, Channel, Channels, CompiledBlocklist, CompiledChannel,
-    CompiledPackage, CompiledUser, Digest, Entitlements, Extra, FpIndex, IpRule, NO_DVR, Package,
-    Snapshot, User, sha256,
+    CompiledDevice, CompiledPackage, CompiledUser, Device, Devices, Digest, Entitlements, Extra,
+    FpIndex, IpRule, NO_DVR, Package, Snapshot, User, sha256,
 };
 use crate::ipnet_set::IpNetSet;
 
@@ -226,6 +226,8 @@ pub(super) struct Builder {
     by_token: FpIndex,
     channels: Vec<CompiledChannel>,
     channel_index: HashMap<Box<str>, u32>,
+    devices: Vec<CompiledDevice>,
+    device_index: HashMap<Box<str>, u32>,
     /// Package names users may name without the snapshot defining them
     /// (a layer's, see [`Entitlements::build_layer`]).
     external: HashSet<String>,
@@ -252,11 +254,13 @@ impl Entitlements {
             users,
             packages,
             channels,
+            devices,
             blocklist,
         } = snapshot;
         let mut b = Builder::new(users.len(), external);
         b.packages(packages);
         b.channels(channels);
+        b.devices(devices);
         b.blocklist(blocklist);
         // Consume from the back of the reversed list (document order) and
         // give memory back as the list shrinks.
@@ -288,6 +292,8 @@ impl Builder {
             by_token: FpIndex::with_capacity(users),
             channels: Vec::new(),
             channel_index: HashMap::new(),
+            devices: Vec::new(),
+            device_index: HashMap::new(),
         }
     }
 
@@ -317,10 +323,15 @@ impl Builder {
             unknown.push(bad);
         }
         if unknown.iter().any(|bad| !bad.is_empty()) {
-            for u in &self.users {
-                for (pos, name) in unknown.get(u.combo as usize).into_iter().flatten() {
+            let owners = self.users.iter().map(|u| ("users", &*u.id, u.combo));
+            let devices = self
+                .devices
+                .iter()
+                .filter_map(|d| Some(("devices", &*d.hwid, d.combo?)));
+            for (kind, id, combo) in owners.chain(devices) {
+                for (pos, name) in unknown.get(combo as usize).into_iter().flatten() {
                     self.problems.push(
-                        || format!("users[{:?}].packages[{pos}]", u.id),
+                        || format!("{kind}[{id:?}].packages[{pos}]"),
                         || format!("unknown package {name:?}"),
                     );
                 }
@@ -332,7 +343,14 @@ impl Builder {
                 total: self.problems.total,
             });
         }
+        let mut devices_per_user: HashMap<Box<str>, u32> = HashMap::new();
+        for d in &self.devices {
+            *devices_per_user.entry(d.user().into()).or_default() += 1;
+        }
         Ok(Entitlements {
+            devices: self.devices,
+            device_index: self.device_index,
+            devices_per_user,
             users: self.users,
             by_id: self.by_id,
             by_token: self.by_token,
@@ -541,6 +559,44 @@ impl Builder {
         self.combo_names.push(names.clone());
         self.combo_index.insert(names, c);
         c
+    }
+
+    /// Compile the devices, in document order.
+    fn devices(&mut self, devices: Devices) {
+        for (hwid, device) in devices.0 {
+            self.device(hwid, device);
+        }
+    }
+
+    /// Compile one device: its hardware id follows the hardware-id rule,
+    /// its user the id rule; its packages are resolved in `finish`.
+    pub(super) fn device(&mut self, hwid: String, device: Device) {
+        let path = |suffix: &str| format!("devices[{hwid:?}]{suffix}");
+        if let Err(m) = super::rules::check_hwid(&hwid) {
+            self.problems.push(|| path(""), || m.to_owned());
+        }
+        if let Err(m) = super::rules::check_id(&device.user) {
+            self.problems.push(|| path(".user"), || m.to_owned());
+        }
+        let Ok(index) = u32::try_from(self.devices.len()) else {
+            self.problems
+                .push(|| "devices".to_owned(), || "too many devices".to_owned());
+            return;
+        };
+        if self.device_index.contains_key(hwid.as_str()) {
+            self.problems.push(
+                || path(""),
+                || "duplicate hardware id (listed twice)".to_owned(),
+            );
+            return;
+        }
+        let combo = (!device.packages.is_empty()).then(|| self.combo(device.packages.clone()));
+        self.device_index.insert(hwid.clone().into_boxed_str(), index);
+        self.devices.push(CompiledDevice {
+            hwid: hwid.into_boxed_str(),
+            combo,
+            source: device,
+        });
     }
 
     /// Compile one user.

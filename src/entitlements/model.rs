@@ -132,6 +132,24 @@ pub struct Channel {
     pub regions: Vec<String>,
 }
 
+/// One device (SPEC §7.3), keyed by its hardware id:
+/// `{"user":"alice","packages":["sports"],"disabled":false}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Device {
+    /// The user the device belongs to: the `device` method admits it only
+    /// with that user's token.
+    pub user: String,
+    /// Packages for requests from this device; when it has any they replace
+    /// the user's (TVIP: device subscriptions take priority); empty = the
+    /// user's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// A disabled device is refused (`blocked`); the user's other devices
+    /// play on.
+    pub disabled: bool,
+}
+
 /// The deny list: `{"users":[],"tokens":[],"ips":["cidr"]}`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,9 +183,15 @@ pub struct Snapshot {
     pub packages: HashMap<String, Package>,
     /// Channel name → channel, in the order channel lists show them.
     pub channels: Channels,
+    /// Hardware id → device.
+    #[serde(skip_serializing_if = "Named::is_empty")]
+    pub devices: Devices,
     /// The deny list.
     pub blocklist: Blocklist,
 }
+
+/// The devices of a snapshot.
+pub type Devices = Named<Device>;
 
 /// The users of a snapshot.
 pub type Users = Named<User>;

@@ -21,13 +21,18 @@ pub const ID_RULE: &str = "must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not \".\
 
 /// True when `id` follows the id rule.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_BYTES
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+    follows(id, MAX_ID_BYTES, b"")
+}
+
+/// 1 to `max` bytes of `A-Z a-z 0-9 - _ . @` and `more`, not `.` or `..`.
+fn follows(name: &str, max: usize, more: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@') || more.contains(&b)
+        })
 }
 
 /// [`is_valid_id`] as a result whose error is [`ID_RULE`].
@@ -36,6 +41,24 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err(ID_RULE)
+    }
+}
+
+/// Longest hardware id, in bytes.
+pub const MAX_HWID_BYTES: usize = 128;
+
+/// What the hardware-id rule says, for messages.
+pub const HWID_RULE: &str =
+    "must be 1 to 128 of A-Z a-z 0-9 - _ . @ :, and not \".\" or \"..\"";
+
+/// A device's hardware id (SPEC §7.3): the id rule with `:` too (MAC
+/// addresses, `00:1A:79:…`), at most [`MAX_HWID_BYTES`]. It rides in a
+/// capability, a query parameter and a URL path segment.
+pub fn check_hwid(hwid: &str) -> Result<(), &'static str> {
+    if follows(hwid, MAX_HWID_BYTES, b":") {
+        Ok(())
+    } else {
+        Err(HWID_RULE)
     }
 }
 
@@ -87,6 +110,18 @@ mod tests {
         ] {
             assert!(!is_valid_id(bad), "{bad:?}");
             assert_eq!(check_id(bad), Err(ID_RULE));
+        }
+    }
+
+    #[test]
+    fn hwids() {
+        let long = "a".repeat(MAX_HWID_BYTES);
+        for good in ["00:1A:79:00:00:01", "box-7", "a:b", long.as_str()] {
+            assert_eq!(check_hwid(good), Ok(()), "{good:?}");
+        }
+        let too_long = "a".repeat(MAX_HWID_BYTES + 1);
+        for bad in ["", ".", "..", "a/b", "a b", "a%3A", "a\n", too_long.as_str()] {
+            assert_eq!(check_hwid(bad), Err(HWID_RULE), "{bad:?}");
         }
     }
 

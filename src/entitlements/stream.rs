@@ -13,7 +13,7 @@ use std::io::Read;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::compile::{Builder, ValidationError};
-use super::{Blocklist, Channel, Entitlements, Package, User};
+use super::{Blocklist, Channel, Device, Entitlements, Package, User};
 
 /// Why a snapshot document could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,21 +109,22 @@ impl<'de> DeserializeSeed<'de> for SnapshotSeed<'_> {
 impl<'de> Visitor<'de> for SnapshotSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a snapshot object with users, packages, channels and blocklist")
+        f.write_str("a snapshot object with users, packages, channels, devices and blocklist")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = [false; 4];
+        let mut seen = [false; 5];
         while let Some(key) = map.next_key::<String>()? {
             let slot = match key.as_str() {
                 "users" => 0,
                 "packages" => 1,
                 "blocklist" => 2,
                 "channels" => 3,
+                "devices" => 4,
                 _ => {
                     let _: IgnoredAny = map.next_value()?;
                     return Err(A::Error::unknown_field(
                         &key,
-                        &["users", "packages", "channels", "blocklist"],
+                        &["users", "packages", "channels", "devices", "blocklist"],
                     ));
                 }
             };
@@ -136,7 +137,8 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                     .0
                     .packages(map.next_value::<HashMap<String, Package>>()?),
                 2 => self.0.blocklist(map.next_value::<Blocklist>()?),
-                _ => map.next_value_seed(ChannelsSeed(&mut *self.0))?,
+                3 => map.next_value_seed(ChannelsSeed(&mut *self.0))?,
+                _ => map.next_value_seed(DevicesSeed(&mut *self.0))?,
             }
         }
         Ok(())
@@ -184,6 +186,29 @@ impl<'de> Visitor<'de> for ChannelsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some((name, channel)) = map.next_entry::<String, Channel>()? {
             self.0.channel(name, channel);
+        }
+        Ok(())
+    }
+}
+
+/// The `devices` object, compiled entry by entry.
+struct DevicesSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for DevicesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DevicesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object mapping hardware ids to devices")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((hwid, device)) = map.next_entry::<String, Device>()? {
+            self.0.device(hwid, device);
         }
         Ok(())
     }

@@ -605,22 +605,22 @@ mod channels {
     fn depth_is_the_channels_capped_by_the_largest_giving_package() {
         let e = tv();
         // ch1 keeps 3 days; ann's tariff caps it at 1 day.
-        assert_eq!(e.dvr_depth(Some("ann"), "ch1"), DAY);
+        assert_eq!(e.dvr_depth(Some("ann"), None, "ch1"), DAY);
         // ben: two packages give ch1 (1d and 2d caps): the larger cap.
-        assert_eq!(e.dvr_depth(Some("ben"), "ch1"), 2 * DAY);
+        assert_eq!(e.dvr_depth(Some("ben"), None, "ch1"), 2 * DAY);
         // A cap above the channel's depth does not extend it.
-        assert_eq!(e.dvr_depth(Some("ben"), "ch2"), DAY / 2);
+        assert_eq!(e.dvr_depth(Some("ben"), None, "ch2"), DAY / 2);
         // A giving package without dvr_depth does not cap.
-        assert_eq!(e.dvr_depth(Some("eve"), "ch1"), 3 * DAY);
-        assert_eq!(e.dvr_depth(Some("dan"), "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(Some("eve"), None, "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(Some("dan"), None, "ch1"), 3 * DAY);
         // A package that does not give the channel does not count.
-        assert_eq!(e.dvr_depth(Some("cat"), "ch2"), DAY / 2);
+        assert_eq!(e.dvr_depth(Some("cat"), None, "ch2"), DAY / 2);
         // No depth declared, or not declared at all: no catch-up.
-        assert_eq!(e.dvr_depth(Some("ann"), "live3"), NO_DVR);
-        assert_eq!(e.dvr_depth(Some("dan"), "undeclared"), NO_DVR);
+        assert_eq!(e.dvr_depth(Some("ann"), None, "live3"), NO_DVR);
+        assert_eq!(e.dvr_depth(Some("dan"), None, "undeclared"), NO_DVR);
         // Anonymous, or a user only the auth method knows: the channel's.
-        assert_eq!(e.dvr_depth(None, "ch1"), 3 * DAY);
-        assert_eq!(e.dvr_depth(Some("backend-user"), "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(None, None, "ch1"), 3 * DAY);
+        assert_eq!(e.dvr_depth(Some("backend-user"), None, "ch1"), 3 * DAY);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use super::{
-    Blocklist, CompiledPackage, CompiledUser, Entitlements, Package, Snapshot, User, Users,
+    Blocklist, CompiledPackage, CompiledUser, Device, Entitlements, Package, Snapshot, User, Users,
 };
 
 /// A compiled user in the [`User`] shape, borrowed. Fields at their
@@ -100,6 +100,11 @@ impl Entitlements {
         self.user(id).map(|u| Self::owned(self.view(u)))
     }
 
+    /// The device `hwid` as given.
+    pub fn device_record(&self, hwid: &str) -> Option<Device> {
+        self.device(hwid).map(|d| d.source.clone())
+    }
+
     /// The package `name`.
     pub fn package(&self, name: &str) -> Option<Package> {
         self.own_packages()
@@ -130,6 +135,11 @@ impl Entitlements {
             channels: self
                 .channels()
                 .map(|(name, c)| (name.to_owned(), c.clone()))
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| (d.hwid.to_string(), d.source.clone()))
                 .collect(),
             blocklist: self.blocklist.source.clone(),
         }
@@ -175,13 +185,29 @@ impl Serialize for ChannelsView<'_> {
     }
 }
 
+/// The devices as a JSON object, in order.
+struct DevicesView<'a>(&'a Entitlements);
+
+impl Serialize for DevicesView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.devices.len()))?;
+        for d in &self.0.devices {
+            map.serialize_entry(&d.hwid, &d.source)?;
+        }
+        map.end()
+    }
+}
+
 /// The [`Snapshot`] JSON shape, so persisting needs no `Snapshot` copy.
 impl Serialize for Entitlements {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Snapshot", 4)?;
+        let mut s = serializer.serialize_struct("Snapshot", 5)?;
         s.serialize_field("users", &UsersView(self))?;
         s.serialize_field("packages", &PackagesView(self))?;
         s.serialize_field("channels", &ChannelsView(self))?;
+        if !self.devices.is_empty() {
+            s.serialize_field("devices", &DevicesView(self))?;
+        }
         s.serialize_field("blocklist", &self.blocklist.source)?;
         s.end()
     }
@@ -196,6 +222,8 @@ pub struct UserQuery<'a> {
     pub region: Option<&'a str>,
     /// The user holding this play token (exact, compared in constant time).
     pub token: Option<&'a str>,
+    /// The user owning this device (exact hardware id).
+    pub device: Option<&'a str>,
     /// A case-insensitive substring of the id, name, email or comment.
     pub text: Option<&'a str>,
     /// Matching users to skip, in the stable order (build order).
@@ -219,6 +247,7 @@ impl Entitlements {
     /// changes. One pass, no allocation per user that does not match.
     pub fn users_page(&self, q: &UserQuery<'_>) -> UserPage {
         let by_token = q.token.map(|t| self.user_by_token(t));
+        let by_device = q.device.map(|h| self.device(h).map(|d| d.user()));
         // Per package list: does it name the package?
         let combos: Option<Vec<bool>> = q.package.map(|name| {
             self.combos
@@ -248,7 +277,9 @@ impl Entitlements {
         let mut total = 0;
         let mut users = Vec::new();
         for u in &self.users {
-            if by_token.is_some_and(|id| id != Some(&*u.id)) {
+            if by_token.is_some_and(|id| id != Some(&*u.id))
+                || by_device.is_some_and(|id| id != Some(&*u.id))
+            {
                 continue;
             }
             if let Some(flags) = &combos

@@ -52,6 +52,7 @@ pub(super) async fn entry(
             .mint_expiry(sid, sessions.capability_expiry(now)),
         user,
         bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
+        device: None,
     };
     // A token on a blocklist is refused wherever it is presented, whatever
     // method read it (checked at entry: capabilities carry no token).

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::entitlements::{
-    Blocklist, Channel, Entitlements, LoadError, Package, Snapshot, User, redact_json_error,
+    Blocklist, Channel, Device, Entitlements, LoadError, Named, Package, Snapshot, User,
+    redact_json_error,
 };
 
 /// One session's line in a usage report.
@@ -23,6 +24,9 @@ pub struct SessionUsage<'a> {
     pub id: String,
     /// The user, when the auth method named one.
     pub user: Option<&'a str>,
+    /// The device, when the `device` method admitted the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<&'a str>,
     /// Route name.
     pub route: &'a str,
     /// Channel name (`""` when the route names none).
@@ -77,8 +81,26 @@ pub struct Delta {
     /// lists, a changed one keeps its place), or `null` to delete.
     #[serde(default)]
     pub channels: BTreeMap<String, Option<Channel>>,
+    /// Hardware id → the new device, or `null` to delete.
+    #[serde(default)]
+    pub devices: BTreeMap<String, Option<Device>>,
     /// The new blocklist, replacing the old one; absent = unchanged.
     pub blocklist: Option<Blocklist>,
+}
+
+/// Apply a delta's `name → value or null` map to an ordered list: a new
+/// name goes last, a changed one keeps its place.
+fn set_or_delete<T>(state: &mut Named<T>, changes: BTreeMap<String, Option<T>>) {
+    for (name, value) in changes {
+        match value {
+            Some(v) => {
+                state.insert(name, v);
+            }
+            None => {
+                state.remove(&name);
+            }
+        }
+    }
 }
 
 impl Delta {
@@ -124,16 +146,8 @@ impl Delta {
                 }
             }
         }
-        for (name, channel) in self.channels {
-            match channel {
-                Some(c) => {
-                    state.channels.insert(name, c);
-                }
-                None => {
-                    state.channels.remove(&name);
-                }
-            }
-        }
+        set_or_delete(&mut state.channels, self.channels);
+        set_or_delete(&mut state.devices, self.devices);
         if let Some(blocklist) = self.blocklist {
             state.blocklist = blocklist;
         }

@@ -175,6 +175,7 @@ mod tests {
         Arc::new(Session::new(
             id,
             Some("alice"),
+            None,
             "live",
             "ch1",
             IpAddr::V4(Ipv4Addr::LOCALHOST),

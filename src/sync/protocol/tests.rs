@@ -128,6 +128,18 @@ fn delta_apply_is_idempotent() {
         ]
         .into_iter()
         .collect(),
+        devices: [
+            (
+                "00:1A:79:00:00:01".to_owned(),
+                Some(Device {
+                    user: "bob".into(),
+                    ..Device::default()
+                }),
+            ),
+            ("gone".to_owned(), None),
+        ]
+        .into_iter()
+        .collect(),
         blocklist: Some(Blocklist {
             users: vec!["carol".into()],
             ..Blocklist::default()
@@ -140,6 +152,7 @@ fn delta_apply_is_idempotent() {
     assert_eq!(s.blocklist.users, ["carol"]);
     assert!(s.packages.contains_key("p"));
     assert_eq!(s.channels.get("c1"), Some(&Channel::default()));
+    assert_eq!(s.devices.get("00:1A:79:00:00:01").map(|d| d.user.as_str()), Some("bob"));
     let bob = s.users.get("bob").expect("bob");
     assert!(bob.password.starts_with("sha256:"), "stored hashed");
     d.clone().apply(&mut twice);
@@ -180,6 +193,7 @@ fn report_shape() {
         sessions: vec![SessionUsage {
             id: "00000000000000ff".into(),
             user: Some("alice"),
+            device: None,
             route: "live",
             channel: "ch1",
             ip: "192.0.2.1".parse().expect("ip"),
