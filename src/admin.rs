@@ -153,12 +153,15 @@ fn audit_change(method: &Method, parts: &[&str]) {
         Some("users") => "user",
         Some("packages") => "package",
         Some("channels") => "channel",
+        Some("devices") => "device",
         Some("sessions") => "session",
         Some("blocklist") => "blocklist",
         Some("snapshot") => "snapshot",
         _ => return,
     };
     let id = parts.get(1).copied().unwrap_or_default();
+    let hwid = (object == "device").then(|| path_hwid(id)).flatten();
+    let id = hwid.as_deref().unwrap_or(id);
     crate::audit::record(crate::audit::Who::Api, action, object, id, "");
 }
 
@@ -262,6 +265,46 @@ async fn route_api(
             })
             .await
         }
+        (&Method::GET, ["devices"]) => list_devices(shared, query),
+        (&Method::GET, ["devices", seg]) => match path_hwid(seg) {
+            Some(hwid) => read(shared, |s| {
+                s.device_record(&hwid).map(|d| serde_json::to_string(&d))
+            }),
+            None => api_error(StatusCode::NOT_FOUND, "not_found"),
+        },
+        (&Method::PUT, ["devices", seg]) if path_hwid(seg).is_some() => {
+            let hwid = path_hwid(seg).unwrap_or_default();
+            let body = match read_json::<crate::entitlements::Device>(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            change(shared, move |s| {
+                s.devices.insert(hwid, body);
+                Ok(())
+            })
+            .await
+        }
+        (&Method::DELETE, ["devices", seg]) => {
+            let hwid = path_hwid(seg).unwrap_or_default();
+            change(shared, move |s| {
+                s.devices
+                    .remove(&hwid)
+                    .map(|_| ())
+                    .ok_or(ChangeError::NotFound)
+            })
+            .await
+        }
+        (&Method::PUT, ["devices", _]) => json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "invalid",
+                "problems": [format!(
+                    "path: the hardware id after /devices/ {}",
+                    crate::entitlements::rules::HWID_RULE
+                )],
+            })
+            .to_string(),
+        ),
         (&Method::GET, ["blocklist"]) => {
             read(shared, |s| Some(serde_json::to_string(s.blocklist())))
         }
@@ -302,8 +345,8 @@ fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
     Some(match parts {
         ["sessions"] | ["users"] => "GET",
         ["sessions", _] => "DELETE",
-        ["users" | "packages" | "channels", _] => "GET, PUT, DELETE",
-        ["channels"] => "GET",
+        ["users" | "packages" | "channels" | "devices", _] => "GET, PUT, DELETE",
+        ["channels"] | ["devices"] => "GET",
         ["blocklist"] => "GET, PUT",
         ["snapshot"] => "PUT",
         ["keys", "rotate"] => "POST",
@@ -329,6 +372,16 @@ const BULK_BODY: usize = 1 << 30;
 /// plane follow.
 fn valid_name(name: &str) -> bool {
     crate::entitlements::rules::is_valid_id(name)
+}
+
+/// The hardware id a `/api/v1/devices/{hwid}` path segment names,
+/// percent-decoded (`00%3A1A%3A…` is `00:1A:…`, as `encodeURIComponent`
+/// writes it), when it follows the hardware-id rule.
+fn path_hwid(segment: &str) -> Option<String> {
+    let bytes = crate::auth::query::percent_decode(segment);
+    let hwid = std::str::from_utf8(&bytes).ok()?;
+    crate::entitlements::rules::check_hwid(hwid).ok()?;
+    Some(hwid.to_owned())
 }
 
 /// A user as the API shows it: tokens and password never leave the edge.
@@ -467,6 +520,30 @@ fn keyed(mut object: serde_json::Value, key: &str, name: &str) -> serde_json::Va
     object
 }
 
+/// `GET /api/v1/devices?user=`: the API's devices (of one user), in order,
+/// each with its hardware id.
+fn list_devices(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
+    let user = query
+        .and_then(|q| crate::auth::query::param_exact(q, "user"))
+        .map(|v| String::from_utf8_lossy(&crate::auth::query::percent_decode(v)).into_owned());
+    let devices: Vec<serde_json::Value> = shared.store.api_state(|s| {
+        s.devices()
+            .filter(|d| user.as_deref().is_none_or(|u| d.user() == u))
+            .map(|d| {
+                keyed(
+                    serde_json::to_value(d.record()).unwrap_or_default(),
+                    "hwid",
+                    d.hwid(),
+                )
+            })
+            .collect()
+    });
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({ "devices": devices }).to_string(),
+    )
+}
+
 /// `GET /api/v1/channels`: every channel in force (the config's and the
 /// API's), in channel-list order, each with its name.
 fn list_channels(shared: &Shared) -> Response<Full<Bytes>> {
@@ -588,7 +665,11 @@ fn list_sessions(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
         .iter()
         .filter(|s| user.as_deref().is_none_or(|u| s.user.as_deref() == Some(u)))
         .filter(|s| channel.as_deref().is_none_or(|c| &*s.channel == c))
-        .filter(|s| device.as_deref().is_none_or(|d| s.device.as_deref() == Some(d)))
+        .filter(|s| {
+            device
+                .as_deref()
+                .is_none_or(|d| s.device.as_deref() == Some(d))
+        })
         .map(|s| {
             serde_json::json!({
                 "id": SessionId(s.id).to_string(),

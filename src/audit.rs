@@ -1,6 +1,7 @@
 //! The audit trail (SPEC §8): one JSON line under the target
 //! `tollgate::audit` for every change the admin API or the control plane
-//! makes to what viewers may do: who (`api` or `control_plane`), what
+//! makes to what viewers may do, and every device that registers itself:
+//! who (`api`, `control_plane` or `device`), what
 //! (`action` on an `object` with its `id`), never a secret (ids and names
 //! only; tokens, passwords and bodies are never logged).
 //!
@@ -14,6 +15,8 @@ pub enum Who {
     Api,
     /// Pull sync with the control plane.
     ControlPlane,
+    /// A device registering itself (`[auth.device] auto_register`).
+    Device,
 }
 
 impl Who {
@@ -21,13 +24,15 @@ impl Who {
         match self {
             Self::Api => "api",
             Self::ControlPlane => "control_plane",
+            Self::Device => "device",
         }
     }
 }
 
 /// Record one change: `action` (`put`, `delete`, `kick`, `rotate`,
-/// `replace`, `apply`) on `object` (`user`, `package`, `channel`,
-/// `blocklist`, `snapshot`, `session`, `keys`, `deny_list`, `delta`) named
+/// `replace`, `apply`, `register`) on `object` (`user`, `package`,
+/// `channel`, `device`, `blocklist`, `snapshot`, `session`, `keys`,
+/// `deny_list`, `delta`) named
 /// `id` (`""` when the object is a singleton), with `detail` (counts,
 /// versions; never a secret).
 pub fn record(who: Who, action: &str, object: &str, id: &str, detail: &str) {

@@ -344,6 +344,11 @@ impl CompiledDevice {
     pub fn is_disabled(&self) -> bool {
         self.source.disabled
     }
+
+    /// The device as given.
+    pub fn record(&self) -> &Device {
+        &self.source
+    }
 }
 
 /// The blocklist, compiled.

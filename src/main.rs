@@ -79,6 +79,9 @@ enum Command {
         /// Scheme to sign with; default: the route's first signing method.
         #[arg(long)]
         scheme: Option<String>,
+        /// Hardware id of the device (`--scheme device`: signs the user's token for it).
+        #[arg(long)]
+        hwid: Option<String>,
     },
     /// Exit 0 when the admin `/readyz` answers 200 (for container HEALTHCHECK).
     Healthcheck {
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
             ttl,
             user,
             scheme,
+            hwid,
         } => {
             let config = match load(&config.file) {
                 Ok(c) => c,
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
                         ttl,
                         user: user.as_deref(),
                         scheme: scheme.as_deref(),
+                        hwid: hwid.as_deref(),
                     };
                     tollgate::sign::sign(&config, &opts, now)
                 }

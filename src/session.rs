@@ -431,8 +431,12 @@ mod tests {
     #[test]
     fn sweep_forgets_only_idle_sessions() {
         let t = Sessions::new();
-        t.touch(1, 100, || Session::new(1, None, None, "live", "a", ip(), 100));
-        t.touch(2, 100, || Session::new(2, None, None, "live", "b", ip(), 100));
+        t.touch(1, 100, || {
+            Session::new(1, None, None, "live", "a", ip(), 100)
+        });
+        t.touch(2, 100, || {
+            Session::new(2, None, None, "live", "b", ip(), 100)
+        });
         t.touch(2, 125, || unreachable!());
         assert_eq!(t.sweep(130, 30), 0, "both within 30 s");
         assert_eq!(t.sweep(131, 30), 1, "session 1 idle for 31 s");

@@ -26,6 +26,8 @@ pub struct SignOptions<'a> {
     pub user: Option<&'a str>,
     /// Scheme to use; default the route's first signing method.
     pub scheme: Option<&'a str>,
+    /// Hardware id of the device, for the `device` scheme.
+    pub hwid: Option<&'a str>,
 }
 
 /// A path+query that the proxy running `config` accepts at `now` (unix secs).
@@ -68,6 +70,9 @@ pub fn sign(config: &Config, opts: &SignOptions<'_>, now: u64) -> Result<String,
             .find(|m| **m != AuthMethod::Ip)
             .ok_or_else(|| format!("route {:?} uses only \"ip\": nothing to sign", route.name))?,
     };
+    if method == AuthMethod::Device {
+        return sign_device(config, &path, opts, now);
+    }
     let scheme = config
         .auth
         .get(method)
@@ -80,6 +85,39 @@ pub fn sign(config: &Config, opts: &SignOptions<'_>, now: u64) -> Result<String,
         expires: now.saturating_add(opts.ttl.as_secs()),
         user: opts.user,
     })
+}
+
+/// `tollgate sign --scheme device --user ID --hwid H` (SPEC §7.3):
+/// `path?token=T&hwid=H&ts=now&sig=S` with the user's first token; valid
+/// for `[auth.device] tolerance` around `now`.
+fn sign_device(
+    config: &Config,
+    path: &str,
+    opts: &SignOptions<'_>,
+    now: u64,
+) -> Result<String, String> {
+    let id = opts
+        .user
+        .ok_or("the device method signs for a user: give --user")?;
+    let hwid = opts
+        .hwid
+        .ok_or("the device method signs for a device: give --hwid")?;
+    crate::entitlements::rules::check_hwid(hwid).map_err(|m| format!("--hwid {m}"))?;
+    let tokens = config
+        .auth
+        .token
+        .as_deref()
+        .ok_or("the device method signs with a [[user]]'s token: the config has no [[user]]")?;
+    let token = tokens.sign_token(id)?;
+    let sig = crate::auth::device::signature(token, hwid, now)
+        .ok_or("the device signature could not be computed")?;
+    let q = crate::auth::query::percent_encode;
+    Ok(format!(
+        "{}?token={}&hwid={}&ts={now}&sig={sig}",
+        crate::path::encode_canonical(path),
+        q(token),
+        q(hwid),
+    ))
 }
 
 /// `tollgate sign --list --user ID`: the path+query of `id`'s channel list
@@ -128,6 +166,7 @@ auth = ["ip"]
             ttl: Duration::from_secs(3600),
             user: None,
             scheme: None,
+            hwid: None,
         }
     }
 

@@ -109,6 +109,7 @@ fn signed(text: &str, m: &Method, ip: Option<&str>, at: u64, ttl: u64) -> String
         ttl: Duration::from_secs(ttl),
         user: m.user,
         scheme: None,
+        hwid: None,
     };
     sign(&config, &opts, at).unwrap_or_else(|e| panic!("{}: sign: {e}", m.name))
 }

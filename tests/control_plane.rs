@@ -381,6 +381,7 @@ fn wms_link(text: &str, channel: &str, id: &str) -> String {
             ttl: Duration::from_secs(600),
             user: Some(id),
             scheme: Some("wmsauth"),
+            hwid: None,
         },
         tollgate::clock::unix_now(),
     )

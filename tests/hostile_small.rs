@@ -209,6 +209,7 @@ async fn akamai_cookie_header_and_authorization_never_reach_the_origin() {
             ttl: Duration::from_secs(3600),
             user: None,
             scheme: None,
+            hwid: None,
         },
         now,
     )

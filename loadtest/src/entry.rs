@@ -104,6 +104,7 @@ impl EntryMinter {
                 ttl: self.ttl,
                 user: Some(user),
                 scheme: self.scheme.as_deref(),
+                hwid: None,
             };
             sign(&self.config, &opts, now)?
         };

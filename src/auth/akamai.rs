@@ -264,6 +264,7 @@ impl Akamai {
         Check::Allow(Identity {
             user,
             session_limit: None,
+            ..Identity::default()
         })
     }
 

@@ -22,6 +22,7 @@ pub mod akamai;
 pub mod backend;
 pub mod cesbo;
 pub mod cloudfront;
+pub mod device;
 pub mod query;
 pub mod secure_link;
 pub mod token;
@@ -56,6 +57,9 @@ pub enum AuthMethod {
     Token,
     /// A Flussonic-compatible HTTP authorization backend (`[[auth.backend]]`).
     Backend,
+    /// `?token=&hwid=&ts=&sig=`: a user's token signed for one of their
+    /// devices (SPEC §7.3, `[auth.device]`).
+    Device,
 }
 
 impl AuthMethod {
@@ -70,7 +74,7 @@ impl AuthMethod {
 }
 
 /// Every method, in config-name order.
-pub const ALL_METHODS: [AuthMethod; 8] = [
+pub const ALL_METHODS: [AuthMethod; 9] = [
     AuthMethod::Ip,
     AuthMethod::SecureLink,
     AuthMethod::WmsAuth,
@@ -79,6 +83,7 @@ pub const ALL_METHODS: [AuthMethod; 8] = [
     AuthMethod::Cesbo,
     AuthMethod::Token,
     AuthMethod::Backend,
+    AuthMethod::Device,
 ];
 
 impl AuthMethod {
@@ -93,6 +98,7 @@ impl AuthMethod {
             AuthMethod::Cesbo => "cesbo",
             AuthMethod::Token => "token",
             AuthMethod::Backend => "backend",
+            AuthMethod::Device => "device",
         }
     }
 }
@@ -120,6 +126,8 @@ pub enum Check {
     Expired,
     /// A correct signature whose validity window has not started.
     NotYetValid,
+    /// Valid credentials for something the operator disabled (a device).
+    Blocked,
     /// This scheme has nothing to say (no credentials of its kind).
     Pass,
 }
@@ -132,6 +140,11 @@ pub struct Identity {
     /// A session limit the method itself set for this viewer (the backend's
     /// `X-Max-Sessions` / `X-Unique`); `None` = the user's own.
     pub session_limit: Option<SessionLimit>,
+    /// The device the `device` method admitted (its hardware id).
+    pub device: Option<String>,
+    /// The device is new and `auto_register` lets it in: the shell
+    /// registers it to the user before admitting the request.
+    pub register_device: bool,
 }
 
 /// A per-viewer session limit an auth method sets.
@@ -205,13 +218,15 @@ pub struct Schemes {
     pub cesbo: Option<Arc<cesbo::Cesbo>>,
     /// `[[user]]` tokens and passwords.
     pub token: Option<Arc<token::Tokens>>,
+    /// `[auth.device]` (its defaults when the section is absent).
+    pub device: device::DeviceAuth,
 }
 
 impl Schemes {
     /// The scheme behind `method` (`None` for `ip` or an unconfigured one).
     pub fn get(&self, method: AuthMethod) -> Option<&dyn Scheme> {
         match method {
-            AuthMethod::Ip | AuthMethod::Backend => None,
+            AuthMethod::Ip | AuthMethod::Backend | AuthMethod::Device => None,
             AuthMethod::SecureLink => self.secure_link.as_deref().map(|s| s as &dyn Scheme),
             AuthMethod::WmsAuth => self.wmsauth.as_deref().map(|s| s as &dyn Scheme),
             AuthMethod::Wowza => self.wowza.as_deref().map(|s| s as &dyn Scheme),
@@ -243,6 +258,7 @@ impl Verdict {
             Check::Expired if method == AuthMethod::SecureLink => {
                 Verdict::Deny(ProxyError::Expired)
             }
+            Check::Blocked => Verdict::Deny(ProxyError::Blocked),
             Check::Forbidden | Check::Expired | Check::NotYetValid => {
                 Verdict::Deny(ProxyError::Forbidden)
             }
@@ -313,14 +329,19 @@ impl Authenticator {
     /// entry. The `[ip] deny` list is checked on every call, whatever
     /// `start` is; a `start` past the end means every method passed.
     ///
-    /// `api`: the users the admin API and the control plane set, which the
-    /// `token` method knows besides the config's `[[user]]`.
+    /// `known`: the users the admin API and the control plane set, which the
+    /// `token` method knows besides the config's `[[user]]`, and the devices.
+    ///
+    /// A request carrying `hwid` on a route listing `device` is decided by
+    /// `device` at once, wherever the route lists it; `token` never admits
+    /// a request carrying `hwid` (a token copied off a box must not play
+    /// without the box's signature).
     pub fn decide_from(
         &self,
         methods: &[AuthMethod],
         start: usize,
         req: &AuthRequest<'_>,
-        api: Option<&crate::entitlements::Entitlements>,
+        known: Option<&Known<'_>>,
     ) -> Step {
         if self.deny.contains(req.client_ip) {
             return Step::Done(Decision {
@@ -328,6 +349,11 @@ impl Authenticator {
                 method: None,
             });
         }
+        let hwid = device::carries_hwid(req);
+        if hwid && methods.contains(&AuthMethod::Device) {
+            return Step::Done(self.decide_device(req, known));
+        }
+        let api = known.map(|k| k.api);
         for (i, &method) in methods.iter().enumerate().skip(start) {
             let verdict = match method {
                 AuthMethod::Backend => return Step::Backend(i),
@@ -335,6 +361,9 @@ impl Authenticator {
                     Verdict::Allow(Identity::default())
                 }
                 AuthMethod::Ip => Verdict::Pass,
+                AuthMethod::Token | AuthMethod::Device if hwid => Verdict::Pass,
+                // Without `hwid` the device method has nothing to say.
+                AuthMethod::Device => Verdict::Pass,
                 AuthMethod::Token => Verdict::from_check(
                     method,
                     token::check_all(self.schemes.token.as_deref(), api, req),
@@ -361,6 +390,38 @@ impl Authenticator {
             method: None,
         })
     }
+
+    /// The `device` method's decision on a request carrying `hwid`.
+    fn decide_device(&self, req: &AuthRequest<'_>, known: Option<&Known<'_>>) -> Decision {
+        let no_devices = crate::entitlements::Entitlements::default();
+        let ents = known.map_or(&no_devices, |k| k.effective);
+        let user_of_token =
+            || match token::check_all(self.schemes.token.as_deref(), known.map(|k| k.api), req) {
+                Check::Allow(id) => id.user,
+                _ => None,
+            };
+        let check = self.schemes.device.check(req, user_of_token, ents);
+        let result = match Verdict::from_check(AuthMethod::Device, check) {
+            Verdict::Allow(id) => Ok(id),
+            Verdict::Deny(e) => Err(e),
+            Verdict::Pass => Err(ProxyError::Forbidden),
+        };
+        Decision {
+            result,
+            method: Some(AuthMethod::Device),
+        }
+    }
+}
+
+/// The entitlements the `token` and `device` methods consult, for one
+/// request.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// The API's own layer: which `[[user]]` ids it replaced (their config
+    /// credentials no longer count) and the users it adds.
+    pub api: &'a crate::entitlements::Entitlements,
+    /// The effective entitlements: the devices.
+    pub effective: &'a crate::entitlements::Entitlements,
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ impl Tokens {
             Some(u) => Check::Allow(Identity {
                 user: Some(u.id.clone()),
                 session_limit: None,
+                ..Identity::default()
             }),
             None => Check::Forbidden,
         }
@@ -203,6 +204,7 @@ fn check_api(ents: &crate::entitlements::Entitlements, cred: &Credential<'_>) ->
         (Some(id), _) => Check::Allow(Identity {
             user: Some(id.to_owned()),
             session_limit: None,
+            ..Identity::default()
         }),
         (None, Credential::Token(_)) => Check::Pass,
         (None, Credential::Password(_)) => Check::Forbidden,
@@ -222,6 +224,19 @@ impl Tokens {
             .get(id)
             .and_then(|&i| self.users.get(i)?.password)
             .is_some_and(|p| bool::from(p.ct_eq(digest)))
+    }
+
+    /// The token links of `[[user]]` `id` carry: its first one.
+    pub fn sign_token(&self, id: &str) -> Result<&str, String> {
+        let user = self
+            .by_id
+            .get(id)
+            .and_then(|&i| self.users.get(i))
+            .ok_or_else(|| format!("no [[user]] with id {id:?}"))?;
+        let token = user.sign_token.as_ref().ok_or_else(|| {
+            format!("user {id:?} has no tokens (a password alone cannot be put in a link)")
+        })?;
+        Ok(token.expose())
     }
 
     /// True when user `id` is a `[[user]]` of the config.
@@ -253,18 +268,11 @@ impl Scheme for Tokens {
         let id = req
             .user
             .ok_or("the token method signs for a user: give a user id")?;
-        let user = self
-            .by_id
-            .get(id)
-            .and_then(|&i| self.users.get(i))
-            .ok_or_else(|| format!("no [[user]] with id {id:?}"))?;
-        let token = user.sign_token.as_ref().ok_or_else(|| {
-            format!("user {id:?} has no tokens (a password alone cannot be put in a link)")
-        })?;
+        let token = self.sign_token(id)?;
         Ok(format!(
             "{}?token={}",
             crate::path::encode_canonical(req.path),
-            query::percent_encode(token.expose())
+            query::percent_encode(token)
         ))
     }
 

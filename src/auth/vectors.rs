@@ -46,6 +46,7 @@ impl Case {
             "expired" => *got == Check::Expired,
             "not_yet_valid" => *got == Check::NotYetValid,
             "pass" => *got == Check::Pass,
+            "blocked" => *got == Check::Blocked,
             other => panic!("{}: unexpected verdict {other}", self.name),
         };
         assert!(ok, "{}: got {got:?}, want {}", self.name, self.verdict());

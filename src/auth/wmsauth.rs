@@ -160,6 +160,7 @@ impl WmsAuth {
         Check::Allow(Identity {
             user: token.id.filter(|id| !id.is_empty()).map(str::to_owned),
             session_limit: None,
+            ..Identity::default()
         })
     }
 

@@ -166,6 +166,22 @@ impl MasterKeys {
     /// `ip` is canonicalized first (`::ffff:a.b.c.d` is `a.b.c.d`). The
     /// user is taken whole (no length limit, unlike a capability).
     pub fn session_id(&self, user: Option<&str>, route: &str, channel: &str, ip: IpAddr) -> u64 {
+        self.session_id_on(user, None, route, channel, ip)
+    }
+
+    /// [`Self::session_id`] of a viewer on a device (SPEC §7.3): the same
+    /// HMAC input followed by `0 ‖ 0x02 ‖ be64(len(hwid)) ‖ hwid`, so each
+    /// of a user's devices holds a session of its own (and counts toward
+    /// the user's `max_sessions`). Without a device it is
+    /// [`Self::session_id`] exactly.
+    pub fn session_id_on(
+        &self,
+        user: Option<&str>,
+        device: Option<&str>,
+        route: &str,
+        channel: &str,
+        ip: IpAddr,
+    ) -> u64 {
         let mut m = self.sid.clone();
         match user {
             None => m.update(&[0]),
@@ -181,6 +197,11 @@ impl MasterKeys {
         m.update(channel.as_bytes());
         m.update(&[0]);
         update_ip(&mut m, ip);
+        if let Some(hwid) = device {
+            m.update(&[0, 2]);
+            m.update(&(hwid.len() as u64).to_be_bytes());
+            m.update(hwid.as_bytes());
+        }
         u64::from_be_bytes(prefix(&finish(m)))
     }
 }

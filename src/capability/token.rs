@@ -191,8 +191,7 @@ impl MasterKeys {
         let expires = u32::try_from(claims.expires).unwrap_or(u32::MAX);
 
         let device_len = device.map_or(0, |d| 1 + d.len());
-        let mut raw =
-            Vec::with_capacity(HEADER_LEN + user_bytes.len() + 1 + device_len + MAC_LEN);
+        let mut raw = Vec::with_capacity(HEADER_LEN + user_bytes.len() + 1 + device_len + MAC_LEN);
         raw.extend_from_slice(&[VERSION, flags]);
         raw.extend_from_slice(&claims.sid.to_be_bytes());
         raw.extend_from_slice(&expires.to_be_bytes());

@@ -157,6 +157,8 @@ pub struct RawAuth {
     pub wowza: Option<crate::auth::wowza::RawConfig>,
     pub akamai: Option<crate::auth::akamai::RawConfig>,
     pub cesbo: Option<crate::auth::cesbo::RawConfig>,
+    /// `[auth.device]`: the `device` method's tolerance and auto-registration.
+    pub device: Option<crate::auth::device::RawConfig>,
     /// `[[auth.backend]]`: Flussonic-compatible HTTP backends, asked in parallel.
     #[serde(default)]
     pub backend: Vec<RawBackend>,

@@ -149,8 +149,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
                 AuthMethod::Wowza => raw.auth.wowza.is_some(),
                 AuthMethod::Akamai => raw.auth.akamai.is_some(),
                 AuthMethod::Cesbo => raw.auth.cesbo.is_some(),
-                // Users may come from the admin API or the control plane.
-                AuthMethod::Token => true,
+                // Users may come from the admin API or the control plane;
+                // `[auth.device]` has defaults.
+                AuthMethod::Token | AuthMethod::Device => true,
                 AuthMethod::Backend => !raw.auth.backend.is_empty(),
             };
             if !present && auth.get(*method).is_none() {
@@ -635,6 +636,15 @@ fn schemes(errs: &mut Errors, raw: &RawConfig, base: &Path) -> Schemes {
             cesbo::Cesbo::new(r, base)
         }),
         token: build(errs, "user", users, |r| token::Tokens::new(r, base)),
+        device: match crate::auth::device::DeviceAuth::new(a.device.as_ref()) {
+            Ok(d) => d,
+            Err(list) => {
+                for (key, message) in list {
+                    errs.push(format!("auth.device.{key}"), message);
+                }
+                crate::auth::device::DeviceAuth::default()
+            }
+        },
     }
 }
 

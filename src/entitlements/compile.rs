@@ -18,9 +18,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::glob::{Glob, is_glob};
 use super::{
-    ALL_CHANNELS, Blocklist, Channel, Channels, CompiledBlocklist, CompiledChannel,
-    CompiledDevice, CompiledPackage, CompiledUser, Device, Devices, Digest, Entitlements, Extra,
-    FpIndex, IpRule, NO_DVR, Package, Snapshot, User, sha256,
+    ALL_CHANNELS, Blocklist, Channel, Channels, CompiledBlocklist, CompiledChannel, CompiledDevice,
+    CompiledPackage, CompiledUser, Device, Devices, Digest, Entitlements, Extra, FpIndex, IpRule,
+    NO_DVR, Package, Snapshot, User, sha256,
 };
 use crate::ipnet_set::IpNetSet;
 
@@ -591,7 +591,8 @@ impl Builder {
             return;
         }
         let combo = (!device.packages.is_empty()).then(|| self.combo(device.packages.clone()));
-        self.device_index.insert(hwid.clone().into_boxed_str(), index);
+        self.device_index
+            .insert(hwid.clone().into_boxed_str(), index);
         self.devices.push(CompiledDevice {
             hwid: hwid.into_boxed_str(),
             combo,

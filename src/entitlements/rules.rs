@@ -48,8 +48,7 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
 pub const MAX_HWID_BYTES: usize = 128;
 
 /// What the hardware-id rule says, for messages.
-pub const HWID_RULE: &str =
-    "must be 1 to 128 of A-Z a-z 0-9 - _ . @ :, and not \".\" or \"..\"";
+pub const HWID_RULE: &str = "must be 1 to 128 of A-Z a-z 0-9 - _ . @ :, and not \".\" or \"..\"";
 
 /// A device's hardware id (SPEC §7.3): the id rule with `:` too (MAC
 /// addresses, `00:1A:79:…`), at most [`MAX_HWID_BYTES`]. It rides in a
@@ -120,7 +119,16 @@ mod tests {
             assert_eq!(check_hwid(good), Ok(()), "{good:?}");
         }
         let too_long = "a".repeat(MAX_HWID_BYTES + 1);
-        for bad in ["", ".", "..", "a/b", "a b", "a%3A", "a\n", too_long.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a%3A",
+            "a\n",
+            too_long.as_str(),
+        ] {
             assert_eq!(check_hwid(bad), Err(HWID_RULE), "{bad:?}");
         }
     }

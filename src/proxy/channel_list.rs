@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use super::ConnInfo;
 use crate::access_log::RequestRecord;
 use crate::auth::token::{self, Credential};
-use crate::auth::{AuthMethod, AuthRequest, Step};
+use crate::auth::{AuthMethod, AuthRequest, Known, Step};
 use crate::body::ProxyBody;
 use crate::channel_list::{Links, query_pair, render, valid_host};
 use crate::error::ProxyError;
@@ -47,9 +47,13 @@ pub(super) fn serve(
         now,
     };
     let api = shared.store.api_layer();
+    let known = Known {
+        api: &api,
+        effective: &shared.store.entitlements(),
+    };
     let identity = match live
         .auth
-        .decide_from(&[AuthMethod::Token], 0, &auth, Some(&api))
+        .decide_from(&[AuthMethod::Token], 0, &auth, Some(&known))
     {
         Step::Done(d) => d.result?,
         Step::Backend(_) => return Err(ProxyError::Internal),

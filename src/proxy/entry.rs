@@ -8,13 +8,14 @@ use hyper::body::Incoming;
 use super::Who;
 use crate::access_log::RequestRecord;
 use crate::auth::query::{param, percent_decode};
-use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
+use crate::auth::{AuthMethod, AuthRequest, Decision, Known, Step, Verdict};
 use crate::capability::Claims;
 use crate::config::RouteConfig;
 use crate::error::ProxyError;
 use crate::metrics::AuthLabels;
 use crate::revocation::Credential;
 use crate::runtime::{Live, Shared};
+use crate::store::ChangeError;
 
 /// Authenticate an entry request and mint its session's claims.
 pub(super) async fn entry(
@@ -41,7 +42,17 @@ pub(super) async fn entry(
     let channel = record.channel.as_deref().unwrap_or_default();
     let sessions = &live.config.sessions;
     let user = identity.user;
-    let sid = session_id(live, shared, user.as_deref(), &route.name, channel, record);
+    let device = identity.device;
+    if identity.register_device
+        && let (Some(u), Some(hwid)) = (user.as_deref(), device.as_deref())
+    {
+        register_device(live, shared, u, hwid).await?;
+    }
+    let viewer = Viewer {
+        user: user.as_deref(),
+        device: device.as_deref(),
+    };
+    let sid = session_id(live, shared, viewer, &route.name, channel, record);
     // An entry the `ip` method allowed had its address as its only
     // credential: the capability never works from elsewhere.
     let by_address = method == Some(AuthMethod::Ip);
@@ -52,7 +63,7 @@ pub(super) async fn entry(
             .mint_expiry(sid, sessions.capability_expiry(now)),
         user,
         bind_ip: sessions.bind_ip.binding(record.client_ip, by_address),
-        device: None,
+        device,
     };
     // A token on a blocklist is refused wherever it is presented, whatever
     // method read it (checked at entry: capabilities carry no token).
@@ -76,21 +87,87 @@ pub(super) async fn entry(
 fn session_id(
     live: &Live,
     shared: &Shared,
-    user: Option<&str>,
+    viewer: Viewer<'_>,
     route: &str,
     channel: &str,
     record: &RequestRecord,
 ) -> u64 {
     let ip = record.client_ip;
-    let current = live.keys.session_id(user, route, channel, ip);
+    let of = |k: &crate::capability::MasterKeys| {
+        k.session_id_on(viewer.user, viewer.device, route, channel, ip)
+    };
+    let current = of(&live.keys);
     if live.previous_keys.is_empty() || shared.sessions.get(current).is_some() {
         return current;
     }
     live.previous_keys
         .iter()
-        .map(|k| k.session_id(user, route, channel, ip))
+        .map(of)
         .find(|sid| shared.sessions.get(*sid).is_some())
         .unwrap_or(current)
+}
+
+/// Who the credentials name: the user, and the device they play on.
+#[derive(Debug, Clone, Copy)]
+struct Viewer<'a> {
+    user: Option<&'a str>,
+    device: Option<&'a str>,
+}
+
+/// Register `hwid` to `user` (the `device` method's `auto_register`,
+/// SPEC §7.3): in the API layer, persisted and audited like an API change.
+/// Checked again under the store's writer lock, so concurrent first plays
+/// of several new boxes never register more than `auto_register`.
+async fn register_device(
+    live: &Live,
+    shared: &Shared,
+    user: &str,
+    hwid: &str,
+) -> Result<(), ProxyError> {
+    let limit = live.auth.schemes().device.auto_register();
+    let store = shared.store.clone();
+    let (user, hwid) = (user.to_owned(), hwid.to_owned());
+    let audited = (user.clone(), hwid.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let effective = store.entitlements();
+        store.change(|s| {
+            match effective.device(&hwid) {
+                Some(d) if d.user() == user => return Ok(()),
+                Some(_) => return Err(ChangeError::Invalid(vec!["another user's".into()])),
+                None if effective.device_count(&user) >= limit => {
+                    return Err(ChangeError::Invalid(vec!["auto_register is full".into()]));
+                }
+                None => {}
+            }
+            s.devices.insert(
+                hwid,
+                crate::entitlements::Device {
+                    user,
+                    ..Default::default()
+                },
+            );
+            Ok(())
+        })
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => {
+            crate::audit::record(
+                crate::audit::Who::Device,
+                "register",
+                "device",
+                &audited.1,
+                &format!("user={}", audited.0),
+            );
+            Ok(())
+        }
+        Ok(Err(ChangeError::Invalid(_))) => Err(ProxyError::Forbidden),
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "device registration not saved");
+            Err(ProxyError::Internal)
+        }
+        Err(_) => Err(ProxyError::Internal),
+    }
 }
 
 /// Walk the route's methods; the synchronous ones in [`crate::auth`], and
@@ -105,9 +182,14 @@ async fn authenticate(
     // The API's own layer: the `token` method asks it which `[[user]]`
     // ids the API replaced (their config credentials no longer count).
     let api = shared.store.api_layer();
+    let effective = shared.store.entitlements();
+    let known = Known {
+        api: &api,
+        effective: &effective,
+    };
     let mut start = 0;
     loop {
-        let at = match live.auth.decide_from(methods, start, req, Some(&api)) {
+        let at = match live.auth.decide_from(methods, start, req, Some(&known)) {
             Step::Done(decision) => return decision,
             Step::Backend(at) => at,
         };
@@ -158,7 +240,8 @@ pub(super) fn entry_credential(
     method: Option<AuthMethod>,
     has_user: bool,
 ) -> Option<(Credential, bool)> {
-    let by_token = method == Some(AuthMethod::Token) && has_user;
+    // The device method vouches with the user's token too.
+    let by_token = matches!(method, Some(AuthMethod::Token | AuthMethod::Device)) && has_user;
     if let Some(t) = token {
         return Some((Credential::token(t.as_bytes()), by_token));
     }

@@ -66,6 +66,7 @@ fn id_becomes_the_user() {
         Check::Allow(Identity {
             user: Some("sess1".into()),
             session_limit: None,
+            ..Identity::default()
         })
     );
 }
@@ -203,7 +204,7 @@ proptest! {
         let h = http::HeaderMap::new();
         let client = ip.unwrap_or(IpAddr::from([192, 0, 2, 1]));
         let rq = AuthRequest { client_ip: client, path: &path, query: Some(q), headers: &h, channel: None, now: start + life / 2 };
-        prop_assert_eq!(a.check(&rq), Check::Allow(Identity { user: user.clone(), session_limit: None }));
+        prop_assert_eq!(a.check(&rq), Check::Allow(Identity { user: user.clone(), session_limit: None, ..Identity::default() }));
         let late = AuthRequest { now: start + life + 1, ..rq };
         prop_assert_eq!(a.check(&late), Check::Expired);
     }

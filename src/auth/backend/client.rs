@@ -347,6 +347,7 @@ fn verdict(g: &Grant) -> Verdict {
         BackendVerdict::Allow => Verdict::Allow(Identity {
             user: g.params.as_ref().and_then(|p| p.user_id.clone()),
             session_limit: g.params.as_ref().and_then(session_limit),
+            ..Identity::default()
         }),
         BackendVerdict::Forbidden | BackendVerdict::Redirect { .. } => {
             Verdict::Deny(ProxyError::Forbidden)

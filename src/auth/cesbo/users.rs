@@ -76,5 +76,6 @@ pub fn user_auth(
     Check::Allow(Identity {
         user: Some(u.login.clone()),
         session_limit: None,
+        ..Identity::default()
     })
 }

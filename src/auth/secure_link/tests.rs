@@ -49,6 +49,7 @@ fn verdict(c: &Check) -> &'static str {
         Check::Forbidden => "forbidden",
         Check::Expired => "expired",
         Check::NotYetValid => "not_yet_valid",
+        Check::Blocked => "blocked",
         Check::Pass => "pass",
     }
 }

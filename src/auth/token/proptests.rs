@@ -67,7 +67,7 @@ proptest! {
     fn sign_then_check_round_trips(raw in users(), path in "/[a-z0-9 ./%?#&]{0,20}") {
         let t = Tokens::new(&raw, Path::new(".")).unwrap();
         for user in &raw {
-            let want = Check::Allow(Identity { user: Some(user.id.clone()), session_limit: None });
+            let want = Check::Allow(Identity { user: Some(user.id.clone()), session_limit: None, ..Identity::default() });
             let signed = t.sign(&SignRequest {
                 path: &path,
                 client_ip: None,
@@ -108,7 +108,7 @@ proptest! {
     ) {
         let t = Tokens::new(&raw, Path::new(".")).unwrap();
         match check(&t, &q) {
-            Check::Allow(Identity { user: Some(id), session_limit: None }) => {
+            Check::Allow(Identity { user: Some(id), session_limit: None, .. }) => {
                 prop_assert!(raw.iter().any(|u| u.id == id));
             }
             Check::Forbidden | Check::Pass => {}

@@ -65,6 +65,7 @@ fn allow(id: &str) -> Check {
     Check::Allow(Identity {
         user: Some(id.to_owned()),
         session_limit: None,
+        ..Identity::default()
     })
 }
 

@@ -156,12 +156,12 @@ proptest! {
             client_ip: ip, path, query: Some(query), headers: &headers, channel: None,
             now: start + at.min(secs),
         };
-        prop_assert_eq!(s.check(&areq), Check::Allow(Identity { user: user.clone(), session_limit: None }));
+        prop_assert_eq!(s.check(&areq), Check::Allow(Identity { user: user.clone(), session_limit: None, ..Identity::default() }));
         areq.now = start + secs.div_ceil(60) * 60 + 1 + at;
         prop_assert_eq!(s.check(&areq), Check::Expired);
         areq.now = start;
         areq.client_ip = other;
-        let want = if bind_ip && other != ip { Check::Forbidden } else { Check::Allow(Identity { user, session_limit: None }) };
+        let want = if bind_ip && other != ip { Check::Forbidden } else { Check::Allow(Identity { user, session_limit: None, ..Identity::default() }) };
         prop_assert_eq!(s.check(&areq), want);
     }
 

@@ -152,7 +152,10 @@ fn delta_apply_is_idempotent() {
     assert_eq!(s.blocklist.users, ["carol"]);
     assert!(s.packages.contains_key("p"));
     assert_eq!(s.channels.get("c1"), Some(&Channel::default()));
-    assert_eq!(s.devices.get("00:1A:79:00:00:01").map(|d| d.user.as_str()), Some("bob"));
+    assert_eq!(
+        s.devices.get("00:1A:79:00:00:01").map(|d| d.user.as_str()),
+        Some("bob")
+    );
     let bob = s.users.get("bob").expect("bob");
     assert!(bob.password.starts_with("sha256:"), "stored hashed");
     d.clone().apply(&mut twice);
