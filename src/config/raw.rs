@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub channel: Vec<RawChannel>,
     #[serde(default)]
+    pub device: Vec<RawDevice>,
+    #[serde(default)]
     pub state: RawState,
     #[serde(default)]
     pub keys: RawKeys,
@@ -108,6 +110,18 @@ pub struct RawChannel {
     pub dvr_depth: Option<String>,
     #[serde(default)]
     pub regions: Vec<String>,
+}
+
+/// `[[device]]`: a set-top box or app install of a user (SPEC §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub hwid: String,
+    pub user: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// `[keys]`: the master secret everything per-session and per-stream derives from.

@@ -1002,6 +1002,7 @@ fn config_path(path: &str) -> String {
         ("users[", "user "),
         ("packages[", "package "),
         ("channels[", "channel "),
+        ("devices[", "device "),
     ] {
         if let Some(rest) = path.strip_prefix(from)
             && let Some((name, field)) = rest.split_once(']')
@@ -1020,7 +1021,7 @@ fn config_path(path: &str) -> String {
 /// The entitlement snapshot `[[user]]` and `[[package]]` describe, checked
 /// by compiling it once (so `tollgate check` reports its problems).
 fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snapshot {
-    use crate::entitlements::{ALL_CHANNELS, Channel, Package, Snapshot, User, rules};
+    use crate::entitlements::{ALL_CHANNELS, Channel, Device, Package, Snapshot, User, rules};
     let mut snapshot = Snapshot::default();
     for (i, p) in raw.package.iter().enumerate() {
         let bad = if p.name == ALL_CHANNELS {
@@ -1062,6 +1063,15 @@ fn entitlements(errs: &mut Errors, raw: &RawConfig) -> crate::entitlements::Snap
             regions: c.regions.clone(),
         };
         snapshot.channels.0.push((c.name.clone(), channel));
+    }
+    for d in &raw.device {
+        let device = Device {
+            user: d.user.clone(),
+            packages: d.packages.clone(),
+            disabled: d.disabled,
+        };
+        // A duplicate hardware id is the compile's problem to report.
+        snapshot.devices.0.push((d.hwid.clone(), device));
     }
     for (i, u) in raw.user.iter().enumerate() {
         if rules::check_id(&u.id).is_err() {
