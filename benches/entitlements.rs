@@ -31,11 +31,29 @@ fn snapshot_json(users: u64) -> String {
         } else {
             r#"["basic"]"#
         };
+        let region = if i % 3 == 0 {
+            r#","region":"london""#
+        } else {
+            ""
+        };
         write!(
             s,
-            r#""user{i:07}":{{"tokens":["tk-{i:07}"],"password":"pw{i}","max_sessions":2,"packages":{packages}}}"#
+            r#""user{i:07}":{{"tokens":["tk-{i:07}"],"password":"pw{i}","max_sessions":2,"packages":{packages}{region}}}"#
         )
         .unwrap();
+    }
+    // A box for every fourth user; every eighth box has packages of its own.
+    s.push_str(r#"},"devices":{"#);
+    for i in (0..users).step_by(4) {
+        if i > 0 {
+            s.push(',');
+        }
+        let own = if i % 8 == 0 {
+            r#","packages":["sports"]"#
+        } else {
+            ""
+        };
+        write!(s, r#""hw-{i:07}":{{"user":"user{i:07}"{own}}}"#).unwrap();
     }
     s.push_str("}}");
     s
@@ -68,6 +86,30 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // On a box with packages of its own (sports only).
+    assert!(
+        ents.decide_on(
+            Some("user0424240"),
+            Some("hw-0424240"),
+            None,
+            "ch3",
+            ip,
+            NOW
+        )
+        .is_err()
+    );
+    g.bench_function("decide/on_device", |b| {
+        b.iter(|| {
+            ents.decide_on(
+                black_box(Some("user0424240")),
+                black_box(Some("hw-0424240")),
+                None,
+                black_box("sports-hd"),
+                black_box(ip),
+                NOW,
+            )
+        })
+    });
     g.bench_function("user_by_token", |b| {
         b.iter(|| ents.user_by_token(black_box("tk-0424242")))
     });
@@ -83,7 +125,7 @@ fn bench(c: &mut Criterion) {
         limit: 100,
         ..UserQuery::default()
     };
-    let cases: [(&str, UserQuery<'static>, usize); 5] = [
+    let cases: [(&str, UserQuery<'static>, usize); 7] = [
         ("first_page", base, USERS as usize),
         (
             "last_page",
@@ -106,6 +148,23 @@ fn bench(c: &mut Criterion) {
             "token",
             UserQuery {
                 token: Some("tk-0424242"),
+                ..base
+            },
+            1,
+        ),
+        (
+            "region",
+            UserQuery {
+                region: Some("london"),
+                offset: 300_000,
+                ..base
+            },
+            333_334,
+        ),
+        (
+            "device",
+            UserQuery {
+                device: Some("hw-0424240"),
                 ..base
             },
             1,

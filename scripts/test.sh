@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run tollgate's whole test suite on a fresh Debian machine.
 # Installs what the tests need when it is missing (ffmpeg for ffprobe/ffmpeg,
-# openssl, redis-server for the fleet store tests), then runs every test of
+# openssl, redis-server for the fleet store tests, python3 for the
+# independent reference of the device method's vectors), then runs every test of
 # the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ command -v ffmpeg  >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

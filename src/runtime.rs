@@ -107,6 +107,17 @@ impl Live {
                 .iter()
                 .filter_map(|m| config.auth.get(*m))
                 .flat_map(|s| s.params())
+                // The device method's, when a route lists it (`ts` and
+                // `sig` are common names an origin may use itself).
+                .chain(
+                    config
+                        .routes
+                        .iter()
+                        .any(|r| r.auth.contains(&crate::auth::AuthMethod::Device))
+                        .then_some(crate::auth::device::PARAMS.map(str::to_owned))
+                        .into_iter()
+                        .flatten(),
+                )
                 .chain([
                     config.sessions.capability_param.clone(),
                     config.sessions.tag_param.clone(),

@@ -292,6 +292,17 @@ async fn the_device_method_signs_refuses_and_registers() {
     );
     let (s, body) = fetch(&tg, &link).await;
     assert_eq!(s, 200, "{link}: {body}");
+    // Its parameters are credentials: never in the access log (nor, by the
+    // same strip, sent to the origin).
+    let line = tg
+        .log_line("the entry's access line", |v| {
+            common::process::is_access_line(v, path)
+        })
+        .await
+        .to_string();
+    for secret in ["ann-token", param(&link, "sig"), "hwid=", "ts="] {
+        assert!(!line.contains(secret), "{secret} in {line}");
+    }
     // Its capability plays the media playlist, the segment and the key.
     let media = first_child(&body, "/live/ch1/");
     let (s, media_body) = fetch(&tg, &media).await;
@@ -384,4 +395,27 @@ async fn the_device_method_signs_refuses_and_registers() {
         fetch(&tg, &sign(&tg, path, "bob", "bob-4")).await,
         forbidden
     );
+}
+
+/// The device method's known answers (`tollgate_device`, checked against
+/// the Rust method in `auth::device`'s unit tests) are what the
+/// independent Python reference writes and decides.
+#[test]
+fn the_python_reference_writes_and_agrees_with_the_vectors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = std::process::Command::new("python3")
+        .arg(dir.join("device_ref.py"))
+        .arg("check")
+        .arg(dir.join("auth-vectors.json"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed ({e}): apt-get install -y python3, or run scripts/test.sh")
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("14 cases agree"));
 }

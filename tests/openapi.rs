@@ -20,9 +20,28 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "test-admin-token";
 
+/// alice's box in the config (the `device` examples of the session and
+/// user lists): the main loop's session plays on it.
+const ALICE_BOX: &str = "00:1A:79:00:00:01";
+
+/// [`admin_api_config`] with the `device` method on the live route too
+/// and [`ALICE_BOX`] as a config `[[device]]`.
+fn config(origin: std::net::SocketAddr, state: &std::path::Path) -> String {
+    ConfigBuilder::new(origin)
+        .admin(TOKEN)
+        .state(state)
+        .live(&["token", "device"])
+        .user("alice", &["alice-token"], &["*"])
+        .user("carol", &["carol-token"], &["*"])
+        .extra(&format!(
+            "[[device]]\nhwid = \"{ALICE_BOX}\"\nuser = \"alice\""
+        ))
+        .build()
+}
+
 /// Every documented operation in the order the test calls it, with the
 /// status it must answer given the document's examples.
-const CASES: [(&str, u16); 21] = [
+const CASES: [(&str, u16); 25] = [
     ("GET /metrics", 200),
     ("GET /livez", 200),
     ("GET /readyz", 200),
@@ -34,6 +53,9 @@ const CASES: [(&str, u16); 21] = [
     ("PUT /api/v1/channels/{name}", 204),
     ("GET /api/v1/channels/{name}", 200),
     ("GET /api/v1/channels", 200),
+    ("PUT /api/v1/devices/{hwid}", 204),
+    ("GET /api/v1/devices/{hwid}", 200),
+    ("GET /api/v1/devices", 200),
     ("PUT /api/v1/users/{id}", 204),
     ("GET /api/v1/users/{id}", 200),
     ("PUT /api/v1/blocklist", 204),
@@ -42,13 +64,15 @@ const CASES: [(&str, u16); 21] = [
     ("GET /api/v1/users", 200),
     ("POST /api/v1/keys/rotate", 200),
     ("DELETE /api/v1/users/{id}", 204),
+    // Before the package its example names.
+    ("DELETE /api/v1/devices/{hwid}", 204),
     ("DELETE /api/v1/packages/{name}", 204),
     ("DELETE /api/v1/channels/{name}", 204),
 ];
 
 /// Documented answers this test does not provoke, and why; every other
 /// documented (operation, status) must be seen.
-const NOT_PROVOKED: [&str; 7] = [
+const NOT_PROVOKED: [&str; 8] = [
     // Draining with the admin listener still up needs a response held open
     // (tests/lifecycle.rs does that).
     "GET /readyz 503",
@@ -57,6 +81,7 @@ const NOT_PROVOKED: [&str; 7] = [
     "GET /api/v1/users/{id} 500",
     "GET /api/v1/packages/{name} 500",
     "GET /api/v1/channels/{name} 500",
+    "GET /api/v1/devices/{hwid} 500",
     "GET /api/v1/blocklist 500",
     // A 1 GiB body.
     "PUT /api/v1/snapshot 413",
@@ -227,10 +252,13 @@ async fn every_documented_operation_behaves_as_documented() {
 
     let origin = content_origin().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = start_proxy(&admin_api_config(origin.addr, state.path())).await;
-    // A live session for the session calls.
-    let (status, _) = fetch(&proxy, "/live/ch1/index.m3u8?token=alice-token").await;
-    assert_eq!(status, 200);
+    let proxy = start_proxy(&config(origin.addr, state.path())).await;
+    // A live session for the session calls, on alice's box.
+    let ts = tollgate::clock::unix_now();
+    let sig = tollgate::auth::device::signature("alice-token", ALICE_BOX, ts).unwrap();
+    let link = format!("/live/ch1/index.m3u8?token=alice-token&hwid={ALICE_BOX}&ts={ts}&sig={sig}");
+    let (status, body) = fetch(&proxy, &link).await;
+    assert_eq!(status, 200, "{body}");
 
     let mut session_id = String::new();
     for (key, status) in CASES {
@@ -256,11 +284,22 @@ async fn every_documented_operation_behaves_as_documented() {
         };
         let reply = expect(&proxy, &doc, op, &target, token, body, status).await;
         if key == "GET /api/v1/sessions" {
-            // The filters are the examples (alice on ch1): her session, checked above.
+            // The filters are the examples (alice on ch1 on her box): her
+            // session, checked above.
             let listed: Value = serde_json::from_str(&reply.body).unwrap();
             let sessions = listed["sessions"].as_array().unwrap();
             assert_eq!(sessions.len(), 1, "{listed}");
+            assert_eq!(sessions[0]["device"], ALICE_BOX, "{listed}");
             session_id = sessions[0]["id"].as_str().unwrap().to_owned();
+        }
+        if key == "GET /api/v1/devices" {
+            // The filter is the example's user: the device just put, with
+            // its hardware id (config devices are not the API's).
+            let put = doc.find("PUT", "/api/v1/devices/{hwid}").unwrap();
+            let mut device = put.request_body(&doc).unwrap().1.clone();
+            device["hwid"] = put.params[0]["example"].clone();
+            let listed: Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(listed, json!({ "devices": [device] }));
         }
     }
 
@@ -293,7 +332,7 @@ async fn every_documented_operation_behaves_as_documented() {
 /// The documented 400, 404 and 413 answers that are cheap to provoke.
 async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
     let ended = format!("/api/v1/sessions/{ended_session}");
-    let cases: [(&str, &str, Option<&str>, u16); 24] = [
+    let cases: [(&str, &str, Option<&str>, u16); 35] = [
         ("DELETE", &ended, None, 404),
         ("DELETE", "/api/v1/sessions/not-a-session-id", None, 404),
         ("GET", "/api/v1/users/nobody", None, 404),
@@ -303,6 +342,50 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
         ("DELETE", "/api/v1/packages/nothing", None, 404),
         ("GET", "/api/v1/channels/nothing", None, 404),
         ("DELETE", "/api/v1/channels/nothing", None, 404),
+        ("GET", "/api/v1/devices/nothing", None, 404),
+        ("DELETE", "/api/v1/devices/nothing", None, 404),
+        // Outside the hardware-id rule: no such device.
+        ("GET", "/api/v1/devices/a%2Fb", None, 404),
+        // Unknown field, invalid user, bad reference, hwid outside the rule.
+        (
+            "PUT",
+            "/api/v1/devices/box-9",
+            Some(r#"{"user":"carol","disabeld":true}"#),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/box-9",
+            Some(r#"{"user":"a/b"}"#),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/box-9",
+            Some(r#"{"user":"carol","packages":["none"]}"#),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/a%2Fb",
+            Some(r#"{"user":"carol"}"#),
+            400,
+        ),
+        // The hardware id is percent-decoded: one device either way.
+        (
+            "PUT",
+            "/api/v1/devices/00%3A1A%3A79%3A00%3A00%3A03",
+            Some(r#"{"user":"carol"}"#),
+            204,
+        ),
+        ("GET", "/api/v1/devices/00:1A:79:00:00:03", None, 200),
+        (
+            "DELETE",
+            "/api/v1/devices/00%3A1A%3A79%3A00%3A00%3A03",
+            None,
+            204,
+        ),
+        ("GET", "/api/v1/devices/00:1A:79:00:00:03", None, 404),
         (
             "PUT",
             "/api/v1/channels/ch9",
@@ -404,6 +487,27 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             );
         }
     }
+    // A device's problems name it by its decoded hardware id.
+    for (path, body, problem) in [
+        (
+            "/api/v1/devices/box-9",
+            r#"{"user":"carol","packages":["none"]}"#,
+            r#"devices["box-9"].packages[0]: unknown package "none""#,
+        ),
+        (
+            "/api/v1/devices/a%2Fb",
+            "{}",
+            r#"path: the hardware id after /devices/ must be 1 to 128 of A-Z a-z 0-9 - _ . @ :, and not "." or "..""#,
+        ),
+    ] {
+        let reply = call(proxy, "PUT", path, Some(TOKEN), Some(body.to_owned())).await;
+        let v: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "invalid", "problems": [problem]}),
+            "{path}"
+        );
+    }
     // One byte over 1 MiB (valid JSON, padded) on every small-body PUT.
     let mut big = " ".repeat(1 << 20);
     big.push_str("{}");
@@ -424,7 +528,7 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             puts += 1;
         }
     }
-    assert_eq!(puts, 5);
+    assert_eq!(puts, 6);
 }
 
 /// Undocumented methods on documented paths and undocumented paths answer
@@ -474,6 +578,8 @@ async fn unmatched_requests(proxy: &TestProxy, doc: &Doc) {
         "/api/v1/nope",
         "/api/v1/user",
         "/api/v1/users/a/b",
+        "/api/v1/device",
+        "/api/v1/devices/a/b",
         "/api/v1/sessions/0000000000000001/x",
         "/api/v1",
         "/api/v2/users/a",
@@ -501,12 +607,17 @@ async fn unmatched_requests(proxy: &TestProxy, doc: &Doc) {
 /// it (a kick too: its revocation cannot be saved) and nothing changes;
 /// once the dir is back, changes apply again.
 async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path) {
-    // Something for each example to act on: the package the user example
-    // names, and a user (naming no package, so the package can go).
+    // Something for each example to act on: the package the user and
+    // device examples name, and a user and a device (naming no package, so
+    // the package can go).
     for (path, body) in [
         ("/api/v1/packages/sports", json!({"channels": ["sport-*"]})),
         ("/api/v1/users/carol", json!({})),
         ("/api/v1/channels/ch1", json!({"title": "One"})),
+        (
+            "/api/v1/devices/00:1A:79:00:00:02",
+            json!({"user": "carol"}),
+        ),
     ] {
         let op = doc.find("PUT", path).unwrap();
         expect(
@@ -524,6 +635,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
         "/api/v1/users/carol",
         "/api/v1/packages/sports",
         "/api/v1/channels/ch1",
+        "/api/v1/devices/00:1A:79:00:00:02",
         "/api/v1/blocklist",
     ];
     let mut before = Vec::new();
@@ -559,7 +671,7 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
         expect(proxy, doc, &op, &op.target(&[]), Some(TOKEN), body, 500).await;
         changes += 1;
     }
-    assert_eq!(changes, 9);
+    assert_eq!(changes, 11);
     for (path, before) in reads.into_iter().zip(before) {
         assert_eq!(
             call(proxy, "GET", path, Some(TOKEN), None).await.body,

@@ -1,5 +1,5 @@
 //! Admin-API bodies: `PUT /api/v1/users/{id}`, `/packages/{name}`,
-//! `/channels/{name}`, `/blocklist` and `/snapshot`, parsed and compiled the way the admin
+//! `/channels/{name}`, `/devices/{hwid}`, `/blocklist` and `/snapshot`, parsed and compiled the way the admin
 //! listener does it (into the API layer over the config's packages).
 //!
 //! Input: one byte picks the endpoint, the rest is the body.
@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::entitlements::{Blocklist, Channel, Entitlements, Package, Snapshot, User};
+use tollgate::entitlements::{Blocklist, Channel, Device, Entitlements, Package, Snapshot, User};
 
 const BASE: &str = r#"{
   "users": {"alice": {"tokens": ["alice-token-1"], "packages": ["basic", "cfg"]}},
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut state) = serde_json::from_str::<Snapshot>(BASE) else {
         panic!("fuzz target base snapshot refused");
     };
-    match which % 5 {
+    match which % 6 {
         0 => {
             let Ok(mut user) = serde_json::from_slice::<User>(body) else {
                 return;
@@ -73,6 +73,12 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             state.channels.insert("c1".to_owned(), c);
+        }
+        4 => {
+            let Ok(d) = serde_json::from_slice::<Device>(body) else {
+                return;
+            };
+            state.devices.insert("00:1A:79:00:00:01".to_owned(), d);
         }
         2 => {
             let Ok(b) = serde_json::from_slice::<Blocklist>(body) else {

@@ -5,8 +5,9 @@
 //! then a tamper position and byte, then text tried as a token as is.
 //!
 //! Asserted: verify never panics on any text; a minted capability is
-//! 42–384 URL-safe characters (a prefix binding adds a byte) and verifies to its claims (expiry clamped
-//! to 32 bits, long user ids in their `sha256:` form); it is refused for
+//! 42–555 URL-safe characters (a prefix binding adds a byte, a device up
+//! to 129) and verifies to its claims (expiry clamped to 32 bits, long user
+//! ids in their `sha256:` form, a device id beyond 128 bytes left out); it is refused for
 //! another route or channel, from another address when bound, after its
 //! expiry, and after any one character is changed. Session ids ignore
 //! the IPv4-mapped spelling of an address. The admin API's session id
@@ -35,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let sid = r.u64();
     let expires = r.u64() >> (r.u8() % 64);
     let user = (flags & 1 != 0).then(|| r.string(usize::from(u8::MAX) + 64));
+    let device = (flags & 8 != 0).then(|| r.string(160));
     let prefix = r.u8() % 129;
     let bind_ip = match (flags >> 1) & 3 {
         0 => Binding::Unbound,
@@ -67,10 +69,10 @@ fuzz_target!(|data: &[u8]| {
         expires,
         user: user.clone(),
         bind_ip,
-        device: None,
+        device: device.clone(),
     };
     let token = keys.mint(&claims, &scope);
-    assert!((42..=384).contains(&token.len()), "length {}", token.len());
+    assert!((42..=555).contains(&token.len()), "length {}", token.len());
     assert!(token.bytes().all(|b| B64URL.contains(&b)), "{token:?}");
     let wire_expires = expires.min(u64::from(u32::MAX));
     let want = Claims {
@@ -78,7 +80,8 @@ fuzz_target!(|data: &[u8]| {
         expires: wire_expires,
         user: user.as_deref().map(|u| wire_user(u).into_owned()),
         bind_ip: bind_ip.for_ip(ip),
-        device: None,
+        // An id the hardware-id rule never admits is left out.
+        device: device.filter(|d| (1..=128).contains(&d.len())),
     };
     assert_eq!(keys.verify(&token, &scope, wire_expires), Ok(want.clone()));
 

@@ -67,6 +67,10 @@ impl Default for DeviceAuth {
 /// The query parameter that makes a request the `device` method's.
 pub const HWID_PARAM: &str = "hwid";
 
+/// The parameters the method reads: stripped before the request goes to
+/// the origin and before the access log.
+pub const PARAMS: [&str; 4] = ["token", HWID_PARAM, "ts", "sig"];
+
 /// True when `req` carries `hwid` (then only the `device` method decides).
 pub fn carries_hwid(req: &AuthRequest<'_>) -> bool {
     req.query
