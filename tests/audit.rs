@@ -75,6 +75,13 @@ async fn every_api_and_control_plane_change_is_audited_without_secrets() {
     )
     .await;
     call("PUT", "/api/v1/channels/ch1", Some(json!({"title": "One"}))).await;
+    // A hardware id sent percent-encoded is audited decoded.
+    call(
+        "PUT",
+        "/api/v1/devices/00%3A1A%3A79%3A00%3A00%3A01",
+        Some(json!({"user": "ann"})),
+    )
+    .await;
     call(
         "PUT",
         "/api/v1/blocklist",
@@ -96,6 +103,7 @@ async fn every_api_and_control_plane_change_is_audited_without_secrets() {
         ("put", "package", "p1"),
         ("put", "user", "ann"),
         ("put", "channel", "ch1"),
+        ("put", "device", "00:1A:79:00:00:01"),
         ("put", "blocklist", ""),
         ("rotate", "keys", "ch1"),
         ("delete", "user", "ann"),

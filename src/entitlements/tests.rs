@@ -835,3 +835,126 @@ fn users_page_filters_and_pages_in_a_stable_order() {
     // A page's users read back like GET /api/v1/users/{id}.
     assert_eq!(first.users[0].1, e.user_record("alice").unwrap());
 }
+
+/// Devices (SPEC §7.3): a device's packages replace its user's (its user's
+/// when it has none); another user's or an unknown device is forbidden, a
+/// disabled one blocked, each before the channel is looked at; the depth
+/// follows the device's packages; the streamed loader, the document model
+/// and the persisted form agree; problems name their path.
+#[test]
+fn devices_replace_their_users_packages() {
+    let json = r#"{
+      "users": {
+        "ann": {"tokens": ["ann-t"], "packages": ["news"]},
+        "ben": {"tokens": ["ben-t"], "packages": ["news"]}
+      },
+      "packages": {
+        "news": {"channels": ["news"], "dvr_depth": "1h"},
+        "kids": {"channels": ["cartoons"]}
+      },
+      "channels": {"news": {"dvr_depth": "1d"}, "cartoons": {"dvr_depth": "1d"}},
+      "devices": {
+        "00:1A:79:00:00:01": {"user": "ann"},
+        "kids-box": {"user": "ann", "packages": ["kids"]},
+        "off-box": {"user": "ann", "disabled": true},
+        "ben-box": {"user": "ben"}
+      }
+    }"#;
+    let e = Entitlements::from_json_slice(json.as_bytes()).unwrap();
+    let any = ip("198.51.100.1");
+    let d = |dev, ch| {
+        e.decide_on(Some("ann"), dev, None, ch, any, NOW)
+            .map(|_| ())
+    };
+    let cases = [
+        (None, "news", Ok(())),
+        (None, "cartoons", Err(Denial::NotEntitled)),
+        (Some("00:1A:79:00:00:01"), "news", Ok(())),
+        (
+            Some("00:1A:79:00:00:01"),
+            "cartoons",
+            Err(Denial::NotEntitled),
+        ),
+        (Some("kids-box"), "cartoons", Ok(())),
+        (Some("kids-box"), "news", Err(Denial::NotEntitled)),
+        (Some("off-box"), "news", Err(Denial::Blocked)),
+        (Some("off-box"), "nothing", Err(Denial::Blocked)),
+        (Some("ben-box"), "news", Err(Denial::Forbidden)),
+        (Some("unknown"), "news", Err(Denial::Forbidden)),
+    ];
+    for (dev, ch, want) in cases {
+        assert_eq!(d(dev, ch), want, "{dev:?} on {ch}");
+    }
+    // The news package caps news at 1 h; the kids box's package does not cap.
+    assert_eq!(e.dvr_depth(Some("ann"), None, "news"), 3600);
+    assert_eq!(
+        e.dvr_depth(Some("ann"), Some("kids-box"), "cartoons"),
+        86_400
+    );
+    assert_eq!(e.device_count("ann"), 3);
+    assert_eq!(e.device_count("ben"), 1);
+    assert_eq!(e.device_count("nobody"), 0);
+    assert_eq!(e.device("kids-box").map(|d| d.user()), Some("ann"));
+    // GET /api/v1/users?device= finds the owner.
+    let owner = e.users_page(&UserQuery {
+        device: Some("ben-box"),
+        limit: 10,
+        ..UserQuery::default()
+    });
+    assert_eq!(
+        owner
+            .users
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["ben"]
+    );
+    // The document model compiles to the same, and the persisted form
+    // (the state file) loads back to it.
+    let model: Snapshot = serde_json::from_str(json).unwrap();
+    let built = Entitlements::build(model).unwrap();
+    assert_eq!(built.to_snapshot(), e.to_snapshot());
+    let saved = serde_json::to_vec(&e).unwrap();
+    let loaded = Entitlements::from_json_slice(&saved).unwrap();
+    assert_eq!(loaded.to_snapshot(), e.to_snapshot());
+    assert_eq!(loaded.device_record("kids-box").unwrap().packages, ["kids"]);
+    // Problems, with their paths.
+    let bad = r#"{"devices": {
+        "a/b": {"user": "ann"},
+        "x": {"user": "no one"},
+        "y": {"user": "ann", "packages": ["missing"]}
+    }}"#;
+    let Err(LoadError::Invalid(err)) = Entitlements::from_json_slice(bad.as_bytes()) else {
+        panic!("bad devices compiled");
+    };
+    let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            r#"devices["a/b"]"#,
+            r#"devices["x"].user"#,
+            r#"devices["y"].packages[0]"#
+        ]
+    );
+    let dup = Snapshot {
+        devices: Named(vec![
+            (
+                "box".into(),
+                Device {
+                    user: "ann".into(),
+                    ..Device::default()
+                },
+            ),
+            (
+                "box".into(),
+                Device {
+                    user: "ben".into(),
+                    ..Device::default()
+                },
+            ),
+        ]),
+        ..Snapshot::default()
+    };
+    let err = Entitlements::build(dup).unwrap_err();
+    assert_eq!(err.problems()[0].path, r#"devices["box"]"#);
+}

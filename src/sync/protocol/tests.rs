@@ -213,6 +213,12 @@ fn report_shape() {
     assert_eq!(v["version"], serde_json::Value::Null);
     assert_eq!(v["sessions"][0]["ip"], "192.0.2.1");
     assert_eq!(v["sessions"][0]["viewed"], 10);
+    // No device: no key (the report of an edge without devices is as before).
+    assert!(v["sessions"][0].get("device").is_none());
+    let mut on_box = r.clone();
+    on_box.sessions[0].device = Some("00:1A:79:00:00:01");
+    let v: serde_json::Value = serde_json::to_value(&on_box).expect("json");
+    assert_eq!(v["sessions"][0]["device"], "00:1A:79:00:00:01");
 }
 
 proptest! {
