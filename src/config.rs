@@ -85,6 +85,58 @@ pub struct Config {
     /// `[channel_list]`: the per-user channel list; `None` when disabled
     /// or when no route can carry channels.
     pub channel_list: Option<ChannelListConfig>,
+    /// `[rate_limit]`: per-address limits on entry requests and failed
+    /// authentications.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[rate_limit]` (SPEC §8): token buckets per client address (an IPv6
+/// client by its /64) for entry requests (credentials presented, no
+/// capability yet: entry playlists and channel lists) and for failed
+/// authentications; over either, 429 `rate_limited` with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Off: nothing is counted.
+    pub enabled: bool,
+    /// Entry requests refilled per second and address; 0 = no entry limit.
+    pub entry_per_second: u32,
+    /// Entry requests an address may make at once.
+    pub entry_burst: u32,
+    /// Failed authentications refilled per minute and address; 0 = no limit.
+    pub failed_per_minute: u32,
+    /// Failed authentications an address may make at once.
+    pub failed_burst: u32,
+    /// Networks never limited (default: loopback, for local tools and
+    /// health checks; a load balancer's viewers are limited by their own
+    /// addresses through `trusted_proxies`).
+    pub exempt: Vec<ipnet::IpNet>,
+    /// Addresses tracked at most per bucket kind; beyond it (a flood from
+    /// many addresses) new ones share one bucket until the idle ones are
+    /// swept.
+    pub max_addresses: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            entry_per_second: 20,
+            entry_burst: 200,
+            failed_per_minute: 60,
+            failed_burst: 30,
+            exempt: vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
+            max_addresses: 100_000,
+        }
+    }
 }
 
 /// `[channel_list]` (SPEC §7.5).

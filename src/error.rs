@@ -90,6 +90,13 @@ pub enum ProxyError {
     /// The fleet session store is unreachable and `store_fail = "closed"` (503).
     #[error("session store unavailable")]
     StoreUnavailable,
+    /// Too many entry requests or failed authentications from this
+    /// address (`[rate_limit]`, 429 with `Retry-After`).
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until the address may try again.
+        retry_after: u32,
+    },
     /// A bug: something that should not happen did (500).
     #[error("internal error")]
     Internal,
@@ -112,6 +119,7 @@ impl ProxyError {
             }
             OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +146,7 @@ impl ProxyError {
             PlaylistTooLarge => "playlist_too_large",
             BadPlaylist => "bad_playlist",
             StoreUnavailable => "store_unavailable",
+            RateLimited { .. } => "rate_limited",
             Internal => "internal",
         }
     }
@@ -167,6 +176,9 @@ impl ProxyError {
         if self == ProxyError::MethodNotAllowed {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
+        if let ProxyError::RateLimited { retry_after } = self {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         r
     }
 }
@@ -193,7 +205,7 @@ pub fn api_error(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
-    const ALL: [ProxyError; 19] = {
+    const ALL: [ProxyError; 20] = {
         use ProxyError::*;
         [
             BadPath,
@@ -214,6 +226,7 @@ mod tests {
             PlaylistTooLarge,
             BadPlaylist,
             StoreUnavailable,
+            RateLimited { retry_after: 7 },
             Internal,
         ]
     };
@@ -228,6 +241,11 @@ mod tests {
             assert_eq!(
                 r.headers().get(header::ALLOW).is_some(),
                 e == ProxyError::MethodNotAllowed
+            );
+            let retry = r.headers().get(header::RETRY_AFTER);
+            assert_eq!(
+                retry.and_then(|v| v.to_str().ok()),
+                matches!(e, ProxyError::RateLimited { .. }).then_some("7")
             );
         }
         let api = api_error(StatusCode::NOT_FOUND, "not_found");
@@ -249,6 +267,11 @@ mod tests {
             (ProxyError::SessionEvicted, 403, "session_evicted"),
             (ProxyError::OriginUnavailable, 502, "origin_unavailable"),
             (ProxyError::OriginTimeout, 504, "origin_timeout"),
+            (
+                ProxyError::RateLimited { retry_after: 7 },
+                429,
+                "rate_limited",
+            ),
         ];
         for (e, status, code) in spec {
             assert_eq!(e.status().as_u16(), status, "{e:?}");

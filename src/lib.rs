@@ -81,6 +81,7 @@ pub mod path;
 pub mod persist;
 pub mod playlist_cache;
 pub mod proxy;
+pub mod ratelimit;
 pub mod revocation;
 pub mod rotation;
 pub mod router;

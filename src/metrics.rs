@@ -37,6 +37,8 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "config_reloads";
     /// Authentication decisions by method and outcome.
     pub const AUTH_DECISIONS: &str = "auth_decisions";
+    /// Requests refused by `[rate_limit]`, by kind (`entry`, `failed_auth`).
+    pub const RATE_LIMITED: &str = "rate_limited";
     /// Viewer sessions live now.
     pub const SESSIONS: &str = "sessions";
     /// Sessions created (entry requests and adopted capabilities).
@@ -129,6 +131,13 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Labels of [`names::RATE_LIMITED`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Which bucket refused: `entry` or `failed_auth`.
+    pub kind: &'static str,
+}
+
 /// Labels of [`names::AUTH_DECISIONS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
@@ -167,6 +176,8 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     /// See [`names::AUTH_DECISIONS`].
     pub auth_decisions: Family<AuthLabels, Counter>,
+    /// See [`names::RATE_LIMITED`].
+    pub rate_limited: Family<KindLabel, Counter>,
     /// See [`names::SESSIONS`].
     pub sessions: Gauge,
     /// See [`names::SESSIONS_CREATED`].
@@ -219,6 +230,7 @@ impl Metrics {
             connections_timed_out: Family::default(),
             config_reloads: Family::default(),
             auth_decisions: Family::default(),
+            rate_limited: Family::default(),
             sessions: Gauge::default(),
             sessions_created: Counter::default(),
             segment_cache: Family::default(),
@@ -273,6 +285,11 @@ impl Metrics {
             names::AUTH_DECISIONS,
             "Authentication decisions by method and outcome",
             m.auth_decisions.clone(),
+        );
+        registry.register(
+            names::RATE_LIMITED,
+            "Requests refused by [rate_limit], by kind",
+            m.rate_limited.clone(),
         );
         registry.register(
             names::SESSIONS,

@@ -19,6 +19,7 @@ use crate::capability::MasterKeys;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::credentials::CredentialParams;
+use crate::error::ProxyError;
 use crate::incarnation::Incarnations;
 use crate::ipnet_set::IpNetSet;
 use crate::metrics::{Metrics, ResultLabel};
@@ -67,6 +68,8 @@ pub struct Live {
     /// Compiled origin playlists (micro-cache); rebuilt on reload because a
     /// template depends on the route's settings.
     pub playlists: PlaylistCache,
+    /// `[rate_limit]`'s buckets; kept across reloads when unchanged.
+    pub rate_limits: Arc<crate::ratelimit::RateLimits>,
 }
 
 impl Live {
@@ -151,7 +154,12 @@ impl Live {
             .filter_map(|s| crate::capability::parse_master(s.expose()).ok())
             .map(|bytes| MasterKeys::new(&bytes))
             .collect();
+        let rate_limits = crate::ratelimit::RateLimits::reuse_or_new(
+            &config.rate_limit,
+            previous.map(|p| &p.rate_limits),
+        );
         Ok(Self {
+            rate_limits,
             keys,
             previous_keys,
             fallback_master,
@@ -273,6 +281,33 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// `[rate_limit]` for an entry request from `ip`, before its
+    /// credentials are looked at (counted in `tollgate_rate_limited_total`).
+    pub fn rate_limit_entry(&self, live: &Live, ip: std::net::IpAddr) -> Result<(), ProxyError> {
+        live.rate_limits.entry(ip).map_err(|(kind, e)| {
+            self.metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::KindLabel {
+                    kind: kind.as_str(),
+                })
+                .inc();
+            e
+        })
+    }
+
+    /// After an entry request's authentication: a failure takes one of the
+    /// address's failed-authentication cells.
+    pub fn rate_limit_outcome<T>(
+        &self,
+        live: &Live,
+        ip: std::net::IpAddr,
+        r: &Result<T, ProxyError>,
+    ) {
+        if matches!(r, Err(ProxyError::Forbidden | ProxyError::Expired)) {
+            live.rate_limits.failed(ip);
+        }
+    }
+
     /// Start serving generation `live`.
     pub fn new(live: Live, metrics: Metrics, clock: Clock) -> Arc<Self> {
         let c = &live.config.cache;

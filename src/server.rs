@@ -233,6 +233,7 @@ async fn sweep_sessions(shared: Arc<Shared>) {
         );
         tokio::time::sleep(every).await;
         shared.sessions.sweep(shared.clock.now(), idle.as_secs());
+        shared.live().rate_limits.sweep();
         shared
             .metrics
             .sessions

@@ -61,6 +61,7 @@ fn example_config_parses() {
     assert_eq!(e.packages["basic"].dvr_depth.as_deref(), Some("1d"));
     let device = e.devices.get("00:1A:79:00:00:01").expect("[[device]]");
     assert_eq!((device.user.as_str(), device.disabled), ("alice", false));
+    assert_eq!(c.rate_limit, tollgate::config::RateLimitConfig::default());
     let list = c.channel_list.as_ref().expect("[channel_list] on");
     assert_eq!((list.route, list.file.as_str()), (0, "index.m3u8"));
     assert!(

@@ -45,6 +45,21 @@ pub struct RawConfig {
     pub control_plane: Option<RawControlPlane>,
     #[serde(default)]
     pub channel_list: RawChannelList,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+}
+
+/// `[rate_limit]` (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub enabled: Option<bool>,
+    pub entry_per_second: Option<u32>,
+    pub entry_burst: Option<u32>,
+    pub failed_per_minute: Option<u32>,
+    pub failed_burst: Option<u32>,
+    pub exempt: Option<Vec<String>>,
+    pub max_addresses: Option<usize>,
 }
 
 /// `[channel_list]`: `GET /playlist.m3u8?token=` (SPEC §7.5).

@@ -168,6 +168,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     }
     let entitlements = entitlements(&mut errs, &raw);
     let channel_list = channel_list(&mut errs, &raw.channel_list, &routes);
+    let rate_limit = rate_limit(&mut errs, &raw.rate_limit);
     let keys = keys(&mut errs, &raw.keys, base);
     let sessions = sessions(&mut errs, &raw.sessions, base);
     let cache = cache(&mut errs, &raw.cache);
@@ -215,6 +216,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             cache,
             entitlements,
             channel_list,
+            rate_limit,
             control_plane,
             state_dir: base.join(raw.state.dir.as_deref().unwrap_or("state")),
         })
@@ -443,6 +445,54 @@ fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// Most addresses `[rate_limit] max_addresses` may ask to track (about
+/// 100 bytes each, per bucket kind).
+const MAX_RATE_ADDRESSES: usize = 10_000_000;
+
+/// `[rate_limit]`: the defaults of [`RateLimitConfig`] for what is absent;
+/// a burst of 0 with a rate is refused (nothing could ever pass).
+fn rate_limit(errs: &mut Errors, raw: &super::raw::RawRateLimit) -> super::RateLimitConfig {
+    let d = super::RateLimitConfig::default();
+    let out = super::RateLimitConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        entry_per_second: raw.entry_per_second.unwrap_or(d.entry_per_second),
+        entry_burst: raw.entry_burst.unwrap_or(d.entry_burst),
+        failed_per_minute: raw.failed_per_minute.unwrap_or(d.failed_per_minute),
+        failed_burst: raw.failed_burst.unwrap_or(d.failed_burst),
+        exempt: match &raw.exempt {
+            Some(list) => errs.nets("rate_limit.exempt", list),
+            None => d.exempt,
+        },
+        max_addresses: raw.max_addresses.unwrap_or(d.max_addresses),
+    };
+    for (rate, burst, key) in [
+        (
+            out.entry_per_second,
+            out.entry_burst,
+            "rate_limit.entry_burst",
+        ),
+        (
+            out.failed_per_minute,
+            out.failed_burst,
+            "rate_limit.failed_burst",
+        ),
+    ] {
+        if rate > 0 && burst == 0 {
+            errs.push(
+                key,
+                "must be at least 1 when its rate is set (0 would refuse everyone)",
+            );
+        }
+    }
+    if !(1..=MAX_RATE_ADDRESSES).contains(&out.max_addresses) {
+        errs.push(
+            "rate_limit.max_addresses",
+            format!("must be 1 to {MAX_RATE_ADDRESSES}"),
+        );
+    }
+    out
 }
 
 /// `[channel_list]`: on unless `enabled = false`; its route is the one

@@ -37,6 +37,7 @@ pub(super) fn serve(
     let list = config.channel_list.as_ref().ok_or(ProxyError::NoRoute)?;
     let route = config.routes.get(list.route).ok_or(ProxyError::Internal)?;
     record.route = Some("channel_list".to_owned());
+    shared.rate_limit_entry(live, record.client_ip)?;
     let query = req.uri().query();
     let auth = AuthRequest {
         client_ip: record.client_ip,
@@ -55,7 +56,10 @@ pub(super) fn serve(
         .auth
         .decide_from(&[AuthMethod::Token], 0, &auth, Some(&known))
     {
-        Step::Done(d) => d.result?,
+        Step::Done(d) => {
+            shared.rate_limit_outcome(live, record.client_ip, &d.result);
+            d.result?
+        }
         Step::Backend(_) => return Err(ProxyError::Internal),
     };
     let user = identity.user.ok_or(ProxyError::Forbidden)?;

@@ -27,6 +27,7 @@ pub(super) async fn entry(
     record: &RequestRecord,
     now: u64,
 ) -> Result<Who, ProxyError> {
+    shared.rate_limit_entry(live, record.client_ip)?;
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -37,6 +38,7 @@ pub(super) async fn entry(
     };
     let decision = authenticate(live, shared, &route.auth, &auth_request).await;
     count(shared, &decision);
+    shared.rate_limit_outcome(live, record.client_ip, &decision.result);
     let method = decision.method;
     let identity = decision.result?;
     let channel = record.channel.as_deref().unwrap_or_default();
