@@ -88,7 +88,34 @@ pub struct Config {
     /// `[rate_limit]`: per-address limits on entry requests and failed
     /// authentications.
     pub rate_limit: RateLimitConfig,
+    /// `[backend_server]`: tollgate answering the Flussonic auth-backend
+    /// protocol; `None` when off (the default).
+    pub backend_server: Option<BackendServerConfig>,
 }
+
+/// `[backend_server]` (SPEC §8): `GET /tv/auth?name=&ip=&token=&…` on the
+/// viewer listeners, answered from tollgate's own users, packages, devices,
+/// regions, blocklist and session limits, for Flussonic's multiauth,
+/// Nimble's playback authorization, or another tollgate's `backend` method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendServerConfig {
+    /// The path it answers (default `/tv/auth`).
+    pub path: String,
+    /// Networks that may ask (the streaming servers; default loopback):
+    /// the endpoint tells valid tokens from invalid ones, so nobody else
+    /// may.
+    pub allow: Vec<ipnet::IpNet>,
+    /// `X-AuthDuration`: how often the asking server re-checks a session
+    /// (each re-check keeps the session alive in tollgate's table, so it is
+    /// shorter than `[sessions] idle_timeout`; default half of it, at most
+    /// 30 s).
+    pub auth_duration: Duration,
+}
+
+/// The session-table route name of sessions admitted through
+/// `[backend_server]` (not a configured route: names there follow the id
+/// rule, which has no `:`).
+pub const BACKEND_SERVER_ROUTE: &str = "backend:tv_auth";
 
 /// `[rate_limit]` (SPEC §8): token buckets per client address (an IPv6
 /// client by its /64) for entry requests (credentials presented, no

@@ -12,6 +12,7 @@
 //! Every early exit is a [`ProxyError`]; [`crate::error`] decides what it
 //! looks like. Nothing here blocks or holds a lock across an await.
 
+mod backend_server;
 mod channel_list;
 mod entry;
 mod passthrough;
@@ -162,6 +163,12 @@ async fn forward(
     // 2c. The channel list, outside every route too.
     if channel_list::is_list_path(&path) && live.config.channel_list.is_some() {
         return channel_list::serve(live, shared, conn, &req, record, now);
+    }
+    // 2d. `[backend_server]`: another streaming server asking.
+    if let Some(bs) = &live.config.backend_server
+        && path == bs.path
+    {
+        return backend_server::serve(live, shared, bs, &req, record, now).await;
     }
     // 3. Route and channel.
     let route = route(live, &path, record)?;

@@ -47,6 +47,17 @@ pub struct RawConfig {
     pub channel_list: RawChannelList,
     #[serde(default)]
     pub rate_limit: RawRateLimit,
+    pub backend_server: Option<RawBackendServer>,
+}
+
+/// `[backend_server]` (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendServer {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub auth_duration: Option<String>,
 }
 
 /// `[rate_limit]` (SPEC §8).

@@ -171,6 +171,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let rate_limit = rate_limit(&mut errs, &raw.rate_limit);
     let keys = keys(&mut errs, &raw.keys, base);
     let sessions = sessions(&mut errs, &raw.sessions, base);
+    let backend_server = backend_server(&mut errs, raw.backend_server.as_ref(), &sessions);
     let cache = cache(&mut errs, &raw.cache);
     let control_plane = raw
         .control_plane
@@ -217,6 +218,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             entitlements,
             channel_list,
             rate_limit,
+            backend_server,
             control_plane,
             state_dir: base.join(raw.state.dir.as_deref().unwrap_or("state")),
         })
@@ -445,6 +447,47 @@ fn parse_origin_url(text: &str) -> Result<http::Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// `[backend_server]`: off unless `enabled = true`; its path must not be
+/// one a viewer URL could need, and its re-check interval must keep the
+/// session alive.
+fn backend_server(
+    errs: &mut Errors,
+    raw: Option<&super::raw::RawBackendServer>,
+    sessions: &super::SessionsConfig,
+) -> Option<super::BackendServerConfig> {
+    let raw = raw?;
+    if !raw.enabled.unwrap_or(false) {
+        return None;
+    }
+    let path = raw.path.clone().unwrap_or_else(|| "/tv/auth".to_owned());
+    if crate::path::normalize(&path, 4096).as_deref() != Ok(path.as_str()) || path == "/" {
+        errs.push(
+            "backend_server.path",
+            format!("{path:?} is not a normalized absolute path like /tv/auth"),
+        );
+    }
+    let allow = match &raw.allow {
+        Some(list) => errs.nets("backend_server.allow", list),
+        None => super::RateLimitConfig::default().exempt,
+    };
+    let auth_duration = errs.timeout(
+        "backend_server.auth_duration",
+        raw.auth_duration.as_deref(),
+        (sessions.idle_timeout / 2).min(Duration::from_secs(30)),
+    );
+    if auth_duration >= sessions.idle_timeout {
+        errs.push(
+            "backend_server.auth_duration",
+            "must be shorter than [sessions] idle_timeout (each re-check keeps the session alive)",
+        );
+    }
+    Some(super::BackendServerConfig {
+        path,
+        allow,
+        auth_duration,
+    })
 }
 
 /// Most addresses `[rate_limit] max_addresses` may ask to track (about
