@@ -8,7 +8,11 @@
 //!   at the end of the stream, on an error, or when the viewer goes away and
 //!   the body is dropped. Access logging and metrics hang off that call.
 //!
-//! Neither adapter buffers: each frame is passed on as it arrives. An error
+//! - [`Watched`] asks a [`Watch`] every interval whether the stream may go
+//!   on (a continuous MPEG-TS response is a session: a kick, a block or an
+//!   expiry ends it), tells it the bytes as they go, and when it closes.
+//!
+//! No adapter buffers: each frame is passed on as it arrives. An error
 //! from the inner body is passed on as an error, which makes hyper abort the
 //! response (h1: connection closed before the declared length or the final
 //! chunk; h2: RST_STREAM), so a truncated body never looks complete.
@@ -253,6 +257,93 @@ where
     }
 }
 
+/// What a [`Watched`] body asks and tells.
+pub trait Watch {
+    /// May the stream go on? Asked every interval; `false` ends it.
+    fn still(&self) -> bool;
+    /// `n` more body bytes went to the viewer.
+    fn sent(&self, n: u64);
+    /// The body is gone (ended, failed, or the viewer went away).
+    fn closed(&self);
+}
+
+/// A [`Watch`] said no: the response is aborted.
+#[derive(Debug, thiserror::Error)]
+#[error("the session ended")]
+pub struct SessionEnded;
+
+pin_project! {
+    /// Passes `inner` through, asking `watch` every `every` whether it may
+    /// go on (also while the inner body is silent).
+    pub struct Watched<B, W: Watch> {
+        #[pin]
+        inner: B,
+        watch: W,
+        tick: tokio::time::Interval,
+        stopped: bool,
+    }
+
+    impl<B, W: Watch> PinnedDrop for Watched<B, W> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().watch.closed();
+        }
+    }
+}
+
+impl<B, W: Watch> Watched<B, W> {
+    /// Wrap `inner`; the first question is asked one `every` from now.
+    pub fn new(inner: B, watch: W, every: Duration) -> Self {
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            inner,
+            watch,
+            tick,
+            stopped: false,
+        }
+    }
+}
+
+impl<B, W> Body for Watched<B, W>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+    W: Watch,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if *this.stopped {
+            return Poll::Ready(None);
+        }
+        while this.tick.poll_tick(cx).is_ready() {
+            if !this.watch.still() {
+                *this.stopped = true;
+                return Poll::Ready(Some(Err(Box::new(SessionEnded))));
+            }
+        }
+        let polled = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.watch.sent(data.len() as u64);
+        }
+        Poll::Ready(polled.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stopped || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +447,55 @@ mod tests {
         assert!(frames >= 10, "{frames} frames before the deadline");
         drop(body);
         feeder.await.unwrap();
+    }
+
+    /// Says yes `allowed` times, then no; counts bytes and closes.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<Mutex<(u32, u64, bool)>>);
+
+    impl Watch for Gate {
+        fn still(&self) -> bool {
+            let mut g = self.0.lock().unwrap();
+            g.0 = g.0.saturating_sub(1);
+            g.0 > 0
+        }
+        fn sent(&self, n: u64) {
+            self.0.lock().unwrap().1 += n;
+        }
+        fn closed(&self) {
+            self.0.lock().unwrap().2 = true;
+        }
+    }
+
+    /// A silent stream is stopped by the watch too (it is asked on its
+    /// own timer, not only when data arrives); bytes are told as they go
+    /// and the close once.
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_ends_even_a_silent_stream() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let gate = Gate(Arc::new(Mutex::new((3, 0, false))));
+        let mut body = Box::pin(Watched::new(
+            StreamBody::new(tokio_stream_from(rx)),
+            gate.clone(),
+            Duration::from_secs(1),
+        ));
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hello"))))
+            .await
+            .unwrap();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "hello"
+        );
+        let start = Instant::now();
+        // Nothing more is sent: the third question (at 3 s) says no.
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<SessionEnded>(), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert!(body.frame().await.is_none(), "ended for good");
+        assert_eq!(gate.0.lock().unwrap().1, 5);
+        assert!(!gate.0.lock().unwrap().2);
+        drop(body);
+        assert!(gate.0.lock().unwrap().2, "closed on drop");
+        drop(tx);
     }
 }

@@ -468,6 +468,11 @@ pub struct RouteConfig {
     /// for an origin without an archive whose playlists merely look like
     /// them.
     pub catchup: bool,
+    /// `kind = "mpegts"`: continuous MPEG-TS over one long response
+    /// (Flussonic's and Astra's `/CHANNEL/mpegts`): every request is an
+    /// entry, the session lives as long as the response, and a kick, a
+    /// block or an expiry ends it (SPEC §8). Default `"hls"`.
+    pub mpegts: bool,
 }
 
 impl Config {

@@ -113,8 +113,31 @@ impl Origin {
         req: Request<Empty<Bytes>>,
         timings: &OriginTimings,
     ) -> Result<Response<OriginBody>, ProxyError> {
+        self.send_within(req, timings, self.config.total_timeout)
+            .await
+    }
+
+    /// [`Self::send`] for a continuous stream (an MPEG-TS route): the head
+    /// within `first_byte_timeout`, then no total deadline, only the idle
+    /// timeout between bytes; the viewer's session bounds it.
+    pub async fn send_stream(
+        &self,
+        req: Request<Empty<Bytes>>,
+        timings: &OriginTimings,
+    ) -> Result<Response<OriginBody>, ProxyError> {
+        // A year: an instant tokio can always add, and longer than any session.
+        self.send_within(req, timings, Duration::from_secs(366 * 86_400))
+            .await
+    }
+
+    async fn send_within(
+        &self,
+        req: Request<Empty<Bytes>>,
+        timings: &OriginTimings,
+        total: Duration,
+    ) -> Result<Response<OriginBody>, ProxyError> {
         let sent = Instant::now();
-        let deadline = sent + self.config.total_timeout;
+        let deadline = sent + total;
         let head_by = deadline.min(sent + self.config.first_byte_timeout);
         let resp = match tokio::time::timeout_at(head_by, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::OriginTimeout),
@@ -126,7 +149,7 @@ impl Origin {
                 origin: self.config.name.clone(),
             })
             .observe(sent.elapsed().as_secs_f64());
-        let (idle, total) = (self.config.idle_timeout, self.config.total_timeout);
+        let idle = self.config.idle_timeout;
         Ok(resp.map(|body| Deadline::new(IdleTimeout::new(body, idle), deadline, total)))
     }
 }

@@ -15,6 +15,7 @@
 mod backend_server;
 mod channel_list;
 mod entry;
+mod mpegts;
 mod passthrough;
 mod playlist;
 mod segment;
@@ -148,7 +149,7 @@ struct Who {
 
 async fn forward(
     live: &Live,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: ConnInfo,
     req: Request<Incoming>,
     record: &mut RequestRecord,
@@ -304,6 +305,9 @@ async fn answer(
     let Some(tag) = tag.filter(|_| route.encrypt) else {
         let origin_query = query.and_then(|q| live.credentials.strip(q));
         let uri = origin.uri_for(&origin_path, origin_query.as_deref())?;
+        if route.mpegts {
+            return mpegts::serve(ctx, origin, uri, conn, req, record).await;
+        }
         if is_playlist_path(path) {
             return playlist::serve_playlist(ctx, origin, uri, record).await;
         }
@@ -341,7 +345,7 @@ async fn answer(
 /// What every answer of one request needs to know.
 struct Ctx<'a> {
     live: &'a Live,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     route: &'a RouteConfig,
     channel: &'a str,
     path: &'a str,

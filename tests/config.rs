@@ -62,11 +62,20 @@ fn example_config_parses() {
     let device = e.devices.get("00:1A:79:00:00:01").expect("[[device]]");
     assert_eq!((device.user.as_str(), device.disabled), ("alice", false));
     assert_eq!(c.rate_limit, tollgate::config::RateLimitConfig::default());
-    assert!(c.backend_server.is_none(), "[backend_server] is off as shipped");
-    let on = inline.replace("[backend_server]\nenabled = false", "[backend_server]\nenabled = true");
+    assert!(
+        c.backend_server.is_none(),
+        "[backend_server] is off as shipped"
+    );
+    let on = inline.replace(
+        "[backend_server]\nenabled = false",
+        "[backend_server]\nenabled = true",
+    );
     let on = Config::parse(&on, &dir).unwrap_or_else(|e| panic!("{e}"));
     let bs = on.backend_server.expect("[backend_server] on");
-    assert_eq!((bs.path.as_str(), bs.auth_duration.as_secs()), ("/tv/auth", 15));
+    assert_eq!(
+        (bs.path.as_str(), bs.auth_duration.as_secs()),
+        ("/tv/auth", 15)
+    );
     let list = c.channel_list.as_ref().expect("[channel_list] on");
     assert_eq!((list.route, list.file.as_str()), (0, "index.m3u8"));
     assert!(

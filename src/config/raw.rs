@@ -295,4 +295,5 @@ pub struct RawRoute {
     pub auth: Vec<String>,
     pub encrypt: Option<bool>,
     pub catchup: Option<bool>,
+    pub kind: Option<String>,
 }

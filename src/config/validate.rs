@@ -670,15 +670,31 @@ fn routes(errs: &mut Errors, raw: &[RawRoute], origins: &[RawOrigin]) -> Vec<Rou
                 ),
             );
         }
+        let mpegts = match r.kind.as_deref() {
+            None | Some("hls") => false,
+            Some("mpegts") => true,
+            Some(other) => {
+                errs.push(p("kind"), format!("{other:?} is not \"hls\" or \"mpegts\""));
+                false
+            }
+        };
+        let encrypt = r.encrypt.unwrap_or(false);
+        if mpegts && encrypt {
+            errs.push(
+                p("encrypt"),
+                "an mpegts route streams the origin's TS as is: HLS AES-128 needs kind = \"hls\"",
+            );
+        }
         if let Some(origin) = origin {
             out.push(RouteConfig {
+                mpegts,
                 name: r.name.clone(),
                 prefix: r.prefix.clone(),
                 origin,
                 channel,
                 auth,
-                encrypt: r.encrypt.unwrap_or(false),
-                catchup: r.catchup.unwrap_or(true),
+                encrypt,
+                catchup: r.catchup.unwrap_or(true) && !mpegts,
             });
         }
     }

@@ -72,7 +72,7 @@ pub(super) async fn passthrough(
 
 /// The origin request: end-to-end headers only, no viewer credentials, and
 /// `range` (`Some`: the tag names one, which replaces the viewer's).
-fn origin_request(
+pub(super) fn origin_request(
     ctx: &Ctx<'_>,
     uri: http::Uri,
     conn: ConnInfo,
