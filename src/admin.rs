@@ -17,6 +17,7 @@ use crate::runtime::{ChangeError, Shared};
 use crate::session::SessionId;
 use crate::zerocopy::SendPath;
 
+mod console;
 mod upload;
 
 /// Answer one admin request (the listener's accept loop, budget and timers
@@ -36,6 +37,9 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
         } else {
             api_error(StatusCode::NOT_FOUND, "not_found")
         };
+    }
+    if let Some(asset) = console::asset(path) {
+        return asset;
     }
     match path {
         "/metrics" => {
@@ -321,6 +325,7 @@ async fn route_api(
         }
         (&Method::PUT, ["snapshot"]) => upload::put_snapshot(shared, req, BULK_BODY).await,
         (&Method::POST, ["keys", "rotate"]) => rotate_keys(shared, req).await,
+        (&Method::POST, ["sign"]) => sign_link(shared, req).await,
         (&Method::PUT, [kind @ ("users" | "packages" | "channels"), _]) => json_response(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
@@ -349,7 +354,7 @@ fn allowed_methods(parts: &[&str]) -> Option<&'static str> {
         ["channels"] | ["devices"] => "GET",
         ["blocklist"] => "GET, PUT",
         ["snapshot"] => "PUT",
-        ["keys", "rotate"] => "POST",
+        ["keys", "rotate"] | ["sign"] => "POST",
         _ => return None,
     })
 }
@@ -404,6 +409,35 @@ fn redacted(u: &crate::entitlements::User) -> serde_json::Value {
 /// `POST /api/v1/keys/rotate`: `{"channel":"ch1"}` (or `{}`: every
 /// channel) starts a new content-key generation at the next key period
 /// (SPEC §7.6); answers when it takes effect.
+/// `POST /api/v1/sign`: a link the proxy accepts now ([`console::sign`]).
+async fn sign_link(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        channel: String,
+        user: String,
+        route: Option<String>,
+    }
+    let body = match read_json::<Body>(req, SMALL_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut problems = Vec::new();
+    if !valid_name(&body.channel) {
+        problems.push(format!("channel: {}", crate::entitlements::rules::ID_RULE));
+    }
+    if !valid_name(&body.user) {
+        problems.push(format!("user: {}", crate::entitlements::rules::ID_RULE));
+    }
+    if !problems.is_empty() {
+        return invalid(&problems);
+    }
+    match console::sign(shared, &body.channel, &body.user, body.route.as_deref()) {
+        Ok(v) => json_response(StatusCode::OK, v.to_string()),
+        Err(problem) => invalid(&[problem]),
+    }
+}
+
 async fn rotate_keys(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -26,6 +26,7 @@ pub fn demo_config(
     admin: SocketAddr,
     origin: SocketAddr,
     master_hex: &str,
+    admin_token: &str,
 ) -> String {
     format!(
         r#"# tollgate demo configuration (generated)
@@ -35,6 +36,7 @@ shutdown_grace = "5s"
 
 [admin]
 listen = "{admin}"
+token = "{admin_token}"
 
 [ip]
 allow = ["127.0.0.0/8", "::1/128"]
@@ -102,8 +104,14 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
     let origin_stop = CancellationToken::new();
     let origin_task = tokio::spawn(origin.serve(origin_listener, origin_stop.clone()));
 
+    // The console's token: random, printed once (the admin listener is on
+    // loopback unless --admin says otherwise).
+    let admin_token = random_hex()?
+        .get(..24)
+        .map(str::to_owned)
+        .unwrap_or_default();
     let config = Config::parse(
-        &demo_config(listen, admin, origin_addr, &random_hex()?),
+        &demo_config(listen, admin, origin_addr, &random_hex()?, &admin_token),
         std::path::Path::new("."),
     )
     .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -121,7 +129,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, control: Control) -> any
         .map(TcpListener::local_addr)
         .transpose()?;
     if let (Some(proxy), Some(admin)) = (proxy_addr, admin_addr) {
-        print_banner(proxy, admin, origin_addr, &channels);
+        print_banner(proxy, admin, &admin_token, origin_addr, &channels);
     }
     let result = server::run(config, listeners, control).await;
     origin_stop.cancel();
@@ -139,9 +147,22 @@ fn random_hex() -> anyhow::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-fn print_banner(proxy: SocketAddr, admin: SocketAddr, origin: SocketAddr, channels: &[String]) {
+fn print_banner(
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    admin_token: &str,
+    origin: SocketAddr,
+    channels: &[String],
+) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "tollgate demo");
+    let _ = writeln!(out, "  console               : http://{admin}/");
+    let first = channels.first().map_or("ch1", String::as_str);
+    let _ = writeln!(
+        out,
+        "  player                : http://{admin}/console/player.html?channel={first}&user=viewer&autoplay=1"
+    );
+    let _ = writeln!(out, "  admin token           : {admin_token}");
     let _ = writeln!(
         out,
         "  simulated live origin : http://{origin}/live/<channel>/index.m3u8"

@@ -195,6 +195,11 @@ impl CompiledUser {
         &self.id
     }
 
+    /// The user's first play token (what a signed link carries).
+    pub fn first_token(&self) -> Option<&str> {
+        self.tokens.first().map(|t| &**t)
+    }
+
     /// Concurrent sessions allowed; 0 = unlimited.
     pub fn max_sessions(&self) -> u32 {
         self.max_sessions

@@ -278,9 +278,29 @@ pub struct Shared {
     pub rotations: ArcSwap<crate::rotation::Rotations>,
     /// Held while a rotation is applied and saved.
     rotation_writer: std::sync::Mutex<()>,
+    /// The first plain-HTTP viewer listener's bound address (else the
+    /// first HTTPS one's), for links the console signs.
+    viewer_addr: std::sync::OnceLock<(bool, std::net::SocketAddr)>,
 }
 
 impl Shared {
+    /// A viewer listener is bound at `addr` (`https`: a TLS one). The
+    /// first plain one wins, else the first TLS one.
+    pub fn note_viewer_addr(&self, https: bool, addr: std::net::SocketAddr) {
+        if !https || self.viewer_addr.get().is_none() {
+            let _ = self.viewer_addr.set((https, addr));
+        }
+    }
+
+    /// `http://addr` (or `https://`) of a viewer listener, when one is bound.
+    pub fn viewer_base(&self) -> Option<String> {
+        let (https, addr) = self.viewer_addr.get()?;
+        Some(format!(
+            "{}://{addr}",
+            if *https { "https" } else { "http" }
+        ))
+    }
+
     /// `[rate_limit]` for an entry request from `ip`, before its
     /// credentials are looked at (counted in `tollgate_rate_limited_total`).
     pub fn rate_limit_entry(&self, live: &Live, ip: std::net::IpAddr) -> Result<(), ProxyError> {
@@ -339,6 +359,7 @@ impl Shared {
                 revocation_writer: std::sync::Mutex::new(()),
                 rotations: ArcSwap::from_pointee(crate::rotation::Rotations::default()),
                 rotation_writer: std::sync::Mutex::new(()),
+                viewer_addr: std::sync::OnceLock::new(),
                 live: ArcSwap::from_pointee(live),
                 metrics,
                 draining: AtomicBool::new(false),

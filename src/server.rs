@@ -108,6 +108,9 @@ pub async fn run(config: Config, listeners: Listeners, control: Control) -> anyh
         .map(|(i, l)| (l, Kind::Https(i)));
     for (listener, kind) in http.chain(https) {
         log_listening(kind, &shared, &listener);
+        if let Ok(addr) = listener.local_addr() {
+            shared.note_viewer_addr(matches!(kind, Kind::Https(_)), addr);
+        }
         let s = shared.clone();
         let acceptor = accept::Acceptor {
             kind,

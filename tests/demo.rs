@@ -100,6 +100,21 @@ fn live_proxied(metrics: &str) -> f64 {
 async fn demo_plays_in_ffmpeg() {
     require_ffmpeg();
     let mut demo = Demo::start();
+    // The console and the player come first, with the admin token.
+    let console = demo.banner_url("console               :", "/").await;
+    let player = demo
+        .banner_url("player                :", "/console/player.html")
+        .await;
+    let token = {
+        let stdout = demo.process.stdout.as_mut().unwrap();
+        stdout
+            .next_matching("admin token in the banner", PATIENCE, |line| {
+                line.trim()
+                    .strip_prefix("admin token           :")
+                    .map(|t| t.trim().to_owned())
+            })
+            .await
+    };
     let url = demo.play_url().await;
     let http = demo.listener("http").await;
     let admin = demo.listener("admin").await;
@@ -107,6 +122,30 @@ async fn demo_plays_in_ffmpeg() {
         url.starts_with(&format!("http://{http}/live/")),
         "banner URL {url} is not the proxy at {http}"
     );
+    assert_eq!(console, format!("http://{admin}/"));
+    assert!(player.starts_with(&format!("http://{admin}/console/player.html?channel=")));
+    let web = client();
+    let page = web.get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tollgate console"));
+    // The printed token opens the API; the player's sign call plays.
+    let answer = web
+        .post(format!("http://{admin}/api/v1/sign"))
+        .bearer_auth(&token)
+        .body(r#"{"channel":"ch1","user":"viewer"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let signed: Value = serde_json::from_str(&answer).unwrap();
+    let link = signed["url"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("http://{http}/live/ch1/index.m3u8?token=")),
+        "{signed}"
+    );
+    assert_eq!(web.get(link).send().await.unwrap().status(), 200);
 
     // Decode video frames through the proxy; `-progress` reports `frame=N`.
     let ffmpeg = Command::new("ffmpeg")
