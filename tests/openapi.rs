@@ -41,7 +41,7 @@ fn config(origin: std::net::SocketAddr, state: &std::path::Path) -> String {
 
 /// Every documented operation in the order the test calls it, with the
 /// status it must answer given the document's examples.
-const CASES: [(&str, u16); 25] = [
+const CASES: [(&str, u16); 26] = [
     ("GET /metrics", 200),
     ("GET /livez", 200),
     ("GET /readyz", 200),
@@ -63,6 +63,7 @@ const CASES: [(&str, u16); 25] = [
     ("PUT /api/v1/snapshot", 204),
     ("GET /api/v1/users", 200),
     ("POST /api/v1/keys/rotate", 200),
+    ("POST /api/v1/sign", 200),
     ("DELETE /api/v1/users/{id}", 204),
     // Before the package its example names.
     ("DELETE /api/v1/devices/{hwid}", 204),
@@ -292,6 +293,20 @@ async fn every_documented_operation_behaves_as_documented() {
             assert_eq!(sessions[0]["device"], ALICE_BOX, "{listed}");
             session_id = sessions[0]["id"].as_str().unwrap().to_owned();
         }
+        if key == "POST /api/v1/sign" {
+            // alice's config token on the live route, on the viewer
+            // listener: a link the proxy accepts.
+            let signed: Value = serde_json::from_str(&reply.body).unwrap();
+            let path = signed["path"].as_str().unwrap();
+            assert_eq!(path, "/live/ch1/index.m3u8?token=alice-token", "{signed}");
+            assert_eq!(signed["url"], proxy.url(path), "{signed}");
+            let played = h1_client()
+                .get(signed["url"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(played.status(), 200, "{signed}");
+        }
         if key == "GET /api/v1/devices" {
             // The filter is the example's user: the device just put, with
             // its hardware id (config devices are not the API's).
@@ -332,7 +347,7 @@ async fn every_documented_operation_behaves_as_documented() {
 /// The documented 400, 404 and 413 answers that are cheap to provoke.
 async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
     let ended = format!("/api/v1/sessions/{ended_session}");
-    let cases: [(&str, &str, Option<&str>, u16); 35] = [
+    let cases: [(&str, &str, Option<&str>, u16); 39] = [
         ("DELETE", &ended, None, 404),
         ("DELETE", "/api/v1/sessions/not-a-session-id", None, 404),
         ("GET", "/api/v1/users/nobody", None, 404),
@@ -409,6 +424,32 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             "POST",
             "/api/v1/keys/rotate",
             Some(r#"{"chanel":"ch1"}"#),
+            400,
+        ),
+        // No token for the user anywhere, a channel outside the id rule,
+        // no such route, an unknown field.
+        (
+            "POST",
+            "/api/v1/sign",
+            Some(r#"{"channel":"ch1","user":"nobody"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/sign",
+            Some(r#"{"channel":"a/b","user":"alice"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/sign",
+            Some(r#"{"channel":"ch1","user":"alice","route":"x"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/sign",
+            Some(r#"{"channel":"ch1","user":"alice","rout":"live"}"#),
             400,
         ),
         // Unknown field, invalid value, name outside the pattern, bad reference.
@@ -508,6 +549,39 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             "{path}"
         );
     }
+    // A link that cannot be signed says why.
+    for (body, problems) in [
+        (
+            r#"{"channel":"ch1","user":"nobody"}"#,
+            json!([r#"no [[user]] with id "nobody""#]),
+        ),
+        (
+            r#"{"channel":"a/b","user":"."}"#,
+            json!([
+                r#"channel: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+                r#"user: must be 1 to 255 of A-Z a-z 0-9 - _ . @, and not "." or "..""#,
+            ]),
+        ),
+        (
+            r#"{"channel":"ch1","user":"alice","route":"x"}"#,
+            json!([r#"route: no route named "x""#]),
+        ),
+    ] {
+        let reply = call(
+            proxy,
+            "POST",
+            "/api/v1/sign",
+            Some(TOKEN),
+            Some(body.to_owned()),
+        )
+        .await;
+        let v: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "invalid", "problems": problems}),
+            "{body}"
+        );
+    }
     // One byte over 1 MiB (valid JSON, padded) on every small-body PUT.
     let mut big = " ".repeat(1 << 20);
     big.push_str("{}");
@@ -528,7 +602,7 @@ async fn error_cases(proxy: &TestProxy, doc: &Doc, ended_session: &str) {
             puts += 1;
         }
     }
-    assert_eq!(puts, 6);
+    assert_eq!(puts, 7);
 }
 
 /// Undocumented methods on documented paths and undocumented paths answer
@@ -664,7 +738,11 @@ async fn state_dir_failure(proxy: &TestProxy, doc: &Doc, state: &std::path::Path
     expect(proxy, doc, &kick, &target, Some(TOKEN), None, 500).await;
     let mut changes = 0;
     for op in doc.operations() {
-        if op.path.starts_with("/api/v1/sessions") || op.method == "GET" {
+        // Signing a link changes nothing.
+        if op.path.starts_with("/api/v1/sessions")
+            || op.method == "GET"
+            || op.path == "/api/v1/sign"
+        {
             continue;
         }
         let body = op.request_body(doc).map(|(_, example)| example.to_string());
