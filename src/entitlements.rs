@@ -566,18 +566,26 @@ impl Entitlements {
         if !u.allows_ip(canonical(ip)) {
             return Err(Denial::IpDenied);
         }
-        let mut combo = u.combo;
-        if let Some(hwid) = device {
-            let d = self.device(hwid).ok_or(Denial::Forbidden)?;
-            if d.user() != id {
-                return Err(Denial::Forbidden);
-            }
-            if d.is_disabled() {
-                return Err(Denial::Blocked);
-            }
-            combo = d.combo.unwrap_or(combo);
-        }
+        let combo = match device {
+            Some(hwid) => self.combo_on(u, hwid)?,
+            None => u.combo,
+        };
         Ok(Some(Viewer { user: u, combo }))
+    }
+
+    /// The packages in force for `user` on device `hwid` (its own when it
+    /// has any, else the user's); [`Denial::Forbidden`] for a device these
+    /// entitlements do not list or another user's, [`Denial::Blocked`] for
+    /// a disabled one.
+    fn combo_on(&self, user: &CompiledUser, hwid: &str) -> Result<u32, Denial> {
+        let d = self.device(hwid).ok_or(Denial::Forbidden)?;
+        if d.user() != &*user.id {
+            return Err(Denial::Forbidden);
+        }
+        if d.is_disabled() {
+            return Err(Denial::Blocked);
+        }
+        Ok(d.combo.unwrap_or(user.combo))
     }
 
     /// The device `hwid`.
@@ -682,10 +690,9 @@ impl Entitlements {
         };
         match user.and_then(|id| self.user(id)) {
             Some(u) => {
+                // Asked after admission allowed the device.
                 let combo = device
-                    .and_then(|h| self.device(h))
-                    .filter(|d| d.user() == &*u.id)
-                    .and_then(|d| d.combo)
+                    .and_then(|h| self.combo_on(u, h).ok())
                     .unwrap_or(u.combo);
                 self.depth_on(&Viewer { user: u, combo }, declared)
             }
