@@ -126,7 +126,8 @@ async function sessions() {
           try {
             const bl = await api("GET", "/api/v1/blocklist");
             if (!bl.users.includes(s.user)) bl.users.push(s.user);
-            await api("PUT", "/api/v1/blocklist", { users: bl.users, tokens: [], ips: bl.ips });
+            // The whole list goes back: blocked tokens and networks stay blocked.
+            await api("PUT", "/api/v1/blocklist", { users: bl.users, tokens: bl.tokens, ips: bl.ips });
             refresh();
           } catch (e) { showError(e); }
         };

@@ -79,9 +79,8 @@ function startPlayer() {
     player.decodedFrames = q ? q.totalVideoFrames : (video.webkitDecodedFrameCount || 0);
     status();
   }, 250);
-  if (params.get("autoplay") === "1" && params.get("channel") && params.get("user")) {
-    document.getElementById("play").requestSubmit();
-  }
+  // A link may prefill the form, never play by itself: signing plays as
+  // the user (takes their session slot), so it takes the operator's click.
 }
 
 withToken(startPlayer);

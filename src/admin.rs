@@ -433,7 +433,17 @@ async fn sign_link(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         return invalid(&problems);
     }
     match console::sign(shared, &body.channel, &body.user, body.route.as_deref()) {
-        Ok(v) => json_response(StatusCode::OK, v.to_string()),
+        Ok(v) => {
+            // Not a change, but it hands out a credential: on the trail.
+            crate::audit::record(
+                crate::audit::Who::Api,
+                "sign",
+                "link",
+                &body.user,
+                &format!("channel={}", body.channel),
+            );
+            json_response(StatusCode::OK, v.to_string())
+        }
         Err(problem) => invalid(&[problem]),
     }
 }

@@ -30,9 +30,9 @@ impl Who {
 }
 
 /// Record one change: `action` (`put`, `delete`, `kick`, `rotate`,
-/// `replace`, `apply`, `register`) on `object` (`user`, `package`,
+/// `replace`, `apply`, `register`, `sign`) on `object` (`user`, `package`,
 /// `channel`, `device`, `blocklist`, `snapshot`, `session`, `keys`,
-/// `deny_list`, `delta`) named
+/// `deny_list`, `delta`, `link`) named
 /// `id` (`""` when the object is a singleton), with `detail` (counts,
 /// versions; never a secret).
 pub fn record(who: Who, action: &str, object: &str, id: &str, detail: &str) {

@@ -160,7 +160,7 @@ fn print_banner(
     let first = channels.first().map_or("ch1", String::as_str);
     let _ = writeln!(
         out,
-        "  player                : http://{admin}/console/player.html?channel={first}&user=viewer&autoplay=1"
+        "  player                : http://{admin}/console/player.html?channel={first}&user=viewer"
     );
     let _ = writeln!(out, "  admin token           : {admin_token}");
     let _ = writeln!(

@@ -14,9 +14,10 @@
 //!   made while penalized learns nothing, right or wrong.
 //!
 //! Memory is bounded by `max_addresses` per bucket: the sweep drops idle
-//! addresses; past the bound (a flood from many addresses) every new
-//! address shares one overflow bucket until the sweep makes room, and the
-//! penalty list is a bounded cache. A reload keeps the buckets when
+//! addresses; past the bound (a flood from many addresses) new addresses
+//! are counted by their network (IPv4 /16, IPv6 /32), past twice the bound
+//! in one overflow bucket, until the sweep makes room; the penalty list is
+//! a bounded cache. A reload keeps the buckets when
 //! `[rate_limit]` is unchanged.
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -42,7 +43,16 @@ pub fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The key every address shares while a bucket is over `max_addresses`.
+/// The network `key` is counted by while a bucket is over `max_addresses`.
+fn coarse(key: IpAddr) -> IpAddr {
+    match key {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_0000)),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 96) - 1))),
+    }
+}
+
+/// The key every address shares while a bucket is over twice
+/// `max_addresses`.
 const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// Which bucket refused (the metric's `kind` label).
@@ -80,10 +90,17 @@ impl Buckets {
         })
     }
 
-    /// Take one cell for `key`; `Err(wait)` when there is none.
+    /// Take one cell for `key`; `Err(wait)` when there is none. Past
+    /// `max` addresses new ones are counted by their network (IPv4 /16,
+    /// IPv6 /32), past twice that all in one bucket: memory stays bounded
+    /// and a flood from many addresses is limited by where it comes from
+    /// before it is limited as one.
     fn take(&self, key: IpAddr) -> Result<(), Duration> {
-        let key = if self.limiter.len() < self.max {
+        let len = self.limiter.len();
+        let key = if len < self.max {
             key
+        } else if len < self.max.saturating_mul(2) {
+            coarse(key)
         } else {
             OVERFLOW
         };
@@ -179,7 +196,13 @@ impl RateLimits {
     /// refused while the address is penalized for failed authentications,
     /// or when its entry bucket is empty.
     pub fn entry(&self, ip: IpAddr) -> Result<(), (Kind, ProxyError)> {
-        if self.exempt(ip) {
+        self.entry_of(ip, true)
+    }
+
+    /// [`Self::entry`]; `exempt = false` for an address a caller named (the
+    /// `ip` of a `/tv/auth` ask), which `[rate_limit] exempt` never covers.
+    pub fn entry_of(&self, ip: IpAddr, exempt: bool) -> Result<(), (Kind, ProxyError)> {
+        if exempt && self.exempt(ip) {
             return Ok(());
         }
         let k = key(ip);
@@ -205,7 +228,12 @@ impl RateLimits {
     /// An authentication from `ip` failed: take a cell; without one the
     /// address is penalized until the next cell is back.
     pub fn failed(&self, ip: IpAddr) {
-        if self.exempt(ip) {
+        self.failed_of(ip, true);
+    }
+
+    /// [`Self::failed`], with `exempt` as in [`Self::entry_of`].
+    pub fn failed_of(&self, ip: IpAddr, exempt: bool) {
+        if exempt && self.exempt(ip) {
             return;
         }
         let k = key(ip);
@@ -330,7 +358,9 @@ mod tests {
             refused += usize::from(l.entry(a).is_err());
         }
         let (entry, _, _) = l.tracked();
-        assert!(entry <= 101, "{entry} addresses tracked");
+        assert!(entry <= 201, "{entry} addresses tracked");
         assert!(refused >= 9_000, "{refused} refused");
+        // Another network still gets its own bucket past the first bound.
+        assert_eq!(l.entry(ip("192.0.2.1")), Ok(()));
     }
 }

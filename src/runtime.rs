@@ -303,8 +303,15 @@ impl Shared {
 
     /// `[rate_limit]` for an entry request from `ip`, before its
     /// credentials are looked at (counted in `tollgate_rate_limited_total`).
-    pub fn rate_limit_entry(&self, live: &Live, ip: std::net::IpAddr) -> Result<(), ProxyError> {
-        live.rate_limits.entry(ip).map_err(|(kind, e)| {
+    /// `named`: the address came from a caller (a `/tv/auth` ask), not
+    /// from the connection: `[rate_limit] exempt` does not cover it.
+    pub fn rate_limit_entry(
+        &self,
+        live: &Live,
+        ip: std::net::IpAddr,
+        named: bool,
+    ) -> Result<(), ProxyError> {
+        live.rate_limits.entry_of(ip, !named).map_err(|(kind, e)| {
             self.metrics
                 .rate_limited
                 .get_or_create(&crate::metrics::KindLabel {
@@ -321,10 +328,11 @@ impl Shared {
         &self,
         live: &Live,
         ip: std::net::IpAddr,
+        named: bool,
         r: &Result<T, ProxyError>,
     ) {
         if matches!(r, Err(ProxyError::Forbidden | ProxyError::Expired)) {
-            live.rate_limits.failed(ip);
+            live.rate_limits.failed_of(ip, !named);
         }
     }
 

@@ -82,6 +82,9 @@ pub struct Session {
     /// The fleet store admitted it (or admitted it failing open): from then
     /// on the edge's heartbeat carries it.
     in_fleet: AtomicBool,
+    /// An MPEG-TS response is open for it (one at a time: a session is
+    /// one viewer's one stream).
+    streaming: AtomicBool,
 }
 
 impl Session {
@@ -106,7 +109,20 @@ impl Session {
             last_seen: AtomicU64::new(now),
             bytes: AtomicU64::new(0),
             in_fleet: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
         }
+    }
+
+    /// Open the session's one continuous stream; false when one is open.
+    pub fn open_stream(&self) -> bool {
+        self.streaming
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The session's stream closed.
+    pub fn close_stream(&self) {
+        self.streaming.store(false, Ordering::Release);
     }
 
     /// Unix seconds of the last request.

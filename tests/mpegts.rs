@@ -136,6 +136,12 @@ async fn an_mpegts_stream_is_a_session_that_ends_on_kick_block_and_close() {
         fetch(&tg, "/live/ch2/mpegts?token=ann-token").await,
         (403, error_body("session_limit"))
     );
+    // The same viewer's second connection to the same channel is the same
+    // session: one stream per session, not a free second stream.
+    assert_eq!(
+        fetch(&tg, "/live/ch1/mpegts?token=ann-token").await,
+        (403, error_body("session_limit"))
+    );
     // Past the origin's total_timeout (2 s) it still streams: a stream has
     // none, and its session stays alive.
     let reader = tokio::spawn(drain(a, Duration::from_secs(20)));

@@ -334,8 +334,9 @@ impl Authenticator {
     ///
     /// A request carrying `hwid` on a route listing `device` is decided by
     /// `device` at once, wherever the route lists it; `token` never admits
-    /// a request carrying `hwid` (a token copied off a box must not play
-    /// without the box's signature).
+    /// a request carrying `hwid` (a link a box signed names its HWID and
+    /// must meet that device's state and packages, not play as a bare
+    /// token).
     pub fn decide_from(
         &self,
         methods: &[AuthMethod],

@@ -85,10 +85,10 @@ pub(super) async fn serve(
     let ask = ask(req.uri().query())?;
     record.channel = Some(ask.name.clone());
     record.route = Some(BACKEND_SERVER_ROUTE.to_owned());
-    // The viewer's address is the one limited, not the asking server's.
-    if !ask.update {
-        shared.rate_limit_entry(live, ask.ip)?;
-    }
+    // The viewer's address is the one limited, not the asking server's;
+    // on re-checks too (a re-check admits like an entry when the session
+    // is gone), and never exempt: the caller named it.
+    shared.rate_limit_entry(live, ask.ip, true)?;
     let token_query = format!("token={}", crate::auth::query::percent_encode(&ask.token));
     let path = format!("/{}", ask.name);
     let auth_request = AuthRequest {
@@ -112,7 +112,7 @@ pub(super) async fn serve(
         Step::Done(d) => d.result,
         Step::Backend(_) => Err(ProxyError::Internal),
     };
-    shared.rate_limit_outcome(live, ask.ip, &result);
+    shared.rate_limit_outcome(live, ask.ip, true, &result);
     let user = result?.user.ok_or(ProxyError::Forbidden)?;
     record.user = Some(user.clone());
     let sid = live

@@ -37,7 +37,7 @@ pub(super) fn serve(
     let list = config.channel_list.as_ref().ok_or(ProxyError::NoRoute)?;
     let route = config.routes.get(list.route).ok_or(ProxyError::Internal)?;
     record.route = Some("channel_list".to_owned());
-    shared.rate_limit_entry(live, record.client_ip)?;
+    shared.rate_limit_entry(live, record.client_ip, false)?;
     let query = req.uri().query();
     let auth = AuthRequest {
         client_ip: record.client_ip,
@@ -57,7 +57,7 @@ pub(super) fn serve(
         .decide_from(&[AuthMethod::Token], 0, &auth, Some(&known))
     {
         Step::Done(d) => {
-            shared.rate_limit_outcome(live, record.client_ip, &d.result);
+            shared.rate_limit_outcome(live, record.client_ip, false, &d.result);
             d.result?
         }
         Step::Backend(_) => return Err(ProxyError::Internal),

@@ -27,7 +27,7 @@ pub(super) async fn entry(
     record: &RequestRecord,
     now: u64,
 ) -> Result<Who, ProxyError> {
-    shared.rate_limit_entry(live, record.client_ip)?;
+    shared.rate_limit_entry(live, record.client_ip, false)?;
     let auth_request = AuthRequest {
         client_ip: record.client_ip,
         path,
@@ -38,7 +38,7 @@ pub(super) async fn entry(
     };
     let decision = authenticate(live, shared, &route.auth, &auth_request).await;
     count(shared, &decision);
-    shared.rate_limit_outcome(live, record.client_ip, &decision.result);
+    shared.rate_limit_outcome(live, record.client_ip, false, &decision.result);
     let method = decision.method;
     let identity = decision.result?;
     let channel = record.channel.as_deref().unwrap_or_default();
@@ -120,6 +120,9 @@ struct Viewer<'a> {
 /// SPEC §7.3): in the API layer, persisted and audited like an API change.
 /// Checked again under the store's writer lock, so concurrent first plays
 /// of several new boxes never register more than `auto_register`.
+/// Registered before admission: a box refused right after (no package for
+/// the channel, the user's limit) stays registered, as it would after a
+/// refused first play on a middleware that registers boxes.
 async fn register_device(
     live: &Live,
     shared: &Shared,
@@ -131,15 +134,20 @@ async fn register_device(
     let (user, hwid) = (user.to_owned(), hwid.to_owned());
     let audited = (user.clone(), hwid.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        let effective = store.entitlements();
         store.change(|s| {
-            match effective.device(&hwid) {
-                Some(d) if d.user() == user => return Ok(()),
-                Some(_) => return Err(ChangeError::Invalid(vec!["another user's".into()])),
-                None if effective.device_count(&user) >= limit => {
+            // Read under the writer lock: every registration before this
+            // one is in, so concurrent first plays never pass the limit, and
+            // a device someone else set meanwhile is never overwritten.
+            let effective = store.entitlements();
+            match (effective.device(&hwid), s.devices.get(&hwid)) {
+                (Some(d), _) if d.user() == user => return Ok(()),
+                (Some(_), _) | (None, Some(_)) => {
+                    return Err(ChangeError::Invalid(vec!["another user's".into()]));
+                }
+                (None, None) if effective.device_count(&user) >= limit => {
                     return Err(ChangeError::Invalid(vec!["auto_register is full".into()]));
                 }
-                None => {}
+                (None, None) => {}
             }
             s.devices.insert(
                 hwid,

@@ -12,6 +12,9 @@
 //!   package or an expired user ends the response within that second;
 //! - the bytes count toward the session as they go (usage reports to the
 //!   control plane see a stream that is still open);
+//! - one stream per session (a second connection of the same viewer is
+//!   `session_limit`), and a stream whose session left the table (kicked,
+//!   evicted) ends: it never recreates one outside the fleet's count;
 //! - when the response ends, fails or the viewer goes away, the session is
 //!   released at once (here and in the fleet store): its `max_sessions`
 //!   slot is free for the next connection.
@@ -46,18 +49,30 @@ pub(super) async fn serve(
     req: Request<Incoming>,
     record: &mut RequestRecord,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // The stream counts its own bytes into the session as they go.
+    let session = record.session.take().ok_or(ProxyError::Internal)?;
+    // One open stream per session: a session is one viewer (user, device,
+    // channel, address), and its max_sessions slot carries one stream.
+    if !session.open_stream() {
+        return Err(ProxyError::SessionLimit);
+    }
     let out = super::passthrough::origin_request(ctx, uri, conn, req, None);
     let sent = Instant::now();
-    let resp = origin
+    let resp = match origin
         .send_stream(out, &ctx.shared.metrics.origin_duration)
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            release(ctx.shared, &session);
+            return Err(e);
+        }
+    };
     record.origin_latency = Some(sent.elapsed());
     record.origin_status = Some(resp.status().as_u16());
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     parts.version = http::Version::HTTP_11;
-    // The stream counts its own bytes into the session as they go.
-    let session = record.session.take().ok_or(ProxyError::Internal)?;
     if !parts.status.is_success() || ctx.is_head {
         release(ctx.shared, &session);
         return Ok(Response::from_parts(parts, body.boxed_unsync()));
@@ -80,8 +95,18 @@ pub(super) async fn serve(
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
-/// Free `session`'s slot now (here and in the fleet store).
-fn release(shared: &Arc<Shared>, session: &Session) {
+/// The stream of `session` closed: free its slot now (here and in the
+/// fleet store), unless the table holds another session of that id by
+/// now (kicked and re-entered): that one is not this stream's to free.
+fn release(shared: &Arc<Shared>, session: &Arc<Session>) {
+    session.close_stream();
+    let ours = shared
+        .sessions
+        .get(session.id)
+        .is_some_and(|s| Arc::ptr_eq(&s, session));
+    if !ours {
+        return;
+    }
     let (shared, id, user) = (
         Arc::clone(shared),
         session.id,
@@ -109,6 +134,15 @@ struct Stream {
 impl Watch for Stream {
     fn still(&self) -> bool {
         let shared = &self.shared;
+        // Gone from the table (kicked, evicted, forgotten): the stream ends.
+        // It never makes a session anew outside the fleet store's count.
+        let ours = shared
+            .sessions
+            .get(self.sid)
+            .is_some_and(|s| Arc::ptr_eq(&s, &self.session));
+        if !ours {
+            return false;
+        }
         let live = shared.live();
         let sessions = &live.config.sessions;
         let now = shared.clock.now();

@@ -31,8 +31,10 @@ try {
   const logs = [];
   player.on("console", (m) => logs.push(m.text()));
   player.on("pageerror", (e) => logs.push("pageerror: " + e.message));
-  await player.goto(`${base}/console/player.html?channel=${channel}&user=${user}&autoplay=1`);
+  await player.goto(`${base}/console/player.html?channel=${channel}&user=${user}`);
   await login(player);
+  await player.waitForSelector("#play button[type=submit]", { visible: true });
+  await player.click("#play button[type=submit]");
   await player.waitForFunction(() => window.tollgatePlayer && window.tollgatePlayer.state === "playing", { timeout: 30000 });
   // A live stream starts at the live edge's media time: measure the advance.
   await player.waitForFunction(() => window.tollgatePlayer.currentTime > 0, { timeout: 30000, polling: 250 });
