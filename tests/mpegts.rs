@@ -208,3 +208,86 @@ async fn an_mpegts_stream_is_a_session_that_ends_on_kick_block_and_close() {
         (403, error_body("blocked"))
     );
 }
+
+/// The bytes of an open stream reach the control plane's usage reports as
+/// they go, and its close is reported as the session's end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_stream_is_reported_to_the_control_plane() {
+    use common::control_plane::{Behaviour, CP_TOKEN, ControlPlane};
+    let origin = ts_origin().await;
+    let cp = ControlPlane::start().await;
+    cp.answer(Behaviour::Answer(serde_json::json!({
+        "version": 1,
+        "snapshot": {"users": {"ann": {"tokens": ["ann-token"], "packages": ["*"]}}}
+    })));
+    let state = tempfile::tempdir().unwrap();
+    let toml = ConfigBuilder::new(origin.addr)
+        .admin(ADMIN)
+        .state(state.path())
+        .section(
+            "control_plane",
+            &format!(
+                "url = \"http://{}/sync\"\ntoken = \"{CP_TOKEN}\"\ninterval = \"200ms\"\n\
+                 timeout = \"1s\"\nmax_backoff = \"400ms\"\nedge_id = \"edge-ts\"",
+                cp.addr()
+            ),
+        )
+        .route(Route::live(&["token"]).keys("kind = \"mpegts\""))
+        .build();
+    let proxy = start_proxy(&toml).await;
+    let url = proxy.url("/live/ch1/mpegts?token=ann-token");
+    let stream = eventually("the snapshot's user streams", async || {
+        let r = h1_client().get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            Ok(r)
+        } else {
+            Err(r.status().to_string())
+        }
+    })
+    .await;
+    let reader = tokio::spawn(drain(stream, Duration::from_millis(1500)));
+    // Reports while it is open: ann's ch1 session, not ended, bytes growing.
+    let open_bytes = |r: &serde_json::Value| -> Option<u64> {
+        r["sessions"].as_array()?.iter().find_map(|s| {
+            (s["user"] == "ann" && s["channel"] == "ch1" && s["ended"] == false)
+                .then(|| s["bytes_total"].as_u64())
+                .flatten()
+        })
+    };
+    let first = eventually("an open stream in a report", async || {
+        cp.reports()
+            .iter()
+            .rev()
+            .find_map(|(_, r)| open_bytes(r).filter(|b| *b > 0))
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    eventually("its bytes growing in later reports", async || {
+        let last = cp.reports().iter().rev().find_map(|(_, r)| open_bytes(r));
+        match last {
+            Some(b) if b > first => Ok(()),
+            other => Err(format!("{other:?} after {first}")),
+        }
+    })
+    .await;
+    // The client stops reading at 1.5 s and drops the stream: its end is
+    // reported.
+    reader.await.unwrap();
+    eventually("the stream's end in a report", async || {
+        let ended = cp.reports().iter().any(|(_, r)| {
+            r["sessions"].as_array().is_some_and(|ss| {
+                ss.iter().any(|s| {
+                    s["user"] == "ann"
+                        && s["ended"] == true
+                        && s["bytes_total"].as_u64() > Some(first)
+                })
+            })
+        });
+        if ended {
+            Ok(())
+        } else {
+            Err("not yet".to_owned())
+        }
+    })
+    .await;
+}
