@@ -34,6 +34,10 @@ async fn origin() -> (std::net::SocketAddr, CancellationToken) {
 
 /// The auth server: ann (one session, ch1 only) and bob (unlimited).
 fn server_config(origin: std::net::SocketAddr, state: &std::path::Path) -> String {
+    server_builder(origin, state).build()
+}
+
+fn server_builder(origin: std::net::SocketAddr, state: &std::path::Path) -> ConfigBuilder {
     ConfigBuilder::new(origin)
         .admin(ADMIN)
         .state(state)
@@ -48,7 +52,6 @@ fn server_config(origin: std::net::SocketAddr, state: &std::path::Path) -> Strin
              [[user]]\nid = \"ann\"\ntokens = [\"ann-token\"]\nmax_sessions = 1\npackages = [\"one\"]\n\n\
              [[user]]\nid = \"bob\"\ntokens = [\"bob-token\"]\npackages = [\"*\"]\n",
         )
-        .build()
 }
 
 /// Ask `tg` as Flussonic does (its documented query, in its order).
@@ -209,5 +212,33 @@ async fn a_second_tollgate_uses_the_first_as_its_backend() {
         on_edge.len(),
         1,
         "the edge names the user the auth server gave"
+    );
+}
+
+/// Two auth servers sharing a fleet store: a viewer admitted by one
+/// counts against the user's limit on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn asks_to_two_servers_share_the_fleet_limit() {
+    let redis = common::redis::RedisServer::start();
+    let (addr, _stop) = origin().await;
+    let config = |state: &std::path::Path| {
+        server_builder(addr, state)
+            .sessions(&format!(
+                "store = \"{}\"\nstore_timeout = \"1s\"",
+                redis.url()
+            ))
+            .build()
+    };
+    let (sa, sb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Tollgate::start(&config(sa.path())).await;
+    let b = Tollgate::start(&config(sb.path())).await;
+    let r = flussonic_ask(&a, "ch1", "192.0.2.10", "ann-token", "new_session", 0).await;
+    assert_eq!(r.status(), 200);
+    let r = flussonic_ask(&b, "ch1", "192.0.2.11", "ann-token", "new_session", 0).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.text().await.unwrap(),
+        error_body("session_limit"),
+        "the fleet counts A's viewer on B"
     );
 }
