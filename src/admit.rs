@@ -47,21 +47,19 @@ pub fn verify_capability(
         .map_err(|_| ProxyError::Forbidden)
 }
 
-/// Create or refresh the session `claims` name, counting a new one.
-/// Entitlements are asked on every request: a blocked, disabled or removed
-/// user's sessions stop at their very next playlist, segment or key request.
-pub async fn admit(
+/// What the pure core ([`crate::admission::admit`]) is asked for the
+/// session `claims` name in `scope`; `fleet`: a fleet store counts the
+/// user's sessions.
+pub fn request<'a>(
     live: &Live,
-    shared: &Shared,
-    claims: &Claims,
-    scope: &Scope<'_>,
-    how: Admission<'_>,
+    claims: &'a Claims,
+    scope: &Scope<'a>,
+    how: Admission<'a>,
+    fleet: bool,
     now: u64,
-) -> Result<Arc<Session>, ProxyError> {
+) -> Request<'a> {
     let sessions = &live.config.sessions;
-    let until = sessions.capability_expiry(now);
-    let fleet = shared.fleet.as_ref().zip(claims.user.as_deref());
-    let req = Request {
+    Request {
         sid: claims.sid,
         user: claims.user.as_deref(),
         device: claims.device.as_deref(),
@@ -74,11 +72,27 @@ pub async fn admit(
         vouched: how.vouched,
         limit: how.limit,
         on_limit: sessions.on_limit,
-        fleet: fleet.is_some(),
+        fleet,
         archive_from: how.archive_from,
         now,
-        tombstone_until: until,
-    };
+        tombstone_until: sessions.capability_expiry(now),
+    }
+}
+
+/// Create or refresh the session `claims` name, counting a new one.
+/// Entitlements are asked on every request: a blocked, disabled or removed
+/// user's sessions stop at their very next playlist, segment or key request.
+pub async fn admit(
+    live: &Live,
+    shared: &Shared,
+    claims: &Claims,
+    scope: &Scope<'_>,
+    how: Admission<'_>,
+    now: u64,
+) -> Result<Arc<Session>, ProxyError> {
+    let fleet = shared.fleet.as_ref().zip(claims.user.as_deref());
+    let req = request(live, claims, scope, how, fleet.is_some(), now);
+    let until = req.tombstone_until;
     let ents = shared.store.entitlements();
     let deny = shared.store.deny_guard();
     let admitted =

@@ -143,6 +143,21 @@ pub struct RateLimitConfig {
     pub max_addresses: usize,
 }
 
+/// `127.0.0.0/8` and `::1`: the default of `[rate_limit] exempt` and of
+/// `[backend_server] allow`.
+pub fn loopback() -> Vec<ipnet::IpNet> {
+    vec![
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(127, 0, 0, 0),
+            8,
+        )),
+        ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        )),
+    ]
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
@@ -151,16 +166,7 @@ impl Default for RateLimitConfig {
             entry_burst: 200,
             failed_per_minute: 60,
             failed_burst: 30,
-            exempt: vec![
-                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
-                    std::net::Ipv4Addr::new(127, 0, 0, 0),
-                    8,
-                )),
-                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
-                    std::net::Ipv6Addr::LOCALHOST,
-                    128,
-                )),
-            ],
+            exempt: loopback(),
             max_addresses: 100_000,
         }
     }

@@ -195,13 +195,10 @@ impl RateLimits {
     /// An entry request from `ip`, before its credentials are looked at:
     /// refused while the address is penalized for failed authentications,
     /// or when its entry bucket is empty.
-    pub fn entry(&self, ip: IpAddr) -> Result<(), (Kind, ProxyError)> {
-        self.entry_of(ip, true)
-    }
-
-    /// [`Self::entry`]; `exempt = false` for an address a caller named (the
-    /// `ip` of a `/tv/auth` ask), which `[rate_limit] exempt` never covers.
-    pub fn entry_of(&self, ip: IpAddr, exempt: bool) -> Result<(), (Kind, ProxyError)> {
+    ///
+    /// `exempt = false` for an address a caller named (the `ip` of a
+    /// `/tv/auth` ask), which `[rate_limit] exempt` never covers.
+    pub fn entry(&self, ip: IpAddr, exempt: bool) -> Result<(), (Kind, ProxyError)> {
         if exempt && self.exempt(ip) {
             return Ok(());
         }
@@ -227,12 +224,8 @@ impl RateLimits {
 
     /// An authentication from `ip` failed: take a cell; without one the
     /// address is penalized until the next cell is back.
-    pub fn failed(&self, ip: IpAddr) {
-        self.failed_of(ip, true);
-    }
-
-    /// [`Self::failed`], with `exempt` as in [`Self::entry_of`].
-    pub fn failed_of(&self, ip: IpAddr, exempt: bool) {
+    /// `exempt` as in [`Self::entry`].
+    pub fn failed(&self, ip: IpAddr, exempt: bool) {
         if exempt && self.exempt(ip) {
             return;
         }
@@ -291,19 +284,25 @@ mod tests {
             c.entry_burst = 3;
         });
         for _ in 0..3 {
-            assert_eq!(l.entry(ip("192.0.2.1")), Ok(()));
+            assert_eq!(l.entry(ip("192.0.2.1"), true), Ok(()));
         }
-        let Err((Kind::Entry, ProxyError::RateLimited { retry_after })) = l.entry(ip("192.0.2.1"))
+        let Err((Kind::Entry, ProxyError::RateLimited { retry_after })) =
+            l.entry(ip("192.0.2.1"), true)
         else {
             panic!("the fourth entry is limited");
         };
         assert_eq!(retry_after, 1);
         // Another address, and the exempt loopback, are not.
-        assert_eq!(l.entry(ip("192.0.2.2")), Ok(()));
+        assert_eq!(l.entry(ip("192.0.2.2"), true), Ok(()));
         for _ in 0..10 {
-            assert_eq!(l.entry(ip("127.0.0.1")), Ok(()));
-            assert_eq!(l.entry(ip("::1")), Ok(()));
+            assert_eq!(l.entry(ip("127.0.0.1"), true), Ok(()));
+            assert_eq!(l.entry(ip("::1"), true), Ok(()));
         }
+        // An address a caller named is never exempt.
+        let named: Vec<bool> = (0..4)
+            .map(|_| l.entry(ip("127.0.0.1"), false).is_ok())
+            .collect();
+        assert_eq!(named, [true, true, true, false]);
     }
 
     /// Once the failures are used up, the address is refused before its
@@ -316,18 +315,23 @@ mod tests {
         });
         let a = ip("2001:db8::1");
         for _ in 0..2 {
-            assert_eq!(l.entry(a), Ok(()));
-            l.failed(a);
+            assert_eq!(l.entry(a, true), Ok(()));
+            l.failed(a, true);
         }
-        assert_eq!(l.entry(a), Ok(()), "two failures are within the burst");
-        l.failed(a);
-        let Err((Kind::FailedAuth, ProxyError::RateLimited { retry_after })) = l.entry(a) else {
+        assert_eq!(
+            l.entry(a, true),
+            Ok(()),
+            "two failures are within the burst"
+        );
+        l.failed(a, true);
+        let Err((Kind::FailedAuth, ProxyError::RateLimited { retry_after })) = l.entry(a, true)
+        else {
             panic!("penalized");
         };
         assert!((1..=60).contains(&retry_after), "{retry_after}");
         // The same /64 is the same subscriber; another is not.
-        assert!(l.entry(ip("2001:db8::2")).is_err());
-        assert_eq!(l.entry(ip("2001:db8:0:1::1")), Ok(()));
+        assert!(l.entry(ip("2001:db8::2"), true).is_err());
+        assert_eq!(l.entry(ip("2001:db8:0:1::1"), true), Ok(()));
     }
 
     #[test]
@@ -338,8 +342,8 @@ mod tests {
             c.failed_burst = 1;
         });
         for _ in 0..100 {
-            assert_eq!(l.entry(ip("192.0.2.1")), Ok(()));
-            l.failed(ip("192.0.2.1"));
+            assert_eq!(l.entry(ip("192.0.2.1"), true), Ok(()));
+            l.failed(ip("192.0.2.1"), true);
         }
     }
 
@@ -355,12 +359,12 @@ mod tests {
         let mut refused = 0;
         for i in 0..10_000u32 {
             let a = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
-            refused += usize::from(l.entry(a).is_err());
+            refused += usize::from(l.entry(a, true).is_err());
         }
         let (entry, _, _) = l.tracked();
         assert!(entry <= 201, "{entry} addresses tracked");
         assert!(refused >= 9_000, "{refused} refused");
         // Another network still gets its own bucket past the first bound.
-        assert_eq!(l.entry(ip("192.0.2.1")), Ok(()));
+        assert_eq!(l.entry(ip("192.0.2.1"), true), Ok(()));
     }
 }

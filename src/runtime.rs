@@ -70,6 +70,8 @@ pub struct Live {
     pub playlists: PlaylistCache,
     /// `[rate_limit]`'s buckets; kept across reloads when unchanged.
     pub rate_limits: Arc<crate::ratelimit::RateLimits>,
+    /// `[backend_server] allow`, compiled (empty when it is off).
+    pub backend_server_allow: IpNetSet,
 }
 
 impl Live {
@@ -158,8 +160,15 @@ impl Live {
             &config.rate_limit,
             previous.map(|p| &p.rate_limits),
         );
+        let backend_server_allow = IpNetSet::new(
+            config
+                .backend_server
+                .as_ref()
+                .map_or(&[][..], |b| b.allow.as_slice()),
+        );
         Ok(Self {
             rate_limits,
+            backend_server_allow,
             keys,
             previous_keys,
             fallback_master,
@@ -284,12 +293,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// A viewer listener is bound at `addr` (`https`: a TLS one). The
-    /// first plain one wins, else the first TLS one.
+    /// A viewer listener is bound at `addr` (`https`: a TLS one); the first
+    /// noted wins (the server notes the plain ones before the TLS ones).
     pub fn note_viewer_addr(&self, https: bool, addr: std::net::SocketAddr) {
-        if !https || self.viewer_addr.get().is_none() {
-            let _ = self.viewer_addr.set((https, addr));
-        }
+        let _ = self.viewer_addr.set((https, addr));
     }
 
     /// `http://addr` (or `https://`) of a viewer listener, when one is bound.
@@ -311,7 +318,7 @@ impl Shared {
         ip: std::net::IpAddr,
         named: bool,
     ) -> Result<(), ProxyError> {
-        live.rate_limits.entry_of(ip, !named).map_err(|(kind, e)| {
+        live.rate_limits.entry(ip, !named).map_err(|(kind, e)| {
             self.metrics
                 .rate_limited
                 .get_or_create(&crate::metrics::KindLabel {
@@ -332,7 +339,7 @@ impl Shared {
         r: &Result<T, ProxyError>,
     ) {
         if matches!(r, Err(ProxyError::Forbidden | ProxyError::Expired)) {
-            live.rate_limits.failed_of(ip, !named);
+            live.rate_limits.failed(ip, !named);
         }
     }
 

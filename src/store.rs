@@ -176,6 +176,15 @@ impl EntitlementStore {
         self.inner.api.load_full()
     }
 
+    /// The API layer and the effective entitlements together, for the
+    /// `token` and `device` methods of one request ([`Layers::known`]).
+    pub fn layers(&self) -> Layers {
+        Layers {
+            api: self.api_layer(),
+            effective: self.entitlements(),
+        }
+    }
+
     /// The API's part of the state, for reads (never waits for a writer).
     pub fn api_state<T>(&self, read: impl FnOnce(&Entitlements) -> T) -> T {
         read(&self.inner.api.load())
@@ -274,6 +283,26 @@ impl EntitlementStore {
         (self.inner.on_change)();
         drop(writer);
         Ok(())
+    }
+}
+
+/// The two layers one request authenticates against (one atomic load
+/// each; hold them for the request).
+#[derive(Debug, Clone)]
+pub struct Layers {
+    /// The API's own layer.
+    pub api: Arc<Entitlements>,
+    /// The effective entitlements.
+    pub effective: Arc<Entitlements>,
+}
+
+impl Layers {
+    /// What the auth methods consult.
+    pub fn known(&self) -> crate::auth::Known<'_> {
+        crate::auth::Known {
+            api: &self.api,
+            effective: &self.effective,
+        }
     }
 }
 

@@ -74,20 +74,6 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
-async fn sessions_of(tg: &Tollgate, user: &str) -> Vec<serde_json::Value> {
-    let (s, body) = admin_call(
-        tg,
-        "GET",
-        &format!("/api/v1/sessions?user={user}"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["sessions"].as_array().unwrap().clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn flussonic_shaped_asks_are_answered_from_tollgates_own_state() {
     let (addr, _stop) = origin().await;
@@ -102,7 +88,7 @@ async fn flussonic_shaped_asks_are_answered_from_tollgates_own_state() {
     // The re-check of the same viewer is the same session.
     let r = flussonic_ask(&tg, "ch1", "192.0.2.10", "ann-token", "update_session", 1).await;
     assert_eq!(r.status(), 200);
-    let listed = sessions_of(&tg, "ann").await;
+    let listed = sessions_of(&tg, ADMIN, "ann").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["route"], "backend:tv_auth");
     assert_eq!(
@@ -197,7 +183,7 @@ async fn a_second_tollgate_uses_the_first_as_its_backend() {
     assert_eq!(s, 403, "ch2 is not ann's on the auth server");
     // The edge's viewer is a session of ann's on the auth server, so her
     // limit of one holds across both.
-    let listed = sessions_of(&auth, "ann").await;
+    let listed = sessions_of(&auth, ADMIN, "ann").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["route"], "backend:tv_auth");
     assert_eq!(
@@ -207,7 +193,7 @@ async fn a_second_tollgate_uses_the_first_as_its_backend() {
     // bob plays through the edge, with the auth server's X-UserId.
     let (s, _) = fetch(&edge, "/live/ch2/index.m3u8?token=bob-token").await;
     assert_eq!(s, 200);
-    let on_edge = sessions_of(&edge, "bob").await;
+    let on_edge = sessions_of(&edge, ADMIN, "bob").await;
     assert_eq!(
         on_edge.len(),
         1,

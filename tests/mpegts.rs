@@ -68,13 +68,6 @@ fn config(origin: std::net::SocketAddr, state: &std::path::Path) -> String {
         .build()
 }
 
-async fn sessions(tg: &Tollgate) -> Vec<serde_json::Value> {
-    let (s, body) = admin_call(tg, "GET", "/api/v1/sessions?user=ann", Some(ADMIN), None).await;
-    assert_eq!(s, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["sessions"].as_array().unwrap().clone()
-}
-
 /// Read `resp` until it ends; when it ended, how long that took and how
 /// many bytes.
 async fn drain(
@@ -109,7 +102,7 @@ async fn an_mpegts_stream_is_a_session_that_ends_on_kick_block_and_close() {
     assert!(frames.len() >= 30, "{} frames", frames.len());
     // ffmpeg's close freed the session.
     eventually("ffmpeg's session released", async || {
-        let n = sessions(&tg).await.len();
+        let n = sessions_of(&tg, ADMIN, "ann").await.len();
         if n == 0 {
             Ok(())
         } else {
@@ -124,7 +117,7 @@ async fn an_mpegts_stream_is_a_session_that_ends_on_kick_block_and_close() {
     assert_eq!(a.status(), 200);
     assert_eq!(a.headers()["content-type"], "video/mp2t");
     let listed = eventually("bytes counted while it streams", async || {
-        let s = sessions(&tg).await;
+        let s = sessions_of(&tg, ADMIN, "ann").await;
         match s.first().and_then(|s| s["bytes"].as_u64()) {
             Some(b) if b > 100_000 => Ok(s),
             other => Err(format!("{other:?}")),
@@ -146,7 +139,11 @@ async fn an_mpegts_stream_is_a_session_that_ends_on_kick_block_and_close() {
     // none, and its session stays alive.
     let reader = tokio::spawn(drain(a, Duration::from_secs(20)));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let bytes = async || sessions(&tg).await[0]["bytes"].as_u64().unwrap();
+    let bytes = async || {
+        sessions_of(&tg, ADMIN, "ann").await[0]["bytes"]
+            .as_u64()
+            .unwrap()
+    };
     let before = bytes().await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(bytes().await > before, "still streaming after 2.9 s");

@@ -312,11 +312,17 @@ impl Authenticator {
         &self.schemes
     }
 
-    /// Run `methods` in order for `req`. A `backend` entry cannot be asked
+    /// Run `methods` in order for `req` (`known` as in
+    /// [`Self::decide_from`]). A `backend` entry cannot be asked
     /// synchronously: it denies (500, fail closed); callers that serve
     /// `backend` routes use [`Authenticator::decide_from`].
-    pub fn decide(&self, methods: &[AuthMethod], req: &AuthRequest<'_>) -> Decision {
-        match self.decide_from(methods, 0, req, None) {
+    pub fn decide(
+        &self,
+        methods: &[AuthMethod],
+        req: &AuthRequest<'_>,
+        known: Option<&Known<'_>>,
+    ) -> Decision {
+        match self.decide_from(methods, 0, req, known) {
             Step::Done(d) => d,
             Step::Backend(_) => Decision {
                 result: Err(ProxyError::Internal),
@@ -452,7 +458,8 @@ mod tests {
 
     fn decide(a: &Authenticator, methods: &[AuthMethod], ip: &str) -> Result<Identity, ProxyError> {
         let headers = http::HeaderMap::new();
-        a.decide(methods, &playlist_request(ip, &headers)).result
+        a.decide(methods, &playlist_request(ip, &headers), None)
+            .result
     }
 
     #[test]
@@ -527,7 +534,7 @@ mod tests {
         }
         // Sync callers fail closed on a backend entry.
         assert_eq!(
-            a.decide(&methods, &req("192.0.2.1")).result,
+            a.decide(&methods, &req("192.0.2.1"), None).result,
             Err(ProxyError::Internal)
         );
     }

@@ -470,7 +470,7 @@ fn backend_server(
     }
     let allow = match &raw.allow {
         Some(list) => errs.nets("backend_server.allow", list),
-        None => super::RateLimitConfig::default().exempt,
+        None => super::loopback(),
     };
     let auth_duration = errs.timeout(
         "backend_server.auth_duration",

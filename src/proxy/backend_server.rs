@@ -28,12 +28,11 @@ use super::Who;
 use crate::access_log::RequestRecord;
 use crate::admit::{Admission, admit};
 use crate::auth::query::{param, percent_decode};
-use crate::auth::{AuthMethod, AuthRequest, Known, Step};
+use crate::auth::{AuthMethod, AuthRequest};
 use crate::body::ProxyBody;
 use crate::capability::{Binding, Claims, Scope};
 use crate::config::{BACKEND_SERVER_ROUTE, BackendServerConfig};
 use crate::error::ProxyError;
-use crate::ipnet_set::IpNetSet;
 use crate::runtime::{Live, Shared};
 
 /// What the asking server sent, decoded.
@@ -79,7 +78,10 @@ pub(super) async fn serve(
     record: &mut RequestRecord,
     now: u64,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if !IpNetSet::new(&config.allow).contains(record.client_ip.to_canonical()) {
+    if !live
+        .backend_server_allow
+        .contains(record.client_ip.to_canonical())
+    {
         return Err(ProxyError::Forbidden);
     }
     let ask = ask(req.uri().query())?;
@@ -99,19 +101,11 @@ pub(super) async fn serve(
         channel: Some(&ask.name),
         now,
     };
-    let api = shared.store.api_layer();
-    let effective = shared.store.entitlements();
-    let known = Known {
-        api: &api,
-        effective: &effective,
-    };
-    let result = match live
+    let layers = shared.store.layers();
+    let result = live
         .auth
-        .decide_from(&[AuthMethod::Token], 0, &auth_request, Some(&known))
-    {
-        Step::Done(d) => d.result,
-        Step::Backend(_) => Err(ProxyError::Internal),
-    };
+        .decide(&[AuthMethod::Token], &auth_request, Some(&layers.known()))
+        .result;
     shared.rate_limit_outcome(live, ask.ip, true, &result);
     let user = result?.user.ok_or(ProxyError::Forbidden)?;
     record.user = Some(user.clone());
@@ -149,7 +143,7 @@ pub(super) async fn serve(
     if !ask.update {
         super::remember_entry(shared, &who, Some(&token_query), now);
     }
-    let max = effective.user(&user).map_or(0, |u| u.max_sessions());
+    let max = layers.effective.user(&user).map_or(0, |u| u.max_sessions());
     record.code = "backend_allow";
     let mut resp = Response::new(crate::body::full(bytes::Bytes::new()));
     let h = resp.headers_mut();

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use super::ConnInfo;
 use crate::access_log::RequestRecord;
 use crate::auth::token::{self, Credential};
-use crate::auth::{AuthMethod, AuthRequest, Known, Step};
+use crate::auth::{AuthMethod, AuthRequest};
 use crate::body::ProxyBody;
 use crate::channel_list::{Links, query_pair, render, valid_host};
 use crate::error::ProxyError;
@@ -47,21 +47,13 @@ pub(super) fn serve(
         channel: None,
         now,
     };
-    let api = shared.store.api_layer();
-    let known = Known {
-        api: &api,
-        effective: &shared.store.entitlements(),
-    };
-    let identity = match live
+    let layers = shared.store.layers();
+    let result = live
         .auth
-        .decide_from(&[AuthMethod::Token], 0, &auth, Some(&known))
-    {
-        Step::Done(d) => {
-            shared.rate_limit_outcome(live, record.client_ip, false, &d.result);
-            d.result?
-        }
-        Step::Backend(_) => return Err(ProxyError::Internal),
-    };
+        .decide(&[AuthMethod::Token], &auth, Some(&layers.known()))
+        .result;
+    shared.rate_limit_outcome(live, record.client_ip, false, &result);
+    let identity = result?;
     let user = identity.user.ok_or(ProxyError::Forbidden)?;
     record.user = Some(user.clone());
     // The credential the token method read, as the list's URLs carry it.

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use super::Who;
 use crate::access_log::RequestRecord;
 use crate::auth::query::{param, percent_decode};
-use crate::auth::{AuthMethod, AuthRequest, Decision, Known, Step, Verdict};
+use crate::auth::{AuthMethod, AuthRequest, Decision, Step, Verdict};
 use crate::capability::Claims;
 use crate::config::RouteConfig;
 use crate::error::ProxyError;
@@ -191,12 +191,8 @@ async fn authenticate(
 ) -> Decision {
     // The API's own layer: the `token` method asks it which `[[user]]`
     // ids the API replaced (their config credentials no longer count).
-    let api = shared.store.api_layer();
-    let effective = shared.store.entitlements();
-    let known = Known {
-        api: &api,
-        effective: &effective,
-    };
+    let layers = shared.store.layers();
+    let known = layers.known();
     let mut start = 0;
     loop {
         let at = match live.auth.decide_from(methods, start, req, Some(&known)) {

@@ -30,7 +30,9 @@ use tokio::time::Instant;
 
 use super::{ConnInfo, Ctx};
 use crate::access_log::RequestRecord;
+use crate::admit::Admission;
 use crate::body::{ProxyBody, Watch, Watched};
+use crate::capability::{Claims, Scope};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::origin::Origin;
@@ -78,16 +80,12 @@ pub(super) async fn serve(
         return Ok(Response::from_parts(parts, body.boxed_unsync()));
     }
     record.code = "mpegts";
-    let claims = ctx.claims;
     let watch = Stream {
         shared: Arc::clone(ctx.shared),
-        sid: claims.sid,
-        user: claims.user.clone(),
-        device: claims.device.clone(),
+        claims: ctx.claims.clone(),
         route: ctx.route.name.clone(),
         channel: ctx.channel.to_owned(),
         ip: ctx.scope.client_ip,
-        expires: claims.expires,
         vouched: ctx.route.auth.iter().any(|m| m.vouches_for_users()),
         session,
     };
@@ -95,16 +93,21 @@ pub(super) async fn serve(
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
+/// True while the table holds `session` itself (not gone, not replaced by
+/// a newer session of the same id).
+fn in_table(shared: &Shared, session: &Arc<Session>) -> bool {
+    shared
+        .sessions
+        .get(session.id)
+        .is_some_and(|s| Arc::ptr_eq(&s, session))
+}
+
 /// The stream of `session` closed: free its slot now (here and in the
 /// fleet store), unless the table holds another session of that id by
 /// now (kicked and re-entered): that one is not this stream's to free.
 fn release(shared: &Arc<Shared>, session: &Arc<Session>) {
     session.close_stream();
-    let ours = shared
-        .sessions
-        .get(session.id)
-        .is_some_and(|s| Arc::ptr_eq(&s, session));
-    if !ours {
+    if !in_table(shared, session) {
         return;
     }
     let (shared, id, user) = (
@@ -120,13 +123,10 @@ fn release(shared: &Arc<Shared>, session: &Arc<Session>) {
 /// An open stream's session, as the admission core sees it.
 struct Stream {
     shared: Arc<Shared>,
-    sid: u64,
-    user: Option<String>,
-    device: Option<String>,
+    claims: Claims,
     route: String,
     channel: String,
     ip: IpAddr,
-    expires: u64,
     vouched: bool,
     session: Arc<Session>,
 }
@@ -136,34 +136,25 @@ impl Watch for Stream {
         let shared = &self.shared;
         // Gone from the table (kicked, evicted, forgotten): the stream ends.
         // It never makes a session anew outside the fleet store's count.
-        let ours = shared
-            .sessions
-            .get(self.sid)
-            .is_some_and(|s| Arc::ptr_eq(&s, &self.session));
-        if !ours {
+        if !in_table(shared, &self.session) {
             return false;
         }
         let live = shared.live();
-        let sessions = &live.config.sessions;
-        let now = shared.clock.now();
-        let req = crate::admission::Request {
-            sid: self.sid,
-            user: self.user.as_deref(),
-            device: self.device.as_deref(),
-            expires: self.expires,
+        let scope = Scope {
             route: &self.route,
             channel: &self.channel,
             client_ip: self.ip,
-            token: None,
+        };
+        let how = Admission {
             entry: false,
             vouched: self.vouched,
             limit: None,
-            on_limit: sessions.on_limit,
-            fleet: shared.fleet.is_some() && self.user.is_some(),
+            token: None,
             archive_from: None,
-            now,
-            tombstone_until: sessions.capability_expiry(now),
         };
+        let fleet = shared.fleet.is_some() && self.claims.user.is_some();
+        let req =
+            crate::admit::request(&live, &self.claims, &scope, how, fleet, shared.clock.now());
         let ents = shared.store.entitlements();
         let deny = shared.store.deny_guard();
         crate::admission::admit(&req, &ents, &deny, &shared.revocations, &shared.sessions).is_ok()

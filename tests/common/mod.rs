@@ -452,6 +452,20 @@ pub async fn admin_call(
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// The live sessions of `user` (`GET /api/v1/sessions?user=`, bearer
+/// `token`), as the API lists them.
+pub async fn sessions_of(
+    proxy: &impl Endpoints,
+    token: &str,
+    user: &str,
+) -> Vec<serde_json::Value> {
+    let path = format!("/api/v1/sessions?user={user}");
+    let (s, body) = admin_call(proxy, "GET", &path, Some(token), None).await;
+    assert_eq!(s, 200, "{path}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["sessions"].as_array().unwrap().clone()
+}
+
 /// One segment of a rewritten media playlist: its URL, the key URI in
 /// effect for it and its IV (the key line's explicit `IV`, else its media
 /// sequence number, RFC 8216 §5.2).
